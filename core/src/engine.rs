@@ -1,0 +1,308 @@
+//! The storage-engine contract (DESIGN.md §4).
+//!
+//! An engine is one value that stores, for every Raft group hosted on a node, two
+//! things:
+//!
+//! * the **Raft log** ([`RaftLogStore`]): entries, hard state, conf state and the
+//!   compaction point. It is the write-ahead log: a write becomes durable only when
+//!   [`RaftLogStore::raft_sync`] returns.
+//! * the **partition log** ([`PartitionStore`]): the state machine of a partition
+//!   group, committed RecordBatches by offset. It need not be durable on every apply;
+//!   [`PartitionStore::log_flush`] makes it so, and after a crash it is replayed from
+//!   the Raft log starting after its durable [`LogState::applied_index`].
+//!
+//! All methods take `&self`: an engine is shared by the node's group tasks and its
+//! writer, and synchronises internally. Calls for *different* groups may run
+//! concurrently; weir never issues concurrent writes for the *same* group.
+//!
+//! # Errors and poisoning
+//!
+//! A read error leaves the engine unchanged. A write error (any `raft_*` or `log_*`
+//! mutation, or a sync) may leave the in-memory view ahead of disk; the engine then
+//! **poisons** itself: every later write and sync returns [`Error::Poisoned`], and the
+//! node must exit. A failed fsync is never retried (DESIGN.md §3 rule 6): after
+//! restart the engine recovers only what was durable.
+//!
+//! # Crash recovery
+//!
+//! Opening an engine after a crash yields, for each group, a state that could have
+//! been reached by performing a prefix of the writes issued before the crash, and that
+//! includes every write issued before the last successful sync (`raft_sync` for the
+//! Raft log, `log_flush` for that partition). Data that fails its checksum is never
+//! returned: it is reported as [`Error::Corrupt`], at open or at read time.
+//!
+//! [`Error::Poisoned`]: crate::Error::Poisoned
+//! [`Error::Corrupt`]: crate::Error::Corrupt
+
+use bytes::Bytes;
+use raft::eraftpb::{ConfState, Entry, HardState, SnapshotMetadata};
+
+use crate::error::Result;
+use crate::ids::{GroupId, Offset};
+
+/// What an engine offers beyond the required contract. The conformance suite runs
+/// the cases of every capability an engine declares, and reports the others as not
+/// applicable (never as passed).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Capabilities {
+    /// The engine keeps its data in files under one directory, so crashes can be
+    /// simulated by cutting, tearing and corrupting those files.
+    pub file_crash_simulation: bool,
+    /// The engine can be closed and reopened (for the memory engine: restarted from
+    /// what it holds as durable), and synced data survives that.
+    pub reopen: bool,
+}
+
+impl Capabilities {
+    /// A persistent engine whose files can be cut to simulate crashes.
+    pub const fn files() -> Self {
+        Capabilities {
+            file_crash_simulation: true,
+            reopen: true,
+        }
+    }
+
+    /// An engine that keeps everything in memory but models durability, so that a
+    /// restart keeps exactly what was synced.
+    pub const fn in_memory() -> Self {
+        Capabilities {
+            file_crash_simulation: false,
+            reopen: true,
+        }
+    }
+}
+
+/// Hard state and conf state of one group, as `raft::Storage::initial_state` wants them.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct RaftState {
+    /// Term, vote and commit index.
+    pub hard_state: HardState,
+    /// Voters and learners.
+    pub conf_state: ConfState,
+}
+
+/// The Raft log of every group on the node.
+///
+/// # Invariants (for one group)
+///
+/// * The log holds the contiguous indexes `first_index ..= last_index` (empty when
+///   `last_index == first_index - 1`). A group never written has `first_index = 1`,
+///   `last_index = 0`, `term(0) = 0` and default hard and conf state.
+/// * Entry terms never decrease with the index.
+/// * After [`raft_compact`](Self::raft_compact)`(i)` (or a snapshot at `i`),
+///   `first_index = i + 1` and `term(i)` still answers: the compaction point keeps its
+///   term, as Raft needs it to match the next entry.
+/// * Writes are visible to reads at once, durable only after [`raft_sync`](Self::raft_sync).
+pub trait RaftLogStore: Send + Sync {
+    /// Groups with any stored Raft state, in ascending order.
+    ///
+    /// # Errors
+    /// [`Error::Io`](crate::Error::Io) on a read failure.
+    fn raft_groups(&self) -> Result<Vec<GroupId>>;
+
+    /// Hard state and conf state of `group` (defaults for an unknown group).
+    ///
+    /// # Errors
+    /// [`Error::Io`](crate::Error::Io) on a read failure.
+    fn raft_state(&self, group: GroupId) -> Result<RaftState>;
+
+    /// The first index still stored (`compaction point + 1`).
+    ///
+    /// # Errors
+    /// [`Error::Io`](crate::Error::Io) on a read failure.
+    fn raft_first_index(&self, group: GroupId) -> Result<u64>;
+
+    /// The last index stored, `first_index - 1` when the log is empty.
+    ///
+    /// # Errors
+    /// [`Error::Io`](crate::Error::Io) on a read failure.
+    fn raft_last_index(&self, group: GroupId) -> Result<u64>;
+
+    /// The term of the entry at `index`, for `first_index - 1 <= index <= last_index`.
+    ///
+    /// # Errors
+    /// [`Error::Compacted`](crate::Error::Compacted) below the compaction point,
+    /// [`Error::Unavailable`](crate::Error::Unavailable) above `last_index`.
+    fn raft_term(&self, group: GroupId, index: u64) -> Result<u64>;
+
+    /// Entries `low .. high`, stopping early once their total encoded size would pass
+    /// `max_bytes` — but always at least one entry when `low < high`.
+    ///
+    /// # Errors
+    /// [`Error::Compacted`](crate::Error::Compacted) when `low < first_index`,
+    /// [`Error::Unavailable`](crate::Error::Unavailable) when `high > last_index + 1`,
+    /// [`Error::Corrupt`](crate::Error::Corrupt) when a stored entry fails its checksum.
+    fn raft_entries(
+        &self,
+        group: GroupId,
+        low: u64,
+        high: u64,
+        max_bytes: Option<u64>,
+    ) -> Result<Vec<Entry>>;
+
+    /// Appends consecutive entries. If the first entry's index is at or below
+    /// `last_index`, the stored suffix from that index on is discarded first (Raft
+    /// overwriting a conflicting suffix).
+    ///
+    /// # Errors
+    /// [`Error::Invalid`](crate::Error::Invalid) when the entries are not consecutive,
+    /// start after `last_index + 1` (a hole) or at or below the compaction point;
+    /// nothing is written then. I/O failure poisons the engine.
+    fn raft_append(&self, group: GroupId, entries: &[Entry]) -> Result<()>;
+
+    /// Replaces the hard state.
+    ///
+    /// # Errors
+    /// I/O failure poisons the engine.
+    fn raft_set_hard_state(&self, group: GroupId, hard_state: &HardState) -> Result<()>;
+
+    /// Replaces the conf state.
+    ///
+    /// # Errors
+    /// I/O failure poisons the engine.
+    fn raft_set_conf_state(&self, group: GroupId, conf_state: &ConfState) -> Result<()>;
+
+    /// Discards entries up to and including `index`, keeping `term(index)`.
+    /// Compacting at or below the current compaction point does nothing.
+    ///
+    /// # Errors
+    /// [`Error::Unavailable`](crate::Error::Unavailable) when `index > last_index`.
+    /// I/O failure poisons the engine.
+    fn raft_compact(&self, group: GroupId, index: u64) -> Result<()>;
+
+    /// Installs a snapshot's metadata: discards the whole log, sets the compaction
+    /// point to `(meta.index, meta.term)` and the conf state to `meta.conf_state`.
+    ///
+    /// # Errors
+    /// I/O failure poisons the engine.
+    fn raft_apply_snapshot(&self, group: GroupId, meta: &SnapshotMetadata) -> Result<()>;
+
+    /// Forgets everything about `group`'s Raft log (the replica was removed).
+    ///
+    /// # Errors
+    /// I/O failure poisons the engine.
+    fn raft_remove_group(&self, group: GroupId) -> Result<()>;
+
+    /// Makes every Raft-log write issued before this call durable. Called by the
+    /// node's writer once per drained batch of writes (group commit).
+    ///
+    /// # Errors
+    /// A failed sync poisons the engine; it is never retried.
+    fn raft_sync(&self) -> Result<()>;
+}
+
+/// Where a partition log stands.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LogState {
+    /// First offset that may be read (raised by retention).
+    pub start_offset: Offset,
+    /// Offset the next appended batch will get (the high watermark of applied data).
+    pub next_offset: Offset,
+    /// Raft index of the last committed entry this log reflects.
+    pub applied_index: u64,
+}
+
+/// Where [`PartitionStore::log_append`] put a batch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Appended {
+    /// Offset of the batch's first record.
+    pub base_offset: Offset,
+    /// Offset of the batch's last record.
+    pub last_offset: Offset,
+}
+
+/// The partition logs (state machines) of every partition group on the node.
+///
+/// # Invariants (for one group)
+///
+/// * Batches are stored back to back by offset: a batch's base offset is the previous
+///   batch's last offset + 1, and `next_offset` is the last batch's last offset + 1.
+/// * `start_offset <= next_offset`; offsets below `start_offset` are never served.
+/// * `applied_index` only grows.
+/// * Stored batches are the bytes given to [`log_append`](Self::log_append) with only
+///   the base offset and leader epoch stamped; every batch served passes its CRC.
+pub trait PartitionStore: Send + Sync {
+    /// Groups that have a partition log, in ascending order.
+    ///
+    /// # Errors
+    /// [`Error::Io`](crate::Error::Io) on a read failure.
+    fn log_groups(&self) -> Result<Vec<GroupId>>;
+
+    /// Start, next offset and applied index (all zero for an unknown group).
+    ///
+    /// # Errors
+    /// [`Error::Io`](crate::Error::Io) on a read failure.
+    fn log_state(&self, group: GroupId) -> Result<LogState>;
+
+    /// Appends one verified RecordBatch v2 for the committed Raft entry `raft_index`,
+    /// stamping base offset `next_offset` and `leader_epoch`. Creates the log on first
+    /// use.
+    ///
+    /// # Errors
+    /// [`Error::Invalid`](crate::Error::Invalid) when `raft_index <= applied_index`
+    /// or the batch fails [`verify`](crate::batch::verify); nothing is stored then.
+    /// I/O failure poisons the engine.
+    fn log_append(
+        &self,
+        group: GroupId,
+        raft_index: u64,
+        leader_epoch: i32,
+        batch: &[u8],
+    ) -> Result<Appended>;
+
+    /// Records that committed entries up to `raft_index` are applied even though they
+    /// carried no batch (elections' empty entries, conf changes). Lower values are ignored.
+    ///
+    /// # Errors
+    /// I/O failure poisons the engine.
+    fn log_mark_applied(&self, group: GroupId, raft_index: u64) -> Result<()>;
+
+    /// Reads whole batches starting with the one that holds `offset` (which may begin
+    /// before `offset`), adding batches while the total stays within `max_bytes`, but
+    /// always returning at least one batch when `offset < next_offset`. Returns empty
+    /// bytes when `offset == next_offset`. A read may stop early (at a segment end);
+    /// callers read again from the next offset.
+    ///
+    /// # Errors
+    /// [`Error::OutOfRange`](crate::Error::OutOfRange) when `offset < start_offset` or
+    /// `offset > next_offset`; [`Error::Corrupt`](crate::Error::Corrupt) when a batch
+    /// fails its CRC (it is not returned).
+    fn log_read(&self, group: GroupId, offset: Offset, max_bytes: usize) -> Result<Bytes>;
+
+    /// Base offset of the first batch at or after `start_offset` whose max timestamp
+    /// is `>= timestamp`, or `None` when there is none.
+    ///
+    /// # Errors
+    /// [`Error::Io`](crate::Error::Io) or [`Error::Corrupt`](crate::Error::Corrupt) on a
+    /// failed read.
+    fn log_offset_for_timestamp(&self, group: GroupId, timestamp: i64) -> Result<Option<Offset>>;
+
+    /// Raises `start_offset` to `offset` (clamped to `next_offset`); lower values are
+    /// ignored. Storage of whole batches below it may be released at once or later.
+    ///
+    /// # Errors
+    /// I/O failure poisons the engine.
+    fn log_delete_prefix(&self, group: GroupId, offset: Offset) -> Result<()>;
+
+    /// Deletes `group`'s partition log entirely.
+    ///
+    /// # Errors
+    /// I/O failure poisons the engine.
+    fn log_remove(&self, group: GroupId) -> Result<()>;
+
+    /// Makes `group`'s appended batches, applied index and start offset durable.
+    ///
+    /// # Errors
+    /// A failed sync poisons the engine; it is never retried.
+    fn log_flush(&self, group: GroupId) -> Result<()>;
+}
+
+/// A storage engine: both logs, a name and its capabilities.
+pub trait Engine: RaftLogStore + PartitionStore + 'static {
+    /// The engine's name as chosen in configuration (`"memory"`, `"segment"`, …).
+    fn name(&self) -> &'static str;
+
+    /// What the engine offers beyond the required contract.
+    fn capabilities(&self) -> Capabilities;
+}

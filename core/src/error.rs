@@ -1,0 +1,118 @@
+//! The one public error type of weir.
+//!
+//! Plug-ins keep their own private error enums and convert into [`Error`]; the Kafka
+//! protocol edge maps [`Error`] to Kafka error codes. Match on the variant to decide
+//! what to do, and on [`Error::is_retriable`] to decide whether trying again can help.
+
+use crate::ids::{GroupId, NodeId, Offset};
+
+/// Shorthand for results whose error is [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Where the leader of a group is believed to be.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LeaderHint {
+    /// The node believed to lead the group.
+    pub node: NodeId,
+    /// The Raft term in which it leads (the Kafka leader epoch).
+    pub term: u64,
+}
+
+/// Everything that can go wrong in weir, grouped by what a caller can do about it.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// This replica is not the leader of the group; retry on the hinted leader.
+    #[error("not the leader of group {group}{}", hint_text(hint))]
+    NotLeader {
+        /// The group the request was for.
+        group: GroupId,
+        /// The leader, when known.
+        hint: Option<LeaderHint>,
+    },
+    /// The thing asked for (topic, partition, group) does not exist.
+    #[error("not found: {0}")]
+    NotFound(String),
+    /// An offset outside `[start, end]` of a partition log.
+    #[error("offset {requested} is out of range [{start}, {end}]")]
+    OutOfRange {
+        /// The offset that was asked for.
+        requested: Offset,
+        /// The log start offset.
+        start: Offset,
+        /// The log end offset (next offset to be written).
+        end: Offset,
+    },
+    /// Raft log entries at or below this index were compacted away.
+    #[error("raft log compacted through index {0}")]
+    Compacted(u64),
+    /// Raft log entries at this index do not exist (yet).
+    #[error("raft log index {0} is not available")]
+    Unavailable(u64),
+    /// Stored data failed a checksum or a structural check. Never served; never retried.
+    #[error("corrupt data: {0}")]
+    Corrupt(String),
+    /// The caller passed something malformed (a bad batch, an out-of-order index).
+    #[error("invalid input: {0}")]
+    Invalid(String),
+    /// The operation is not offered by this engine, transport or protocol version.
+    #[error("unsupported: {0}")]
+    Unsupported(String),
+    /// The configuration is wrong; the message says what to change.
+    #[error("configuration error: {0}")]
+    Config(String),
+    /// An operating-system I/O error.
+    #[error("I/O error while {context}: {source}")]
+    Io {
+        /// What weir was doing.
+        context: String,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// An earlier failure (typically a failed fsync) made the store refuse all writes.
+    /// The process must stop; restarting recovers from what is durable.
+    #[error("storage is poisoned by an earlier failure and accepts no writes: {0}")]
+    Poisoned(String),
+    /// The request did not complete in time; it may or may not have taken effect.
+    #[error("timed out: {0}")]
+    Timeout(String),
+    /// The component is shutting down.
+    #[error("shutting down")]
+    Shutdown,
+}
+
+fn hint_text(hint: &Option<LeaderHint>) -> String {
+    match hint {
+        Some(h) => format!(" (leader is node {} in term {})", h.node, h.term),
+        None => " (leader unknown)".to_string(),
+    }
+}
+
+impl Error {
+    /// Builds an [`Error::Io`] with a description of what was being done.
+    pub fn io(context: impl Into<String>, source: std::io::Error) -> Self {
+        Error::Io {
+            context: context.into(),
+            source,
+        }
+    }
+
+    /// Whether the same request may succeed if tried again later (possibly elsewhere).
+    pub fn is_retriable(&self) -> bool {
+        matches!(
+            self,
+            Error::NotLeader { .. } | Error::Timeout(_) | Error::Unavailable(_)
+        )
+    }
+}
+
+impl From<Error> for raft::Error {
+    fn from(e: Error) -> Self {
+        match e {
+            Error::Compacted(_) => raft::Error::Store(raft::StorageError::Compacted),
+            Error::Unavailable(_) => raft::Error::Store(raft::StorageError::Unavailable),
+            other => raft::Error::Store(raft::StorageError::Other(Box::new(other))),
+        }
+    }
+}

@@ -1,0 +1,3 @@
+//! stub
+/// name
+pub const NAME: &str = "segment";
