@@ -162,29 +162,28 @@ impl<'a> Diff<'a> {
         out
     }
 
+    /// The image of [`Diff::cut`]`(k)` with `len` random bytes where the first byte
+    /// that did not persist would have gone: a write that reached the disk as garbage.
+    pub fn garbage_at_cut(&self, k: usize, len: usize, seed: u64) -> Image {
+        let mut image = self.cut(k);
+        let Some(&(path, pos)) = self.positions.get(k) else {
+            return image;
+        };
+        let mut rng = StdRng::seed_from_u64(seed);
+        let file = image.entry(path.to_path_buf()).or_default();
+        if file.len() < pos + len {
+            file.resize(pos + len, 0);
+        }
+        for b in &mut file[pos..pos + len] {
+            *b = rng.r#gen();
+        }
+        image
+    }
+
     /// Positions (file, byte) that differ, for choosing where to flip bits.
     pub fn positions(&self) -> &[(&'a Path, usize)] {
         &self.positions
     }
-}
-
-/// `image` with `len` random bytes written after the last non-zero byte of every
-/// file in `files`.
-pub fn with_garbage(image: &Image, files: &[PathBuf], len: usize, seed: u64) -> Image {
-    let mut rng = StdRng::seed_from_u64(seed);
-    let mut out = image.clone();
-    for f in files {
-        if let Some(bytes) = out.get_mut(f) {
-            let end = bytes.iter().rposition(|&b| b != 0).map_or(0, |p| p + 1);
-            if bytes.len() < end + len {
-                bytes.resize(end + len, 0);
-            }
-            for b in &mut bytes[end..end + len] {
-                *b = rng.r#gen();
-            }
-        }
-    }
-    out
 }
 
 /// `image` with one bit flipped at (file, position).

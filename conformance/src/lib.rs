@@ -12,7 +12,7 @@
 //! An engine implements [`engine::EngineHarness`] in its `tests/conformance.rs` and
 //! expands [`engine_suite!`]; every case becomes its own named `#[test]`:
 //!
-//! ```ignore
+//! ```text
 //! struct Harness;
 //! impl weir_conformance::engine::EngineHarness for Harness { /* create, reopen, … */ }
 //! weir_conformance::engine_suite!(Harness);

@@ -1,3 +1,382 @@
-//! stub
-/// name
+//! weir-engine-segment: weir's default storage engine.
+//!
+//! * The **Raft log** of every group lives in one write-ahead log of append-only files
+//!   (`wal/`), so that one `fdatasync` commits the writes of all groups.
+//! * Each **partition log** is a directory of segments (`partitions/<group>/`): a
+//!   preallocated, memory-mapped log file of Kafka RecordBatches served as stored,
+//!   with a sparse offset index and a time index.
+//!
+//! The on-disk format and the crash-recovery argument are in `docs/format.md`.
+//!
+//! ```no_run
+//! use weir_engine_segment::{Config, SegmentEngine};
+//! let engine = SegmentEngine::open("/var/lib/weir", Config::default())?;
+//! # Ok::<(), weir_core::Error>(())
+//! ```
+//!
+//! # Layout
+//!
+//! * `format` — header pages and checkpoint slots shared by all files.
+//! * `wal` — the Raft log.
+//! * `segment` — one mapped segment and its indexes (the only `unsafe` code).
+//! * `partition` — a partition's segments, rolling and retention.
+//! * `durability` — poisoning after a failed write or sync, and fault injection.
+
+mod durability;
+mod error;
+mod format;
+mod partition;
+mod segment;
+mod wal;
+
+use std::collections::HashMap;
+use std::fs::{self, File};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use parking_lot::{Mutex, RwLock};
+use serde::{Deserialize, Serialize};
+use weir_core::eraftpb::{ConfState, Entry, HardState, SnapshotMetadata};
+use weir_core::memory::check_append;
+use weir_core::{
+    Appended, Capabilities, Engine, Error, GroupId, LogState, Offset, PartitionStore, RaftLogStore,
+    RaftState, Result,
+};
+
+use crate::durability::Durability;
+use crate::error::SegError;
+use crate::partition::{Partition, Shape};
+use crate::wal::Wal;
+
+/// The configuration name of this engine.
 pub const NAME: &str = "segment";
+
+/// Tuning of the segment engine (`[engine.segment]` in weir's config).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Size a partition's segment file is preallocated to; a new segment starts when a
+    /// batch no longer fits. Default 64 MiB.
+    pub segment_bytes: u64,
+    /// Bytes of batches between two entries of the sparse offset index. Default 4 KiB.
+    pub index_interval_bytes: u64,
+    /// Size after which the Raft write-ahead log starts a new file. Default 64 MiB.
+    pub wal_file_bytes: u64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            segment_bytes: 64 << 20,
+            index_interval_bytes: 4096,
+            wal_file_bytes: 64 << 20,
+        }
+    }
+}
+
+impl Config {
+    fn validate(&self) -> Result<(), SegError> {
+        if self.segment_bytes < 64 << 10 || self.segment_bytes > 1 << 31 {
+            return Err(SegError::Config(format!(
+                "engine.segment.segment_bytes = {} must be between 64 KiB and 2 GiB",
+                self.segment_bytes
+            )));
+        }
+        if self.index_interval_bytes == 0 {
+            return Err(SegError::Config(
+                "engine.segment.index_interval_bytes must be positive".into(),
+            ));
+        }
+        if self.wal_file_bytes < 64 << 10 {
+            return Err(SegError::Config(format!(
+                "engine.segment.wal_file_bytes = {} must be at least 64 KiB",
+                self.wal_file_bytes
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// The segment engine; see the [crate docs](crate).
+#[derive(Debug)]
+pub struct SegmentEngine {
+    dir: PathBuf,
+    shape: Shape,
+    wal: Mutex<Wal>,
+    partitions: RwLock<HashMap<GroupId, Arc<Mutex<Partition>>>>,
+    durability: Arc<Durability>,
+    _lock: File,
+}
+
+fn partition_dir(root: &Path, g: GroupId) -> PathBuf {
+    root.join("partitions").join(format!("{:020}", g.0))
+}
+
+impl SegmentEngine {
+    /// Opens the engine in `dir` (created if missing), recovering from a crash if
+    /// there was one.
+    ///
+    /// # Errors
+    /// [`Error::Config`] for a bad config or a directory another process has open,
+    /// [`Error::Corrupt`] when synced data fails its checks, [`Error::Io`] otherwise.
+    pub fn open(dir: impl AsRef<Path>, config: Config) -> Result<SegmentEngine> {
+        Ok(Self::open_inner(dir.as_ref(), config)?)
+    }
+
+    fn open_inner(dir: &Path, config: Config) -> Result<SegmentEngine, SegError> {
+        use crate::error::IoContext;
+        config.validate()?;
+        fs::create_dir_all(dir.join("partitions")).ctx(|| format!("creating {}", dir.display()))?;
+        let lock =
+            File::create(dir.join("LOCK")).ctx(|| format!("creating {}/LOCK", dir.display()))?;
+        lock.try_lock().map_err(|_| {
+            SegError::Config(format!(
+                "data directory {} is in use by another process",
+                dir.display()
+            ))
+        })?;
+        let durability = Arc::new(Durability::default());
+        let wal = Wal::open(&dir.join("wal"), config.wal_file_bytes, durability.clone())?;
+        let shape = Shape {
+            segment_bytes: config.segment_bytes,
+            index_interval: config.index_interval_bytes,
+        };
+        let mut partitions = HashMap::new();
+        let pdir = dir.join("partitions");
+        for entry in fs::read_dir(&pdir).ctx(|| format!("listing {}", pdir.display()))? {
+            let entry = entry.ctx(|| format!("listing {}", pdir.display()))?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let Ok(g) = name.parse::<u64>() else {
+                tracing::warn!(path = %entry.path().display(), "ignoring unexpected entry in partitions/");
+                continue;
+            };
+            match Partition::open(&entry.path(), shape)? {
+                Some(p) => {
+                    partitions.insert(GroupId(g), Arc::new(Mutex::new(p)));
+                }
+                None => fs::remove_dir_all(entry.path())
+                    .ctx(|| format!("removing {}", entry.path().display()))?,
+            }
+        }
+        tracing::info!(dir = %dir.display(), raft_groups = wal.groups().len(), partitions = partitions.len(), "segment engine open");
+        Ok(SegmentEngine {
+            dir: dir.to_path_buf(),
+            shape,
+            wal: Mutex::new(wal),
+            partitions: RwLock::new(partitions),
+            durability,
+            _lock: lock,
+        })
+    }
+
+    /// Makes the next sync (Raft-log sync or partition flush) fail as if `fsync`
+    /// returned an I/O error, for fault tests. The engine is then poisoned.
+    pub fn inject_sync_failure(&self) {
+        self.durability.inject_sync_failure();
+    }
+
+    fn partition(&self, g: GroupId) -> Option<Arc<Mutex<Partition>>> {
+        self.partitions.read().get(&g).cloned()
+    }
+
+    fn partition_or_create(&self, g: GroupId) -> Result<Arc<Mutex<Partition>>> {
+        if let Some(p) = self.partition(g) {
+            return Ok(p);
+        }
+        let mut map = self.partitions.write();
+        if let Some(p) = map.get(&g) {
+            return Ok(p.clone());
+        }
+        let p = self.durability.write_result(Partition::create(
+            &partition_dir(&self.dir, g),
+            self.shape,
+            &self.durability,
+        ))?;
+        let p = Arc::new(Mutex::new(p));
+        map.insert(g, p.clone());
+        Ok(p)
+    }
+
+    fn wal_write(&self, f: impl FnOnce(&mut Wal) -> Result<(), SegError>) -> Result<()> {
+        self.durability.check()?;
+        let mut wal = self.wal.lock();
+        self.durability.write_result(f(&mut wal))
+    }
+}
+
+impl RaftLogStore for SegmentEngine {
+    fn raft_groups(&self) -> Result<Vec<GroupId>> {
+        Ok(self.wal.lock().groups())
+    }
+
+    fn raft_state(&self, group: GroupId) -> Result<RaftState> {
+        Ok(self.wal.lock().state(group))
+    }
+
+    fn raft_first_index(&self, group: GroupId) -> Result<u64> {
+        Ok(self.wal.lock().first_index(group))
+    }
+
+    fn raft_last_index(&self, group: GroupId) -> Result<u64> {
+        Ok(self.wal.lock().last_index(group))
+    }
+
+    fn raft_term(&self, group: GroupId, index: u64) -> Result<u64> {
+        self.wal.lock().term(group, index)
+    }
+
+    fn raft_entries(
+        &self,
+        group: GroupId,
+        low: u64,
+        high: u64,
+        max_bytes: Option<u64>,
+    ) -> Result<Vec<Entry>> {
+        self.wal.lock().entries(group, low, high, max_bytes)
+    }
+
+    fn raft_append(&self, group: GroupId, entries: &[Entry]) -> Result<()> {
+        if entries.is_empty() {
+            return Ok(());
+        }
+        self.durability.check()?;
+        let mut wal = self.wal.lock();
+        check_append(
+            group,
+            entries,
+            wal.first_index(group),
+            wal.last_index(group),
+        )?;
+        self.durability.write_result(wal.append(group, entries))
+    }
+
+    fn raft_set_hard_state(&self, group: GroupId, hard_state: &HardState) -> Result<()> {
+        self.wal_write(|w| w.set_hard_state(group, hard_state))
+    }
+
+    fn raft_set_conf_state(&self, group: GroupId, conf_state: &ConfState) -> Result<()> {
+        self.wal_write(|w| w.set_conf_state(group, conf_state))
+    }
+
+    fn raft_compact(&self, group: GroupId, index: u64) -> Result<()> {
+        self.durability.check()?;
+        let mut wal = self.wal.lock();
+        if index > wal.last_index(group) {
+            return Err(Error::Unavailable(index));
+        }
+        if index < wal.first_index(group) {
+            return Ok(());
+        }
+        let term = wal.term(group, index)?;
+        self.durability
+            .write_result(wal.compact(group, index, term))
+    }
+
+    fn raft_apply_snapshot(&self, group: GroupId, meta: &SnapshotMetadata) -> Result<()> {
+        self.wal_write(|w| w.apply_snapshot(group, meta))
+    }
+
+    fn raft_remove_group(&self, group: GroupId) -> Result<()> {
+        self.wal_write(|w| w.remove_group(group))
+    }
+
+    fn raft_sync(&self) -> Result<()> {
+        self.wal_write(Wal::sync)
+    }
+}
+
+impl PartitionStore for SegmentEngine {
+    fn log_groups(&self) -> Result<Vec<GroupId>> {
+        let mut v: Vec<_> = self.partitions.read().keys().copied().collect();
+        v.sort();
+        Ok(v)
+    }
+
+    fn log_state(&self, group: GroupId) -> Result<LogState> {
+        Ok(self
+            .partition(group)
+            .map(|p| p.lock().state())
+            .unwrap_or_default())
+    }
+
+    fn log_append(
+        &self,
+        group: GroupId,
+        raft_index: u64,
+        leader_epoch: i32,
+        batch: &[u8],
+    ) -> Result<Appended> {
+        weir_core::batch::verify(batch)?;
+        self.durability.check()?;
+        let p = self.partition_or_create(group)?;
+        let mut p = p.lock();
+        let applied = p.state().applied_index;
+        if raft_index <= applied {
+            return Err(Error::Invalid(format!(
+                "{group}: append for raft index {raft_index} at or below applied index {applied}"
+            )));
+        }
+        self.durability
+            .write_result(p.append(raft_index, leader_epoch, batch, &self.durability))
+    }
+
+    fn log_mark_applied(&self, group: GroupId, raft_index: u64) -> Result<()> {
+        self.durability.check()?;
+        self.partition_or_create(group)?
+            .lock()
+            .mark_applied(raft_index);
+        Ok(())
+    }
+
+    fn log_read(&self, group: GroupId, offset: Offset, max_bytes: usize) -> Result<Bytes> {
+        match self.partition(group) {
+            Some(p) => p.lock().read(offset, max_bytes),
+            None => weir_core::memory::check_read_range(offset, &LogState::default())
+                .map(|()| Bytes::new()),
+        }
+    }
+
+    fn log_offset_for_timestamp(&self, group: GroupId, timestamp: i64) -> Result<Option<Offset>> {
+        match self.partition(group) {
+            Some(p) => p.lock().find_timestamp(timestamp),
+            None => Ok(None),
+        }
+    }
+
+    fn log_delete_prefix(&self, group: GroupId, offset: Offset) -> Result<()> {
+        self.durability.check()?;
+        let p = self.partition_or_create(group)?;
+        let mut p = p.lock();
+        self.durability.write_result(p.delete_prefix(offset))
+    }
+
+    fn log_remove(&self, group: GroupId) -> Result<()> {
+        self.durability.check()?;
+        let Some(p) = self.partitions.write().remove(&group) else {
+            return Ok(());
+        };
+        let p = Arc::try_unwrap(p)
+            .map_err(|_| Error::Invalid(format!("{group}: partition log is in use")))?;
+        self.durability.write_result(p.into_inner().remove())
+    }
+
+    fn log_flush(&self, group: GroupId) -> Result<()> {
+        self.durability.check()?;
+        let Some(p) = self.partition(group) else {
+            return Ok(());
+        };
+        let mut p = p.lock();
+        self.durability.write_result(p.flush(&self.durability))
+    }
+}
+
+impl Engine for SegmentEngine {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities::files()
+    }
+}

@@ -1,0 +1,35 @@
+//! The segment engine's private error type.
+
+use weir_core::Error;
+
+/// What can go wrong inside the segment engine; converted into [`weir_core::Error`].
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum SegError {
+    #[error("I/O error while {0}: {1}")]
+    Io(String, #[source] std::io::Error),
+    #[error("{0}")]
+    Corrupt(String),
+    #[error("{0}")]
+    Config(String),
+}
+
+impl From<SegError> for Error {
+    fn from(e: SegError) -> Self {
+        match e {
+            SegError::Io(ctx, source) => Error::io(ctx, source),
+            SegError::Corrupt(m) => Error::Corrupt(m),
+            SegError::Config(m) => Error::Config(m),
+        }
+    }
+}
+
+/// Adds "while …" context to an I/O result.
+pub(crate) trait IoContext<T> {
+    fn ctx(self, what: impl FnOnce() -> String) -> Result<T, SegError>;
+}
+
+impl<T> IoContext<T> for std::io::Result<T> {
+    fn ctx(self, what: impl FnOnce() -> String) -> Result<T, SegError> {
+        self.map_err(|e| SegError::Io(what(), e))
+    }
+}

@@ -1,0 +1,244 @@
+//! One partition log: its segments, oldest first, and its state.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use bytes::Bytes;
+use weir_core::batch;
+use weir_core::memory::check_read_range;
+use weir_core::{Appended, Error, LogState, Offset};
+
+use crate::durability::Durability;
+use crate::error::{IoContext, SegError};
+use crate::segment::{Marks, Segment};
+
+/// Sizes that shape a partition's files.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Shape {
+    pub(crate) segment_bytes: u64,
+    pub(crate) index_interval: u64,
+}
+
+#[derive(Debug)]
+pub(crate) struct Partition {
+    dir: PathBuf,
+    segments: BTreeMap<Offset, Segment>,
+    state: LogState,
+    shape: Shape,
+}
+
+impl Partition {
+    /// Creates an empty partition log in `dir`.
+    pub(crate) fn create(dir: &Path, shape: Shape, d: &Durability) -> Result<Partition, SegError> {
+        fs::create_dir_all(dir).ctx(|| format!("creating {}", dir.display()))?;
+        crate::durability::sync_dir(dir.parent().unwrap_or(dir))?;
+        let seg = Segment::create(
+            dir,
+            0,
+            shape.segment_bytes,
+            shape.index_interval,
+            Marks::default(),
+            d,
+        )?;
+        let mut segments = BTreeMap::new();
+        segments.insert(0, seg);
+        Ok(Partition {
+            dir: dir.to_path_buf(),
+            segments,
+            state: LogState::default(),
+            shape,
+        })
+    }
+
+    /// Opens the partition log in `dir`; `None` when it holds no segment (a removal
+    /// that was interrupted).
+    pub(crate) fn open(dir: &Path, shape: Shape) -> Result<Option<Partition>, SegError> {
+        let mut bases = Vec::new();
+        for entry in fs::read_dir(dir).ctx(|| format!("listing {}", dir.display()))? {
+            let entry = entry.ctx(|| format!("listing {}", dir.display()))?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name.ends_with(".tmp") {
+                fs::remove_file(entry.path()).ctx(|| format!("removing {name}"))?;
+            } else if let Some(stem) = name.strip_suffix(".log") {
+                bases.push(stem.parse::<Offset>().map_err(|_| {
+                    SegError::Corrupt(format!(
+                        "unexpected segment file {}",
+                        entry.path().display()
+                    ))
+                })?);
+            }
+        }
+        bases.sort_unstable();
+        let Some(&tail) = bases.last() else {
+            return Ok(None);
+        };
+        let mut segments = BTreeMap::new();
+        for &base in &bases {
+            let seg = Segment::open(dir, base, base == tail, shape.index_interval)?;
+            segments.insert(base, seg);
+        }
+        // Neighbouring segments must meet exactly.
+        let mut prev: Option<&Segment> = None;
+        for seg in segments.values() {
+            if let Some(p) = prev
+                && p.state().next_offset != seg.base()
+            {
+                return Err(SegError::Corrupt(format!(
+                    "{}: segment {} ends at offset {} but the next starts at {}",
+                    dir.display(),
+                    p.base(),
+                    p.state().next_offset,
+                    seg.base()
+                )));
+            }
+            prev = Some(seg);
+        }
+        let tail_state = segments[&tail].state();
+        let first = bases[0];
+        let state = LogState {
+            start_offset: tail_state.marks.start_offset.max(first),
+            next_offset: tail_state.next_offset,
+            applied_index: tail_state.marks.applied_index,
+        };
+        let mut p = Partition {
+            dir: dir.to_path_buf(),
+            segments,
+            state,
+            shape,
+        };
+        p.drop_segments_below_start()?;
+        Ok(Some(p))
+    }
+
+    pub(crate) fn state(&self) -> LogState {
+        self.state
+    }
+
+    fn marks(&self) -> Marks {
+        Marks {
+            applied_index: self.state.applied_index,
+            start_offset: self.state.start_offset,
+        }
+    }
+
+    fn tail(&mut self) -> &mut Segment {
+        // There is always at least one segment.
+        self.segments
+            .values_mut()
+            .next_back()
+            .expect("a partition always has a tail segment")
+    }
+
+    pub(crate) fn append(
+        &mut self,
+        raft_index: u64,
+        epoch: i32,
+        bytes: &[u8],
+        d: &Durability,
+    ) -> Result<Appended, SegError> {
+        let h = batch::verify(bytes).map_err(|e| SegError::Config(e.to_string()))?;
+        let len = bytes.len();
+        if !self.tail().fits(len) {
+            if self.tail().is_empty() {
+                self.tail().grow_for(len)?;
+            } else {
+                self.roll(d)?;
+                if !self.tail().fits(len) {
+                    self.tail().grow_for(len)?;
+                }
+            }
+        }
+        let a = self.tail().append(&h, bytes, epoch);
+        self.state.next_offset = a.last_offset + 1;
+        self.state.applied_index = raft_index;
+        Ok(a)
+    }
+
+    fn roll(&mut self, d: &Durability) -> Result<(), SegError> {
+        let marks = self.marks();
+        self.tail().seal(marks, d)?;
+        let base = self.state.next_offset;
+        let seg = Segment::create(
+            &self.dir,
+            base,
+            self.shape.segment_bytes,
+            self.shape.index_interval,
+            marks,
+            d,
+        )?;
+        tracing::debug!(dir = %self.dir.display(), base, "rolled to a new segment");
+        self.segments.insert(base, seg);
+        Ok(())
+    }
+
+    pub(crate) fn mark_applied(&mut self, raft_index: u64) {
+        self.state.applied_index = self.state.applied_index.max(raft_index);
+    }
+
+    pub(crate) fn delete_prefix(&mut self, offset: Offset) -> Result<(), SegError> {
+        let start = offset.min(self.state.next_offset);
+        if start > self.state.start_offset {
+            self.state.start_offset = start;
+            self.drop_segments_below_start()?;
+        }
+        Ok(())
+    }
+
+    /// Deletes whole segments every offset of which lies below the start offset.
+    fn drop_segments_below_start(&mut self) -> Result<(), SegError> {
+        while self.segments.len() > 1 {
+            let mut it = self.segments.keys();
+            let (Some(&first), Some(&second)) = (it.next(), it.next()) else {
+                break;
+            };
+            if second > self.state.start_offset {
+                break;
+            }
+            if let Some(seg) = self.segments.remove(&first) {
+                seg.delete()?;
+            }
+        }
+        Ok(())
+    }
+
+    pub(crate) fn flush(&mut self, d: &Durability) -> Result<(), SegError> {
+        let marks = self.marks();
+        self.tail().flush(marks, d)
+    }
+
+    pub(crate) fn read(&self, offset: Offset, max_bytes: usize) -> Result<Bytes, Error> {
+        check_read_range(offset, &self.state)?;
+        for (_, seg) in self
+            .segments
+            .range(..=offset)
+            .next_back()
+            .into_iter()
+            .chain(self.segments.range(offset + 1..))
+        {
+            if let Some(b) = seg.read(offset, max_bytes)? {
+                return Ok(b);
+            }
+        }
+        Ok(Bytes::new())
+    }
+
+    pub(crate) fn find_timestamp(&self, ts: i64) -> Result<Option<Offset>, Error> {
+        let from = self.state.start_offset;
+        for seg in self.segments.values() {
+            if seg.state().next_offset <= from {
+                continue;
+            }
+            if let Some(o) = seg.find_timestamp(ts, from)? {
+                return Ok(Some(o));
+            }
+        }
+        Ok(None)
+    }
+
+    pub(crate) fn remove(self) -> Result<(), SegError> {
+        let dir = self.dir.clone();
+        drop(self);
+        fs::remove_dir_all(&dir).ctx(|| format!("removing {}", dir.display()))
+    }
+}

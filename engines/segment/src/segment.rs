@@ -1,0 +1,581 @@
+//! One segment of a partition log: a preallocated, memory-mapped log file holding
+//! RecordBatches back to back after a header page, with a sparse offset index and a
+//! time index in their own mapped files.
+//!
+//! The header's checkpoint slot records, at each flush, the end position, next offset,
+//! applied Raft index, log start offset and max timestamp. Only bytes below the
+//! checkpointed end are trusted after a crash; see `docs/format.md`.
+
+// Memory maps are the one place weir uses `unsafe`.
+#![allow(unsafe_code)]
+
+use std::fs::{self, File, OpenOptions};
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+use bytes::Bytes;
+use memmap2::MmapMut;
+use weir_core::batch::{self, BatchHeader};
+use weir_core::{Appended, Error, Offset};
+
+use crate::durability::{Durability, sync_dir};
+use crate::error::{IoContext, SegError};
+use crate::format::{Checkpoint, HEADER_LEN, Magic, decode_header, encode_header};
+
+const INDEX_ENTRY: usize = 8;
+const TIME_ENTRY: usize = 16;
+const TIME_CHECK: u32 = 0xA5A5_A5A5;
+
+/// What a flush records besides the segment's own end.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Marks {
+    pub(crate) applied_index: u64,
+    pub(crate) start_offset: Offset,
+}
+
+/// The durable description of a segment, as read from its checkpoint.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct SegmentState {
+    pub(crate) end: u64,
+    pub(crate) next_offset: Offset,
+    pub(crate) marks: Marks,
+    pub(crate) max_timestamp: i64,
+    /// Running CRC-32C of the fields Kafka's batch CRC leaves out (base offset, batch
+    /// length, leader epoch: bytes 0..16 of every batch), so that a flipped bit there
+    /// is caught too.
+    pub(crate) stamp_crc: u32,
+}
+
+impl SegmentState {
+    fn fields(&self) -> [u64; 6] {
+        [
+            self.end,
+            self.next_offset as u64,
+            self.marks.applied_index,
+            self.marks.start_offset as u64,
+            self.max_timestamp as u64,
+            u64::from(self.stamp_crc),
+        ]
+    }
+
+    fn from_fields(f: [u64; 6]) -> Self {
+        SegmentState {
+            end: f[0],
+            next_offset: f[1] as i64,
+            marks: Marks {
+                applied_index: f[2],
+                start_offset: f[3] as i64,
+            },
+            max_timestamp: f[4] as i64,
+            stamp_crc: f[5] as u32,
+        }
+    }
+}
+
+/// A mapped file.
+#[derive(Debug)]
+struct Mapped {
+    path: PathBuf,
+    file: File,
+    map: MmapMut,
+}
+
+impl Mapped {
+    fn open(path: &Path, len: u64, create: bool) -> Result<Mapped, SegError> {
+        let what = || format!("opening {}", path.display());
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(create)
+            .truncate(false)
+            .open(path)
+            .ctx(what)?;
+        if file.metadata().ctx(what)?.len() < len {
+            file.set_len(len).ctx(what)?;
+        }
+        // SAFETY: the engine holds an exclusive lock on its data directory (see
+        // `SegmentEngine::open`), so no other process modifies or truncates this file
+        // while it is mapped; this process only ever grows it, and remaps after growing.
+        let map =
+            unsafe { MmapMut::map_mut(&file) }.ctx(|| format!("mapping {}", path.display()))?;
+        Ok(Mapped {
+            path: path.to_path_buf(),
+            file,
+            map,
+        })
+    }
+
+    fn grow(&mut self, len: u64) -> Result<(), SegError> {
+        let what = || format!("growing {}", self.path.display());
+        self.file.set_len(len).ctx(what)?;
+        // SAFETY: as in `open`; the old map is dropped when replaced, and no slice of
+        // it outlives this call (all reads copy out of the map).
+        self.map = unsafe { MmapMut::map_mut(&self.file) }.ctx(what)?;
+        Ok(())
+    }
+}
+
+/// One open segment.
+#[derive(Debug)]
+pub(crate) struct Segment {
+    base: Offset,
+    log: Mapped,
+    index: Mapped,
+    time: Mapped,
+    /// In-memory copies of the index files: (relative offset, position).
+    offsets: Vec<(u32, u32)>,
+    /// (max timestamp so far, relative offset of the batch that reached it).
+    times: Vec<(i64, u32)>,
+    state: SegmentState,
+    bytes_since_index: u64,
+    checkpoint: Checkpoint,
+    flushed: u64,
+    index_interval: u64,
+    /// For sealed segments, which open does not scan: the outcome of checking every
+    /// batch header against `stamp_crc`, done on first use. `Some(err)` is corruption.
+    headers_checked: OnceLock<Option<String>>,
+}
+
+fn paths(dir: &Path, base: Offset) -> (PathBuf, PathBuf, PathBuf) {
+    (
+        dir.join(format!("{base:020}.log")),
+        dir.join(format!("{base:020}.index")),
+        dir.join(format!("{base:020}.timeindex")),
+    )
+}
+
+fn index_capacity(log_len: u64, interval: u64) -> u64 {
+    log_len / interval.max(1) + 2
+}
+
+impl Segment {
+    /// Creates a segment at `base`: the log file is written and synced under a
+    /// temporary name (header and a first checkpoint), then renamed into place.
+    pub(crate) fn create(
+        dir: &Path,
+        base: Offset,
+        capacity: u64,
+        index_interval: u64,
+        marks: Marks,
+        durability: &Durability,
+    ) -> Result<Segment, SegError> {
+        let (log_path, index_path, time_path) = paths(dir, base);
+        let tmp = log_path.with_extension("log.tmp");
+        let state = SegmentState {
+            end: HEADER_LEN,
+            next_offset: base,
+            marks,
+            max_timestamp: -1,
+            stamp_crc: 0,
+        };
+        let checkpoint = Checkpoint::default().next(state.fields());
+        {
+            let what = || format!("creating {}", tmp.display());
+            let f = OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .open(&tmp)
+                .ctx(what)?;
+            let mut header = encode_header(Magic::Segment, base as u64);
+            let at = checkpoint.slot_offset();
+            header[at..at + 64].copy_from_slice(&checkpoint.encode());
+            std::os::unix::fs::FileExt::write_all_at(&f, &header, 0).ctx(what)?;
+            f.set_len(capacity.max(HEADER_LEN)).ctx(what)?;
+            durability.sync_file(&f, what)?;
+        }
+        // Index files are rebuilt from the log when in doubt, so they need no sync here.
+        let _ = fs::remove_file(&index_path);
+        let _ = fs::remove_file(&time_path);
+        fs::rename(&tmp, &log_path).ctx(|| format!("renaming {}", tmp.display()))?;
+        sync_dir(dir)?;
+        let cap = index_capacity(capacity, index_interval);
+        Ok(Segment {
+            base,
+            log: Mapped::open(&log_path, capacity.max(HEADER_LEN), false)?,
+            index: Mapped::open(&index_path, cap * INDEX_ENTRY as u64, true)?,
+            time: Mapped::open(&time_path, cap * TIME_ENTRY as u64, true)?,
+            offsets: Vec::new(),
+            times: Vec::new(),
+            state,
+            bytes_since_index: 0,
+            checkpoint,
+            flushed: HEADER_LEN,
+            index_interval,
+            headers_checked: OnceLock::from(None),
+        })
+    }
+
+    /// Opens an existing segment. A sealed segment (`is_tail == false`) is trusted up to
+    /// its checkpoint and its index files are loaded (rebuilt if they look wrong); the
+    /// tail segment is scanned up to its checkpoint, every batch checked, and its
+    /// indexes rebuilt. Bytes past the checkpoint are ignored: they were never flushed.
+    pub(crate) fn open(
+        dir: &Path,
+        base: Offset,
+        is_tail: bool,
+        index_interval: u64,
+    ) -> Result<Segment, SegError> {
+        let (log_path, index_path, time_path) = paths(dir, base);
+        let log = Mapped::open(&log_path, 0, false)?;
+        let what = || format!("segment {}", log_path.display());
+        let id = decode_header(Magic::Segment, &log.map, &what())?;
+        if id as i64 != base {
+            return Err(SegError::Corrupt(format!(
+                "{}: header names base offset {id}",
+                what()
+            )));
+        }
+        let checkpoint = Checkpoint::read(&log.map)
+            .ok_or_else(|| SegError::Corrupt(format!("{}: no valid checkpoint", what())))?;
+        let state = SegmentState::from_fields(checkpoint.fields);
+        if state.end < HEADER_LEN || state.end > log.map.len() as u64 || state.next_offset < base {
+            return Err(SegError::Corrupt(format!(
+                "{}: impossible checkpoint {state:?}",
+                what()
+            )));
+        }
+        let cap = index_capacity(log.map.len() as u64, index_interval);
+        let mut seg = Segment {
+            base,
+            index: Mapped::open(&index_path, cap * INDEX_ENTRY as u64, true)?,
+            time: Mapped::open(&time_path, cap * TIME_ENTRY as u64, true)?,
+            log,
+            offsets: Vec::new(),
+            times: Vec::new(),
+            state,
+            bytes_since_index: 0,
+            checkpoint,
+            flushed: state.end,
+            index_interval,
+            headers_checked: OnceLock::new(),
+        };
+        if is_tail || !seg.load_indexes() {
+            seg.rebuild()?;
+            let _ = seg.headers_checked.set(None);
+        }
+        Ok(seg)
+    }
+
+    /// Loads the index files of a sealed segment; false when they look wrong.
+    fn load_indexes(&mut self) -> bool {
+        let (mut offsets, mut times) = (Vec::new(), Vec::new());
+        for e in self.index.map.chunks_exact(INDEX_ENTRY) {
+            let rel = u32::from_le_bytes([e[0], e[1], e[2], e[3]]);
+            let pos = u32::from_le_bytes([e[4], e[5], e[6], e[7]]);
+            if pos == 0 {
+                break;
+            }
+            let ok = (pos as u64) < self.state.end
+                && offsets.last().is_none_or(|&(r, p)| rel > r && pos > p);
+            if !ok {
+                return false;
+            }
+            offsets.push((rel, pos));
+        }
+        for e in self.time.map.chunks_exact(TIME_ENTRY) {
+            let ts = i64::from_le_bytes([e[0], e[1], e[2], e[3], e[4], e[5], e[6], e[7]]);
+            let rel = u32::from_le_bytes([e[8], e[9], e[10], e[11]]);
+            let check = u32::from_le_bytes([e[12], e[13], e[14], e[15]]);
+            if check != rel ^ TIME_CHECK {
+                break;
+            }
+            if times.last().is_some_and(|&(t, r)| ts <= t || rel < r) {
+                return false;
+            }
+            times.push((ts, rel));
+        }
+        self.offsets = offsets;
+        self.times = times;
+        true
+    }
+
+    /// Scans the batches up to the checkpointed end, checking each one, and rewrites
+    /// both indexes from them.
+    fn rebuild(&mut self) -> Result<(), SegError> {
+        self.index.map.fill(0);
+        self.time.map.fill(0);
+        self.offsets.clear();
+        self.times.clear();
+        self.bytes_since_index = 0;
+        let end = self.state.end;
+        let want_next = self.state.next_offset;
+        let want_crc = self.state.stamp_crc;
+        self.state.stamp_crc = 0;
+        self.state.end = HEADER_LEN;
+        self.state.next_offset = self.base;
+        self.state.max_timestamp = -1;
+        let mut pos = HEADER_LEN;
+        while pos < end {
+            let at = pos as usize;
+            let bad = |why: String| {
+                SegError::Corrupt(format!(
+                    "segment {}: flushed batch at byte {at} is invalid: {why}",
+                    self.log.path.display()
+                ))
+            };
+            let h = BatchHeader::parse(&self.log.map[at..end as usize])
+                .map_err(|e| bad(e.to_string()))?;
+            let len = h.total_len();
+            if pos + len as u64 > end {
+                return Err(bad("runs past the flushed end".into()));
+            }
+            batch::verify(&self.log.map[at..at + len]).map_err(|e| bad(e.to_string()))?;
+            if h.base_offset != self.state.next_offset {
+                return Err(bad(format!(
+                    "base offset {} where {} was expected",
+                    h.base_offset, self.state.next_offset
+                )));
+            }
+            self.note_batch(&h, pos);
+            pos += len as u64;
+            self.state.end = pos;
+        }
+        if self.state.next_offset != want_next || self.state.stamp_crc != want_crc {
+            return Err(SegError::Corrupt(format!(
+                "segment {}: batches end at offset {} with header checksum {:#x}, but the checkpoint says {want_next} and {want_crc:#x}",
+                self.log.path.display(),
+                self.state.next_offset,
+                self.state.stamp_crc,
+            )));
+        }
+        Ok(())
+    }
+
+    /// Checks a sealed segment's batch headers (continuity and `stamp_crc`) once.
+    fn check_headers(&self) -> Result<(), Error> {
+        let outcome = self.headers_checked.get_or_init(|| {
+            let mut pos = HEADER_LEN;
+            let mut next = self.base;
+            let mut crc = 0;
+            while pos < self.state.end {
+                let h = match self.header_at(pos) {
+                    Ok(h) => h,
+                    Err(e) => return Some(e.to_string()),
+                };
+                if h.base_offset != next {
+                    return Some(format!(
+                        "segment {} at byte {pos}: base offset {} where {next} was expected",
+                        self.log.path.display(),
+                        h.base_offset
+                    ));
+                }
+                crc = crc32c::crc32c_append(crc, &self.log.map[pos as usize..pos as usize + 16]);
+                next = h.last_offset() + 1;
+                pos += h.total_len() as u64;
+            }
+            (crc != self.state.stamp_crc || next != self.state.next_offset).then(|| {
+                format!(
+                    "segment {}: batch headers do not match the checkpoint",
+                    self.log.path.display()
+                )
+            })
+        });
+        match outcome {
+            Some(why) => Err(Error::Corrupt(why.clone())),
+            None => Ok(()),
+        }
+    }
+
+    /// Updates indexes and state for a batch now stored at `pos`.
+    fn note_batch(&mut self, h: &BatchHeader, pos: u64) {
+        let rel = (h.base_offset - self.base) as u32;
+        if self.offsets.is_empty() || self.bytes_since_index >= self.index_interval {
+            let i = self.offsets.len() * INDEX_ENTRY;
+            if i + INDEX_ENTRY <= self.index.map.len() {
+                self.index.map[i..i + 4].copy_from_slice(&rel.to_le_bytes());
+                self.index.map[i + 4..i + 8].copy_from_slice(&(pos as u32).to_le_bytes());
+                self.offsets.push((rel, pos as u32));
+            }
+            self.bytes_since_index = 0;
+        }
+        self.bytes_since_index += h.total_len() as u64;
+        if h.max_timestamp > self.state.max_timestamp {
+            // Every increase of the running maximum is recorded, so a lookup that
+            // starts at the last entry below the target misses nothing.
+            let i = self.times.len() * TIME_ENTRY;
+            if i + TIME_ENTRY <= self.time.map.len() {
+                self.time.map[i..i + 8].copy_from_slice(&h.max_timestamp.to_le_bytes());
+                self.time.map[i + 8..i + 12].copy_from_slice(&rel.to_le_bytes());
+                self.time.map[i + 12..i + 16].copy_from_slice(&(rel ^ TIME_CHECK).to_le_bytes());
+                self.times.push((h.max_timestamp, rel));
+            }
+            self.state.max_timestamp = h.max_timestamp;
+        }
+        let mut stamp = [0u8; 16];
+        stamp[0..8].copy_from_slice(&h.base_offset.to_be_bytes());
+        stamp[8..12].copy_from_slice(&h.batch_length.to_be_bytes());
+        stamp[12..16].copy_from_slice(&h.leader_epoch.to_be_bytes());
+        self.state.stamp_crc = crc32c::crc32c_append(self.state.stamp_crc, &stamp);
+        self.state.next_offset = h.last_offset() + 1;
+    }
+
+    pub(crate) fn base(&self) -> Offset {
+        self.base
+    }
+
+    pub(crate) fn state(&self) -> SegmentState {
+        self.state
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.state.end == HEADER_LEN
+    }
+
+    /// Whether a batch of `len` bytes fits in the preallocated space.
+    pub(crate) fn fits(&self, len: usize) -> bool {
+        self.state.end + len as u64 <= self.log.map.len() as u64
+    }
+
+    /// Grows an empty segment so that one batch of `len` bytes fits.
+    pub(crate) fn grow_for(&mut self, len: usize) -> Result<(), SegError> {
+        self.log.grow(HEADER_LEN + len as u64)
+    }
+
+    /// Copies a verified batch in and stamps it. The caller checked that it fits.
+    pub(crate) fn append(&mut self, h: &BatchHeader, bytes: &[u8], epoch: i32) -> Appended {
+        let pos = self.state.end;
+        let at = pos as usize;
+        let base = self.state.next_offset;
+        let dst = &mut self.log.map[at..at + bytes.len()];
+        dst.copy_from_slice(bytes);
+        batch::stamp(dst, base, epoch);
+        let stamped = BatchHeader {
+            base_offset: base,
+            leader_epoch: epoch,
+            ..*h
+        };
+        self.note_batch(&stamped, pos);
+        self.state.end = pos + bytes.len() as u64;
+        Appended {
+            base_offset: base,
+            last_offset: stamped.last_offset(),
+        }
+    }
+
+    /// Position of the batch holding `offset`, by the sparse index and a short scan.
+    fn position_of(&self, offset: Offset) -> Result<Option<u64>, Error> {
+        if offset < self.base || offset >= self.state.next_offset {
+            return Ok(None);
+        }
+        self.check_headers()?;
+        let rel = (offset - self.base) as u32;
+        let i = self.offsets.partition_point(|&(r, _)| r <= rel);
+        let mut pos = if i == 0 {
+            HEADER_LEN
+        } else {
+            self.offsets[i - 1].1 as u64
+        };
+        while pos < self.state.end {
+            let h = self.header_at(pos)?;
+            if h.last_offset() >= offset {
+                return Ok(Some(pos));
+            }
+            pos += h.total_len() as u64;
+        }
+        Ok(None)
+    }
+
+    fn header_at(&self, pos: u64) -> Result<BatchHeader, Error> {
+        let at = pos as usize;
+        let h = BatchHeader::parse(&self.log.map[at..self.state.end as usize])
+            .map_err(|e| self.corrupt(pos, e))?;
+        if pos + h.total_len() as u64 > self.state.end {
+            return Err(self.corrupt(pos, "batch runs past the end of the log"));
+        }
+        Ok(h)
+    }
+
+    fn corrupt(&self, pos: u64, why: impl std::fmt::Display) -> Error {
+        Error::Corrupt(format!(
+            "segment {} at byte {pos}: {why}",
+            self.log.path.display()
+        ))
+    }
+
+    /// Whole batches from the one holding `offset`, within `max_bytes` but at least
+    /// one; `None` when `offset` is not in this segment. Every batch is CRC-checked.
+    pub(crate) fn read(&self, offset: Offset, max_bytes: usize) -> Result<Option<Bytes>, Error> {
+        let Some(start) = self.position_of(offset)? else {
+            return Ok(None);
+        };
+        let mut pos = start;
+        while pos < self.state.end {
+            let h = self.header_at(pos)?;
+            let len = h.total_len() as u64;
+            if pos > start && (pos + len - start) as usize > max_bytes {
+                break;
+            }
+            batch::verify(&self.log.map[pos as usize..(pos + len) as usize])
+                .map_err(|e| self.corrupt(pos, e))?;
+            pos += len;
+        }
+        Ok(Some(Bytes::copy_from_slice(
+            &self.log.map[start as usize..pos as usize],
+        )))
+    }
+
+    /// Base offset of the first batch at or after `from` whose max timestamp is at
+    /// least `ts`.
+    pub(crate) fn find_timestamp(&self, ts: i64, from: Offset) -> Result<Option<Offset>, Error> {
+        if self.state.max_timestamp < ts {
+            return Ok(None);
+        }
+        // The last recorded maximum below `ts` marks a batch before which nothing
+        // reaches `ts`.
+        let i = self.times.partition_point(|&(t, _)| t < ts);
+        let mut start = if i == 0 {
+            self.base
+        } else {
+            self.base + self.times[i - 1].1 as i64
+        };
+        start = start.max(from);
+        let Some(mut pos) = self.position_of(start)? else {
+            return Ok(None);
+        };
+        while pos < self.state.end {
+            let h = self.header_at(pos)?;
+            if h.max_timestamp >= ts {
+                return Ok(Some(h.base_offset.max(from)));
+            }
+            pos += h.total_len() as u64;
+        }
+        Ok(None)
+    }
+
+    /// Makes the appended batches durable, then writes and syncs a checkpoint naming
+    /// them together with `marks`.
+    pub(crate) fn flush(&mut self, marks: Marks, durability: &Durability) -> Result<(), SegError> {
+        let what = || format!("flushing {}", self.log.path.display());
+        if self.state.end > self.flushed {
+            let from = self.flushed as usize;
+            durability.sync_map(&self.log.map, from, self.state.end as usize - from, what)?;
+        }
+        self.state.marks = marks;
+        let cp = self.checkpoint.next(self.state.fields());
+        let at = cp.slot_offset();
+        self.log.map[at..at + 64].copy_from_slice(&cp.encode());
+        durability.sync_map(&self.log.map, 0, HEADER_LEN as usize, what)?;
+        self.checkpoint = cp;
+        self.flushed = self.state.end;
+        Ok(())
+    }
+
+    /// Flushes and also syncs the index files: called before a newer segment starts,
+    /// after which this one is only read.
+    pub(crate) fn seal(&mut self, marks: Marks, durability: &Durability) -> Result<(), SegError> {
+        self.flush(marks, durability)?;
+        let what = || format!("syncing the indexes of {}", self.log.path.display());
+        durability.sync_map(&self.index.map, 0, self.index.map.len(), what)?;
+        durability.sync_map(&self.time.map, 0, self.time.map.len(), what)
+    }
+
+    /// Deletes the segment's files.
+    pub(crate) fn delete(self) -> Result<(), SegError> {
+        for p in [&self.log.path, &self.index.path, &self.time.path] {
+            fs::remove_file(p).ctx(|| format!("deleting {}", p.display()))?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,737 @@
+//! The Raft log of every group, in one write-ahead log (see `docs/format.md`).
+//!
+//! All groups share one sequence of WAL files, so one `fdatasync` makes the writes of
+//! every group durable (group commit). An in-memory index maps each group's entries to
+//! their record in a file; entry bytes are read back with `pread` and checked against
+//! their CRC on every read.
+//!
+//! Recovery replays every file in order. In the last file, the first invalid record
+//! ends the log: if it lies below the file's checkpoint (a position known to have
+//! been synced) the data is corrupt and opening fails; above it, it is a torn tail
+//! and the file is cut there.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::fs::{self, File, OpenOptions};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use protobuf::{Message as _, ProtobufEnum as _};
+use weir_core::eraftpb::{ConfState, Entry, EntryType, HardState, SnapshotMetadata};
+use weir_core::{Error, GroupId, RaftState};
+
+use crate::durability::{Durability, sync_dir};
+use crate::error::{IoContext, SegError};
+use crate::format::{Checkpoint, HEADER_LEN, Magic, SLOT_FIELDS, decode_header, encode_header};
+
+const REC_HEADER: usize = 17;
+/// Largest record payload accepted when reading (a Raft entry is at most a few MiB).
+const MAX_PAYLOAD: usize = 256 << 20;
+
+const KIND_ENTRY: u8 = 1;
+const KIND_HARD_STATE: u8 = 2;
+const KIND_CONF_STATE: u8 = 3;
+const KIND_COMPACT: u8 = 4;
+const KIND_SNAPSHOT: u8 = 5;
+const KIND_REMOVE: u8 = 6;
+const KIND_GROUP_STATE: u8 = 7;
+
+/// Where one entry's record is.
+#[derive(Clone, Copy, Debug)]
+struct Loc {
+    term: u64,
+    seq: u64,
+    pos: u64,
+    len: u32,
+}
+
+#[derive(Debug, Default)]
+struct GroupLog {
+    snap_index: u64,
+    snap_term: u64,
+    hard_state: HardState,
+    conf_state: ConfState,
+    locs: VecDeque<Loc>,
+}
+
+impl GroupLog {
+    fn last_index(&self) -> u64 {
+        self.snap_index + self.locs.len() as u64
+    }
+}
+
+/// A decoded record, as written and as replayed.
+#[derive(Debug)]
+enum Record {
+    Entry {
+        index: u64,
+        term: u64,
+    },
+    HardState(HardState),
+    ConfState(ConfState),
+    Compact {
+        index: u64,
+        term: u64,
+    },
+    Snapshot(SnapshotMetadata),
+    Remove,
+    GroupState {
+        snap_index: u64,
+        snap_term: u64,
+        hard_state: HardState,
+        conf_state: ConfState,
+    },
+}
+
+#[derive(Debug)]
+struct WalFile {
+    file: File,
+    path: PathBuf,
+}
+
+/// The write-ahead log holding every group's Raft log.
+#[derive(Debug)]
+pub(crate) struct Wal {
+    dir: PathBuf,
+    file_bytes: u64,
+    files: BTreeMap<u64, WalFile>,
+    current: u64,
+    pos: u64,
+    checkpoint: Checkpoint,
+    groups: BTreeMap<GroupId, GroupLog>,
+    /// Live entry records per file; a file whose count reaches 0 may be deleted once
+    /// every older file is gone.
+    live: BTreeMap<u64, u64>,
+    dirty: bool,
+    durability: Arc<Durability>,
+}
+
+fn proto_bytes(m: &impl protobuf::Message) -> Vec<u8> {
+    m.write_to_bytes().unwrap_or_default()
+}
+
+fn encode_record(out: &mut Vec<u8>, kind: u8, group: GroupId, payload: &[&[u8]]) -> u32 {
+    let start = out.len();
+    let len: usize = payload.iter().map(|p| p.len()).sum();
+    out.extend_from_slice(&(len as u32).to_le_bytes());
+    out.extend_from_slice(&[0; 4]);
+    out.push(kind);
+    out.extend_from_slice(&group.0.to_le_bytes());
+    for p in payload {
+        out.extend_from_slice(p);
+    }
+    let crc = crc32c::crc32c(&out[start + 8..]);
+    out[start + 4..start + 8].copy_from_slice(&crc.to_le_bytes());
+    (out.len() - start) as u32
+}
+
+fn entry_payload_head(e: &Entry) -> Vec<u8> {
+    let mut h = Vec::with_capacity(21 + e.context.len());
+    h.extend_from_slice(&e.index.to_le_bytes());
+    h.extend_from_slice(&e.term.to_le_bytes());
+    h.push(e.entry_type.value() as u8);
+    h.extend_from_slice(&(e.context.len() as u32).to_le_bytes());
+    h.extend_from_slice(&e.context);
+    h
+}
+
+fn u64_at(b: &[u8], at: usize) -> Option<u64> {
+    Some(u64::from_le_bytes(b.get(at..at + 8)?.try_into().ok()?))
+}
+
+fn u32_at(b: &[u8], at: usize) -> Option<u32> {
+    Some(u32::from_le_bytes(b.get(at..at + 4)?.try_into().ok()?))
+}
+
+/// Checks the record at the start of `buf`; returns (kind, group, payload, length).
+fn parse_record(buf: &[u8]) -> Option<(u8, GroupId, &[u8], usize)> {
+    let len = u32_at(buf, 0)? as usize;
+    if len > MAX_PAYLOAD || buf.len() < REC_HEADER + len {
+        return None;
+    }
+    let crc = u32_at(buf, 4)?;
+    let body = &buf[8..REC_HEADER + len];
+    if crc32c::crc32c(body) != crc {
+        return None;
+    }
+    let kind = buf[8];
+    let group = GroupId(u64_at(buf, 9)?);
+    Some((
+        kind,
+        group,
+        &buf[REC_HEADER..REC_HEADER + len],
+        REC_HEADER + len,
+    ))
+}
+
+fn decode_entry(payload: &[u8]) -> Option<Entry> {
+    let index = u64_at(payload, 0)?;
+    let term = u64_at(payload, 8)?;
+    let ty = match *payload.get(16)? {
+        0 => EntryType::EntryNormal,
+        1 => EntryType::EntryConfChange,
+        2 => EntryType::EntryConfChangeV2,
+        _ => return None,
+    };
+    let ctx_len = u32_at(payload, 17)? as usize;
+    let ctx = payload.get(21..21 + ctx_len)?;
+    let data = payload.get(21 + ctx_len..)?;
+    Some(Entry {
+        index,
+        term,
+        entry_type: ty,
+        context: Bytes::copy_from_slice(ctx),
+        data: Bytes::copy_from_slice(data),
+        ..Entry::default()
+    })
+}
+
+fn decode_record(kind: u8, payload: &[u8]) -> Option<Record> {
+    Some(match kind {
+        KIND_ENTRY => {
+            let e = decode_entry(payload)?;
+            Record::Entry {
+                index: e.index,
+                term: e.term,
+            }
+        }
+        KIND_HARD_STATE => Record::HardState(HardState::parse_from_bytes(payload).ok()?),
+        KIND_CONF_STATE => Record::ConfState(ConfState::parse_from_bytes(payload).ok()?),
+        KIND_COMPACT => Record::Compact {
+            index: u64_at(payload, 0)?,
+            term: u64_at(payload, 8)?,
+        },
+        KIND_SNAPSHOT => Record::Snapshot(SnapshotMetadata::parse_from_bytes(payload).ok()?),
+        KIND_REMOVE => Record::Remove,
+        KIND_GROUP_STATE => {
+            let hs_len = u32_at(payload, 16)? as usize;
+            let hs = payload.get(20..20 + hs_len)?;
+            let cs = payload.get(20 + hs_len..)?;
+            Record::GroupState {
+                snap_index: u64_at(payload, 0)?,
+                snap_term: u64_at(payload, 8)?,
+                hard_state: HardState::parse_from_bytes(hs).ok()?,
+                conf_state: ConfState::parse_from_bytes(cs).ok()?,
+            }
+        }
+        _ => return None,
+    })
+}
+
+fn file_name(seq: u64) -> String {
+    format!("{seq:020}.wal")
+}
+
+impl Wal {
+    /// Opens (or creates) the WAL in `dir`, replaying every file.
+    pub(crate) fn open(
+        dir: &Path,
+        file_bytes: u64,
+        durability: Arc<Durability>,
+    ) -> Result<Wal, SegError> {
+        fs::create_dir_all(dir).ctx(|| format!("creating {}", dir.display()))?;
+        let mut seqs = Vec::new();
+        for entry in fs::read_dir(dir).ctx(|| format!("listing {}", dir.display()))? {
+            let entry = entry.ctx(|| format!("listing {}", dir.display()))?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name.ends_with(".tmp") {
+                fs::remove_file(entry.path()).ctx(|| format!("removing {name}"))?;
+            } else if let Some(stem) = name.strip_suffix(".wal") {
+                let seq = stem
+                    .parse::<u64>()
+                    .map_err(|_| SegError::Corrupt(format!("unexpected WAL file name {name}")))?;
+                seqs.push(seq);
+            }
+        }
+        seqs.sort_unstable();
+        let mut wal = Wal {
+            dir: dir.to_path_buf(),
+            file_bytes,
+            files: BTreeMap::new(),
+            current: 0,
+            pos: 0,
+            checkpoint: Checkpoint::default(),
+            groups: BTreeMap::new(),
+            live: BTreeMap::new(),
+            dirty: false,
+            durability,
+        };
+        if seqs.is_empty() {
+            wal.create_file(1)?;
+            return Ok(wal);
+        }
+        let last = seqs[seqs.len() - 1];
+        for seq in seqs {
+            wal.replay_file(seq, seq == last)?;
+        }
+        Ok(wal)
+    }
+
+    fn replay_file(&mut self, seq: u64, is_last: bool) -> Result<(), SegError> {
+        let path = self.dir.join(file_name(seq));
+        let what = || format!("WAL file {}", path.display());
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&path)
+            .ctx(what)?;
+        let bytes = fs::read(&path).ctx(what)?;
+        let id = decode_header(Magic::Wal, &bytes, &what())?;
+        if id != seq {
+            return Err(SegError::Corrupt(format!(
+                "{}: header names file {id}",
+                what()
+            )));
+        }
+        let checkpoint = Checkpoint::read(&bytes).unwrap_or_default();
+        let mut pos = HEADER_LEN as usize;
+        while pos < bytes.len() {
+            let Some((kind, group, payload, len)) = parse_record(&bytes[pos..]) else {
+                break;
+            };
+            let Some(rec) = decode_record(kind, payload) else {
+                break;
+            };
+            let loc = Loc {
+                term: 0,
+                seq,
+                pos: pos as u64,
+                len: len as u32,
+            };
+            self.apply(group, rec, loc);
+            pos += len;
+        }
+        if pos < bytes.len() {
+            let synced = if is_last {
+                checkpoint.fields[0] as usize
+            } else {
+                bytes.len()
+            };
+            if pos < synced {
+                return Err(SegError::Corrupt(format!(
+                    "{}: invalid record at byte {pos}, below the synced position {synced}",
+                    what()
+                )));
+            }
+            tracing::warn!(file = %path.display(), at = pos, len = bytes.len(), "cutting torn WAL tail");
+            file.set_len(pos as u64)
+                .ctx(|| format!("truncating {}", what()))?;
+            self.durability
+                .sync_file(&file, || format!("syncing {}", what()))?;
+        }
+        self.files.insert(seq, WalFile { file, path });
+        self.live.entry(seq).or_insert(0);
+        self.current = seq;
+        self.pos = pos as u64;
+        self.checkpoint = checkpoint;
+        Ok(())
+    }
+
+    /// Creates WAL file `seq` through a temporary name, with a header, the state of
+    /// every group and a checkpoint, all synced before the rename.
+    fn create_file(&mut self, seq: u64) -> Result<(), SegError> {
+        let path = self.dir.join(file_name(seq));
+        let tmp = self.dir.join(format!("{}.tmp", file_name(seq)));
+        let what = || format!("creating WAL file {}", path.display());
+        let mut buf = encode_header(Magic::Wal, seq);
+        for (g, log) in &self.groups {
+            let hs = proto_bytes(&log.hard_state);
+            let cs = proto_bytes(&log.conf_state);
+            encode_record(
+                &mut buf,
+                KIND_GROUP_STATE,
+                *g,
+                &[
+                    &log.snap_index.to_le_bytes(),
+                    &log.snap_term.to_le_bytes(),
+                    &(hs.len() as u32).to_le_bytes(),
+                    &hs,
+                    &cs,
+                ],
+            );
+        }
+        let checkpoint = Checkpoint::default().next([buf.len() as u64, 0, 0, 0, 0, 0]);
+        buf[checkpoint.slot_offset()..checkpoint.slot_offset() + 64]
+            .copy_from_slice(&checkpoint.encode());
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&tmp)
+            .ctx(what)?;
+        file.write_all_at(&buf, 0).ctx(what)?;
+        self.durability.sync_file(&file, what)?;
+        fs::rename(&tmp, &path).ctx(what)?;
+        sync_dir(&self.dir)?;
+        self.files.insert(seq, WalFile { file, path });
+        self.live.insert(seq, 0);
+        self.current = seq;
+        self.pos = buf.len() as u64;
+        self.checkpoint = checkpoint;
+        self.dirty = false;
+        Ok(())
+    }
+
+    /// Applies a record to the in-memory index. Lenient, because replay may start after
+    /// deleted files: an entry past a hole restarts the group's log there.
+    fn apply(&mut self, group: GroupId, rec: Record, loc: Loc) {
+        let live = &mut self.live;
+        let mut drop_locs = |locs: &mut dyn Iterator<Item = Loc>| {
+            for l in locs {
+                if let Some(n) = live.get_mut(&l.seq) {
+                    *n = n.saturating_sub(1);
+                }
+            }
+        };
+        match rec {
+            Record::Remove => {
+                if let Some(mut g) = self.groups.remove(&group) {
+                    drop_locs(&mut g.locs.drain(..));
+                }
+            }
+            Record::Entry { index, term } => {
+                let g = self.groups.entry(group).or_default();
+                if index <= g.snap_index {
+                    return;
+                }
+                if index > g.last_index() + 1 {
+                    drop_locs(&mut g.locs.drain(..));
+                    g.snap_index = index - 1;
+                    g.snap_term = 0;
+                }
+                let keep = (index - g.snap_index - 1) as usize;
+                if keep < g.locs.len() {
+                    drop_locs(&mut g.locs.drain(keep..));
+                }
+                g.locs.push_back(Loc { term, ..loc });
+                *live.entry(loc.seq).or_insert(0) += 1;
+            }
+            Record::HardState(hs) => self.groups.entry(group).or_default().hard_state = hs,
+            Record::ConfState(cs) => self.groups.entry(group).or_default().conf_state = cs,
+            Record::Compact { index, term } => {
+                let g = self.groups.entry(group).or_default();
+                compact(g, index, term, &mut drop_locs);
+            }
+            Record::Snapshot(meta) => {
+                let g = self.groups.entry(group).or_default();
+                drop_locs(&mut g.locs.drain(..));
+                g.snap_index = meta.index;
+                g.snap_term = meta.term;
+                g.conf_state = meta.get_conf_state().clone();
+            }
+            Record::GroupState {
+                snap_index,
+                snap_term,
+                hard_state,
+                conf_state,
+            } => {
+                let g = self.groups.entry(group).or_default();
+                g.hard_state = hard_state;
+                g.conf_state = conf_state;
+                compact(g, snap_index, snap_term, &mut drop_locs);
+            }
+        }
+    }
+
+    /// Writes encoded records at the end of the current file and applies them.
+    fn write(&mut self, buf: Vec<u8>, recs: Vec<(GroupId, Record, u32)>) -> Result<(), SegError> {
+        let seq = self.current;
+        let f = &self.files[&seq];
+        let pos = self.pos;
+        f.file
+            .write_all_at(&buf, pos)
+            .ctx(|| format!("appending to {}", f.path.display()))?;
+        self.pos += buf.len() as u64;
+        self.dirty = true;
+        let mut at = pos;
+        for (g, rec, len) in recs {
+            self.apply(
+                g,
+                rec,
+                Loc {
+                    term: 0,
+                    seq,
+                    pos: at,
+                    len,
+                },
+            );
+            at += len as u64;
+        }
+        if self.pos >= self.file_bytes {
+            self.roll()?;
+        }
+        Ok(())
+    }
+
+    fn write_one(
+        &mut self,
+        group: GroupId,
+        kind: u8,
+        payload: &[&[u8]],
+        rec: Record,
+    ) -> Result<(), SegError> {
+        let mut buf = Vec::new();
+        let len = encode_record(&mut buf, kind, group, payload);
+        self.write(buf, vec![(group, rec, len)])
+    }
+
+    /// Syncs the full file, then starts the next one and deletes dead files.
+    fn roll(&mut self) -> Result<(), SegError> {
+        let f = &self.files[&self.current];
+        self.durability
+            .sync_file(&f.file, || format!("syncing {}", f.path.display()))?;
+        self.create_file(self.current + 1)?;
+        self.collect_garbage()
+    }
+
+    /// Deletes the oldest files while no live entry refers to them.
+    fn collect_garbage(&mut self) -> Result<(), SegError> {
+        let mut removed = false;
+        while let Some((&seq, &n)) = self.live.first_key_value() {
+            if seq >= self.current || n > 0 {
+                break;
+            }
+            self.live.remove(&seq);
+            if let Some(f) = self.files.remove(&seq) {
+                fs::remove_file(&f.path).ctx(|| format!("deleting {}", f.path.display()))?;
+                removed = true;
+            }
+        }
+        if removed {
+            sync_dir(&self.dir)?;
+        }
+        Ok(())
+    }
+
+    fn group(&self, group: GroupId) -> Option<&GroupLog> {
+        self.groups.get(&group)
+    }
+
+    // ----------------------------------------------------------- RaftLogStore
+
+    pub(crate) fn groups(&self) -> Vec<GroupId> {
+        self.groups.keys().copied().collect()
+    }
+
+    pub(crate) fn state(&self, group: GroupId) -> RaftState {
+        self.group(group)
+            .map(|g| RaftState {
+                hard_state: g.hard_state.clone(),
+                conf_state: g.conf_state.clone(),
+            })
+            .unwrap_or_default()
+    }
+
+    pub(crate) fn first_index(&self, group: GroupId) -> u64 {
+        self.group(group).map_or(1, |g| g.snap_index + 1)
+    }
+
+    pub(crate) fn last_index(&self, group: GroupId) -> u64 {
+        self.group(group).map_or(0, GroupLog::last_index)
+    }
+
+    pub(crate) fn term(&self, group: GroupId, index: u64) -> Result<u64, Error> {
+        let Some(g) = self.group(group) else {
+            return if index == 0 {
+                Ok(0)
+            } else {
+                Err(Error::Unavailable(index))
+            };
+        };
+        if index < g.snap_index {
+            return Err(Error::Compacted(g.snap_index));
+        }
+        if index == g.snap_index {
+            return Ok(g.snap_term);
+        }
+        if index > g.last_index() {
+            return Err(Error::Unavailable(index));
+        }
+        Ok(g.locs[(index - g.snap_index - 1) as usize].term)
+    }
+
+    pub(crate) fn entries(
+        &self,
+        group: GroupId,
+        low: u64,
+        high: u64,
+        max_bytes: Option<u64>,
+    ) -> Result<Vec<Entry>, Error> {
+        let (snap, last) = self
+            .group(group)
+            .map_or((0, 0), |g| (g.snap_index, g.last_index()));
+        if low <= snap {
+            return Err(Error::Compacted(snap));
+        }
+        if high > last + 1 {
+            return Err(Error::Unavailable(high - 1));
+        }
+        let Some(g) = self.group(group) else {
+            return Ok(Vec::new());
+        };
+        let mut out = Vec::new();
+        let mut size = 0u64;
+        for i in low..high {
+            let loc = g.locs[(i - snap - 1) as usize];
+            let e = self.read_entry(group, i, loc)?;
+            size += u64::from(e.compute_size());
+            if !out.is_empty() && max_bytes.is_some_and(|m| size > m) {
+                break;
+            }
+            out.push(e);
+        }
+        Ok(out)
+    }
+
+    fn read_entry(&self, group: GroupId, index: u64, loc: Loc) -> Result<Entry, Error> {
+        let f = self.files.get(&loc.seq).ok_or_else(|| {
+            Error::Corrupt(format!(
+                "{group}: entry {index} refers to a deleted WAL file"
+            ))
+        })?;
+        let mut buf = vec![0u8; loc.len as usize];
+        f.file
+            .read_exact_at(&mut buf, loc.pos)
+            .map_err(|e| Error::io(format!("reading {}", f.path.display()), e))?;
+        let bad = || {
+            Error::Corrupt(format!(
+                "{group}: entry {index} in {} at byte {} fails its checksum",
+                f.path.display(),
+                loc.pos
+            ))
+        };
+        let (kind, g, payload, _) = parse_record(&buf).ok_or_else(bad)?;
+        if kind != KIND_ENTRY || g != group {
+            return Err(bad());
+        }
+        let e = decode_entry(payload).ok_or_else(bad)?;
+        if e.index != index || e.term != loc.term {
+            return Err(bad());
+        }
+        Ok(e)
+    }
+
+    pub(crate) fn append(&mut self, group: GroupId, entries: &[Entry]) -> Result<(), SegError> {
+        let mut buf = Vec::with_capacity(entries.iter().map(|e| e.data.len() + 64).sum());
+        let mut recs = Vec::with_capacity(entries.len());
+        for e in entries {
+            let head = entry_payload_head(e);
+            let len = encode_record(&mut buf, KIND_ENTRY, group, &[&head, &e.data]);
+            recs.push((
+                group,
+                Record::Entry {
+                    index: e.index,
+                    term: e.term,
+                },
+                len,
+            ));
+        }
+        self.write(buf, recs)
+    }
+
+    pub(crate) fn set_hard_state(
+        &mut self,
+        group: GroupId,
+        hs: &HardState,
+    ) -> Result<(), SegError> {
+        self.write_one(
+            group,
+            KIND_HARD_STATE,
+            &[&proto_bytes(hs)],
+            Record::HardState(hs.clone()),
+        )
+    }
+
+    pub(crate) fn set_conf_state(
+        &mut self,
+        group: GroupId,
+        cs: &ConfState,
+    ) -> Result<(), SegError> {
+        self.write_one(
+            group,
+            KIND_CONF_STATE,
+            &[&proto_bytes(cs)],
+            Record::ConfState(cs.clone()),
+        )
+    }
+
+    /// Compacts through `index` (the caller checked `index <= last_index`).
+    pub(crate) fn compact(
+        &mut self,
+        group: GroupId,
+        index: u64,
+        term: u64,
+    ) -> Result<(), SegError> {
+        if index <= self.group(group).map_or(0, |g| g.snap_index) {
+            return Ok(());
+        }
+        self.write_one(
+            group,
+            KIND_COMPACT,
+            &[&index.to_le_bytes(), &term.to_le_bytes()],
+            Record::Compact { index, term },
+        )?;
+        self.collect_garbage()
+    }
+
+    pub(crate) fn apply_snapshot(
+        &mut self,
+        group: GroupId,
+        meta: &SnapshotMetadata,
+    ) -> Result<(), SegError> {
+        self.write_one(
+            group,
+            KIND_SNAPSHOT,
+            &[&proto_bytes(meta)],
+            Record::Snapshot(meta.clone()),
+        )?;
+        self.collect_garbage()
+    }
+
+    pub(crate) fn remove_group(&mut self, group: GroupId) -> Result<(), SegError> {
+        self.write_one(group, KIND_REMOVE, &[], Record::Remove)?;
+        self.collect_garbage()
+    }
+
+    /// Makes every write durable, then records the synced position in the file's
+    /// checkpoint slot. That slot write is itself synced by the next sync (or by the
+    /// kernel's writeback); until then recovery relies on the previous slot, which
+    /// only ever names positions that were already durable.
+    pub(crate) fn sync(&mut self) -> Result<(), SegError> {
+        if !self.dirty {
+            return Ok(());
+        }
+        let f = &self.files[&self.current];
+        self.durability
+            .sync_file(&f.file, || format!("syncing {}", f.path.display()))?;
+        let mut fields = [0u64; SLOT_FIELDS];
+        fields[0] = self.pos;
+        let cp = self.checkpoint.next(fields);
+        f.file
+            .write_all_at(&cp.encode(), cp.slot_offset() as u64)
+            .ctx(|| format!("writing the checkpoint of {}", f.path.display()))?;
+        self.checkpoint = cp;
+        self.dirty = false;
+        Ok(())
+    }
+}
+
+fn compact(
+    g: &mut GroupLog,
+    index: u64,
+    term: u64,
+    drop_locs: &mut dyn FnMut(&mut dyn Iterator<Item = Loc>),
+) {
+    if index <= g.snap_index {
+        return;
+    }
+    let n = ((index - g.snap_index) as usize).min(g.locs.len());
+    drop_locs(&mut g.locs.drain(..n));
+    if index > g.snap_index + n as u64 {
+        drop_locs(&mut g.locs.drain(..));
+    }
+    g.snap_index = index;
+    g.snap_term = term;
+}
