@@ -6,12 +6,14 @@
 //! their CRC on every read.
 //!
 //! Recovery replays every file in order. In the last file, the first invalid record
-//! ends the log: if it lies below the file's checkpoint (a position known to have
-//! been synced) the data is corrupt and opening fails; above it, it is a torn tail
-//! and the file is cut there.
+//! ends the log: if it lies below a position known to have been synced — the
+//! checkpoint written when the file was created, or any valid sync mark found after
+//! it — the data is corrupt and opening fails; otherwise it is a torn tail and the
+//! file is cut there. Every other file must be valid to its end.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::fs::{self, File, OpenOptions};
+use std::io::{IoSlice, Seek, SeekFrom};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -23,7 +25,7 @@ use weir_core::{Error, GroupId, RaftState};
 
 use crate::durability::{Durability, sync_dir};
 use crate::error::{IoContext, SegError};
-use crate::format::{Checkpoint, HEADER_LEN, Magic, SLOT_FIELDS, decode_header, encode_header};
+use crate::format::{Checkpoint, HEADER_LEN, Magic, decode_header, encode_header};
 
 const REC_HEADER: usize = 17;
 /// Largest record payload accepted when reading (a Raft entry is at most a few MiB).
@@ -36,6 +38,9 @@ const KIND_COMPACT: u8 = 4;
 const KIND_SNAPSHOT: u8 = 5;
 const KIND_REMOVE: u8 = 6;
 const KIND_GROUP_STATE: u8 = 7;
+const KIND_SYNC_MARK: u8 = 8;
+/// Encoded size of a sync mark record.
+const SYNC_MARK_LEN: usize = REC_HEADER + 8;
 
 /// Where one entry's record is.
 #[derive(Clone, Copy, Debug)]
@@ -82,6 +87,9 @@ enum Record {
         hard_state: HardState,
         conf_state: ConfState,
     },
+    /// A sync mark: everything before the position it names was durable when it
+    /// was written (read from the bytes by `synced_beyond`).
+    SyncMark,
 }
 
 #[derive(Debug)]
@@ -98,7 +106,6 @@ pub(crate) struct Wal {
     files: BTreeMap<u64, WalFile>,
     current: u64,
     pos: u64,
-    checkpoint: Checkpoint,
     groups: BTreeMap<GroupId, GroupLog>,
     /// Live entry records per file; a file whose count reaches 0 may be deleted once
     /// every older file is gone.
@@ -204,6 +211,10 @@ fn decode_record(kind: u8, payload: &[u8]) -> Option<Record> {
         },
         KIND_SNAPSHOT => Record::Snapshot(SnapshotMetadata::parse_from_bytes(payload).ok()?),
         KIND_REMOVE => Record::Remove,
+        KIND_SYNC_MARK => {
+            u64_at(payload, 0)?;
+            Record::SyncMark
+        }
         KIND_GROUP_STATE => {
             let hs_len = u32_at(payload, 16)? as usize;
             let hs = payload.get(20..20 + hs_len)?;
@@ -251,7 +262,6 @@ impl Wal {
             files: BTreeMap::new(),
             current: 0,
             pos: 0,
-            checkpoint: Checkpoint::default(),
             groups: BTreeMap::new(),
             live: BTreeMap::new(),
             dirty: false,
@@ -308,6 +318,7 @@ impl Wal {
             } else {
                 bytes.len()
             };
+            let synced = synced.max(synced_beyond(&bytes, pos));
             if pos < synced {
                 return Err(SegError::Corrupt(format!(
                     "{}: invalid record at byte {pos}, below the synced position {synced}",
@@ -320,11 +331,11 @@ impl Wal {
             self.durability
                 .sync_file(&file, || format!("syncing {}", what()))?;
         }
+        (&file).seek(SeekFrom::Start(pos as u64)).ctx(what)?;
         self.files.insert(seq, WalFile { file, path });
         self.live.entry(seq).or_insert(0);
         self.current = seq;
         self.pos = pos as u64;
-        self.checkpoint = checkpoint;
         Ok(())
     }
 
@@ -362,6 +373,7 @@ impl Wal {
             .open(&tmp)
             .ctx(what)?;
         file.write_all_at(&buf, 0).ctx(what)?;
+        (&file).seek(SeekFrom::Start(buf.len() as u64)).ctx(what)?;
         self.durability.sync_file(&file, what)?;
         fs::rename(&tmp, &path).ctx(what)?;
         sync_dir(&self.dir)?;
@@ -369,7 +381,6 @@ impl Wal {
         self.live.insert(seq, 0);
         self.current = seq;
         self.pos = buf.len() as u64;
-        self.checkpoint = checkpoint;
         self.dirty = false;
         Ok(())
     }
@@ -386,6 +397,7 @@ impl Wal {
             }
         };
         match rec {
+            Record::SyncMark => {}
             Record::Remove => {
                 if let Some(mut g) = self.groups.remove(&group) {
                     drop_locs(&mut g.locs.drain(..));
@@ -437,13 +449,20 @@ impl Wal {
 
     /// Writes encoded records at the end of the current file and applies them.
     fn write(&mut self, buf: Vec<u8>, recs: Vec<(GroupId, Record, u32)>) -> Result<(), SegError> {
+        self.write_slices(&mut [IoSlice::new(&buf)], recs)
+    }
+
+    fn write_slices(
+        &mut self,
+        slices: &mut [IoSlice<'_>],
+        recs: Vec<(GroupId, Record, u32)>,
+    ) -> Result<(), SegError> {
         let seq = self.current;
         let f = &self.files[&seq];
         let pos = self.pos;
-        f.file
-            .write_all_at(&buf, pos)
-            .ctx(|| format!("appending to {}", f.path.display()))?;
-        self.pos += buf.len() as u64;
+        let total: usize = slices.iter().map(|s| s.len()).sum();
+        write_all_vectored(&f.file, slices).ctx(|| format!("appending to {}", f.path.display()))?;
+        self.pos += total as u64;
         self.dirty = true;
         let mut at = pos;
         for (g, rec, len) in recs {
@@ -614,21 +633,37 @@ impl Wal {
     }
 
     pub(crate) fn append(&mut self, group: GroupId, entries: &[Entry]) -> Result<(), SegError> {
-        let mut buf = Vec::with_capacity(entries.iter().map(|e| e.data.len() + 64).sum());
+        // Record headers are built here; entry data is written from the caller's
+        // buffers with one vectored write, never copied.
+        let mut heads = Vec::with_capacity(entries.len());
         let mut recs = Vec::with_capacity(entries.len());
         for e in entries {
-            let head = entry_payload_head(e);
-            let len = encode_record(&mut buf, KIND_ENTRY, group, &[&head, &e.data]);
+            let mut head = Vec::with_capacity(REC_HEADER + 21 + e.context.len());
+            let payload_head = entry_payload_head(e);
+            let len = payload_head.len() + e.data.len();
+            head.extend_from_slice(&(len as u32).to_le_bytes());
+            head.extend_from_slice(&[0; 4]);
+            head.push(KIND_ENTRY);
+            head.extend_from_slice(&group.0.to_le_bytes());
+            head.extend_from_slice(&payload_head);
+            let crc = crc32c::crc32c_append(crc32c::crc32c(&head[8..]), &e.data);
+            head[4..8].copy_from_slice(&crc.to_le_bytes());
             recs.push((
                 group,
                 Record::Entry {
                     index: e.index,
                     term: e.term,
                 },
-                len,
+                (REC_HEADER + len) as u32,
             ));
+            heads.push(head);
         }
-        self.write(buf, recs)
+        let mut slices = Vec::with_capacity(entries.len() * 2);
+        for (head, e) in heads.iter().zip(entries) {
+            slices.push(IoSlice::new(head));
+            slices.push(IoSlice::new(&e.data));
+        }
+        self.write_slices(&mut slices, recs)
     }
 
     pub(crate) fn set_hard_state(
@@ -695,10 +730,12 @@ impl Wal {
         self.collect_garbage()
     }
 
-    /// Makes every write durable, then records the synced position in the file's
-    /// checkpoint slot. That slot write is itself synced by the next sync (or by the
-    /// kernel's writeback); until then recovery relies on the previous slot, which
-    /// only ever names positions that were already durable.
+    /// Makes every write durable, then appends a sync mark naming the synced position.
+    ///
+    /// The mark is not synced now: it reaches the disk with the next sync (it sits
+    /// right before the next write, so that costs no extra seek) or by writeback. A
+    /// mark can only be on disk if everything before the position it names was
+    /// durable, which is what recovery relies on to tell corruption from a torn tail.
     pub(crate) fn sync(&mut self) -> Result<(), SegError> {
         if !self.dirty {
             return Ok(());
@@ -706,13 +743,15 @@ impl Wal {
         let f = &self.files[&self.current];
         self.durability
             .sync_file(&f.file, || format!("syncing {}", f.path.display()))?;
-        let mut fields = [0u64; SLOT_FIELDS];
-        fields[0] = self.pos;
-        let cp = self.checkpoint.next(fields);
-        f.file
-            .write_all_at(&cp.encode(), cp.slot_offset() as u64)
-            .ctx(|| format!("writing the checkpoint of {}", f.path.display()))?;
-        self.checkpoint = cp;
+        let mut buf = Vec::with_capacity(SYNC_MARK_LEN);
+        let synced = self.pos;
+        let len = encode_record(
+            &mut buf,
+            KIND_SYNC_MARK,
+            GroupId(0),
+            &[&synced.to_le_bytes()],
+        );
+        self.write(buf, vec![(GroupId(0), Record::SyncMark, len)])?;
         self.dirty = false;
         Ok(())
     }
@@ -734,4 +773,44 @@ fn compact(
     }
     g.snap_index = index;
     g.snap_term = term;
+}
+
+/// The largest position named by a valid sync mark found anywhere after `from`.
+/// Scans byte by byte, since the record boundaries after an invalid record are
+/// unknown; only done when opening a file with an invalid record in it.
+fn synced_beyond(bytes: &[u8], from: usize) -> usize {
+    let mut best = 0;
+    let mut at = from + 1;
+    while at + SYNC_MARK_LEN <= bytes.len() {
+        let b = &bytes[at..];
+        if b[0..4] == [8, 0, 0, 0]
+            && b[8] == KIND_SYNC_MARK
+            && let Some((KIND_SYNC_MARK, _, payload, _)) = parse_record(b)
+            && let Some(synced) = u64_at(payload, 0)
+        {
+            best = best.max(synced as usize);
+        }
+        at += 1;
+    }
+    best
+}
+
+/// Writes all of `slices` at the file's cursor, which always sits at the end of the
+/// log (set at open, after a cut, and at creation).
+fn write_all_vectored(mut f: &File, mut slices: &mut [IoSlice<'_>]) -> std::io::Result<()> {
+    use std::io::Write;
+    while !slices.is_empty() {
+        match f.write_vectored(slices) {
+            Ok(0) => {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::WriteZero,
+                    "short write",
+                ));
+            }
+            Ok(n) => IoSlice::advance_slices(&mut slices, n),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }
