@@ -94,7 +94,7 @@ enum Record {
 
 #[derive(Debug)]
 struct WalFile {
-    file: File,
+    file: Arc<File>,
     path: PathBuf,
 }
 
@@ -332,7 +332,13 @@ impl Wal {
                 .sync_file(&file, || format!("syncing {}", what()))?;
         }
         (&file).seek(SeekFrom::Start(pos as u64)).ctx(what)?;
-        self.files.insert(seq, WalFile { file, path });
+        self.files.insert(
+            seq,
+            WalFile {
+                file: Arc::new(file),
+                path,
+            },
+        );
         self.live.entry(seq).or_insert(0);
         self.current = seq;
         self.pos = pos as u64;
@@ -377,7 +383,13 @@ impl Wal {
         self.durability.sync_file(&file, what)?;
         fs::rename(&tmp, &path).ctx(what)?;
         sync_dir(&self.dir)?;
-        self.files.insert(seq, WalFile { file, path });
+        self.files.insert(
+            seq,
+            WalFile {
+                file: Arc::new(file),
+                path,
+            },
+        );
         self.live.insert(seq, 0);
         self.current = seq;
         self.pos = buf.len() as u64;
@@ -730,30 +742,60 @@ impl Wal {
         self.collect_garbage()
     }
 
-    /// Makes every write durable, then appends a sync mark naming the synced position.
+    /// What a sync must do, taken under the engine's lock so that the `fdatasync`
+    /// itself can run without it (appends of other groups go on meanwhile).
     ///
-    /// The mark is not synced now: it reaches the disk with the next sync (it sits
-    /// right before the next write, so that costs no extra seek) or by writeback. A
-    /// mark can only be on disk if everything before the position it names was
-    /// durable, which is what recovery relies on to tell corruption from a torn tail.
-    pub(crate) fn sync(&mut self) -> Result<(), SegError> {
+    /// After the sync, [`Wal::sync_end`] appends a sync mark naming the synced
+    /// position. The mark is not synced then: it reaches the disk with the next sync
+    /// (it sits right before the next write, so that costs no extra seek) or by
+    /// writeback. A mark can only be on disk if everything before the position it
+    /// names was durable, which is what recovery relies on to tell corruption from a
+    /// torn tail.
+    pub(crate) fn sync_begin(&self) -> Option<SyncJob> {
         if !self.dirty {
-            return Ok(());
+            return None;
         }
         let f = &self.files[&self.current];
-        self.durability
-            .sync_file(&f.file, || format!("syncing {}", f.path.display()))?;
+        Some(SyncJob {
+            file: f.file.clone(),
+            path: f.path.clone(),
+            seq: self.current,
+            pos: self.pos,
+        })
+    }
+
+    /// Records a finished sync: appends the sync mark naming the synced position.
+    pub(crate) fn sync_end(&mut self, job: SyncJob) -> Result<(), SegError> {
+        if job.seq != self.current {
+            // The file rolled meanwhile, which synced it to its end.
+            return Ok(());
+        }
+        let still_dirty = self.pos > job.pos;
         let mut buf = Vec::with_capacity(SYNC_MARK_LEN);
-        let synced = self.pos;
         let len = encode_record(
             &mut buf,
             KIND_SYNC_MARK,
             GroupId(0),
-            &[&synced.to_le_bytes()],
+            &[&job.pos.to_le_bytes()],
         );
         self.write(buf, vec![(GroupId(0), Record::SyncMark, len)])?;
-        self.dirty = false;
+        self.dirty = still_dirty;
         Ok(())
+    }
+}
+
+/// An `fdatasync` to run outside the engine's lock; see [`Wal::sync_begin`].
+#[derive(Debug)]
+pub(crate) struct SyncJob {
+    file: Arc<File>,
+    path: PathBuf,
+    seq: u64,
+    pos: u64,
+}
+
+impl SyncJob {
+    pub(crate) fn run(&self, durability: &Durability) -> Result<(), SegError> {
+        durability.sync_file(&self.file, || format!("syncing {}", self.path.display()))
     }
 }
 
