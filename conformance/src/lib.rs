@@ -4,6 +4,7 @@
 //!
 //! * [`engine`] — the storage-engine suite: Raft log, partition log, reopen, and the
 //!   crash cases (cut, torn, garbage, bit flip) for engines that keep files.
+//! * [`cluster`] — the cluster suite: in-process clusters over the in-memory network.
 //! * [`crash`] — disk images and the crash points cut from them.
 //! * [`model`] — proptest model tests: random operation sequences against a model.
 //!
@@ -21,6 +22,7 @@
 //! A case that needs a capability the engine does not declare prints
 //! `not applicable: …` and passes without running; it never pretends to have run.
 
+pub mod cluster;
 pub mod crash;
 pub mod engine;
 pub mod model;
@@ -62,10 +64,13 @@ macro_rules! ensure {
 /// Fails the current case unless the two values are equal.
 #[macro_export]
 macro_rules! ensure_eq {
-    ($a:expr, $b:expr, $($fmt:tt)+) => {
-        let (a, b) = (&$a, &$b);
-        if a != b {
-            return Err(::anyhow::anyhow!("{}: left {:?} != right {:?}", format!($($fmt)+), a, b));
+    ($a:expr, $b:expr, $($fmt:tt)+) => {{
+        match (&$a, &$b) {
+            (a, b) => {
+                if a != b {
+                    return Err(::anyhow::anyhow!("{}: left {:?} != right {:?}", format!($($fmt)+), a, b));
+                }
+            }
         }
-    };
+    }};
 }

@@ -33,6 +33,9 @@ pub enum Error {
     /// The thing asked for (topic, partition, group) does not exist.
     #[error("not found: {0}")]
     NotFound(String),
+    /// The thing to create (a topic) exists already.
+    #[error("already exists: {0}")]
+    AlreadyExists(String),
     /// An offset outside `[start, end]` of a partition log.
     #[error("offset {requested} is out of range [{start}, {end}]")]
     OutOfRange {

@@ -12,7 +12,20 @@ pub type Offset = i64;
 
 /// Identifies one Raft group. Group 0 is the metadata group; every partition has its
 /// own group whose number is assigned by (and stored in) the metadata group.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Default,
+    serde::Serialize,
+    serde::Deserialize,
+)]
+#[serde(transparent)]
 pub struct GroupId(pub u64);
 
 impl GroupId {

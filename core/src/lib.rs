@@ -12,19 +12,34 @@
 //! * [`batch`] — Kafka RecordBatch v2 read in place: header, CRC-32C, stamping.
 //! * [`engine`] — the storage-engine contract: the Raft log and the partition log.
 //! * [`memory`] — the in-memory reference engine, which models durability.
+//! * [`transport`] — the peer-transport contract; [`memnet`] is the in-memory network
+//!   with fault injection used by tests.
+//! * [`raft`] — the Raft driver: one task per group, async-ready persistence, group
+//!   commit.
+//! * [`metadata`] — group 0's state machine: brokers, topics, assignments, leaders.
+//! * [`node`] — a node hosting its groups, and the produce/fetch/admin pipelines.
 
 pub mod batch;
 pub mod engine;
 pub mod error;
 pub mod ids;
+pub mod memnet;
 pub mod memory;
+pub mod metadata;
+pub mod node;
+mod partition;
+pub mod raft;
+pub mod transport;
 
 pub use engine::{
     Appended, Capabilities, Engine, LogState, PartitionStore, RaftLogStore, RaftState,
 };
 pub use error::{Error, LeaderHint, Result};
 pub use ids::{GroupId, NodeId, Offset, TopicPartition};
+pub use node::{Acks, Fetched, Node, NodeConfig, OffsetSpec};
+pub use raft::driver::{GroupStatus, Role};
+pub use transport::{GroupMessage, Inbound, Transport};
 
 /// Raft's protobuf types used in the engine contract, re-exported so that plug-ins
 /// use the same version as the core.
-pub use raft::eraftpb;
+pub use ::raft::eraftpb;

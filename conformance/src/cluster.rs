@@ -1,0 +1,936 @@
+//! The cluster suite (TESTING.md §1): in-process clusters of 1, 3 and 5 nodes over
+//! the in-memory network, for any engine.
+//!
+//! An engine opts in with a [`ClusterHarness`] and [`cluster_suite!`]; every case is
+//! a `#[test]` named `cluster_*`, so `cargo test cluster` selects them all.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use rand::{Rng, SeedableRng, rngs::StdRng};
+use weir_core::batch::{self, BatchHeader};
+use weir_core::memnet::MemNetwork;
+use weir_core::{Acks, Appended, Engine, Error, GroupId, Node, NodeConfig, NodeId, Role};
+
+use crate::engine::produced_batch;
+use crate::{CaseResult, Outcome, ensure, ensure_eq};
+
+/// How the cluster suite makes and restarts each node's engine.
+pub trait ClusterHarness: Send + Sync + 'static {
+    /// Keeps a node's storage alive.
+    type Guard: Send + Sync;
+
+    /// A fresh engine for node `id`.
+    ///
+    /// # Errors
+    /// When the engine cannot be created.
+    fn create(&self, id: NodeId) -> anyhow::Result<(Self::Guard, Arc<dyn Engine>)>;
+
+    /// The engine of a restarted node. `engine` is the stopped node's engine; the
+    /// cluster holds no other reference to it. A restart must keep exactly what was
+    /// synced (it may be a simulated power loss).
+    ///
+    /// # Errors
+    /// When reopening fails.
+    fn restart(
+        &self,
+        guard: &Self::Guard,
+        engine: Arc<dyn Engine>,
+    ) -> anyhow::Result<Arc<dyn Engine>>;
+}
+
+/// Expands to one `#[test]` per cluster case, each on its own tokio runtime.
+#[macro_export]
+macro_rules! cluster_suite {
+    ($harness:expr) => {
+        $crate::__cluster_cases!($harness;
+            cluster_single_node_produce_and_fetch,
+            cluster_three_nodes_replicate_identically,
+            cluster_produce_to_follower_names_the_leader,
+            cluster_isolated_leader_fails_over,
+            cluster_restarted_follower_catches_up,
+            cluster_full_restart_keeps_acknowledged_batches,
+            cluster_five_nodes_many_partitions,
+            cluster_topic_delete_and_recreate,
+            cluster_randomized_churn,
+        );
+    };
+}
+
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __cluster_cases {
+    ($harness:expr; $($case:ident),* $(,)?) => {
+        $(
+            #[test]
+            fn $case() {
+                let result = $crate::cluster::block_on($crate::cluster::$case(::std::sync::Arc::new($harness)));
+                $crate::run_case(stringify!($case), result);
+            }
+        )*
+    };
+}
+
+/// Runs a case on a fresh two-worker tokio runtime.
+///
+/// # Panics
+/// When the runtime cannot be built.
+pub fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("building a tokio runtime for a cluster case")
+        .block_on(f)
+}
+
+/// Raft tick used by the suite: elections take 100–200 ms.
+pub const TICK: Duration = Duration::from_millis(10);
+const ELECTION: Duration = Duration::from_millis(10 * 10);
+const WAIT: Duration = Duration::from_secs(20);
+
+/// An in-process cluster over a [`MemNetwork`].
+pub struct Cluster<H: ClusterHarness> {
+    h: Arc<H>,
+    /// The network; tests inject faults through it.
+    pub net: MemNetwork,
+    ids: Vec<NodeId>,
+    nodes: BTreeMap<NodeId, Node>,
+    engines: BTreeMap<NodeId, Arc<dyn Engine>>,
+    guards: BTreeMap<NodeId, H::Guard>,
+}
+
+fn config(id: NodeId, ids: &[NodeId]) -> NodeConfig {
+    let mut c = NodeConfig::new(id, ids.to_vec(), format!("127.0.0.1:{}", 9000 + id));
+    c.tick = TICK;
+    c.flush_interval = Duration::from_millis(50);
+    c
+}
+
+impl<H: ClusterHarness> Cluster<H> {
+    /// Starts `n` nodes (ids 1..=n) and waits for a metadata leader and every broker
+    /// to be registered.
+    ///
+    /// # Errors
+    /// When a node cannot start or the cluster does not settle in time.
+    pub async fn start(h: Arc<H>, n: u64, seed: u64) -> anyhow::Result<Self> {
+        let ids: Vec<NodeId> = (1..=n).collect();
+        let mut c = Cluster {
+            h,
+            net: MemNetwork::new(seed),
+            ids: ids.clone(),
+            nodes: BTreeMap::new(),
+            engines: BTreeMap::new(),
+            guards: BTreeMap::new(),
+        };
+        for &id in &ids {
+            let (guard, engine) = c.h.create(id)?;
+            c.guards.insert(id, guard);
+            c.launch(id, engine)?;
+        }
+        c.wait_for(WAIT, "every broker registered", |c| {
+            c.nodes
+                .values()
+                .all(|n| n.metadata().brokers.len() == ids.len())
+        })
+        .await?;
+        Ok(c)
+    }
+
+    fn launch(&mut self, id: NodeId, engine: Arc<dyn Engine>) -> anyhow::Result<()> {
+        let node = Node::start(
+            config(id, &self.ids),
+            engine.clone(),
+            self.net.transport(id),
+        )?;
+        self.net.register(id, node.inbound());
+        self.nodes.insert(id, node);
+        self.engines.insert(id, engine);
+        Ok(())
+    }
+
+    /// A running node.
+    ///
+    /// # Panics
+    /// When `id` is not running.
+    pub fn node(&self, id: NodeId) -> &Node {
+        &self.nodes[&id]
+    }
+
+    /// A node's engine (also of a stopped node).
+    pub fn engine(&self, id: NodeId) -> &Arc<dyn Engine> {
+        &self.engines[&id]
+    }
+
+    /// Ids of running nodes.
+    pub fn running(&self) -> Vec<NodeId> {
+        self.nodes.keys().copied().collect()
+    }
+
+    /// Stops a node (like a crash: the engine keeps only what was synced once restarted).
+    pub async fn stop(&mut self, id: NodeId) {
+        if let Some(n) = self.nodes.remove(&id) {
+            self.net.unregister(id);
+            n.shutdown().await;
+        }
+    }
+
+    /// Restarts a stopped node on its (reopened) engine.
+    ///
+    /// # Errors
+    /// When the engine cannot be reopened or the node cannot start.
+    pub async fn restart(&mut self, id: NodeId) -> anyhow::Result<()> {
+        self.stop(id).await;
+        let old = self.engines.remove(&id).context("no engine")?;
+        let engine = self.h.restart(&self.guards[&id], old)?;
+        self.launch(id, engine)
+    }
+
+    /// Stops every node.
+    pub async fn shutdown(mut self) {
+        for id in self.running() {
+            self.stop(id).await;
+        }
+    }
+
+    /// Polls `cond` every tick until it holds.
+    ///
+    /// # Errors
+    /// When it does not hold within `timeout`, or a node hit a fatal error.
+    pub async fn wait_for(
+        &self,
+        timeout: Duration,
+        what: &str,
+        cond: impl Fn(&Self) -> bool,
+    ) -> anyhow::Result<()> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            for n in self.nodes.values() {
+                if let Some(e) = n.fatal_error() {
+                    bail!("node {} failed: {e}", n.id());
+                }
+            }
+            if cond(self) {
+                return Ok(());
+            }
+            if tokio::time::Instant::now() >= deadline {
+                bail!("timed out after {timeout:?} waiting for {what}");
+            }
+            tokio::time::sleep(TICK).await;
+        }
+    }
+
+    /// Creates a topic through node `via`.
+    ///
+    /// # Errors
+    /// When it is not created in time.
+    pub async fn create_topic(
+        &self,
+        via: NodeId,
+        name: &str,
+        partitions: i32,
+        rf: usize,
+    ) -> anyhow::Result<()> {
+        self.node(via)
+            .create_topic(name, partitions, rf, BTreeMap::new(), WAIT)
+            .await?;
+        Ok(())
+    }
+
+    /// The partition's group.
+    ///
+    /// # Errors
+    /// When no running node knows the partition.
+    pub fn group(&self, topic: &str, partition: i32) -> anyhow::Result<GroupId> {
+        self.nodes
+            .values()
+            .find_map(|n| n.metadata().partition(topic, partition).map(|p| p.group))
+            .context("unknown partition")
+    }
+
+    /// The running node that leads `group`, once one leads it with every running
+    /// replica agreeing.
+    ///
+    /// # Errors
+    /// When there is no such leader in time.
+    pub async fn leader(&self, group: GroupId) -> anyhow::Result<NodeId> {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            let leaders: Vec<NodeId> = self
+                .nodes
+                .values()
+                .filter(|n| {
+                    n.group_status(group)
+                        .is_some_and(|s| s.role == Role::Leader)
+                })
+                .map(Node::id)
+                .collect();
+            if let [l] = leaders[..] {
+                return Ok(l);
+            }
+            if tokio::time::Instant::now() >= deadline {
+                bail!("no single leader for {group} (leaders: {leaders:?})");
+            }
+            tokio::time::sleep(TICK).await;
+        }
+    }
+
+    /// Produces `batch` with acks=all, following leader hints and retrying
+    /// NOT_LEADER answers until `timeout`.
+    ///
+    /// # Errors
+    /// The last error when it never succeeds.
+    pub async fn produce(
+        &self,
+        topic: &str,
+        partition: i32,
+        batch: &[u8],
+        timeout: Duration,
+    ) -> anyhow::Result<Appended> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        let mut target = *self.nodes.keys().next().context("no node running")?;
+        loop {
+            let node = self
+                .nodes
+                .get(&target)
+                .or_else(|| self.nodes.values().next())
+                .context("no node")?;
+            let r = node
+                .produce(topic, partition, batch, Acks::All, Duration::from_secs(2))
+                .await;
+            match r {
+                Ok(Some(a)) => return Ok(a),
+                Ok(None) => bail!("acks=all returned no offsets"),
+                Err(e) if tokio::time::Instant::now() >= deadline => return Err(e.into()),
+                Err(Error::NotLeader { hint, .. }) => {
+                    target = match hint {
+                        Some(h) if self.nodes.contains_key(&h.node) && h.node != target => h.node,
+                        _ => self.next_node(target),
+                    };
+                    tokio::time::sleep(TICK).await;
+                }
+                Err(Error::NotFound(_)) | Err(Error::Timeout(_)) | Err(Error::Shutdown) => {
+                    target = self.next_node(target);
+                    tokio::time::sleep(TICK).await;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
+    fn next_node(&self, after: NodeId) -> NodeId {
+        self.nodes
+            .keys()
+            .copied()
+            .find(|&id| id > after)
+            .or_else(|| self.nodes.keys().copied().next())
+            .unwrap_or(after)
+    }
+
+    /// Waits until every running replica of `group` has applied the same log, and
+    /// returns it (every batch, from offset 0).
+    ///
+    /// # Errors
+    /// When replicas do not converge in time, or differ.
+    pub async fn converged_log(
+        &self,
+        group: GroupId,
+        replicas: &[NodeId],
+    ) -> anyhow::Result<Vec<Vec<u8>>> {
+        let running: Vec<NodeId> = replicas
+            .iter()
+            .copied()
+            .filter(|r| self.nodes.contains_key(r))
+            .collect();
+        self.wait_for(WAIT, "replicas to apply the same log", |c| {
+            let states: Vec<_> = running
+                .iter()
+                .map(|r| c.engines[r].log_state(group).ok())
+                .collect();
+            states.windows(2).all(|w| w[0] == w[1])
+                && running.iter().all(|r| {
+                    c.nodes[r]
+                        .group_status(group)
+                        .is_some_and(|s| s.commit == s.applied && s.commit > 0)
+                })
+        })
+        .await?;
+        let mut logs = Vec::new();
+        for r in &running {
+            logs.push((*r, read_all(self.engines[r].as_ref(), group)?));
+        }
+        for w in logs.windows(2) {
+            ensure!(
+                w[0].1 == w[1].1,
+                "replicas {} and {} differ",
+                w[0].0,
+                w[1].0
+            );
+        }
+        Ok(logs.into_iter().next().map(|(_, l)| l).unwrap_or_default())
+    }
+
+    /// Replicas of a partition.
+    ///
+    /// # Errors
+    /// When unknown.
+    pub fn replicas(&self, topic: &str, partition: i32) -> anyhow::Result<Vec<NodeId>> {
+        self.nodes
+            .values()
+            .find_map(|n| {
+                n.metadata()
+                    .partition(topic, partition)
+                    .map(|p| p.replicas.clone())
+            })
+            .context("unknown partition")
+    }
+}
+
+/// Every batch of a partition log from its start.
+///
+/// # Errors
+/// Read errors.
+pub fn read_all(e: &dyn Engine, group: GroupId) -> anyhow::Result<Vec<Vec<u8>>> {
+    let st = e.log_state(group)?;
+    let mut at = st.start_offset;
+    let mut out = Vec::new();
+    while at < st.next_offset {
+        let bytes = e.log_read(group, at, 1 << 20)?;
+        ensure!(!bytes.is_empty(), "empty read at {at}");
+        for b in batch::iter_batches(&bytes) {
+            let (h, one) = b?;
+            out.push(one.to_vec());
+            at = h.last_offset() + 1;
+        }
+    }
+    Ok(out)
+}
+
+/// The value tag [`produced_batch`] wrote as the first record's 8-byte key.
+fn value_of(batch: &[u8]) -> anyhow::Result<u64> {
+    fn varint(b: &[u8], at: &mut usize) -> anyhow::Result<i64> {
+        let (mut v, mut shift) = (0u64, 0);
+        loop {
+            let byte = *b.get(*at).context("truncated varint")?;
+            *at += 1;
+            v |= u64::from(byte & 0x7f) << shift;
+            if byte & 0x80 == 0 {
+                return Ok(((v >> 1) as i64) ^ -((v & 1) as i64));
+            }
+            shift += 7;
+            ensure!(shift < 64, "varint too long");
+        }
+    }
+    BatchHeader::parse(batch)?;
+    let mut at = batch::HEADER_LEN;
+    varint(batch, &mut at)?; // record length
+    at += 1; // attributes
+    varint(batch, &mut at)?; // timestamp delta
+    varint(batch, &mut at)?; // offset delta
+    ensure_eq!(varint(batch, &mut at)?, 8, "key length of the first record");
+    let key = batch.get(at..at + 8).context("batch too short for a key")?;
+    Ok(u64::from_be_bytes(key.try_into()?))
+}
+
+/// Checks that every acknowledged (value, offset) is in `log` exactly once, at its
+/// acknowledged offset.
+fn check_acknowledged(log: &[Vec<u8>], acked: &HashMap<u64, i64>) -> anyhow::Result<()> {
+    let mut seen: HashMap<u64, Vec<i64>> = HashMap::new();
+    for b in log {
+        let h = BatchHeader::parse(b)?;
+        seen.entry(value_of(b)?).or_default().push(h.base_offset);
+    }
+    for (v, off) in acked {
+        let at = seen
+            .get(v)
+            .with_context(|| format!("acknowledged value {v} (offset {off}) is missing"))?;
+        ensure_eq!(
+            at.as_slice(),
+            [*off].as_slice(),
+            "offsets holding acknowledged value {v}"
+        );
+    }
+    for (v, at) in &seen {
+        ensure!(
+            at.len() == 1,
+            "value {v} stored {} times at {at:?}",
+            at.len()
+        );
+    }
+    Ok(())
+}
+
+// ------------------------------------------------------------------ cases
+
+/// One node: create a topic, produce, fetch back, list offsets.
+pub async fn cluster_single_node_produce_and_fetch<H: ClusterHarness>(h: Arc<H>) -> CaseResult {
+    let c = Cluster::start(h, 1, 1).await?;
+    c.create_topic(1, "t", 2, 1).await?;
+    let g = c.group("t", 1)?;
+    c.leader(g).await?;
+    let mut acked = HashMap::new();
+    for v in 0..20u64 {
+        let a = c
+            .produce("t", 1, &produced_batch(3, 1000 + v as i64, v, 50), WAIT)
+            .await?;
+        ensure_eq!(a.base_offset, 3 * v as i64, "offsets are consecutive");
+        acked.insert(v, a.base_offset);
+    }
+    let n = c.node(1);
+    let f = n.fetch("t", 1, 0, 1 << 20, Duration::ZERO, 1).await?;
+    ensure_eq!(f.high_watermark, 60, "high watermark");
+    ensure_eq!(
+        batch::iter_batches(&f.records).count(),
+        20,
+        "batches fetched"
+    );
+    let f = n
+        .fetch("t", 1, 60, 1 << 20, Duration::from_millis(50), 1)
+        .await?;
+    ensure!(
+        f.records.is_empty(),
+        "fetch at the end is empty after max_wait"
+    );
+    ensure!(
+        matches!(
+            n.fetch("t", 1, 61, 100, Duration::ZERO, 1).await,
+            Err(Error::OutOfRange { .. })
+        ),
+        "past the end"
+    );
+    ensure_eq!(
+        n.list_offset("t", 1, weir_core::OffsetSpec::Earliest)?,
+        Some(0),
+        "earliest"
+    );
+    ensure_eq!(
+        n.list_offset("t", 1, weir_core::OffsetSpec::Latest)?,
+        Some(60),
+        "latest"
+    );
+    // Batch v holds records stamped 1000+v ..= 1002+v: 1005 is first reached by batch 3.
+    ensure_eq!(
+        n.list_offset("t", 1, weir_core::OffsetSpec::Timestamp(1005))?,
+        Some(9),
+        "by timestamp"
+    );
+    ensure!(
+        matches!(
+            n.produce("nope", 0, &produced_batch(1, 0, 0, 1), Acks::All, WAIT)
+                .await,
+            Err(Error::NotFound(_))
+        ),
+        "unknown topic"
+    );
+    let mut bad = produced_batch(1, 0, 0, 10);
+    let len = bad.len();
+    bad[len - 1] ^= 1;
+    ensure!(
+        n.produce("t", 0, &bad, Acks::All, WAIT).await.is_err(),
+        "corrupt batch rejected"
+    );
+    check_acknowledged(&c.converged_log(g, &[1]).await?, &acked)?;
+    // A long poll wakes up when data arrives.
+    let waiter = {
+        let n = n.clone();
+        tokio::spawn(async move {
+            n.fetch("t", 0, 0, 1 << 20, Duration::from_secs(10), 1)
+                .await
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    c.produce("t", 0, &produced_batch(1, 0, 99, 10), WAIT)
+        .await?;
+    let f = tokio::time::timeout(Duration::from_secs(5), waiter).await???;
+    ensure_eq!(
+        batch::iter_batches(&f.records).count(),
+        1,
+        "long poll returned the new batch"
+    );
+    c.shutdown().await;
+    Ok(Outcome::Passed)
+}
+
+/// Three nodes: a batch produced to the leader is on every replica at the same offset.
+pub async fn cluster_three_nodes_replicate_identically<H: ClusterHarness>(h: Arc<H>) -> CaseResult {
+    let c = Cluster::start(h, 3, 2).await?;
+    c.create_topic(2, "r", 1, 3).await?;
+    let g = c.group("r", 0)?;
+    c.leader(g).await?;
+    let mut acked = HashMap::new();
+    for v in 0..50u64 {
+        let a = c
+            .produce("r", 0, &produced_batch(2, 0, v, 100), WAIT)
+            .await?;
+        acked.insert(v, a.base_offset);
+    }
+    let log = c.converged_log(g, &[1, 2, 3]).await?;
+    ensure_eq!(log.len(), 50, "batches on every replica");
+    check_acknowledged(&log, &acked)?;
+    c.shutdown().await;
+    Ok(Outcome::Passed)
+}
+
+/// A follower answers NOT_LEADER naming the actual leader.
+pub async fn cluster_produce_to_follower_names_the_leader<H: ClusterHarness>(
+    h: Arc<H>,
+) -> CaseResult {
+    let c = Cluster::start(h, 3, 3).await?;
+    c.create_topic(1, "f", 1, 3).await?;
+    let g = c.group("f", 0)?;
+    let leader = c.leader(g).await?;
+    c.wait_for(WAIT, "followers to know the leader", |c| {
+        c.running().iter().all(|&id| {
+            c.node(id)
+                .group_status(g)
+                .is_some_and(|s| s.leader == leader)
+        })
+    })
+    .await?;
+    for id in c.running() {
+        if id == leader {
+            continue;
+        }
+        match c
+            .node(id)
+            .produce("f", 0, &produced_batch(1, 0, 1, 10), Acks::All, WAIT)
+            .await
+        {
+            Err(Error::NotLeader {
+                hint: Some(hint), ..
+            }) => ensure_eq!(hint.node, leader, "hint from node {id}"),
+            other => {
+                bail!("produce to follower {id}: expected NotLeader with a hint, got {other:?}")
+            }
+        }
+        ensure!(
+            matches!(
+                c.node(id).fetch("f", 0, 0, 100, Duration::ZERO, 1).await,
+                Err(Error::NotLeader { .. })
+            ),
+            "fetch from a follower"
+        );
+    }
+    c.shutdown().await;
+    Ok(Outcome::Passed)
+}
+
+/// The leader is cut off: a new leader is elected within 10 election timeouts, the
+/// old leader's unacknowledged writes never become visible, producers move on.
+pub async fn cluster_isolated_leader_fails_over<H: ClusterHarness>(h: Arc<H>) -> CaseResult {
+    let c = Cluster::start(h, 3, 4).await?;
+    c.create_topic(1, "i", 1, 3).await?;
+    let g = c.group("i", 0)?;
+    let old = c.leader(g).await?;
+    let mut acked = HashMap::new();
+    for v in 0..10u64 {
+        acked.insert(
+            v,
+            c.produce("i", 0, &produced_batch(1, 0, v, 10), WAIT)
+                .await?
+                .base_offset,
+        );
+    }
+    c.net.isolate(old, &c.running());
+    // Writes to the isolated leader cannot commit.
+    let stranded = c
+        .node(old)
+        .produce(
+            "i",
+            0,
+            &produced_batch(1, 0, 1000, 10),
+            Acks::All,
+            Duration::from_millis(300),
+        )
+        .await;
+    ensure!(
+        stranded.is_err(),
+        "an isolated leader acknowledged a write: {stranded:?}"
+    );
+    let others: Vec<NodeId> = c.running().into_iter().filter(|&id| id != old).collect();
+    c.wait_for(ELECTION * 10, "a new leader among the others", |c| {
+        others.iter().any(|&id| {
+            c.node(id)
+                .group_status(g)
+                .is_some_and(|s| s.role == Role::Leader)
+        })
+    })
+    .await?;
+    for v in 10..20u64 {
+        let a = produce_on(&c, &others, "i", 0, &produced_batch(1, 0, v, 10)).await?;
+        acked.insert(v, a.base_offset);
+    }
+    c.net.heal();
+    let log = c.converged_log(g, &[1, 2, 3]).await?;
+    check_acknowledged(&log, &acked)?;
+    ensure!(
+        log.iter().all(|b| value_of(b).is_ok_and(|v| v != 1000)),
+        "the stranded write became visible"
+    );
+    c.shutdown().await;
+    Ok(Outcome::Passed)
+}
+
+async fn produce_on<H: ClusterHarness>(
+    c: &Cluster<H>,
+    nodes: &[NodeId],
+    topic: &str,
+    p: i32,
+    b: &[u8],
+) -> anyhow::Result<Appended> {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        for &id in nodes {
+            if let Ok(Some(a)) = c
+                .node(id)
+                .produce(topic, p, b, Acks::All, Duration::from_secs(2))
+                .await
+            {
+                return Ok(a);
+            }
+        }
+        if tokio::time::Instant::now() >= deadline {
+            bail!("no node among {nodes:?} accepted the write");
+        }
+        tokio::time::sleep(TICK).await;
+    }
+}
+
+/// A follower that was down catches up with what was written meanwhile.
+pub async fn cluster_restarted_follower_catches_up<H: ClusterHarness>(h: Arc<H>) -> CaseResult {
+    let mut c = Cluster::start(h, 3, 5).await?;
+    c.create_topic(1, "c", 1, 3).await?;
+    let g = c.group("c", 0)?;
+    let leader = c.leader(g).await?;
+    let follower = c
+        .running()
+        .into_iter()
+        .find(|&id| id != leader)
+        .context("no follower")?;
+    let mut acked = HashMap::new();
+    for v in 0..10u64 {
+        acked.insert(
+            v,
+            c.produce("c", 0, &produced_batch(1, 0, v, 10), WAIT)
+                .await?
+                .base_offset,
+        );
+    }
+    c.stop(follower).await;
+    for v in 10..40u64 {
+        acked.insert(
+            v,
+            c.produce("c", 0, &produced_batch(1, 0, v, 200), WAIT)
+                .await?
+                .base_offset,
+        );
+    }
+    c.restart(follower).await?;
+    let log = c.converged_log(g, &[1, 2, 3]).await?;
+    ensure_eq!(log.len(), 40, "batches after catch-up");
+    check_acknowledged(&log, &acked)?;
+    c.shutdown().await;
+    Ok(Outcome::Passed)
+}
+
+/// Every node stops and restarts: every acknowledged batch is still there, at its
+/// acknowledged offset, on every replica; and the cluster keeps working.
+pub async fn cluster_full_restart_keeps_acknowledged_batches<H: ClusterHarness>(
+    h: Arc<H>,
+) -> CaseResult {
+    let mut c = Cluster::start(h, 3, 6).await?;
+    c.create_topic(1, "p", 2, 3).await?;
+    let mut acked: [HashMap<u64, i64>; 2] = [HashMap::new(), HashMap::new()];
+    for v in 0..30u64 {
+        let p = (v % 2) as i32;
+        let a = c
+            .produce("p", p, &produced_batch(1, 0, v, 30), WAIT)
+            .await?;
+        acked[p as usize].insert(v, a.base_offset);
+    }
+    for id in c.running() {
+        c.stop(id).await;
+    }
+    for id in [1, 2, 3] {
+        c.restart(id).await?;
+    }
+    for p in 0..2 {
+        let g = c.group("p", p)?;
+        c.leader(g).await?;
+        let v = 100 + p as u64;
+        let a = c
+            .produce("p", p, &produced_batch(1, 0, v, 30), WAIT)
+            .await?;
+        acked[p as usize].insert(v, a.base_offset);
+        check_acknowledged(&c.converged_log(g, &[1, 2, 3]).await?, &acked[p as usize])?;
+    }
+    c.shutdown().await;
+    Ok(Outcome::Passed)
+}
+
+/// Five nodes, a topic of 6 partitions with 3 replicas each: all elect and replicate.
+pub async fn cluster_five_nodes_many_partitions<H: ClusterHarness>(h: Arc<H>) -> CaseResult {
+    let c = Cluster::start(h, 5, 7).await?;
+    c.create_topic(3, "m", 6, 3).await?;
+    for p in 0..6 {
+        let g = c.group("m", p)?;
+        c.leader(g).await?;
+        let mut acked = HashMap::new();
+        for v in 0..5u64 {
+            acked.insert(
+                v,
+                c.produce("m", p, &produced_batch(1, 0, v, 20), WAIT)
+                    .await?
+                    .base_offset,
+            );
+        }
+        let replicas = c.replicas("m", p)?;
+        ensure_eq!(replicas.len(), 3, "replicas of partition {p}");
+        check_acknowledged(&c.converged_log(g, &replicas).await?, &acked)?;
+    }
+    c.shutdown().await;
+    Ok(Outcome::Passed)
+}
+
+/// Deleting a topic stops and removes its replicas; a new topic of the same name
+/// starts empty.
+pub async fn cluster_topic_delete_and_recreate<H: ClusterHarness>(h: Arc<H>) -> CaseResult {
+    let c = Cluster::start(h, 3, 8).await?;
+    c.create_topic(1, "d", 1, 3).await?;
+    let g = c.group("d", 0)?;
+    c.produce("d", 0, &produced_batch(1, 0, 1, 10), WAIT)
+        .await?;
+    c.node(2).delete_topic("d", WAIT).await?;
+    c.wait_for(WAIT, "replicas removed", |c| {
+        c.running()
+            .iter()
+            .all(|&id| !c.node(id).hosted_groups().contains(&g))
+    })
+    .await?;
+    ensure!(
+        matches!(
+            c.node(1)
+                .create_topic("d", 1, 4, BTreeMap::new(), WAIT)
+                .await,
+            Err(Error::Invalid(_))
+        ),
+        "replication factor above the broker count"
+    );
+    c.create_topic(3, "d", 1, 3).await?;
+    let g2 = c.group("d", 0)?;
+    ensure!(g2 != g, "a new topic gets a new group");
+    let a = c
+        .produce("d", 0, &produced_batch(1, 0, 2, 10), WAIT)
+        .await?;
+    ensure_eq!(a.base_offset, 0, "the new topic starts empty");
+    ensure!(
+        matches!(
+            c.node(1)
+                .create_topic("d", 1, 3, BTreeMap::new(), WAIT)
+                .await,
+            Err(Error::AlreadyExists(_))
+        ),
+        "exists"
+    );
+    c.shutdown().await;
+    Ok(Outcome::Passed)
+}
+
+/// Seeded churn under continuous produce: leader transfers, isolations, message loss
+/// and restarts. At the end all replicas hold byte-identical logs and every
+/// acknowledged batch is there exactly once, at the offset it was acknowledged with.
+pub async fn cluster_randomized_churn<H: ClusterHarness>(h: Arc<H>) -> CaseResult {
+    churn(h, 3, 0xC0FFEE, 40).await
+}
+
+/// The churn scenario with a given size, seed and number of fault steps (also run by
+/// the soak command).
+///
+/// # Errors
+/// The first violated check.
+pub async fn churn<H: ClusterHarness>(h: Arc<H>, n: u64, seed: u64, steps: usize) -> CaseResult {
+    let mut c = Cluster::start(h, n, seed).await?;
+    c.create_topic(1, "churn", 2, n.min(3) as usize).await?;
+    let mut rng = StdRng::seed_from_u64(seed);
+    let mut acked: [HashMap<u64, i64>; 2] = [HashMap::new(), HashMap::new()];
+    let mut next_value = 0u64;
+    let (mut leader_changes, mut failures) = (0usize, 0usize);
+    for step in 0..steps {
+        let p = rng.gen_range(0..2);
+        let g = c.group("churn", p)?;
+        match rng.gen_range(0..6) {
+            0 => {
+                if let Some(l) = c.running().into_iter().find(|&id| {
+                    c.node(id)
+                        .group_status(g)
+                        .is_some_and(|s| s.role == Role::Leader)
+                }) {
+                    let to = c.ids[rng.gen_range(0..c.ids.len())];
+                    c.node(l).transfer_leader(g, to);
+                    leader_changes += 1;
+                }
+            }
+            1 => {
+                let victim = c.ids[rng.gen_range(0..c.ids.len())];
+                c.net.isolate(victim, &c.ids.clone());
+            }
+            2 => c.net.set_loss(rng.gen_range(0.0..0.3)),
+            3 => {
+                let victim = c.ids[rng.gen_range(0..c.ids.len())];
+                c.restart(victim).await?;
+            }
+            _ => {
+                c.net.heal();
+                c.net.set_loss(0.0);
+            }
+        }
+        // Produce a few unique values; each attempt uses a fresh value, so a value
+        // is stored at most once unless weir duplicates it.
+        for _ in 0..3 {
+            let v = next_value;
+            next_value += 1;
+            match c
+                .produce(
+                    "churn",
+                    p,
+                    &produced_batch(1, step as i64, v, 40),
+                    Duration::from_millis(800),
+                )
+                .await
+            {
+                Ok(a) => {
+                    acked[p as usize].insert(v, a.base_offset);
+                }
+                Err(_) => failures += 1,
+            }
+        }
+    }
+    c.net.heal();
+    c.net.set_loss(0.0);
+    for p in 0..2 {
+        let g = c.group("churn", p)?;
+        c.leader(g).await?;
+        let v = next_value;
+        next_value += 1;
+        acked[p as usize].insert(
+            v,
+            c.produce("churn", p, &produced_batch(1, 0, v, 40), WAIT)
+                .await?
+                .base_offset,
+        );
+        let replicas = c.replicas("churn", p)?;
+        let log = c
+            .converged_log(g, &replicas)
+            .await
+            .with_context(|| format!("partition {p}"))?;
+        check_acknowledged(&log, &acked[p as usize]).with_context(|| format!("partition {p}"))?;
+    }
+    eprintln!(
+        "churn seed {seed:#x}: {steps} steps, {} acknowledged, {failures} failed attempts, {leader_changes} transfers requested",
+        acked[0].len() + acked[1].len()
+    );
+    c.shutdown().await;
+    Ok(Outcome::Passed)
+}

@@ -1,0 +1,269 @@
+//! The cluster's metadata: group 0's state machine (DESIGN.md §3).
+//!
+//! Brokers and their Kafka addresses, topics with their configs, each partition's
+//! Raft group and replicas, and the last known leader of every partition. Every node
+//! holds a replica; commands are proposed to group 0 and applied in log order, so
+//! every node sees the same sequence of states.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
+
+use crate::error::{Error, Result};
+use crate::ids::{GroupId, NodeId};
+use crate::raft::driver::{Outcome, StateMachine};
+
+/// A broker as registered in metadata.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Broker {
+    /// The node id.
+    pub id: NodeId,
+    /// The `host:port` Kafka clients should connect to.
+    pub kafka_addr: String,
+}
+
+/// One partition of a topic.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartitionMeta {
+    /// The partition index.
+    pub index: i32,
+    /// The partition's Raft group.
+    pub group: GroupId,
+    /// The nodes holding a replica (the group's voters).
+    pub replicas: Vec<NodeId>,
+    /// The last leader that announced itself, and its term (the leader epoch).
+    pub leader: Option<(NodeId, u64)>,
+}
+
+/// A topic.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Topic {
+    /// The topic's name.
+    pub name: String,
+    /// Its partitions, by index.
+    pub partitions: Vec<PartitionMeta>,
+    /// Topic-level configuration (Kafka names, e.g. `retention.ms`).
+    pub configs: BTreeMap<String, String>,
+}
+
+/// The whole metadata state.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Metadata {
+    /// Registered brokers by id.
+    pub brokers: BTreeMap<NodeId, Broker>,
+    /// Topics by name.
+    pub topics: BTreeMap<String, Topic>,
+    /// The next partition group id to hand out.
+    pub next_group: u64,
+    /// The group-0 index this state reflects.
+    pub applied: u64,
+}
+
+impl Metadata {
+    /// The partition behind `topic`/`partition`, if it exists.
+    pub fn partition(&self, topic: &str, partition: i32) -> Option<&PartitionMeta> {
+        let t = self.topics.get(topic)?;
+        usize::try_from(partition)
+            .ok()
+            .and_then(|i| t.partitions.get(i))
+    }
+
+    /// Every partition that has a replica on `node`.
+    pub fn hosted_by(&self, node: NodeId) -> impl Iterator<Item = (&Topic, &PartitionMeta)> {
+        self.topics
+            .values()
+            .flat_map(|t| t.partitions.iter().map(move |p| (t, p)))
+            .filter(move |(_, p)| p.replicas.contains(&node))
+    }
+
+    /// Picks replicas for a new topic: round robin over the registered brokers.
+    ///
+    /// # Errors
+    /// [`Error::Invalid`] when fewer brokers are registered than replicas are asked for.
+    pub fn assign(
+        &self,
+        name: &str,
+        partitions: i32,
+        replication: usize,
+    ) -> Result<Vec<Vec<NodeId>>> {
+        let brokers: Vec<NodeId> = self.brokers.keys().copied().collect();
+        if replication == 0 || replication > brokers.len() {
+            return Err(Error::Invalid(format!(
+                "replication factor {replication} for topic {name}, but {} broker(s) are registered",
+                brokers.len()
+            )));
+        }
+        if partitions < 1 {
+            return Err(Error::Invalid(format!(
+                "topic {name} needs at least one partition, not {partitions}"
+            )));
+        }
+        let start = name
+            .bytes()
+            .fold(0usize, |h, b| h.wrapping_mul(31).wrapping_add(b as usize));
+        Ok((0..partitions as usize)
+            .map(|p| {
+                (0..replication)
+                    .map(|r| brokers[(start + p + r) % brokers.len()])
+                    .collect()
+            })
+            .collect())
+    }
+}
+
+/// A change to the metadata, as proposed to group 0.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum MetaCommand {
+    /// A broker announces (or updates) its Kafka address.
+    RegisterBroker {
+        /// The node.
+        id: NodeId,
+        /// Its advertised Kafka address.
+        kafka_addr: String,
+    },
+    /// Creates a topic with the given replica sets (one per partition). Ignored when
+    /// the topic exists.
+    CreateTopic {
+        /// The name.
+        name: String,
+        /// Replicas of each partition.
+        replicas: Vec<Vec<NodeId>>,
+        /// Topic configs.
+        configs: BTreeMap<String, String>,
+    },
+    /// Deletes a topic.
+    DeleteTopic {
+        /// The name.
+        name: String,
+    },
+    /// A replica became leader of a partition group.
+    LeaderChanged {
+        /// The group.
+        group: GroupId,
+        /// The new leader.
+        node: NodeId,
+        /// Its term.
+        term: u64,
+    },
+}
+
+/// Entry payload tags: the first byte of every proposed entry.
+pub(crate) const TAG_PRODUCE: u8 = 1;
+const TAG_META: u8 = 2;
+
+impl MetaCommand {
+    /// Encodes the command as a group-0 entry payload.
+    pub(crate) fn encode(&self) -> Vec<u8> {
+        let mut v = vec![TAG_META];
+        // Serialising plain data to JSON cannot fail.
+        v.extend(serde_json::to_vec(self).unwrap_or_default());
+        v
+    }
+
+    fn decode(data: &[u8]) -> Result<MetaCommand> {
+        match data.split_first() {
+            Some((&TAG_META, rest)) => serde_json::from_slice(rest)
+                .map_err(|e| Error::Invalid(format!("undecodable metadata command: {e}"))),
+            _ => Err(Error::Invalid("not a metadata command".into())),
+        }
+    }
+}
+
+/// Group 0's state machine: applies commands and publishes each new state.
+pub(crate) struct MetadataMachine {
+    state: Metadata,
+    publish: watch::Sender<Arc<Metadata>>,
+}
+
+impl MetadataMachine {
+    pub(crate) fn new() -> (MetadataMachine, watch::Receiver<Arc<Metadata>>) {
+        let (tx, rx) = watch::channel(Arc::new(Metadata::default()));
+        (
+            MetadataMachine {
+                state: Metadata::default(),
+                publish: tx,
+            },
+            rx,
+        )
+    }
+
+    fn apply_command(&mut self, cmd: MetaCommand) {
+        let st = &mut self.state;
+        match cmd {
+            MetaCommand::RegisterBroker { id, kafka_addr } => {
+                st.brokers.insert(id, Broker { id, kafka_addr });
+            }
+            MetaCommand::CreateTopic {
+                name,
+                replicas,
+                configs,
+            } => {
+                if st.topics.contains_key(&name) || replicas.is_empty() {
+                    return;
+                }
+                let partitions = replicas
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, replicas)| {
+                        st.next_group += 1;
+                        PartitionMeta {
+                            index: i as i32,
+                            group: GroupId(st.next_group),
+                            replicas,
+                            leader: None,
+                        }
+                    })
+                    .collect();
+                st.topics.insert(
+                    name.clone(),
+                    Topic {
+                        name,
+                        partitions,
+                        configs,
+                    },
+                );
+            }
+            MetaCommand::DeleteTopic { name } => {
+                st.topics.remove(&name);
+            }
+            MetaCommand::LeaderChanged { group, node, term } => {
+                for t in st.topics.values_mut() {
+                    for p in &mut t.partitions {
+                        if p.group == group && p.leader.is_none_or(|(_, t0)| term >= t0) {
+                            p.leader = Some((node, term));
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl StateMachine for MetadataMachine {
+    fn apply(&mut self, index: u64, _term: u64, data: &[u8]) -> Result<Outcome> {
+        let cmd = MetaCommand::decode(data)?;
+        self.apply_command(cmd);
+        self.state.applied = index;
+        Ok(Outcome::Applied)
+    }
+
+    fn skip(&mut self, index: u64) -> Result<()> {
+        self.state.applied = index;
+        Ok(())
+    }
+
+    fn after_apply(&mut self) -> Result<()> {
+        let next = Arc::new(self.state.clone());
+        self.publish.send_if_modified(|cur| {
+            if **cur != *next {
+                *cur = next;
+                true
+            } else {
+                false
+            }
+        });
+        Ok(())
+    }
+}

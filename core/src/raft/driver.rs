@@ -1,0 +1,427 @@
+//! One Raft group's driver: a task that owns its `RawNode` outright.
+//!
+//! Everything that touches the node — proposals, incoming messages, ticks,
+//! unreachable reports, persistence acknowledgements — arrives as a [`GroupMsg`] in
+//! the task's mailbox (DESIGN.md §3 rule 1). A Ready is handled with raft-rs's
+//! async-ready protocol (rule 2):
+//!
+//! 1. `messages()` (leader only) are sent at once;
+//! 2. committed entries (never beyond what is persisted locally) are applied;
+//! 3. entries and hard state are written to the engine, visible at once;
+//! 4. `advance_append_async`, and the write goes to the [`Writer`];
+//! 5. when it is durable the writer sends `persisted_messages()` and posts
+//!    `Persisted(number)`, and the task calls `on_persist_ready`.
+//!
+//! `advance`/`advance_append` are never called. Proposals are only made on the
+//! leader and are tracked by the (index, term) read right after `propose()`; they
+//! resolve when that index is applied (rule 4).
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use raft::eraftpb::{EntryType, Message};
+use raft::{RawNode, StateRole};
+use tokio::sync::{mpsc, oneshot, watch};
+
+use crate::engine::{Appended, Engine, LogState};
+use crate::error::{Error, LeaderHint, Result};
+use crate::ids::{GroupId, NodeId};
+use crate::raft::fatal::Fatal;
+use crate::raft::storage::EngineStorage;
+use crate::raft::writer::{WriteReq, Writer};
+use crate::transport::{GroupMessage, SharedTransport};
+
+/// What a proposal yields once applied.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// A produce request's batch, stored at these offsets.
+    Produced(Appended),
+    /// A metadata command, applied.
+    Applied,
+}
+
+/// Where a proposal's answer goes.
+pub(crate) type Reply = oneshot::Sender<Result<Outcome>>;
+
+/// Messages to a group's task.
+pub(crate) enum GroupMsg {
+    /// Propose on the leader; elsewhere answer `NotLeader` with a hint.
+    Propose { data: Vec<u8>, reply: Option<Reply> },
+    /// Propose wherever this replica is; followers forward to the leader. The
+    /// proposer learns the outcome by watching state, not from a reply.
+    Forward { data: Vec<u8> },
+    /// A message from a peer.
+    Step(Message),
+    /// A peer could not be reached.
+    Unreachable(NodeId),
+    /// Readies up to this number are durable.
+    Persisted(u64),
+    /// Hand leadership to this peer.
+    TransferLeader(NodeId),
+    /// Start an election now.
+    Campaign,
+    /// Stop the task.
+    Stop(oneshot::Sender<()>),
+}
+
+/// A replica's role.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Role {
+    /// Follows a leader (or has none yet).
+    #[default]
+    Follower,
+    /// Running a pre-vote or an election.
+    Candidate,
+    /// The leader.
+    Leader,
+}
+
+/// What a group's task publishes about itself.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct GroupStatus {
+    /// This replica's role.
+    pub role: Role,
+    /// The leader this replica knows of (0 when none).
+    pub leader: NodeId,
+    /// The current term.
+    pub term: u64,
+    /// The commit index.
+    pub commit: u64,
+    /// The applied index.
+    pub applied: u64,
+    /// The partition log's state (partition groups only).
+    pub log: Option<LogState>,
+    /// On the leader: each replica and the index it has matched.
+    pub progress: Vec<(NodeId, u64)>,
+    /// The task stopped (shut down or failed).
+    pub stopped: bool,
+}
+
+impl GroupStatus {
+    /// The leader as a hint for redirected clients, if known.
+    pub fn leader_hint(&self) -> Option<LeaderHint> {
+        (self.leader != 0).then_some(LeaderHint {
+            node: self.leader,
+            term: self.term,
+        })
+    }
+}
+
+/// What a group applies committed entries to.
+pub(crate) trait StateMachine: Send + 'static {
+    /// Applies a committed entry carrying data.
+    ///
+    /// `Err(Error::Invalid)` rejects the entry deterministically (every replica does
+    /// the same) and is returned to the proposer; any other error is fatal.
+    fn apply(&mut self, index: u64, term: u64, data: &[u8]) -> Result<Outcome>;
+
+    /// Records a committed entry without data (elections' empty entries, conf changes).
+    fn skip(&mut self, index: u64) -> Result<()>;
+
+    /// Called once per handled Ready after applying (flush policies).
+    fn after_apply(&mut self) -> Result<()> {
+        Ok(())
+    }
+
+    /// The partition log's state, for the status (partition groups only).
+    fn log_state(&self) -> Option<LogState> {
+        None
+    }
+
+    /// Called when this replica becomes leader in `term`.
+    fn on_leader(&mut self, _term: u64) {}
+}
+
+/// Everything a driver needs besides its state machine.
+pub(crate) struct DriverParts {
+    pub(crate) group: GroupId,
+    pub(crate) node: RawNode<EngineStorage>,
+    pub(crate) engine: Arc<dyn Engine>,
+    pub(crate) writer: Writer,
+    pub(crate) transport: SharedTransport,
+    pub(crate) fatal: Fatal,
+    pub(crate) tick: Duration,
+}
+
+/// A group's mailbox and published status.
+#[derive(Clone)]
+pub(crate) struct GroupHandle {
+    pub(crate) tx: mpsc::UnboundedSender<GroupMsg>,
+    pub(crate) status: watch::Receiver<GroupStatus>,
+}
+
+struct Driver<S: StateMachine> {
+    p: DriverParts,
+    sm: S,
+    rx: mpsc::UnboundedReceiver<GroupMsg>,
+    tx: mpsc::UnboundedSender<GroupMsg>,
+    pending: BTreeMap<u64, (u64, Reply)>,
+    status: watch::Sender<GroupStatus>,
+    was_leader: bool,
+}
+
+/// Starts a group's task on the current tokio runtime.
+pub(crate) fn spawn<S: StateMachine>(
+    parts: DriverParts,
+    sm: S,
+) -> (GroupHandle, tokio::task::JoinHandle<()>) {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let (status, status_rx) = watch::channel(GroupStatus::default());
+    let driver = Driver {
+        p: parts,
+        sm,
+        rx,
+        tx: tx.clone(),
+        pending: BTreeMap::new(),
+        status,
+        was_leader: false,
+    };
+    let task = tokio::spawn(driver.run());
+    (
+        GroupHandle {
+            tx,
+            status: status_rx,
+        },
+        task,
+    )
+}
+
+impl<S: StateMachine> Driver<S> {
+    async fn run(mut self) {
+        let mut ticker = tokio::time::interval(self.p.tick);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let stop_reply = loop {
+            let msg = tokio::select! {
+                _ = ticker.tick() => {
+                    self.p.node.tick();
+                    None
+                }
+                m = self.rx.recv() => match m {
+                    Some(m) => Some(m),
+                    None => break None,
+                },
+            };
+            let mut stop = None;
+            if let Some(m) = msg {
+                stop = self.handle(m);
+            }
+            // Take whatever else is queued, so one Ready covers many proposals.
+            for _ in 0..4096 {
+                if stop.is_some() {
+                    break;
+                }
+                match self.rx.try_recv() {
+                    Ok(m) => stop = self.handle(m),
+                    Err(_) => break,
+                }
+            }
+            if stop.is_some() {
+                break stop;
+            }
+            if let Err(e) = self.on_ready() {
+                self.p.fatal.raise(format!("{}: {e}", self.p.group));
+                break None;
+            }
+            self.publish();
+        };
+        self.status.send_modify(|s| s.stopped = true);
+        for (_, (_, reply)) in std::mem::take(&mut self.pending) {
+            let _ = reply.send(Err(Error::Shutdown));
+        }
+        if let Some(r) = stop_reply {
+            let _ = r.send(());
+        }
+    }
+
+    fn hint(&self) -> Option<LeaderHint> {
+        let leader = self.p.node.raft.leader_id;
+        (leader != 0).then_some(LeaderHint {
+            node: leader,
+            term: self.p.node.raft.term,
+        })
+    }
+
+    /// Handles one message; `Some` when the task must stop.
+    fn handle(&mut self, msg: GroupMsg) -> Option<oneshot::Sender<()>> {
+        match msg {
+            GroupMsg::Propose { data, reply } => self.propose(data, reply),
+            GroupMsg::Forward { data } => {
+                let _ = self.p.node.propose(vec![], data);
+            }
+            GroupMsg::Step(m) => {
+                if let Err(e) = self.p.node.step(m) {
+                    tracing::debug!(group = %self.p.group, error = %e, "dropped a Raft message");
+                }
+            }
+            GroupMsg::Unreachable(peer) => self.p.node.report_unreachable(peer),
+            GroupMsg::Persisted(number) => self.p.node.on_persist_ready(number),
+            GroupMsg::TransferLeader(to) => self.p.node.transfer_leader(to),
+            GroupMsg::Campaign => {
+                let _ = self.p.node.campaign();
+            }
+            GroupMsg::Stop(reply) => return Some(reply),
+        }
+        None
+    }
+
+    fn propose(&mut self, data: Vec<u8>, reply: Option<Reply>) {
+        if self.p.node.raft.state != StateRole::Leader {
+            if let Some(r) = reply {
+                let _ = r.send(Err(Error::NotLeader {
+                    group: self.p.group,
+                    hint: self.hint(),
+                }));
+            }
+            return;
+        }
+        match self.p.node.propose(vec![], data) {
+            Ok(()) => {
+                let index = self.p.node.raft.raft_log.last_index();
+                let term = self.p.node.raft.term;
+                if let Some(r) = reply {
+                    self.pending.insert(index, (term, r));
+                }
+            }
+            Err(e) => {
+                // Dropped: a leader transfer is under way or too much is uncommitted.
+                tracing::debug!(group = %self.p.group, error = %e, "proposal dropped");
+                if let Some(r) = reply {
+                    let _ = r.send(Err(Error::NotLeader {
+                        group: self.p.group,
+                        hint: self.hint(),
+                    }));
+                }
+            }
+        }
+    }
+
+    fn send(&self, msgs: Vec<Message>) {
+        let mut by_peer: HashMap<NodeId, Vec<GroupMessage>> = HashMap::new();
+        for msg in msgs {
+            by_peer.entry(msg.to).or_default().push(GroupMessage {
+                group: self.p.group,
+                msg,
+            });
+        }
+        for (to, batch) in by_peer {
+            self.p.transport.send(to, batch);
+        }
+    }
+
+    fn on_ready(&mut self) -> Result<()> {
+        while self.p.node.has_ready() {
+            let mut rd = self.p.node.ready();
+            if !rd.messages().is_empty() {
+                self.send(rd.take_messages());
+            }
+            if !rd.snapshot().is_empty() {
+                return Err(Error::Unsupported("installing Raft snapshots".into()));
+            }
+            let committed = rd.take_committed_entries();
+            self.apply(committed)?;
+            if !rd.entries().is_empty() {
+                self.p.engine.raft_append(self.p.group, rd.entries())?;
+            }
+            if let Some(hs) = rd.hs() {
+                self.p.engine.raft_set_hard_state(self.p.group, hs)?;
+            }
+            let req = WriteReq {
+                group: self.p.group,
+                number: rd.number(),
+                must_sync: rd.must_sync(),
+                messages: rd.take_persisted_messages(),
+                reply: self.tx.clone(),
+            };
+            self.p.node.advance_append_async(rd);
+            if !self.p.writer.submit(req) {
+                return Err(Error::Shutdown);
+            }
+        }
+        let leader = self.p.node.raft.state == StateRole::Leader;
+        if leader && !self.was_leader {
+            self.sm.on_leader(self.p.node.raft.term);
+        }
+        self.was_leader = leader;
+        Ok(())
+    }
+
+    fn apply(&mut self, entries: Vec<raft::eraftpb::Entry>) -> Result<()> {
+        let Some(last) = entries.last().map(|e| e.index) else {
+            return Ok(());
+        };
+        for e in entries {
+            let mut outcome = Some(
+                if e.entry_type == EntryType::EntryNormal && !e.data.is_empty() {
+                    match self.sm.apply(e.index, e.term, &e.data) {
+                        Ok(o) => Ok(o),
+                        Err(err @ Error::Invalid(_)) => {
+                            self.sm.skip(e.index)?;
+                            Err(err)
+                        }
+                        Err(fatal) => return Err(fatal),
+                    }
+                } else {
+                    self.sm.skip(e.index)?;
+                    Ok(Outcome::Applied)
+                },
+            );
+            // Everything pending at or below this index is decided now.
+            while let Some(entry) = self.pending.first_entry() {
+                if *entry.key() > e.index {
+                    break;
+                }
+                let (index, (term, reply)) = entry.remove_entry();
+                let answer = match outcome.take() {
+                    Some(o) if index == e.index && term == e.term => o,
+                    _ => Err(Error::NotLeader {
+                        group: self.p.group,
+                        hint: self.hint(),
+                    }),
+                };
+                let _ = reply.send(answer);
+            }
+        }
+        self.sm.after_apply()?;
+        self.p.node.advance_apply_to(last);
+        Ok(())
+    }
+
+    fn publish(&self) {
+        let raft = &self.p.node.raft;
+        let role = match raft.state {
+            StateRole::Leader => Role::Leader,
+            StateRole::Follower => Role::Follower,
+            StateRole::Candidate | StateRole::PreCandidate => Role::Candidate,
+        };
+        let progress = if role == Role::Leader {
+            let mut v: Vec<(NodeId, u64)> = raft
+                .prs()
+                .iter()
+                .map(|(id, pr)| (*id, pr.matched))
+                .collect();
+            v.sort_unstable();
+            v
+        } else {
+            Vec::new()
+        };
+        let next = GroupStatus {
+            role,
+            leader: raft.leader_id,
+            term: raft.term,
+            commit: raft.raft_log.committed,
+            applied: raft.raft_log.applied,
+            log: self.sm.log_state(),
+            progress,
+            stopped: false,
+        };
+        self.status.send_if_modified(|s| {
+            if *s != next {
+                *s = next;
+                true
+            } else {
+                false
+            }
+        });
+    }
+}
