@@ -88,7 +88,8 @@ pub fn block_on<F: std::future::Future>(f: F) -> F::Output {
 
 /// Raft tick used by the suite: elections take 100–200 ms.
 pub const TICK: Duration = Duration::from_millis(10);
-const ELECTION: Duration = Duration::from_millis(10 * 10);
+/// The longest (randomised) election timeout: 20 ticks.
+const ELECTION: Duration = Duration::from_millis(10 * 20);
 const WAIT: Duration = Duration::from_secs(20);
 
 /// An in-process cluster over a [`MemNetwork`].
@@ -842,22 +843,94 @@ pub async fn cluster_topic_delete_and_recreate<H: ClusterHarness>(h: Arc<H>) -> 
 /// and restarts. At the end all replicas hold byte-identical logs and every
 /// acknowledged batch is there exactly once, at the offset it was acknowledged with.
 pub async fn cluster_randomized_churn<H: ClusterHarness>(h: Arc<H>) -> CaseResult {
-    churn(h, 3, 0xC0FFEE, 40).await
+    let report = churn(h, 3, 0xC0FFEE, Budget::Steps(40)).await?;
+    eprintln!("{report}");
+    Ok(Outcome::Passed)
 }
 
-/// The churn scenario with a given size, seed and number of fault steps (also run by
-/// the soak command).
+/// How long a churn run goes on.
+#[derive(Clone, Copy, Debug)]
+pub enum Budget {
+    /// A fixed number of fault steps (deterministic choice of faults).
+    Steps(usize),
+    /// Fault steps until this much time has passed.
+    Time(Duration),
+}
+
+/// What a churn run saw. A run that returns a report passed every check: no
+/// acknowledged batch lost or moved, no value stored twice, replicas identical.
+#[derive(Clone, Debug, Default)]
+pub struct ChurnReport {
+    /// The seed, to reproduce the fault sequence.
+    pub seed: u64,
+    /// Fault steps taken.
+    pub steps: usize,
+    /// Batches acknowledged (acks=all) and verified at their offsets at the end.
+    pub acknowledged: usize,
+    /// Produce attempts that failed or timed out (allowed under faults).
+    pub failed_attempts: usize,
+    /// Leader transfers requested.
+    pub transfers: usize,
+    /// Node restarts.
+    pub restarts: usize,
+    /// Isolations of a node.
+    pub isolations: usize,
+    /// Elections won, from the final terms of the partition groups.
+    pub leader_terms: u64,
+    /// Acknowledged batches missing or at another offset (always 0 in a report).
+    pub lost: usize,
+    /// Replicas whose logs differ (always 0 in a report).
+    pub divergent: usize,
+}
+
+impl std::fmt::Display for ChurnReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "churn seed {:#x}: {} steps, {} acknowledged, {} failed attempts, {} transfers, {} restarts, {} isolations, {} leader terms, lost {}, divergent {}",
+            self.seed,
+            self.steps,
+            self.acknowledged,
+            self.failed_attempts,
+            self.transfers,
+            self.restarts,
+            self.isolations,
+            self.leader_terms,
+            self.lost,
+            self.divergent
+        )
+    }
+}
+
+/// The churn scenario on `n` nodes (also run by the soak command).
 ///
 /// # Errors
-/// The first violated check.
-pub async fn churn<H: ClusterHarness>(h: Arc<H>, n: u64, seed: u64, steps: usize) -> CaseResult {
+/// The first violated check: a lost or moved acknowledged batch, a duplicate,
+/// diverging replicas, or a cluster that does not recover after healing.
+pub async fn churn<H: ClusterHarness>(
+    h: Arc<H>,
+    n: u64,
+    seed: u64,
+    budget: Budget,
+) -> anyhow::Result<ChurnReport> {
     let mut c = Cluster::start(h, n, seed).await?;
     c.create_topic(1, "churn", 2, n.min(3) as usize).await?;
     let mut rng = StdRng::seed_from_u64(seed);
     let mut acked: [HashMap<u64, i64>; 2] = [HashMap::new(), HashMap::new()];
+    let mut report = ChurnReport {
+        seed,
+        ..ChurnReport::default()
+    };
     let mut next_value = 0u64;
-    let (mut leader_changes, mut failures) = (0usize, 0usize);
-    for step in 0..steps {
+    let started = tokio::time::Instant::now();
+    loop {
+        match budget {
+            Budget::Steps(s) if report.steps >= s => break,
+            Budget::Time(d) if started.elapsed() >= d => break,
+            _ => {}
+        }
+        let step = report.steps;
+        report.steps += 1;
         let p = rng.gen_range(0..2);
         let g = c.group("churn", p)?;
         match rng.gen_range(0..6) {
@@ -869,17 +942,19 @@ pub async fn churn<H: ClusterHarness>(h: Arc<H>, n: u64, seed: u64, steps: usize
                 }) {
                     let to = c.ids[rng.gen_range(0..c.ids.len())];
                     c.node(l).transfer_leader(g, to);
-                    leader_changes += 1;
+                    report.transfers += 1;
                 }
             }
             1 => {
                 let victim = c.ids[rng.gen_range(0..c.ids.len())];
                 c.net.isolate(victim, &c.ids.clone());
+                report.isolations += 1;
             }
             2 => c.net.set_loss(rng.gen_range(0.0..0.3)),
             3 => {
                 let victim = c.ids[rng.gen_range(0..c.ids.len())];
                 c.restart(victim).await?;
+                report.restarts += 1;
             }
             _ => {
                 c.net.heal();
@@ -903,7 +978,7 @@ pub async fn churn<H: ClusterHarness>(h: Arc<H>, n: u64, seed: u64, steps: usize
                 Ok(a) => {
                     acked[p as usize].insert(v, a.base_offset);
                 }
-                Err(_) => failures += 1,
+                Err(_) => report.failed_attempts += 1,
             }
         }
     }
@@ -911,7 +986,7 @@ pub async fn churn<H: ClusterHarness>(h: Arc<H>, n: u64, seed: u64, steps: usize
     c.net.set_loss(0.0);
     for p in 0..2 {
         let g = c.group("churn", p)?;
-        c.leader(g).await?;
+        let leader = c.leader(g).await?;
         let v = next_value;
         next_value += 1;
         acked[p as usize].insert(
@@ -926,11 +1001,9 @@ pub async fn churn<H: ClusterHarness>(h: Arc<H>, n: u64, seed: u64, steps: usize
             .await
             .with_context(|| format!("partition {p}"))?;
         check_acknowledged(&log, &acked[p as usize]).with_context(|| format!("partition {p}"))?;
+        report.leader_terms += c.node(leader).group_status(g).map_or(0, |s| s.term);
     }
-    eprintln!(
-        "churn seed {seed:#x}: {steps} steps, {} acknowledged, {failures} failed attempts, {leader_changes} transfers requested",
-        acked[0].len() + acked[1].len()
-    );
+    report.acknowledged = acked[0].len() + acked[1].len();
     c.shutdown().await;
-    Ok(Outcome::Passed)
+    Ok(report)
 }

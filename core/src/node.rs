@@ -134,6 +134,7 @@ struct Inner {
     groups: RwLock<HashMap<GroupId, Hosted>>,
     meta: watch::Receiver<Arc<Metadata>>,
     tasks: Mutex<Vec<JoinHandle<()>>>,
+    data: Arc<watch::Sender<u64>>,
 }
 
 /// A running node; cheap to clone.
@@ -204,6 +205,7 @@ impl Node {
             groups: RwLock::new(HashMap::new()),
             meta,
             tasks: Mutex::new(Vec::new()),
+            data: Arc::new(watch::channel(0).0),
         });
         let voters = inner.cfg.voters.clone();
         inner.start_group(GroupId::METADATA, &voters, 0, machine)?;
@@ -235,6 +237,12 @@ impl Node {
     /// A watch on metadata changes.
     pub fn watch_metadata(&self) -> watch::Receiver<Arc<Metadata>> {
         self.inner.meta.clone()
+    }
+
+    /// A counter bumped whenever any partition hosted here applies new batches: what
+    /// long-polling fetches over several partitions wait on.
+    pub fn data_signal(&self) -> watch::Receiver<u64> {
+        self.inner.data.subscribe()
     }
 
     /// The status of a group hosted here.
@@ -659,6 +667,8 @@ impl Inner {
             },
             unflushed: 0,
             last_flush: Instant::now(),
+            data: self.data.clone(),
+            applied_batches: false,
         };
         self.start_group(p.group, &p.replicas, applied, sm)
     }

@@ -36,6 +36,9 @@ pub(crate) struct PartitionMachine {
     pub(crate) flush: FlushPolicy,
     pub(crate) unflushed: u64,
     pub(crate) last_flush: Instant,
+    /// Bumped after applying new batches: wakes long-polling fetches.
+    pub(crate) data: Arc<tokio::sync::watch::Sender<u64>>,
+    pub(crate) applied_batches: bool,
 }
 
 impl StateMachine for PartitionMachine {
@@ -49,6 +52,7 @@ impl StateMachine for PartitionMachine {
         let epoch = i32::try_from(term).unwrap_or(i32::MAX);
         let appended = self.engine.log_append(self.group, index, epoch, batch)?;
         self.unflushed += batch.len() as u64;
+        self.applied_batches = true;
         Ok(Outcome::Produced(appended))
     }
 
@@ -57,6 +61,9 @@ impl StateMachine for PartitionMachine {
     }
 
     fn after_apply(&mut self) -> Result<()> {
+        if std::mem::take(&mut self.applied_batches) {
+            self.data.send_modify(|n| *n = n.wrapping_add(1));
+        }
         if self.unflushed >= self.flush.bytes || self.last_flush.elapsed() >= self.flush.interval {
             self.engine.log_flush(self.group)?;
             self.unflushed = 0;

@@ -1,0 +1,235 @@
+//! `weir serve` configuration: a TOML file, overridden by command-line flags.
+//!
+//! ```toml
+//! node_id = 1
+//! data_dir = "./weir-data"
+//! kafka_listen = "127.0.0.1:9092"
+//! advertised_kafka = "127.0.0.1:9092"   # default: kafka_listen
+//! engine = "segment"                      # segment | memory | rocksdb | redb
+//! transport = "grpc"                      # grpc | tcp
+//! peer_listen = "127.0.0.1:9192"
+//! peers = { 2 = "127.0.0.1:9193", 3 = "127.0.0.1:9194" }
+//! auto_create_topics = true
+//! default_partitions = 1
+//! default_replication = 3                 # capped at the number of brokers
+//!
+//! [engine_segment]
+//! segment_bytes = 67108864
+//! ```
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+/// The storage engines a config can name; each is compiled in only with its feature.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum EngineKind {
+    /// mmap'd segments and a Raft WAL (feature `engine-segment`, default).
+    Segment,
+    /// Everything in memory; data is lost on exit (always available).
+    Memory,
+    /// RocksDB (feature `engine-rocksdb`).
+    Rocksdb,
+    /// redb (feature `engine-redb`).
+    Redb,
+}
+
+impl EngineKind {
+    /// The cargo feature that compiles this engine in.
+    pub fn feature(self) -> &'static str {
+        match self {
+            EngineKind::Segment => "engine-segment",
+            EngineKind::Memory => "(always built in)",
+            EngineKind::Rocksdb => "engine-rocksdb",
+            EngineKind::Redb => "engine-redb",
+        }
+    }
+}
+
+/// The peer transports a config can name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum TransportKind {
+    /// gRPC bidirectional streams (feature `transport-grpc`, default).
+    Grpc,
+    /// Length-prefixed frames over TCP (feature `transport-tcp`).
+    Tcp,
+}
+
+impl TransportKind {
+    /// The cargo feature that compiles this transport in.
+    pub fn feature(self) -> &'static str {
+        match self {
+            TransportKind::Grpc => "transport-grpc",
+            TransportKind::Tcp => "transport-tcp",
+        }
+    }
+}
+
+/// Everything `weir serve` needs.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// This node's id (from 1).
+    pub node_id: u64,
+    /// Where the engine keeps its files.
+    pub data_dir: PathBuf,
+    /// Where Kafka clients connect.
+    pub kafka_listen: SocketAddr,
+    /// The address given to clients in metadata (default: `kafka_listen`).
+    pub advertised_kafka: Option<String>,
+    /// The storage engine.
+    pub engine: EngineKind,
+    /// The peer transport (used when `peers` is not empty).
+    pub transport: TransportKind,
+    /// Where peers connect to this node.
+    pub peer_listen: Option<SocketAddr>,
+    /// The other voters of a static cluster: node id → peer address.
+    pub peers: BTreeMap<u64, String>,
+    /// Create unknown topics on Metadata and Produce requests.
+    pub auto_create_topics: bool,
+    /// Partitions of auto-created topics.
+    pub default_partitions: i32,
+    /// Replication factor of auto-created topics (capped at the broker count).
+    pub default_replication: usize,
+    /// Largest request accepted, in bytes.
+    pub max_request_bytes: usize,
+    /// Largest record batch accepted, in bytes.
+    pub max_batch_bytes: usize,
+    /// The Raft tick in milliseconds.
+    pub raft_tick_ms: u64,
+    /// Segment engine tuning.
+    pub engine_segment: SegmentSection,
+}
+
+/// `[engine_segment]`: see the segment engine's `Config`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SegmentSection {
+    /// Preallocated segment size.
+    pub segment_bytes: u64,
+    /// Bytes between offset-index entries.
+    pub index_interval_bytes: u64,
+    /// Size after which the Raft WAL starts a new file.
+    pub wal_file_bytes: u64,
+}
+
+impl Default for SegmentSection {
+    fn default() -> Self {
+        SegmentSection {
+            segment_bytes: 64 << 20,
+            index_interval_bytes: 4096,
+            wal_file_bytes: 64 << 20,
+        }
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            node_id: 1,
+            data_dir: PathBuf::from("./weir-data"),
+            kafka_listen: SocketAddr::from(([127, 0, 0, 1], 9092)),
+            advertised_kafka: None,
+            engine: EngineKind::Segment,
+            transport: TransportKind::Grpc,
+            peer_listen: None,
+            peers: BTreeMap::new(),
+            auto_create_topics: true,
+            default_partitions: 1,
+            default_replication: 3,
+            max_request_bytes: 100 << 20,
+            max_batch_bytes: 1 << 20,
+            raft_tick_ms: 100,
+            engine_segment: SegmentSection::default(),
+        }
+    }
+}
+
+impl Config {
+    /// Reads a TOML file; unknown keys are an error.
+    ///
+    /// # Errors
+    /// A message naming the file and the problem.
+    pub fn from_file(path: &std::path::Path) -> anyhow::Result<Config> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| anyhow::anyhow!("cannot read config file {}: {e}", path.display()))?;
+        toml::from_str(&text).map_err(|e| anyhow::anyhow!("config file {}: {e}", path.display()))
+    }
+
+    /// Checks values that serde cannot.
+    ///
+    /// # Errors
+    /// A message naming the key and what is allowed.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        anyhow::ensure!(self.node_id >= 1, "node_id must be at least 1");
+        anyhow::ensure!(
+            !self.peers.contains_key(&self.node_id),
+            "peers must not contain this node's own id {}",
+            self.node_id
+        );
+        anyhow::ensure!(
+            self.peers.is_empty() || self.peer_listen.is_some(),
+            "peer_listen is required when peers are configured"
+        );
+        anyhow::ensure!(
+            self.default_partitions >= 1,
+            "default_partitions must be at least 1"
+        );
+        anyhow::ensure!(
+            self.default_replication >= 1,
+            "default_replication must be at least 1"
+        );
+        anyhow::ensure!(
+            self.max_request_bytes >= 1024,
+            "max_request_bytes must be at least 1024"
+        );
+        anyhow::ensure!(self.raft_tick_ms >= 1, "raft_tick_ms must be at least 1");
+        Ok(())
+    }
+
+    /// The Kafka address advertised to clients.
+    pub fn advertised(&self) -> String {
+        self.advertised_kafka
+            .clone()
+            .unwrap_or_else(|| self.kafka_listen.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_keys_are_rejected() {
+        let e = toml::from_str::<Config>("node_id = 1\nbogus = 2\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("bogus"), "{e}");
+    }
+
+    #[test]
+    fn defaults_and_partial_files() {
+        let c: Config =
+            toml::from_str("engine = \"memory\"\n[engine_segment]\nsegment_bytes = 1048576\n")
+                .unwrap();
+        assert_eq!(c.engine, EngineKind::Memory);
+        assert_eq!(c.engine_segment.segment_bytes, 1 << 20);
+        assert_eq!(c.kafka_listen.to_string(), "127.0.0.1:9092");
+        c.validate().unwrap();
+    }
+
+    #[test]
+    fn peers_need_a_listen_address() {
+        let c: Config = toml::from_str("[peers]\n2 = \"127.0.0.1:1\"\n").unwrap();
+        assert!(
+            c.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("peer_listen")
+        );
+    }
+}

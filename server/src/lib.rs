@@ -1,0 +1,147 @@
+//! weir-server: the `weir` broker.
+//!
+//! # Layout
+//!
+//! * [`config`] — the TOML configuration and its flags.
+//! * [`kafka`] — the Kafka listener: framing, dispatch, one handler per API.
+//! * [`run`] — start-up: open the configured engine and transport, start the node,
+//!   serve Kafka until shutdown.
+//!
+//! Plug-ins are chosen at start from those compiled in; naming one that is not
+//! compiled in is an error that names its cargo feature.
+
+pub mod config;
+pub mod kafka;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use tokio::net::TcpListener;
+use weir_core::transport::{GroupMessage, Transport};
+use weir_core::{Engine, Node, NodeConfig, NodeId};
+
+use crate::config::{Config, EngineKind};
+
+/// The engines compiled into this binary, by configuration name.
+pub fn compiled_engines() -> Vec<&'static str> {
+    let mut v = vec![weir_core::memory::NAME];
+    #[cfg(feature = "engine-segment")]
+    v.push(weir_engine_segment::NAME);
+    v
+}
+
+/// The transports compiled into this binary, by configuration name.
+pub fn compiled_transports() -> Vec<&'static str> {
+    Vec::new()
+}
+
+/// Opens the configured engine.
+///
+/// # Errors
+/// When the engine is not compiled in (naming its cargo feature) or fails to open.
+pub fn open_engine(config: &Config) -> anyhow::Result<Arc<dyn Engine>> {
+    match config.engine {
+        EngineKind::Memory => Ok(Arc::new(weir_core::memory::MemoryEngine::new())),
+        #[cfg(feature = "engine-segment")]
+        EngineKind::Segment => {
+            let s = &config.engine_segment;
+            let c = weir_engine_segment::Config {
+                segment_bytes: s.segment_bytes,
+                index_interval_bytes: s.index_interval_bytes,
+                wal_file_bytes: s.wal_file_bytes,
+            };
+            let e = weir_engine_segment::SegmentEngine::open(&config.data_dir, c).with_context(
+                || {
+                    format!(
+                        "opening the segment engine in {}",
+                        config.data_dir.display()
+                    )
+                },
+            )?;
+            Ok(Arc::new(e))
+        }
+        other => anyhow::bail!(
+            "engine {:?} is not compiled into this binary; rebuild with `--features {}`",
+            other,
+            other.feature()
+        ),
+    }
+}
+
+/// A transport for a single-node cluster: there is nobody to send to.
+struct NoPeers;
+
+impl Transport for NoPeers {
+    fn send(&self, to: NodeId, msgs: Vec<GroupMessage>) {
+        tracing::warn!(
+            to,
+            count = msgs.len(),
+            "dropping Raft messages: no peers are configured"
+        );
+    }
+}
+
+fn open_transport(config: &Config) -> anyhow::Result<Arc<dyn Transport>> {
+    if config.peers.is_empty() {
+        return Ok(Arc::new(NoPeers));
+    }
+    anyhow::bail!(
+        "transport {:?} is not compiled into this binary; rebuild with `--features {}`",
+        config.transport,
+        config.transport.feature()
+    )
+}
+
+/// Runs a broker: opens the engine and transport, starts the node, serves Kafka on
+/// `kafka` until `shutdown` resolves or the node hits a fatal error, then stops.
+///
+/// # Errors
+/// Start-up failures, and the node's fatal error if it had one.
+pub async fn run(
+    config: Config,
+    kafka: TcpListener,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> anyhow::Result<()> {
+    config.validate()?;
+    let engine = open_engine(&config)?;
+    let transport = open_transport(&config)?;
+    let mut voters: Vec<NodeId> = config.peers.keys().copied().collect();
+    voters.push(config.node_id);
+    voters.sort_unstable();
+    let mut node_cfg = NodeConfig::new(config.node_id, voters, config.advertised());
+    node_cfg.tick = Duration::from_millis(config.raft_tick_ms);
+    node_cfg.max_batch_bytes = config.max_batch_bytes;
+    let node = Node::start(node_cfg, engine, transport)?;
+    tracing::info!(
+        node = config.node_id,
+        kafka = %kafka.local_addr().map(|a| a.to_string()).unwrap_or_default(),
+        engine = ?config.engine,
+        data_dir = %config.data_dir.display(),
+        "weir is serving"
+    );
+    let ctx = Arc::new(kafka::Context {
+        node: node.clone(),
+        auto_create: config.auto_create_topics,
+        default_partitions: config.default_partitions,
+        default_replication: config.default_replication,
+        max_request_bytes: config.max_request_bytes,
+    });
+    let fatal_node = node.clone();
+    let stop = async move {
+        tokio::select! {
+            () = shutdown => {}
+            why = fatal_node.wait_fatal() => tracing::error!(error = %why, "stopping after a fatal error"),
+        }
+    };
+    kafka::serve(kafka, ctx, stop).await;
+    let fatal = node.fatal_error();
+    node.shutdown().await;
+    match fatal {
+        Some(why) => anyhow::bail!("fatal error: {why}"),
+        None => {
+            tracing::info!("weir stopped");
+            Ok(())
+        }
+    }
+}
