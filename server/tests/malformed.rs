@@ -117,7 +117,12 @@ async fn fetch_count(addr: std::net::SocketAddr) -> usize {
     let p = &r.responses[0].partitions[0];
     assert_eq!(p.error_code, 0);
     let records = p.records.clone().unwrap();
-    weir_core::batch::iter_batches(&records).filter(|b| b.is_ok()).count()
+    let batches: Vec<_> = weir_core::batch::iter_batches(&records).collect();
+    assert!(
+        batches.iter().all(Result::is_ok),
+        "fetched batches must be valid"
+    );
+    batches.len()
 }
 
 /// Sends raw bytes on a fresh connection, then waits until the broker closes it or
