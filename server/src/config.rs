@@ -6,7 +6,8 @@
 //! kafka_listen = "127.0.0.1:9092"
 //! advertised_kafka = "127.0.0.1:9092"   # default: kafka_listen
 //! engine = "segment"                      # segment | memory | rocksdb | redb
-//! transport = "grpc"                      # grpc | tcp
+//! transport = "tcp"                       # tcp | grpc (not yet built)
+//! cluster_id = "weir"
 //! peer_listen = "127.0.0.1:9192"
 //! peers = { 2 = "127.0.0.1:9193", 3 = "127.0.0.1:9194" }
 //! auto_create_topics = true
@@ -85,6 +86,8 @@ pub struct Config {
     pub engine: EngineKind,
     /// The peer transport (used when `peers` is not empty).
     pub transport: TransportKind,
+    /// Peers of other clusters are refused.
+    pub cluster_id: String,
     /// Where peers connect to this node.
     pub peer_listen: Option<SocketAddr>,
     /// The other voters of a static cluster: node id → peer address.
@@ -135,7 +138,8 @@ impl Default for Config {
             kafka_listen: SocketAddr::from(([127, 0, 0, 1], 9092)),
             advertised_kafka: None,
             engine: EngineKind::Segment,
-            transport: TransportKind::Grpc,
+            transport: TransportKind::Tcp,
+            cluster_id: "weir".to_string(),
             peer_listen: None,
             peers: BTreeMap::new(),
             auto_create_topics: true,

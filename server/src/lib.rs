@@ -33,7 +33,11 @@ pub fn compiled_engines() -> Vec<&'static str> {
 
 /// The transports compiled into this binary, by configuration name.
 pub fn compiled_transports() -> Vec<&'static str> {
-    Vec::new()
+    [
+        #[cfg(feature = "transport-tcp")]
+        weir_transport_tcp::NAME,
+    ]
+    .to_vec()
 }
 
 /// Opens the configured engine.
@@ -82,15 +86,45 @@ impl Transport for NoPeers {
     }
 }
 
-fn open_transport(config: &Config) -> anyhow::Result<Arc<dyn Transport>> {
+/// The transport, and how to hand it the node's inbound once the node exists.
+type Opened = (
+    Arc<dyn Transport>,
+    Box<dyn FnOnce(Arc<dyn weir_core::Inbound>) + Send>,
+);
+
+async fn open_transport(config: &Config) -> anyhow::Result<Opened> {
     if config.peers.is_empty() {
-        return Ok(Arc::new(NoPeers));
+        return Ok((Arc::new(NoPeers), Box::new(|_| {})));
     }
-    anyhow::bail!(
-        "transport {:?} is not compiled into this binary; rebuild with `--features {}`",
-        config.transport,
-        config.transport.feature()
-    )
+    match config.transport {
+        #[cfg(feature = "transport-tcp")]
+        crate::config::TransportKind::Tcp => {
+            let listen = config
+                .peer_listen
+                .context("peer_listen is required when peers are configured")?;
+            let listener = TcpListener::bind(listen)
+                .await
+                .with_context(|| format!("cannot listen for peers on {listen}"))?;
+            let id = weir_transport_tcp::Identity {
+                node: config.node_id,
+                cluster_id: config.cluster_id.clone(),
+                peers: config.peers.clone(),
+            };
+            let t = weir_transport_tcp::TcpTransport::start(
+                listener,
+                id,
+                weir_transport_tcp::Config::default(),
+            )?;
+            let reg = t.clone();
+            Ok((t, Box::new(move |inbound| reg.register(inbound))))
+        }
+        #[allow(unreachable_patterns)]
+        other => anyhow::bail!(
+            "transport {:?} is not compiled into this binary; rebuild with `--features {}`",
+            other,
+            other.feature()
+        ),
+    }
 }
 
 /// Runs a broker: opens the engine and transport, starts the node, serves Kafka on
@@ -105,7 +139,7 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     config.validate()?;
     let engine = open_engine(&config)?;
-    let transport = open_transport(&config)?;
+    let (transport, register) = open_transport(&config).await?;
     let mut voters: Vec<NodeId> = config.peers.keys().copied().collect();
     voters.push(config.node_id);
     voters.sort_unstable();
@@ -113,6 +147,7 @@ pub async fn run(
     node_cfg.tick = Duration::from_millis(config.raft_tick_ms);
     node_cfg.max_batch_bytes = config.max_batch_bytes;
     let node = Node::start(node_cfg, engine, transport)?;
+    register(node.inbound());
     tracing::info!(
         node = config.node_id,
         kafka = %kafka.local_addr().map(|a| a.to_string()).unwrap_or_default(),

@@ -92,7 +92,8 @@ pub struct GroupStatus {
     pub applied: u64,
     /// The partition log's state (partition groups only).
     pub log: Option<LogState>,
-    /// On the leader: each replica and the index it has matched.
+    /// On the leader: each replica that was recently active (the leader itself
+    /// included) and the index it has matched.
     pub progress: Vec<(NodeId, u64)>,
     /// The task stopped (shut down or failed).
     pub stopped: bool,

@@ -1,0 +1,353 @@
+//! weir-transport-tcp: Raft messages between weir nodes over plain TCP.
+//!
+//! # Wire format
+//!
+//! A connection starts with a handshake from the connecting side:
+//! `"WEIR" | protocol version u16 | cluster id length u16 | cluster id | node id u64`
+//! (big-endian). The accepting side closes connections with another magic,
+//! version or cluster id. Then frames follow, one way (each direction of a pair of
+//! nodes has its own connection):
+//!
+//! ```text
+//! length u32 | CRC-32C of the payload u32 | payload
+//! payload = count u32, then per message: group u64 | length u32 | eraftpb.Message
+//! ```
+//!
+//! A frame over `max_frame_bytes`, a CRC mismatch or an undecodable message closes
+//! the connection with an error log (never a panic); the peer reconnects.
+//!
+//! # Sending
+//!
+//! Each peer has a bounded queue and a task that connects (with backoff), writes the
+//! handshake, then writes frames in queue order. [`Transport::send`] never blocks:
+//! when the queue is full, or the connection fails, the batch is dropped and the
+//! peer reported unreachable — Raft retransmits, and memory stays bounded.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use bytes::{Buf, BufMut, BytesMut};
+use protobuf::Message as _;
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
+use weir_core::eraftpb::Message;
+use weir_core::{Error, GroupId, GroupMessage, Inbound, NodeId, Result, Transport};
+
+/// The configuration name of this transport.
+pub const NAME: &str = "tcp";
+
+const MAGIC: &[u8; 4] = b"WEIR";
+const VERSION: u16 = 1;
+
+/// Tuning of the TCP transport.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Largest frame accepted or sent. Default 64 MiB.
+    pub max_frame_bytes: usize,
+    /// Batches queued per peer before new ones are dropped. Default 1024.
+    pub queue_batches: usize,
+    /// Longest wait between reconnection attempts. Default 1 s.
+    pub max_backoff_ms: u64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            max_frame_bytes: 64 << 20,
+            queue_batches: 1024,
+            max_backoff_ms: 1000,
+        }
+    }
+}
+
+/// Who this node is and whom it talks to.
+#[derive(Clone, Debug)]
+pub struct Identity {
+    /// This node.
+    pub node: NodeId,
+    /// Nodes of other clusters are refused.
+    pub cluster_id: String,
+    /// Peer id → "host:port" it listens on.
+    pub peers: BTreeMap<NodeId, String>,
+}
+
+struct Shared {
+    id: Identity,
+    config: Config,
+    inbound: OnceLock<Arc<dyn Inbound>>,
+}
+
+impl Shared {
+    fn unreachable(&self, peer: NodeId) {
+        if let Some(i) = self.inbound.get() {
+            i.unreachable(peer);
+        }
+    }
+}
+
+/// The TCP transport; see the [crate docs](crate).
+pub struct TcpTransport {
+    shared: Arc<Shared>,
+    queues: BTreeMap<NodeId, mpsc::Sender<Vec<GroupMessage>>>,
+    local: SocketAddr,
+}
+
+impl std::fmt::Debug for TcpTransport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TcpTransport")
+            .field("node", &self.shared.id.node)
+            .field("local", &self.local)
+            .finish()
+    }
+}
+
+impl TcpTransport {
+    /// Starts accepting peers on `listener` and a sender task per peer, on the
+    /// current tokio runtime. Call [`TcpTransport::register`] once the node exists.
+    ///
+    /// # Errors
+    /// [`Error::Config`] for a bad configuration.
+    pub fn start(listener: TcpListener, id: Identity, config: Config) -> Result<Arc<TcpTransport>> {
+        if config.max_frame_bytes < 1024 || config.queue_batches == 0 {
+            return Err(Error::Config(
+                "transport.tcp: max_frame_bytes must be >= 1024 and queue_batches > 0".into(),
+            ));
+        }
+        if id.cluster_id.len() > u16::MAX as usize {
+            return Err(Error::Config("cluster id too long".into()));
+        }
+        let local = listener
+            .local_addr()
+            .map_err(|e| Error::io("reading the peer listener address", e))?;
+        let shared = Arc::new(Shared {
+            id,
+            config,
+            inbound: OnceLock::new(),
+        });
+        let mut queues = BTreeMap::new();
+        for (&peer, addr) in &shared.id.peers {
+            let (tx, rx) = mpsc::channel(shared.config.queue_batches);
+            queues.insert(peer, tx);
+            tokio::spawn(sender(shared.clone(), peer, addr.clone(), rx));
+        }
+        tokio::spawn(acceptor(shared.clone(), listener));
+        Ok(Arc::new(TcpTransport {
+            shared,
+            queues,
+            local,
+        }))
+    }
+
+    /// Where messages received from peers go. Messages arriving earlier are dropped.
+    pub fn register(&self, inbound: Arc<dyn Inbound>) {
+        let _ = self.shared.inbound.set(inbound);
+    }
+
+    /// The address peers connect to.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local
+    }
+}
+
+impl Transport for TcpTransport {
+    fn send(&self, to: NodeId, msgs: Vec<GroupMessage>) {
+        let Some(q) = self.queues.get(&to) else {
+            tracing::warn!(to, "no peer address configured; dropping Raft messages");
+            return;
+        };
+        if q.try_send(msgs).is_err() {
+            self.shared.unreachable(to);
+        }
+    }
+}
+
+/// Encodes a batch as one frame.
+///
+/// # Errors
+/// [`Error::Invalid`] when the frame would exceed `max`.
+pub fn encode_frame(msgs: &[GroupMessage], max: usize) -> Result<BytesMut> {
+    let mut buf = BytesMut::with_capacity(256);
+    buf.put_u32(0);
+    buf.put_u32(0);
+    buf.put_u32(msgs.len() as u32);
+    for m in msgs {
+        let bytes = m
+            .msg
+            .write_to_bytes()
+            .map_err(|e| Error::Invalid(format!("encoding a Raft message: {e}")))?;
+        buf.put_u64(m.group.0);
+        buf.put_u32(bytes.len() as u32);
+        buf.put_slice(&bytes);
+    }
+    let payload = buf.len() - 8;
+    if payload > max {
+        return Err(Error::Invalid(format!(
+            "frame of {payload} bytes exceeds max_frame_bytes {max}"
+        )));
+    }
+    let crc = crc32c::crc32c(&buf[8..]);
+    buf[0..4].copy_from_slice(&(payload as u32).to_be_bytes());
+    buf[4..8].copy_from_slice(&crc.to_be_bytes());
+    Ok(buf)
+}
+
+/// Decodes a frame's payload (after the length and CRC were checked).
+///
+/// # Errors
+/// [`Error::Corrupt`] describing what is wrong.
+pub fn decode_payload(mut p: &[u8]) -> Result<Vec<GroupMessage>> {
+    let bad = |why: &str| Error::Corrupt(format!("bad transport frame: {why}"));
+    if p.remaining() < 4 {
+        return Err(bad("no message count"));
+    }
+    let n = p.get_u32() as usize;
+    let mut out = Vec::with_capacity(n.min(4096));
+    for _ in 0..n {
+        if p.remaining() < 12 {
+            return Err(bad("truncated message header"));
+        }
+        let group = GroupId(p.get_u64());
+        let len = p.get_u32() as usize;
+        if p.remaining() < len {
+            return Err(bad("truncated message"));
+        }
+        let msg = Message::parse_from_bytes(&p[..len]).map_err(|e| bad(&e.to_string()))?;
+        p.advance(len);
+        out.push(GroupMessage { group, msg });
+    }
+    if p.has_remaining() {
+        return Err(bad("trailing bytes"));
+    }
+    Ok(out)
+}
+
+fn handshake(id: &Identity) -> Vec<u8> {
+    let mut h = Vec::with_capacity(16 + id.cluster_id.len());
+    h.extend_from_slice(MAGIC);
+    h.extend_from_slice(&VERSION.to_be_bytes());
+    h.extend_from_slice(&(id.cluster_id.len() as u16).to_be_bytes());
+    h.extend_from_slice(id.cluster_id.as_bytes());
+    h.extend_from_slice(&id.node.to_be_bytes());
+    h
+}
+
+async fn sender(
+    shared: Arc<Shared>,
+    peer: NodeId,
+    addr: String,
+    mut rx: mpsc::Receiver<Vec<GroupMessage>>,
+) {
+    let max_backoff = Duration::from_millis(shared.config.max_backoff_ms.max(10));
+    let mut backoff = Duration::from_millis(10);
+    let mut conn: Option<TcpStream> = None;
+    while let Some(batch) = rx.recv().await {
+        if conn.is_none() {
+            match TcpStream::connect(&addr).await {
+                Ok(mut s) => {
+                    let _ = s.set_nodelay(true);
+                    if s.write_all(&handshake(&shared.id)).await.is_ok() {
+                        tracing::debug!(peer, %addr, "connected to peer");
+                        backoff = Duration::from_millis(10);
+                        conn = Some(s);
+                    }
+                }
+                Err(e) => tracing::debug!(peer, %addr, error = %e, "cannot reach peer"),
+            }
+        }
+        let Some(s) = conn.as_mut() else {
+            shared.unreachable(peer);
+            // Drop what queued up while the peer was down: Raft resends.
+            tokio::time::sleep(backoff).await;
+            while rx.try_recv().is_ok() {}
+            backoff = (backoff * 2).min(max_backoff);
+            continue;
+        };
+        let frame = match encode_frame(&batch, shared.config.max_frame_bytes) {
+            Ok(f) => f,
+            Err(e) => {
+                tracing::error!(peer, error = %e, "dropping an oversized batch of Raft messages");
+                continue;
+            }
+        };
+        if let Err(e) = s.write_all(&frame).await {
+            tracing::debug!(peer, error = %e, "lost the connection to peer");
+            conn = None;
+            shared.unreachable(peer);
+        }
+    }
+}
+
+async fn acceptor(shared: Arc<Shared>, listener: TcpListener) {
+    loop {
+        match listener.accept().await {
+            Ok((stream, addr)) => {
+                let shared = shared.clone();
+                tokio::spawn(async move {
+                    if let Err(e) = receive(&shared, stream).await {
+                        tracing::warn!(%addr, error = %e, "closed a peer connection");
+                    }
+                });
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "accepting a peer connection failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
+async fn receive(shared: &Shared, mut s: TcpStream) -> Result<()> {
+    let io = |e: std::io::Error| Error::io("reading from a peer", e);
+    let mut head = [0u8; 8];
+    s.read_exact(&mut head).await.map_err(io)?;
+    if &head[0..4] != MAGIC {
+        return Err(Error::Corrupt("not a weir peer (bad magic)".into()));
+    }
+    let version = u16::from_be_bytes([head[4], head[5]]);
+    if version != VERSION {
+        return Err(Error::Unsupported(format!(
+            "peer protocol version {version}, this node speaks {VERSION}"
+        )));
+    }
+    let mut cluster = vec![0u8; u16::from_be_bytes([head[6], head[7]]) as usize];
+    s.read_exact(&mut cluster).await.map_err(io)?;
+    if cluster != shared.id.cluster_id.as_bytes() {
+        return Err(Error::Config(format!(
+            "peer belongs to cluster {:?}, this node to {:?}",
+            String::from_utf8_lossy(&cluster),
+            shared.id.cluster_id
+        )));
+    }
+    let from = s.read_u64().await.map_err(io)?;
+    let _ = s.set_nodelay(true);
+    let max = shared.config.max_frame_bytes;
+    loop {
+        let len = match s.read_u32().await {
+            Ok(n) => n as usize,
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(()),
+            Err(e) => return Err(io(e)),
+        };
+        if len > max {
+            return Err(Error::Corrupt(format!(
+                "frame of {len} bytes from node {from} exceeds max_frame_bytes {max}"
+            )));
+        }
+        let crc = s.read_u32().await.map_err(io)?;
+        let mut payload = vec![0u8; len];
+        s.read_exact(&mut payload).await.map_err(io)?;
+        if crc32c::crc32c(&payload) != crc {
+            return Err(Error::Corrupt(format!(
+                "frame from node {from} fails its CRC"
+            )));
+        }
+        let msgs = decode_payload(&payload)?;
+        if let Some(i) = shared.inbound.get() {
+            i.deliver(from, msgs);
+        }
+    }
+}
