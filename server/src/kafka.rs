@@ -53,6 +53,8 @@ pub mod code {
     pub const INVALID_REPLICATION_FACTOR: i16 = 38;
     /// Manual replica assignment is not supported.
     pub const INVALID_REPLICA_ASSIGNMENT: i16 = 39;
+    /// A malformed request.
+    pub const INVALID_REQUEST: i16 = 42;
     /// A storage failure.
     pub const KAFKA_STORAGE_ERROR: i16 = 56;
     /// An invalid record.
@@ -70,6 +72,7 @@ const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::ApiVersions, 0, 3),
     (ApiKey::CreateTopics, 2, 7),
     (ApiKey::DeleteTopics, 1, 5),
+    (ApiKey::DescribeConfigs, 1, 4),
 ];
 
 fn supported(key: ApiKey) -> Option<(i16, i16)> {
@@ -185,6 +188,9 @@ pub async fn handle_frame(mut frame: Bytes, ctx: &Context) -> anyhow::Result<Opt
         )),
         RequestKind::FindCoordinator(r) => {
             Some(ResponseKind::FindCoordinator(find_coordinator(r, version)))
+        }
+        RequestKind::DescribeConfigs(r) => {
+            Some(ResponseKind::DescribeConfigs(describe_configs(r, ctx)))
         }
         _ => anyhow::bail!("{key:?} is not handled"),
     };
@@ -686,6 +692,60 @@ async fn delete_topics(
         });
     }
     DeleteTopicsResponse::default().with_responses(results)
+}
+
+/// Topic configs as stored in metadata (resource type 2); brokers (type 4) have
+/// none that clients can set yet.
+fn describe_configs(req: DescribeConfigsRequest, ctx: &Context) -> DescribeConfigsResponse {
+    const TOPIC: i8 = 2;
+    const BROKER: i8 = 4;
+    const TOPIC_CONFIG_SOURCE: i8 = 1;
+    let meta = ctx.node.metadata();
+    let results = req
+        .resources
+        .into_iter()
+        .map(|r| {
+            let res = describe_configs_response::DescribeConfigsResult::default()
+                .with_resource_type(r.resource_type)
+                .with_resource_name(r.resource_name.clone());
+            match r.resource_type {
+                TOPIC => match meta.topics.get(r.resource_name.as_str()) {
+                    None => res
+                        .with_error_code(code::UNKNOWN_TOPIC_OR_PARTITION)
+                        .with_error_message(Some(str_bytes(&format!(
+                            "unknown topic {}",
+                            r.resource_name.as_str()
+                        )))),
+                    Some(t) => {
+                        let wanted = |k: &str| {
+                            r.configuration_keys
+                                .as_ref()
+                                .is_none_or(|keys| keys.iter().any(|w| w.as_str() == k))
+                        };
+                        let configs = t
+                            .configs
+                            .iter()
+                            .filter(|(k, _)| wanted(k))
+                            .map(|(k, v)| {
+                                describe_configs_response::DescribeConfigsResourceResult::default()
+                                    .with_name(str_bytes(k))
+                                    .with_value(Some(str_bytes(v)))
+                                    .with_config_source(TOPIC_CONFIG_SOURCE)
+                            })
+                            .collect();
+                        res.with_configs(configs)
+                    }
+                },
+                BROKER => res,
+                other => res
+                    .with_error_code(code::INVALID_REQUEST)
+                    .with_error_message(Some(str_bytes(&format!(
+                        "resource type {other} is not supported"
+                    )))),
+            }
+        })
+        .collect();
+    DescribeConfigsResponse::default().with_results(results)
 }
 
 fn find_coordinator(req: FindCoordinatorRequest, version: i16) -> FindCoordinatorResponse {

@@ -498,3 +498,48 @@ fn isr_has(metadata: &str, node: usize) -> bool {
         .and_then(|l| l.split("isrs: ").nth(1))
         .is_some_and(|isr| isr.split(',').any(|n| n.trim() == node.to_string()))
 }
+
+#[test]
+fn compressed_batches_are_stored_and_served_as_sent() {
+    need("kcat");
+    let b = Broker::start();
+    for codec in ["gzip", "snappy", "lz4", "zstd"] {
+        let topic = format!("z-{codec}");
+        let lines: String = (0..300)
+            .map(|i| format!("{codec}-{i}-{}\n", "abc".repeat(i % 20)))
+            .collect();
+        run(
+            Command::new("kcat")
+                .args([
+                    "-b",
+                    &b.bootstrap(),
+                    "-t",
+                    &topic,
+                    "-p",
+                    "0",
+                    "-P",
+                    "-z",
+                    codec,
+                ])
+                .args(["-X", "acks=all", "-X", "linger.ms=50"]),
+            Some(&lines),
+        );
+        let out = run(
+            Command::new("kcat").args([
+                "-b",
+                &b.bootstrap(),
+                "-t",
+                &topic,
+                "-p",
+                "0",
+                "-C",
+                "-o",
+                "beginning",
+                "-e",
+            ]),
+            None,
+        );
+        let got = String::from_utf8(out.stdout).unwrap();
+        assert_eq!(got, lines, "{codec} round trip");
+    }
+}

@@ -41,9 +41,16 @@ def confluent(bootstrap, topic, count, partitions):
     from confluent_kafka import Consumer, Producer, TopicPartition, OFFSET_BEGINNING
     from confluent_kafka.admin import AdminClient, NewTopic
 
+    from confluent_kafka.admin import ConfigResource, ResourceType
+
     admin = AdminClient({"bootstrap.servers": bootstrap})
-    fs = admin.create_topics([NewTopic(topic, num_partitions=partitions, replication_factor=-1)])
+    fs = admin.create_topics([NewTopic(topic, num_partitions=partitions, replication_factor=-1,
+                                       config={"retention.ms": "3600000"})])
     fs[topic].result(30)
+    described = admin.describe_configs([ConfigResource(ResourceType.TOPIC, topic)])
+    configs = list(described.values())[0].result(30)
+    if configs.get("retention.ms") is None or configs["retention.ms"].value != "3600000":
+        fail(f"describe_configs: {configs}")
 
     errors = []
     producer = Producer({"bootstrap.servers": bootstrap, "acks": "all", "linger.ms": 5,
