@@ -355,6 +355,92 @@ impl BatchBuilder {
     }
 }
 
+/// One record of an uncompressed batch, as [`decode_records`] returns it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Record {
+    /// The record's offset.
+    pub offset: Offset,
+    /// Its timestamp (ms).
+    pub timestamp: i64,
+    /// Its key, if any.
+    pub key: Option<Vec<u8>>,
+    /// Its value, if any.
+    pub value: Option<Vec<u8>>,
+    /// Its headers.
+    pub headers: Vec<(String, Option<Vec<u8>>)>,
+}
+
+fn get_varint(b: &[u8], at: &mut usize) -> Result<i64> {
+    let (mut v, mut shift) = (0u64, 0u32);
+    loop {
+        let byte = *b
+            .get(*at)
+            .ok_or_else(|| Error::Invalid("truncated varint in a record".into()))?;
+        *at += 1;
+        v |= u64::from(byte & 0x7f) << shift;
+        if byte & 0x80 == 0 {
+            return Ok(((v >> 1) as i64) ^ -((v & 1) as i64));
+        }
+        shift += 7;
+        if shift > 63 {
+            return Err(Error::Invalid("varint too long in a record".into()));
+        }
+    }
+}
+
+fn get_bytes(b: &[u8], at: &mut usize) -> Result<Option<Vec<u8>>> {
+    let len = get_varint(b, at)?;
+    if len < 0 {
+        return Ok(None);
+    }
+    let end = at.checked_add(len as usize).filter(|&e| e <= b.len());
+    let end = end.ok_or_else(|| Error::Invalid("record field runs past the batch".into()))?;
+    let v = b[*at..end].to_vec();
+    *at = end;
+    Ok(Some(v))
+}
+
+/// Decodes the records of one verified, uncompressed batch. For tools (`weir
+/// consume`), never the broker's hot path, which serves batches as stored.
+///
+/// # Errors
+/// [`Error::Unsupported`] for compressed batches, [`Error::Invalid`] when the
+/// records are malformed.
+pub fn decode_records(batch: &[u8]) -> Result<Vec<Record>> {
+    let h = verify(batch)?;
+    if h.compression() != 0 {
+        return Err(Error::Unsupported(format!(
+            "decoding compressed batches (codec {})",
+            h.compression()
+        )));
+    }
+    let mut at = HEADER_LEN;
+    let mut out = Vec::with_capacity(h.record_count.max(0) as usize);
+    for _ in 0..h.record_count {
+        let _len = get_varint(batch, &mut at)?;
+        at += 1; // attributes
+        let ts_delta = get_varint(batch, &mut at)?;
+        let off_delta = get_varint(batch, &mut at)?;
+        let key = get_bytes(batch, &mut at)?;
+        let value = get_bytes(batch, &mut at)?;
+        let n = get_varint(batch, &mut at)?;
+        let mut headers = Vec::new();
+        for _ in 0..n.max(0) {
+            let k = get_bytes(batch, &mut at)?.unwrap_or_default();
+            let v = get_bytes(batch, &mut at)?;
+            headers.push((String::from_utf8_lossy(&k).into_owned(), v));
+        }
+        out.push(Record {
+            offset: h.base_offset.wrapping_add(off_delta),
+            timestamp: h.base_timestamp.wrapping_add(ts_delta),
+            key,
+            value,
+            headers,
+        });
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -398,11 +484,32 @@ mod tests {
         assert!(r[0].is_ok() && r[1].is_err());
     }
 
+    #[test]
+    fn records_decode_back() {
+        let mut b = BatchBuilder::new(1000)
+            .record(Some(b"k"), Some(b"v"))
+            .record_at(1007, None, Some(b"w"), &[("h", b"x")])
+            .build();
+        stamp(&mut b, 10, 1);
+        let r = decode_records(&b).unwrap();
+        assert_eq!(r.len(), 2);
+        assert_eq!(
+            (r[0].offset, r[0].key.as_deref(), r[0].value.as_deref()),
+            (10, Some(&b"k"[..]), Some(&b"v"[..]))
+        );
+        assert_eq!(
+            (r[1].offset, r[1].timestamp, r[1].key.clone()),
+            (11, 1007, None)
+        );
+        assert_eq!(r[1].headers, vec![("h".to_string(), Some(b"x".to_vec()))]);
+    }
+
     proptest::proptest! {
         #[test]
         fn parse_never_panics(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..200)) {
             let _ = verify(&bytes);
             let _ = iter_batches(&bytes).count();
+            let _ = decode_records(&bytes);
         }
     }
 }

@@ -4,12 +4,15 @@
 //!
 //! * [`config`] — the TOML configuration and its flags.
 //! * [`kafka`] — the Kafka listener: framing, dispatch, one handler per API.
+//! * [`client`] — a small Kafka client for the `topics`, `produce` and `consume`
+//!   commands.
 //! * [`run`] — start-up: open the configured engine and transport, start the node,
 //!   serve Kafka until shutdown.
 //!
 //! Plug-ins are chosen at start from those compiled in; naming one that is not
 //! compiled in is an error that names its cargo feature.
 
+pub mod client;
 pub mod config;
 pub mod kafka;
 

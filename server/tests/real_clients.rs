@@ -543,3 +543,73 @@ fn compressed_batches_are_stored_and_served_as_sent() {
         assert_eq!(got, lines, "{codec} round trip");
     }
 }
+
+fn weir(args: &[&str], input: Option<&str>) -> String {
+    let out = run(Command::new(env!("CARGO_BIN_EXE_weir")).args(args), input);
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[test]
+fn weir_cli_topics_produce_consume() {
+    let b = Broker::start();
+    let bs = b.bootstrap();
+    weir(
+        &[
+            "topics",
+            "-b",
+            &bs,
+            "create",
+            "cli",
+            "--partitions",
+            "2",
+            "--config",
+            "retention.ms=60000",
+        ],
+        None,
+    );
+    assert_eq!(weir(&["topics", "-b", &bs, "list"], None), "cli\n");
+    let d = weir(&["topics", "-b", &bs, "describe", "cli"], None);
+    assert!(
+        d.contains("2 partitions") && d.contains("partition 1: leader 1"),
+        "{d}"
+    );
+    let lines: String = (0..1500).map(|i| format!("k{i}:v{i}\n")).collect();
+    weir(
+        &[
+            "produce",
+            "cli",
+            "-b",
+            &bs,
+            "-p",
+            "1",
+            "--key-separator",
+            ":",
+        ],
+        Some(&lines),
+    );
+    let got = weir(&["consume", "cli", "-b", &bs, "-p", "1", "--verbose"], None);
+    let want: String = (0..1500).map(|i| format!("{i} k{i} v{i}\n")).collect();
+    assert_eq!(got, want);
+    assert_eq!(
+        weir(
+            &["consume", "cli", "-b", &bs, "-p", "1", "--from", "1498"],
+            None
+        ),
+        "v1498\nv1499\n"
+    );
+    weir(&["topics", "-b", &bs, "delete", "cli"], None);
+    assert_eq!(weir(&["topics", "-b", &bs, "list"], None), "");
+    let missing = Command::new(env!("CARGO_BIN_EXE_weir"))
+        .args(["topics", "-b", &bs, "describe", "nope"])
+        .output()
+        .unwrap();
+    assert!(
+        !missing.status.success(),
+        "describing a missing topic fails"
+    );
+    assert_eq!(
+        weir(&["topics", "-b", &bs, "list"], None),
+        "",
+        "describe must not create the topic"
+    );
+}
