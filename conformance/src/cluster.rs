@@ -11,10 +11,10 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use rand::{Rng, SeedableRng, rngs::StdRng};
 use weir_core::batch::{self, BatchHeader};
-use weir_core::memnet::MemNetwork;
 use weir_core::{Acks, Appended, Engine, Error, GroupId, Node, NodeConfig, NodeId, Role};
 
 use crate::engine::produced_batch;
+use crate::net::{Faults, FaultyTransport, NetHarness};
 use crate::{CaseResult, Outcome, ensure, ensure_eq};
 
 /// How the cluster suite makes and restarts each node's engine.
@@ -41,11 +41,15 @@ pub trait ClusterHarness: Send + Sync + 'static {
     ) -> anyhow::Result<Arc<dyn Engine>>;
 }
 
-/// Expands to one `#[test]` per cluster case, each on its own tokio runtime.
+/// Expands to one `#[test]` per cluster case, each on its own tokio runtime. The
+/// second argument picks the network (default: the in-memory one).
 #[macro_export]
 macro_rules! cluster_suite {
     ($harness:expr) => {
-        $crate::__cluster_cases!($harness;
+        $crate::cluster_suite!($harness, $crate::net::MemNet::default());
+    };
+    ($harness:expr, $net:expr) => {
+        $crate::__cluster_cases!($harness, $net;
             cluster_single_node_produce_and_fetch,
             cluster_three_nodes_replicate_identically,
             cluster_produce_to_follower_names_the_leader,
@@ -62,11 +66,14 @@ macro_rules! cluster_suite {
 #[doc(hidden)]
 #[macro_export]
 macro_rules! __cluster_cases {
-    ($harness:expr; $($case:ident),* $(,)?) => {
+    ($harness:expr, $net:expr; $($case:ident),* $(,)?) => {
         $(
             #[test]
             fn $case() {
-                let result = $crate::cluster::block_on($crate::cluster::$case(::std::sync::Arc::new($harness)));
+                let result = $crate::cluster::block_on($crate::cluster::$case(
+                    ::std::sync::Arc::new($harness),
+                    ::std::sync::Arc::new($net),
+                ));
                 $crate::run_case(stringify!($case), result);
             }
         )*
@@ -93,12 +100,14 @@ const ELECTION: Duration = Duration::from_millis(10 * 20);
 const WAIT: Duration = Duration::from_secs(20);
 
 /// An in-process cluster over a [`MemNetwork`].
-pub struct Cluster<H: ClusterHarness> {
+pub struct Cluster<H: ClusterHarness, N: NetHarness> {
     h: Arc<H>,
-    /// The network; tests inject faults through it.
-    pub net: MemNetwork,
+    net: Arc<N>,
+    /// Faults applied to every node's sends.
+    pub net_faults: Faults,
     ids: Vec<NodeId>,
     nodes: BTreeMap<NodeId, Node>,
+    stops: BTreeMap<NodeId, Box<dyn FnOnce() + Send>>,
     engines: BTreeMap<NodeId, Arc<dyn Engine>>,
     guards: BTreeMap<NodeId, H::Guard>,
 }
@@ -110,19 +119,21 @@ fn config(id: NodeId, ids: &[NodeId]) -> NodeConfig {
     c
 }
 
-impl<H: ClusterHarness> Cluster<H> {
+impl<H: ClusterHarness, N: NetHarness> Cluster<H, N> {
     /// Starts `n` nodes (ids 1..=n) and waits for a metadata leader and every broker
     /// to be registered.
     ///
     /// # Errors
     /// When a node cannot start or the cluster does not settle in time.
-    pub async fn start(h: Arc<H>, n: u64, seed: u64) -> anyhow::Result<Self> {
+    pub async fn start(h: Arc<H>, net: Arc<N>, n: u64, seed: u64) -> anyhow::Result<Self> {
         let ids: Vec<NodeId> = (1..=n).collect();
         let mut c = Cluster {
             h,
-            net: MemNetwork::new(seed),
+            net,
+            net_faults: Faults::new(seed),
             ids: ids.clone(),
             nodes: BTreeMap::new(),
+            stops: BTreeMap::new(),
             engines: BTreeMap::new(),
             guards: BTreeMap::new(),
         };
@@ -141,12 +152,15 @@ impl<H: ClusterHarness> Cluster<H> {
     }
 
     fn launch(&mut self, id: NodeId, engine: Arc<dyn Engine>) -> anyhow::Result<()> {
-        let node = Node::start(
-            config(id, &self.ids),
-            engine.clone(),
-            self.net.transport(id),
-        )?;
-        self.net.register(id, node.inbound());
+        let ep = self.net.endpoint(id, &self.ids)?;
+        let transport = Arc::new(FaultyTransport::new(
+            id,
+            ep.transport,
+            self.net_faults.clone(),
+        ));
+        let node = Node::start(config(id, &self.ids), engine.clone(), transport)?;
+        (ep.register)(node.inbound());
+        self.stops.insert(id, ep.stop);
         self.nodes.insert(id, node);
         self.engines.insert(id, engine);
         Ok(())
@@ -173,7 +187,9 @@ impl<H: ClusterHarness> Cluster<H> {
     /// Stops a node (like a crash: the engine keeps only what was synced once restarted).
     pub async fn stop(&mut self, id: NodeId) {
         if let Some(n) = self.nodes.remove(&id) {
-            self.net.unregister(id);
+            if let Some(stop) = self.stops.remove(&id) {
+                stop();
+            }
             n.shutdown().await;
         }
     }
@@ -466,8 +482,11 @@ fn check_acknowledged(log: &[Vec<u8>], acked: &HashMap<u64, i64>) -> anyhow::Res
 // ------------------------------------------------------------------ cases
 
 /// One node: create a topic, produce, fetch back, list offsets.
-pub async fn cluster_single_node_produce_and_fetch<H: ClusterHarness>(h: Arc<H>) -> CaseResult {
-    let c = Cluster::start(h, 1, 1).await?;
+pub async fn cluster_single_node_produce_and_fetch<H: ClusterHarness, N: NetHarness>(
+    h: Arc<H>,
+    net: Arc<N>,
+) -> CaseResult {
+    let c = Cluster::start(h, net, 1, 1).await?;
     c.create_topic(1, "t", 2, 1).await?;
     let g = c.group("t", 1)?;
     c.leader(g).await?;
@@ -555,8 +574,11 @@ pub async fn cluster_single_node_produce_and_fetch<H: ClusterHarness>(h: Arc<H>)
 }
 
 /// Three nodes: a batch produced to the leader is on every replica at the same offset.
-pub async fn cluster_three_nodes_replicate_identically<H: ClusterHarness>(h: Arc<H>) -> CaseResult {
-    let c = Cluster::start(h, 3, 2).await?;
+pub async fn cluster_three_nodes_replicate_identically<H: ClusterHarness, N: NetHarness>(
+    h: Arc<H>,
+    net: Arc<N>,
+) -> CaseResult {
+    let c = Cluster::start(h, net, 3, 2).await?;
     c.create_topic(2, "r", 1, 3).await?;
     let g = c.group("r", 0)?;
     c.leader(g).await?;
@@ -575,10 +597,11 @@ pub async fn cluster_three_nodes_replicate_identically<H: ClusterHarness>(h: Arc
 }
 
 /// A follower answers NOT_LEADER naming the actual leader.
-pub async fn cluster_produce_to_follower_names_the_leader<H: ClusterHarness>(
+pub async fn cluster_produce_to_follower_names_the_leader<H: ClusterHarness, N: NetHarness>(
     h: Arc<H>,
+    net: Arc<N>,
 ) -> CaseResult {
-    let c = Cluster::start(h, 3, 3).await?;
+    let c = Cluster::start(h, net, 3, 3).await?;
     c.create_topic(1, "f", 1, 3).await?;
     let g = c.group("f", 0)?;
     let leader = c.leader(g).await?;
@@ -620,8 +643,11 @@ pub async fn cluster_produce_to_follower_names_the_leader<H: ClusterHarness>(
 
 /// The leader is cut off: a new leader is elected within 10 election timeouts, the
 /// old leader's unacknowledged writes never become visible, producers move on.
-pub async fn cluster_isolated_leader_fails_over<H: ClusterHarness>(h: Arc<H>) -> CaseResult {
-    let c = Cluster::start(h, 3, 4).await?;
+pub async fn cluster_isolated_leader_fails_over<H: ClusterHarness, N: NetHarness>(
+    h: Arc<H>,
+    net: Arc<N>,
+) -> CaseResult {
+    let c = Cluster::start(h, net, 3, 4).await?;
     c.create_topic(1, "i", 1, 3).await?;
     let g = c.group("i", 0)?;
     let old = c.leader(g).await?;
@@ -634,7 +660,7 @@ pub async fn cluster_isolated_leader_fails_over<H: ClusterHarness>(h: Arc<H>) ->
                 .base_offset,
         );
     }
-    c.net.isolate(old, &c.running());
+    c.net_faults.isolate(old, &c.running());
     // Writes to the isolated leader cannot commit.
     let stranded = c
         .node(old)
@@ -663,7 +689,7 @@ pub async fn cluster_isolated_leader_fails_over<H: ClusterHarness>(h: Arc<H>) ->
         let a = produce_on(&c, &others, "i", 0, &produced_batch(1, 0, v, 10)).await?;
         acked.insert(v, a.base_offset);
     }
-    c.net.heal();
+    c.net_faults.heal();
     let log = c.converged_log(g, &[1, 2, 3]).await?;
     check_acknowledged(&log, &acked)?;
     ensure!(
@@ -674,8 +700,8 @@ pub async fn cluster_isolated_leader_fails_over<H: ClusterHarness>(h: Arc<H>) ->
     Ok(Outcome::Passed)
 }
 
-async fn produce_on<H: ClusterHarness>(
-    c: &Cluster<H>,
+async fn produce_on<H: ClusterHarness, N: NetHarness>(
+    c: &Cluster<H, N>,
     nodes: &[NodeId],
     topic: &str,
     p: i32,
@@ -700,8 +726,11 @@ async fn produce_on<H: ClusterHarness>(
 }
 
 /// A follower that was down catches up with what was written meanwhile.
-pub async fn cluster_restarted_follower_catches_up<H: ClusterHarness>(h: Arc<H>) -> CaseResult {
-    let mut c = Cluster::start(h, 3, 5).await?;
+pub async fn cluster_restarted_follower_catches_up<H: ClusterHarness, N: NetHarness>(
+    h: Arc<H>,
+    net: Arc<N>,
+) -> CaseResult {
+    let mut c = Cluster::start(h, net, 3, 5).await?;
     c.create_topic(1, "c", 1, 3).await?;
     let g = c.group("c", 0)?;
     let leader = c.leader(g).await?;
@@ -738,10 +767,11 @@ pub async fn cluster_restarted_follower_catches_up<H: ClusterHarness>(h: Arc<H>)
 
 /// Every node stops and restarts: every acknowledged batch is still there, at its
 /// acknowledged offset, on every replica; and the cluster keeps working.
-pub async fn cluster_full_restart_keeps_acknowledged_batches<H: ClusterHarness>(
+pub async fn cluster_full_restart_keeps_acknowledged_batches<H: ClusterHarness, N: NetHarness>(
     h: Arc<H>,
+    net: Arc<N>,
 ) -> CaseResult {
-    let mut c = Cluster::start(h, 3, 6).await?;
+    let mut c = Cluster::start(h, net, 3, 6).await?;
     c.create_topic(1, "p", 2, 3).await?;
     let mut acked: [HashMap<u64, i64>; 2] = [HashMap::new(), HashMap::new()];
     for v in 0..30u64 {
@@ -757,6 +787,12 @@ pub async fn cluster_full_restart_keeps_acknowledged_batches<H: ClusterHarness>(
     for id in [1, 2, 3] {
         c.restart(id).await?;
     }
+    // Metadata comes back once a new leader of group 0 commits its log again (the
+    // commit index is not synced on its own).
+    c.wait_for(WAIT, "metadata after the restart", |c| {
+        c.group("p", 1).is_ok()
+    })
+    .await?;
     for p in 0..2 {
         let g = c.group("p", p)?;
         c.leader(g).await?;
@@ -772,8 +808,11 @@ pub async fn cluster_full_restart_keeps_acknowledged_batches<H: ClusterHarness>(
 }
 
 /// Five nodes, a topic of 6 partitions with 3 replicas each: all elect and replicate.
-pub async fn cluster_five_nodes_many_partitions<H: ClusterHarness>(h: Arc<H>) -> CaseResult {
-    let c = Cluster::start(h, 5, 7).await?;
+pub async fn cluster_five_nodes_many_partitions<H: ClusterHarness, N: NetHarness>(
+    h: Arc<H>,
+    net: Arc<N>,
+) -> CaseResult {
+    let c = Cluster::start(h, net, 5, 7).await?;
     c.create_topic(3, "m", 6, 3).await?;
     for p in 0..6 {
         let g = c.group("m", p)?;
@@ -797,8 +836,11 @@ pub async fn cluster_five_nodes_many_partitions<H: ClusterHarness>(h: Arc<H>) ->
 
 /// Deleting a topic stops and removes its replicas; a new topic of the same name
 /// starts empty.
-pub async fn cluster_topic_delete_and_recreate<H: ClusterHarness>(h: Arc<H>) -> CaseResult {
-    let c = Cluster::start(h, 3, 8).await?;
+pub async fn cluster_topic_delete_and_recreate<H: ClusterHarness, N: NetHarness>(
+    h: Arc<H>,
+    net: Arc<N>,
+) -> CaseResult {
+    let c = Cluster::start(h, net, 3, 8).await?;
     c.create_topic(1, "d", 1, 3).await?;
     let g = c.group("d", 0)?;
     c.produce("d", 0, &produced_batch(1, 0, 1, 10), WAIT)
@@ -842,8 +884,11 @@ pub async fn cluster_topic_delete_and_recreate<H: ClusterHarness>(h: Arc<H>) -> 
 /// Seeded churn under continuous produce: leader transfers, isolations, message loss
 /// and restarts. At the end all replicas hold byte-identical logs and every
 /// acknowledged batch is there exactly once, at the offset it was acknowledged with.
-pub async fn cluster_randomized_churn<H: ClusterHarness>(h: Arc<H>) -> CaseResult {
-    let report = churn(h, 3, 0xC0FFEE, Budget::Steps(40)).await?;
+pub async fn cluster_randomized_churn<H: ClusterHarness, N: NetHarness>(
+    h: Arc<H>,
+    net: Arc<N>,
+) -> CaseResult {
+    let report = churn(h, net, 3, 0xC0FFEE, Budget::Steps(40)).await?;
     eprintln!("{report}");
     Ok(Outcome::Passed)
 }
@@ -907,13 +952,14 @@ impl std::fmt::Display for ChurnReport {
 /// # Errors
 /// The first violated check: a lost or moved acknowledged batch, a duplicate,
 /// diverging replicas, or a cluster that does not recover after healing.
-pub async fn churn<H: ClusterHarness>(
+pub async fn churn<H: ClusterHarness, N: NetHarness>(
     h: Arc<H>,
+    net: Arc<N>,
     n: u64,
     seed: u64,
     budget: Budget,
 ) -> anyhow::Result<ChurnReport> {
-    let mut c = Cluster::start(h, n, seed).await?;
+    let mut c = Cluster::start(h, net, n, seed).await?;
     c.create_topic(1, "churn", 2, n.min(3) as usize).await?;
     let mut rng = StdRng::seed_from_u64(seed);
     let mut acked: [HashMap<u64, i64>; 2] = [HashMap::new(), HashMap::new()];
@@ -947,18 +993,18 @@ pub async fn churn<H: ClusterHarness>(
             }
             1 => {
                 let victim = c.ids[rng.gen_range(0..c.ids.len())];
-                c.net.isolate(victim, &c.ids.clone());
+                c.net_faults.isolate(victim, &c.ids.clone());
                 report.isolations += 1;
             }
-            2 => c.net.set_loss(rng.gen_range(0.0..0.3)),
+            2 => c.net_faults.set_loss(rng.gen_range(0.0..0.3)),
             3 => {
                 let victim = c.ids[rng.gen_range(0..c.ids.len())];
                 c.restart(victim).await?;
                 report.restarts += 1;
             }
             _ => {
-                c.net.heal();
-                c.net.set_loss(0.0);
+                c.net_faults.heal();
+                c.net_faults.set_loss(0.0);
             }
         }
         // Produce a few unique values; each attempt uses a fresh value, so a value
@@ -982,8 +1028,8 @@ pub async fn churn<H: ClusterHarness>(
             }
         }
     }
-    c.net.heal();
-    c.net.set_loss(0.0);
+    c.net_faults.heal();
+    c.net_faults.set_loss(0.0);
     for p in 0..2 {
         let g = c.group("churn", p)?;
         let leader = c.leader(g).await?;

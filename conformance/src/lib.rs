@@ -6,6 +6,7 @@
 //!   crash cases (cut, torn, garbage, bit flip) for engines that keep files.
 //! * [`cluster`] — the cluster suite: in-process clusters over the in-memory network.
 //! * [`crash`] — disk images and the crash points cut from them.
+//! * [`net`] — networks for the cluster suite and fault injection over any transport.
 //! * [`model`] — proptest model tests: random operation sequences against a model.
 //!
 //! # Opting in
@@ -26,6 +27,7 @@ pub mod cluster;
 pub mod crash;
 pub mod engine;
 pub mod model;
+pub mod net;
 
 /// The result of one conformance case.
 #[derive(Debug, PartialEq, Eq)]

@@ -16,6 +16,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use weir_conformance::cluster::{Budget, ClusterHarness, block_on, churn};
+use weir_conformance::net::MemNet;
 use weir_core::{Engine, NodeId};
 use weir_engine_segment::{Config, SegmentEngine};
 
@@ -60,7 +61,13 @@ fn main() -> anyhow::Result<()> {
         .transpose()?
         .unwrap_or(0x5EED);
     let budget = Budget::Time(Duration::from_secs_f64(minutes * 60.0));
-    let report = block_on(churn(Arc::new(Segment), 3, seed, budget));
+    let report = block_on(churn(
+        Arc::new(Segment),
+        Arc::new(MemNet::default()),
+        3,
+        seed,
+        budget,
+    ));
     let panics = PANICS.load(Ordering::SeqCst);
     let report = report?;
     println!("{report}");

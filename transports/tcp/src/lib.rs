@@ -80,6 +80,16 @@ struct Shared {
     id: Identity,
     config: Config,
     inbound: OnceLock<Arc<dyn Inbound>>,
+    stop: tokio::sync::watch::Sender<bool>,
+}
+
+/// Runs `f` until it finishes or the transport is shut down.
+async fn until_stopped(shared: &Shared, f: impl std::future::Future<Output = ()>) {
+    let mut stop = shared.stop.subscribe();
+    tokio::select! {
+        () = f => {}
+        _ = stop.wait_for(|s| *s) => {}
+    }
 }
 
 impl Shared {
@@ -124,18 +134,24 @@ impl TcpTransport {
         let local = listener
             .local_addr()
             .map_err(|e| Error::io("reading the peer listener address", e))?;
+        let stop = tokio::sync::watch::channel(false).0;
         let shared = Arc::new(Shared {
             id,
             config,
             inbound: OnceLock::new(),
+            stop,
         });
         let mut queues = BTreeMap::new();
         for (&peer, addr) in &shared.id.peers {
             let (tx, rx) = mpsc::channel(shared.config.queue_batches);
             queues.insert(peer, tx);
-            tokio::spawn(sender(shared.clone(), peer, addr.clone(), rx));
+            let (sh, addr) = (shared.clone(), addr.clone());
+            tokio::spawn(
+                async move { until_stopped(&sh.clone(), sender(sh, peer, addr, rx)).await },
+            );
         }
-        tokio::spawn(acceptor(shared.clone(), listener));
+        let sh = shared.clone();
+        tokio::spawn(async move { until_stopped(&sh.clone(), acceptor(sh, listener)).await });
         Ok(Arc::new(TcpTransport {
             shared,
             queues,
@@ -151,6 +167,18 @@ impl TcpTransport {
     /// The address peers connect to.
     pub fn local_addr(&self) -> SocketAddr {
         self.local
+    }
+
+    /// Stops every task of the transport and closes its listener and connections.
+    pub fn shutdown(&self) {
+        self.shared.stop.send_replace(true);
+    }
+
+    /// Batches waiting in the queue of `peer` (bounded by `queue_batches`).
+    pub fn queued(&self, peer: NodeId) -> usize {
+        self.queues
+            .get(&peer)
+            .map_or(0, |q| q.max_capacity() - q.capacity())
     }
 }
 
@@ -288,9 +316,13 @@ async fn acceptor(shared: Arc<Shared>, listener: TcpListener) {
             Ok((stream, addr)) => {
                 let shared = shared.clone();
                 tokio::spawn(async move {
-                    if let Err(e) = receive(&shared, stream).await {
-                        tracing::warn!(%addr, error = %e, "closed a peer connection");
-                    }
+                    let sh = shared.clone();
+                    until_stopped(&sh, async move {
+                        if let Err(e) = receive(&shared, stream).await {
+                            tracing::warn!(%addr, error = %e, "closed a peer connection");
+                        }
+                    })
+                    .await;
                 });
             }
             Err(e) => {
