@@ -7,6 +7,8 @@
 //! * [`cluster`] — the cluster suite: in-process clusters over the in-memory network.
 //! * [`crash`] — disk images and the crash points cut from them.
 //! * [`net`] — networks for the cluster suite and fault injection over any transport.
+//! * [`transport`] — the transport suite: order, groups, frame limits, bad frames,
+//!   reconnection, cluster ids, unreachable peers, bounded queues.
 //! * [`model`] — proptest model tests: random operation sequences against a model.
 //!
 //! # Opting in
@@ -28,6 +30,7 @@ pub mod crash;
 pub mod engine;
 pub mod model;
 pub mod net;
+pub mod transport;
 
 /// The result of one conformance case.
 #[derive(Debug, PartialEq, Eq)]
