@@ -28,7 +28,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use bytes::{Buf, BufMut, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 use protobuf::Message as _;
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -194,42 +194,65 @@ impl Transport for TcpTransport {
     }
 }
 
-/// Encodes a batch as one frame.
+/// Encodes a batch as one frame, serialising each message straight into it.
 ///
 /// # Errors
 /// [`Error::Invalid`] when the frame would exceed `max`.
-pub fn encode_frame(msgs: &[GroupMessage], max: usize) -> Result<BytesMut> {
-    let mut buf = BytesMut::with_capacity(256);
-    buf.put_u32(0);
-    buf.put_u32(0);
-    buf.put_u32(msgs.len() as u32);
-    for m in msgs {
-        let bytes = m
-            .msg
-            .write_to_bytes()
-            .map_err(|e| Error::Invalid(format!("encoding a Raft message: {e}")))?;
-        buf.put_u64(m.group.0);
-        buf.put_u32(bytes.len() as u32);
-        buf.put_slice(&bytes);
-    }
-    let payload = buf.len() - 8;
-    if payload > max {
-        return Err(Error::Invalid(format!(
-            "frame of {payload} bytes exceeds max_frame_bytes {max}"
-        )));
-    }
-    let crc = crc32c::crc32c(&buf[8..]);
-    buf[0..4].copy_from_slice(&(payload as u32).to_be_bytes());
-    buf[4..8].copy_from_slice(&crc.to_be_bytes());
+pub fn encode_frame(msgs: &[GroupMessage], max: usize) -> Result<Vec<u8>> {
+    let mut buf = Vec::new();
+    encode_frame_into(&mut buf, msgs, max)?;
     Ok(buf)
 }
 
-/// Decodes a frame's payload (after the length and CRC were checked).
+/// Appends one frame to `out`; on error `out` is left as it was.
+///
+/// # Errors
+/// [`Error::Invalid`] when the frame would exceed `max`.
+pub fn encode_frame_into(out: &mut Vec<u8>, msgs: &[GroupMessage], max: usize) -> Result<()> {
+    let size: usize = msgs
+        .iter()
+        .map(|m| 12 + m.msg.compute_size() as usize)
+        .sum::<usize>()
+        + 4;
+    if size > max {
+        return Err(Error::Invalid(format!(
+            "frame of {size} bytes exceeds max_frame_bytes {max}"
+        )));
+    }
+    let start = out.len();
+    out.reserve(8 + size);
+    let buf = out;
+    buf.extend_from_slice(&(size as u32).to_be_bytes());
+    buf.extend_from_slice(&[0; 4]);
+    buf.extend_from_slice(&(msgs.len() as u32).to_be_bytes());
+    for m in msgs {
+        buf.extend_from_slice(&m.group.0.to_be_bytes());
+        // compute_size above cached the sizes that write_to_vec relies on.
+        buf.extend_from_slice(&m.msg.get_cached_size().to_be_bytes());
+        if let Err(e) = m.msg.write_to_vec(buf) {
+            buf.truncate(start);
+            return Err(Error::Invalid(format!("encoding a Raft message: {e}")));
+        }
+    }
+    if buf.len() != start + 8 + size {
+        buf.truncate(start);
+        return Err(Error::Invalid(
+            "Raft message size changed while encoding".into(),
+        ));
+    }
+    let crc = crc32c::crc32c(&buf[start + 8..]);
+    buf[start + 4..start + 8].copy_from_slice(&crc.to_be_bytes());
+    Ok(())
+}
+
+/// Decodes a frame's payload (after the length and CRC were checked). Entry data
+/// shares `payload`'s memory: nothing is copied.
 ///
 /// # Errors
 /// [`Error::Corrupt`] describing what is wrong.
-pub fn decode_payload(mut p: &[u8]) -> Result<Vec<GroupMessage>> {
+pub fn decode_payload(payload: &Bytes) -> Result<Vec<GroupMessage>> {
     let bad = |why: &str| Error::Corrupt(format!("bad transport frame: {why}"));
+    let mut p = payload.clone();
     if p.remaining() < 4 {
         return Err(bad("no message count"));
     }
@@ -244,8 +267,8 @@ pub fn decode_payload(mut p: &[u8]) -> Result<Vec<GroupMessage>> {
         if p.remaining() < len {
             return Err(bad("truncated message"));
         }
-        let msg = Message::parse_from_bytes(&p[..len]).map_err(|e| bad(&e.to_string()))?;
-        p.advance(len);
+        let one = p.split_to(len);
+        let msg = Message::parse_from_carllerche_bytes(&one).map_err(|e| bad(&e.to_string()))?;
         out.push(GroupMessage { group, msg });
     }
     if p.has_remaining() {
@@ -295,14 +318,21 @@ async fn sender(
             backoff = (backoff * 2).min(max_backoff);
             continue;
         };
-        let frame = match encode_frame(&batch, shared.config.max_frame_bytes) {
-            Ok(f) => f,
-            Err(e) => {
+        // Coalesce what is queued (up to ~1 MiB) into one write.
+        let mut out = Vec::new();
+        let mut next = Some(batch);
+        while let Some(b) = next.take() {
+            if let Err(e) = encode_frame_into(&mut out, &b, shared.config.max_frame_bytes) {
                 tracing::error!(peer, error = %e, "dropping an oversized batch of Raft messages");
-                continue;
             }
-        };
-        if let Err(e) = s.write_all(&frame).await {
+            if out.len() < 1 << 20 {
+                next = rx.try_recv().ok();
+            }
+        }
+        if out.is_empty() {
+            continue;
+        }
+        if let Err(e) = s.write_all(&out).await {
             tracing::debug!(peer, error = %e, "lost the connection to peer");
             conn = None;
             shared.unreachable(peer);
@@ -333,7 +363,9 @@ async fn acceptor(shared: Arc<Shared>, listener: TcpListener) {
     }
 }
 
-async fn receive(shared: &Shared, mut s: TcpStream) -> Result<()> {
+async fn receive(shared: &Shared, stream: TcpStream) -> Result<()> {
+    let _ = stream.set_nodelay(true);
+    let mut s = tokio::io::BufReader::with_capacity(256 << 10, stream);
     let io = |e: std::io::Error| Error::io("reading from a peer", e);
     let mut head = [0u8; 8];
     s.read_exact(&mut head).await.map_err(io)?;
@@ -356,7 +388,6 @@ async fn receive(shared: &Shared, mut s: TcpStream) -> Result<()> {
         )));
     }
     let from = s.read_u64().await.map_err(io)?;
-    let _ = s.set_nodelay(true);
     let max = shared.config.max_frame_bytes;
     loop {
         let len = match s.read_u32().await {
@@ -370,14 +401,19 @@ async fn receive(shared: &Shared, mut s: TcpStream) -> Result<()> {
             )));
         }
         let crc = s.read_u32().await.map_err(io)?;
-        let mut payload = vec![0u8; len];
-        s.read_exact(&mut payload).await.map_err(io)?;
+        let mut payload = BytesMut::with_capacity(len);
+        let mut limited = (&mut s).take(len as u64);
+        while payload.len() < len {
+            if limited.read_buf(&mut payload).await.map_err(io)? == 0 {
+                return Err(io(std::io::ErrorKind::UnexpectedEof.into()));
+            }
+        }
         if crc32c::crc32c(&payload) != crc {
             return Err(Error::Corrupt(format!(
                 "frame from node {from} fails its CRC"
             )));
         }
-        let msgs = decode_payload(&payload)?;
+        let msgs = decode_payload(&payload.freeze())?;
         if let Some(i) = shared.inbound.get() {
             i.deliver(from, msgs);
         }
