@@ -41,6 +41,31 @@ pub trait ClusterHarness: Send + Sync + 'static {
     ) -> anyhow::Result<Arc<dyn Engine>>;
 }
 
+/// The memory engine for cluster tests: a restart keeps only what was synced, like
+/// a power loss.
+#[derive(Default)]
+pub struct MemoryEngines;
+
+impl ClusterHarness for MemoryEngines {
+    type Guard = parking_lot::Mutex<Arc<weir_core::memory::MemoryEngine>>;
+
+    fn create(&self, _id: NodeId) -> anyhow::Result<(Self::Guard, Arc<dyn Engine>)> {
+        let e = Arc::new(weir_core::memory::MemoryEngine::new());
+        Ok((parking_lot::Mutex::new(e.clone()), e))
+    }
+
+    fn restart(
+        &self,
+        guard: &Self::Guard,
+        _engine: Arc<dyn Engine>,
+    ) -> anyhow::Result<Arc<dyn Engine>> {
+        let mut g = guard.lock();
+        let next = Arc::new(g.restart());
+        *g = next.clone();
+        Ok(next)
+    }
+}
+
 /// Expands to one `#[test]` per cluster case, each on its own tokio runtime. The
 /// second argument picks the network (default: the in-memory one).
 #[macro_export]

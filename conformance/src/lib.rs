@@ -4,6 +4,7 @@
 //!
 //! * [`engine`] — the storage-engine suite: Raft log, partition log, reopen, and the
 //!   crash cases (cut, torn, garbage, bit flip) for engines that keep files.
+//! * [`bench`] — the transport throughput benchmark every transport runs.
 //! * [`cluster`] — the cluster suite: in-process clusters over the in-memory network.
 //! * [`crash`] — disk images and the crash points cut from them.
 //! * [`net`] — networks for the cluster suite and fault injection over any transport.
@@ -25,6 +26,7 @@
 //! A case that needs a capability the engine does not declare prints
 //! `not applicable: …` and passes without running; it never pretends to have run.
 
+pub mod bench;
 pub mod cluster;
 pub mod crash;
 pub mod engine;

@@ -138,3 +138,74 @@ impl NetHarness for MemNet {
         })
     }
 }
+
+/// A network of real transports on 127.0.0.1. Each node keeps the port it was
+/// given first, so a restarted node binds it again; `start` turns a bound listener
+/// and the node's identity into an [`Endpoint`].
+pub struct LoopbackNet<F> {
+    ports: OnceLock<std::collections::BTreeMap<NodeId, u16>>,
+    start: F,
+}
+
+impl<F> LoopbackNet<F>
+where
+    F: Fn(tokio::net::TcpListener, weir_core::transport::Identity) -> anyhow::Result<Endpoint>
+        + Send
+        + Sync
+        + 'static,
+{
+    /// A network whose nodes start their transport with `start`.
+    pub fn new(start: F) -> Self {
+        LoopbackNet {
+            ports: OnceLock::new(),
+            start,
+        }
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap_or(0)
+}
+
+impl<F> NetHarness for LoopbackNet<F>
+where
+    F: Fn(tokio::net::TcpListener, weir_core::transport::Identity) -> anyhow::Result<Endpoint>
+        + Send
+        + Sync
+        + 'static,
+{
+    fn endpoint(&self, id: NodeId, ids: &[NodeId]) -> anyhow::Result<Endpoint> {
+        let ports = self
+            .ports
+            .get_or_init(|| ids.iter().map(|&i| (i, free_port())).collect());
+        let addr = format!("127.0.0.1:{}", ports[&id]);
+        // The previous incarnation's listener closes asynchronously: retry briefly.
+        let mut bound = None;
+        for _ in 0..200 {
+            if let Ok(l) = std::net::TcpListener::bind(&addr) {
+                bound = Some(l);
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        let listener = bound.ok_or_else(|| anyhow::anyhow!("cannot bind {addr}"))?;
+        listener.set_nonblocking(true)?;
+        let listener = tokio::net::TcpListener::from_std(listener)?;
+        let peers = ids
+            .iter()
+            .filter(|&&p| p != id)
+            .map(|&p| (p, format!("127.0.0.1:{}", ports[&p])))
+            .collect();
+        (self.start)(
+            listener,
+            weir_core::transport::Identity {
+                node: id,
+                cluster_id: "test".into(),
+                peers,
+            },
+        )
+    }
+}

@@ -57,6 +57,7 @@ macro_rules! transport_suite {
     ($harness:expr) => {
         $crate::__transport_cases!($harness;
             transport_ordered_delivery,
+            transport_burst_arrives_complete,
             transport_many_groups_one_connection,
             transport_message_at_frame_limit,
             transport_rejects_oversized_and_garbage_frames,
@@ -195,6 +196,31 @@ pub async fn transport_ordered_delivery<H: TransportHarness>(h: Arc<H>) -> CaseR
     ensure!(
         p.rec_b.received.lock().iter().all(|(from, _)| *from == 1),
         "sender identity"
+    );
+    h.stop(&p.a);
+    h.stop(&p.b);
+    Ok(Outcome::Passed)
+}
+
+/// A burst that fits in the queue arrives complete and in order: a healthy
+/// connection loses nothing (a transport that reconnects needlessly would).
+pub async fn transport_burst_arrives_complete<H: TransportHarness>(h: Arc<H>) -> CaseResult {
+    let p = pair(h.as_ref(), 20_000).await?;
+    for seq in 0..10_000 {
+        p.a.send(2, vec![msg(1, seq, 4096)]);
+    }
+    wait_until("10,000 messages", 60, || p.rec_b.count() >= 10_000).await?;
+    let got: Vec<u64> = p
+        .rec_b
+        .received
+        .lock()
+        .iter()
+        .map(|(_, m)| m.msg.index)
+        .collect();
+    ensure_eq!(
+        got,
+        (0..10_000).collect::<Vec<u64>>(),
+        "burst delivered in order"
     );
     h.stop(&p.a);
     h.stop(&p.b);

@@ -47,3 +47,15 @@ pub trait Transport: Send + Sync + 'static {
 
 /// A transport shared by a node's tasks.
 pub type SharedTransport = Arc<dyn Transport>;
+
+/// Who a node is to its peers, and where they are: what every network transport
+/// needs to start.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Identity {
+    /// This node.
+    pub node: NodeId,
+    /// Nodes of other clusters are refused.
+    pub cluster_id: String,
+    /// Peer id → "host:port" it listens on.
+    pub peers: std::collections::BTreeMap<NodeId, String>,
+}

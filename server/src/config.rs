@@ -6,7 +6,7 @@
 //! kafka_listen = "127.0.0.1:9092"
 //! advertised_kafka = "127.0.0.1:9092"   # default: kafka_listen
 //! engine = "segment"                      # segment | memory | rocksdb | redb
-//! transport = "tcp"                       # tcp | grpc (not yet built)
+//! transport = "grpc"                      # grpc | tcp
 //! cluster_id = "weir"
 //! peer_listen = "127.0.0.1:9192"
 //! peers = { 2 = "127.0.0.1:9193", 3 = "127.0.0.1:9194" }
@@ -138,7 +138,7 @@ impl Default for Config {
             kafka_listen: SocketAddr::from(([127, 0, 0, 1], 9092)),
             advertised_kafka: None,
             engine: EngineKind::Segment,
-            transport: TransportKind::Tcp,
+            transport: TransportKind::Grpc,
             cluster_id: "weir".to_string(),
             peer_listen: None,
             peers: BTreeMap::new(),

@@ -37,6 +37,8 @@ pub fn compiled_engines() -> Vec<&'static str> {
 /// The transports compiled into this binary, by configuration name.
 pub fn compiled_transports() -> Vec<&'static str> {
     [
+        #[cfg(feature = "transport-grpc")]
+        weir_transport_grpc::NAME,
         #[cfg(feature = "transport-tcp")]
         weir_transport_tcp::NAME,
     ]
@@ -99,24 +101,36 @@ async fn open_transport(config: &Config) -> anyhow::Result<Opened> {
     if config.peers.is_empty() {
         return Ok((Arc::new(NoPeers), Box::new(|_| {})));
     }
+    let listen = config
+        .peer_listen
+        .context("peer_listen is required when peers are configured")?;
+    let id = weir_core::transport::Identity {
+        node: config.node_id,
+        cluster_id: config.cluster_id.clone(),
+        peers: config.peers.clone(),
+    };
+    let bind = || async {
+        TcpListener::bind(listen)
+            .await
+            .with_context(|| format!("cannot listen for peers on {listen}"))
+    };
     match config.transport {
         #[cfg(feature = "transport-tcp")]
         crate::config::TransportKind::Tcp => {
-            let listen = config
-                .peer_listen
-                .context("peer_listen is required when peers are configured")?;
-            let listener = TcpListener::bind(listen)
-                .await
-                .with_context(|| format!("cannot listen for peers on {listen}"))?;
-            let id = weir_transport_tcp::Identity {
-                node: config.node_id,
-                cluster_id: config.cluster_id.clone(),
-                peers: config.peers.clone(),
-            };
             let t = weir_transport_tcp::TcpTransport::start(
-                listener,
+                bind().await?,
                 id,
                 weir_transport_tcp::Config::default(),
+            )?;
+            let reg = t.clone();
+            Ok((t, Box::new(move |inbound| reg.register(inbound))))
+        }
+        #[cfg(feature = "transport-grpc")]
+        crate::config::TransportKind::Grpc => {
+            let t = weir_transport_grpc::GrpcTransport::start(
+                bind().await?,
+                id,
+                weir_transport_grpc::Config::default(),
             )?;
             let reg = t.clone();
             Ok((t, Box::new(move |inbound| reg.register(inbound))))

@@ -266,15 +266,17 @@ struct Cluster {
     kafka: Vec<u16>,
     peer: Vec<u16>,
     dir: tempfile::TempDir,
+    transport: &'static str,
 }
 
 impl Cluster {
-    fn start(n: usize) -> Cluster {
+    fn start(n: usize, transport: &'static str) -> Cluster {
         let mut c = Cluster {
             nodes: (0..n).map(|_| None).collect(),
             kafka: (0..n).map(|_| free_port()).collect(),
             peer: (0..n).map(|_| free_port()).collect(),
             dir: tempfile::tempdir().unwrap(),
+            transport,
         };
         for i in 0..n {
             c.launch(i);
@@ -290,7 +292,7 @@ impl Cluster {
             "--node-id",
             &(i + 1).to_string(),
             "--transport",
-            "tcp",
+            self.transport,
         ])
         .arg("--data-dir")
         .arg(self.dir.path().join(format!("n{}", i + 1)))
@@ -425,9 +427,18 @@ fn kcat_all(bootstrap: &str, topic: &str) -> Vec<String> {
 }
 
 #[test]
-fn three_node_cluster_serves_clients_through_a_node_that_leads_nothing() {
+fn three_node_cluster_serves_clients_through_a_node_that_leads_nothing_grpc() {
+    three_node_cluster_serves_clients_through_a_node_that_leads_nothing("grpc");
+}
+
+#[test]
+fn three_node_cluster_serves_clients_through_a_node_that_leads_nothing_tcp() {
+    three_node_cluster_serves_clients_through_a_node_that_leads_nothing("tcp");
+}
+
+fn three_node_cluster_serves_clients_through_a_node_that_leads_nothing(transport: &'static str) {
     need("kcat");
-    let c = Cluster::start(3);
+    let c = Cluster::start(3, transport);
     // Auto-create through node 1 (replication 3), then find a node that leads nothing.
     kcat_lines(&c.bootstrap(0), "replicated", "first\n");
     let leader = c.leader("replicated");
@@ -460,9 +471,18 @@ fn three_node_cluster_serves_clients_through_a_node_that_leads_nothing() {
 }
 
 #[test]
-fn killing_the_leader_keeps_producing_and_the_node_catches_up() {
+fn killing_the_leader_keeps_producing_and_the_node_catches_up_grpc() {
+    killing_the_leader_keeps_producing_and_the_node_catches_up("grpc");
+}
+
+#[test]
+fn killing_the_leader_keeps_producing_and_the_node_catches_up_tcp() {
+    killing_the_leader_keeps_producing_and_the_node_catches_up("tcp");
+}
+
+fn killing_the_leader_keeps_producing_and_the_node_catches_up(transport: &'static str) {
     need("kcat");
-    let mut c = Cluster::start(3);
+    let mut c = Cluster::start(3, transport);
     kcat_lines(&c.all(), "failover", "v0\n");
     let leader = c.leader("failover");
     let before: String = (1..500).map(|i| format!("v{i}\n")).collect();

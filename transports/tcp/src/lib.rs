@@ -65,16 +65,7 @@ impl Default for Config {
     }
 }
 
-/// Who this node is and whom it talks to.
-#[derive(Clone, Debug)]
-pub struct Identity {
-    /// This node.
-    pub node: NodeId,
-    /// Nodes of other clusters are refused.
-    pub cluster_id: String,
-    /// Peer id → "host:port" it listens on.
-    pub peers: BTreeMap<NodeId, String>,
-}
+pub use weir_core::transport::Identity;
 
 struct Shared {
     id: Identity,

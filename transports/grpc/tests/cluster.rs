@@ -1,0 +1,20 @@
+//! The cluster suite over the gRPC transport on 127.0.0.1 (memory engine), with
+//! faults injected on the sending side.
+
+use weir_conformance::cluster::MemoryEngines;
+use weir_conformance::net::{Endpoint, LoopbackNet};
+use weir_transport_grpc::{Config, GrpcTransport};
+
+fn net() -> impl weir_conformance::net::NetHarness {
+    LoopbackNet::new(|listener, id| {
+        let t = GrpcTransport::start(listener, id, Config::default())?;
+        let (reg, stop) = (t.clone(), t.clone());
+        Ok(Endpoint {
+            transport: t,
+            register: Box::new(move |i| reg.register(i)),
+            stop: Box::new(move || stop.shutdown()),
+        })
+    })
+}
+
+weir_conformance::cluster_suite!(MemoryEngines, net());
