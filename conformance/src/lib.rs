@@ -6,6 +6,7 @@
 //!   crash cases (cut, torn, garbage, bit flip) for engines that keep files.
 //! * [`bench`] — the transport throughput benchmark every transport runs.
 //! * [`cluster`] — the cluster suite: in-process clusters over the in-memory network.
+//! * [`history`] — the fault tests' history checker.
 //! * [`crash`] — disk images and the crash points cut from them.
 //! * [`net`] — networks for the cluster suite and fault injection over any transport.
 //! * [`transport`] — the transport suite: order, groups, frame limits, bad frames,
@@ -30,6 +31,7 @@ pub mod bench;
 pub mod cluster;
 pub mod crash;
 pub mod engine;
+pub mod history;
 pub mod model;
 pub mod net;
 pub mod transport;
