@@ -66,9 +66,9 @@ impl Conn {
     }
 }
 
-/// A connection to a cluster through one bootstrap broker.
+/// A connection to a cluster through its bootstrap brokers.
 pub struct Client {
-    bootstrap: String,
+    bootstrap: Vec<String>,
     conns: HashMap<String, Conn>,
 }
 
@@ -92,12 +92,36 @@ fn name(v: &str) -> TopicName {
 }
 
 impl Client {
-    /// A client that starts from `bootstrap` ("host:port").
+    /// A client that starts from `bootstrap`: "host:port", or several separated by
+    /// commas (each is tried in turn).
     pub fn new(bootstrap: &str) -> Client {
+        let bootstrap = bootstrap
+            .split(',')
+            .map(str::trim)
+            .filter(|a| !a.is_empty())
+            .map(str::to_string)
+            .collect();
         Client {
-            bootstrap: bootstrap.to_string(),
+            bootstrap,
             conns: HashMap::new(),
         }
+    }
+
+    /// Sends an admin or metadata request to the first bootstrap broker that answers.
+    async fn call_any(
+        &mut self,
+        key: ApiKey,
+        version: i16,
+        req: RequestKind,
+    ) -> anyhow::Result<ResponseKind> {
+        let mut last = anyhow::anyhow!("no bootstrap broker given");
+        for addr in self.bootstrap.clone() {
+            match self.call(&addr, key, version, req.clone()).await {
+                Ok(r) => return Ok(r),
+                Err(e) => last = e,
+            }
+        }
+        Err(last)
     }
 
     async fn conn(&mut self, addr: &str) -> anyhow::Result<&mut Conn> {
@@ -147,14 +171,8 @@ impl Client {
                     })
                     .collect()
             }));
-        let boot = self.bootstrap.clone();
         let ResponseKind::Metadata(m) = self
-            .call(
-                &boot,
-                ApiKey::Metadata,
-                METADATA_V,
-                RequestKind::Metadata(req),
-            )
+            .call_any(ApiKey::Metadata, METADATA_V, RequestKind::Metadata(req))
             .await?
         else {
             bail!("unexpected response to Metadata");
@@ -236,10 +254,8 @@ impl Client {
         let req = CreateTopicsRequest::default()
             .with_topics(vec![t])
             .with_timeout_ms(30_000);
-        let boot = self.bootstrap.clone();
         let ResponseKind::CreateTopics(r) = self
-            .call(
-                &boot,
+            .call_any(
                 ApiKey::CreateTopics,
                 CREATE_V,
                 RequestKind::CreateTopics(req),
@@ -267,10 +283,8 @@ impl Client {
         let req = DeleteTopicsRequest::default()
             .with_topic_names(vec![name(topic)])
             .with_timeout_ms(30_000);
-        let boot = self.bootstrap.clone();
         let ResponseKind::DeleteTopics(r) = self
-            .call(
-                &boot,
+            .call_any(
                 ApiKey::DeleteTopics,
                 DELETE_V,
                 RequestKind::DeleteTopics(req),
