@@ -51,6 +51,12 @@ pub struct NodeConfig {
     pub flush_bytes: u64,
     /// …or after this long.
     pub flush_interval: Duration,
+    /// **For negative-control tests only.** Skips the leadership check of the
+    /// produce pipeline and the driver, so that followers propose (raft-rs forwards
+    /// the proposal) and track it by their own (index, term) — which is wrong. The
+    /// fault tests turn it on to show that their checker notices. Never set it in
+    /// production.
+    pub unsafe_bypass_leader_check: bool,
 }
 
 impl NodeConfig {
@@ -66,6 +72,7 @@ impl NodeConfig {
             max_batch_bytes: 1 << 20,
             flush_bytes: 4 << 20,
             flush_interval: Duration::from_secs(1),
+            unsafe_bypass_leader_check: false,
         }
     }
 
@@ -370,7 +377,9 @@ impl Node {
         }
         batch::verify_produced(batch_bytes)?;
         let (p, h) = self.locate(topic, partition)?;
-        self.leader_check(&p, &h)?;
+        if !self.inner.cfg.unsafe_bypass_leader_check {
+            self.leader_check(&p, &h)?;
+        }
         let data = encode_produce(batch_bytes);
         if acks == Acks::None {
             let _ = h.tx.send(GroupMsg::Propose { data, reply: None });
@@ -641,6 +650,7 @@ impl Inner {
             transport: self.transport.clone(),
             fatal: self.fatal.clone(),
             tick: self.cfg.tick,
+            unsafe_bypass_leader_check: self.cfg.unsafe_bypass_leader_check,
         };
         let (handle, task) = driver::spawn(parts, sm);
         self.groups.write().insert(group, Hosted { handle, task });

@@ -358,6 +358,49 @@ impl Client {
         }
     }
 
+    /// Produces one batch with acks=all to the broker at `addr`, whoever leads: for
+    /// tests that need to reach a particular broker. Returns the base offset or the
+    /// Kafka error code.
+    ///
+    /// # Errors
+    /// Connection and protocol errors.
+    pub async fn produce_to(
+        &mut self,
+        addr: &str,
+        topic: &str,
+        partition: i32,
+        batch: Bytes,
+    ) -> anyhow::Result<Result<i64, i16>> {
+        let req = ProduceRequest::default()
+            .with_acks(-1)
+            .with_timeout_ms(10_000)
+            .with_topic_data(vec![
+                produce_request::TopicProduceData::default()
+                    .with_name(name(topic))
+                    .with_partition_data(vec![
+                        produce_request::PartitionProduceData::default()
+                            .with_index(partition)
+                            .with_records(Some(batch)),
+                    ]),
+            ]);
+        let ResponseKind::Produce(r) = self
+            .call(addr, ApiKey::Produce, PRODUCE_V, RequestKind::Produce(req))
+            .await?
+        else {
+            bail!("unexpected response to Produce");
+        };
+        let p = r
+            .responses
+            .first()
+            .and_then(|t| t.partition_responses.first())
+            .context("empty Produce response")?;
+        Ok(if p.error_code == 0 {
+            Ok(p.base_offset)
+        } else {
+            Err(p.error_code)
+        })
+    }
+
     /// The earliest (`-2`) or latest (`-1`) offset of a partition.
     ///
     /// # Errors

@@ -106,6 +106,9 @@ pub struct Config {
     pub raft_tick_ms: u64,
     /// Segment engine tuning.
     pub engine_segment: SegmentSection,
+    /// **Negative-control tests only**: skip the produce leadership check (see
+    /// `weir_core::NodeConfig::unsafe_bypass_leader_check`). Logged loudly.
+    pub unsafe_bypass_leader_check: bool,
 }
 
 /// `[engine_segment]`: see the segment engine's `Config`.
@@ -149,6 +152,7 @@ impl Default for Config {
             max_batch_bytes: 1 << 20,
             raft_tick_ms: 100,
             engine_segment: SegmentSection::default(),
+            unsafe_bypass_leader_check: false,
         }
     }
 }

@@ -163,6 +163,12 @@ pub async fn run(
     let mut node_cfg = NodeConfig::new(config.node_id, voters, config.advertised());
     node_cfg.tick = Duration::from_millis(config.raft_tick_ms);
     node_cfg.max_batch_bytes = config.max_batch_bytes;
+    node_cfg.unsafe_bypass_leader_check = config.unsafe_bypass_leader_check;
+    if config.unsafe_bypass_leader_check {
+        tracing::error!(
+            "unsafe_bypass_leader_check is on: acknowledgements are NOT trustworthy (negative-control tests only)"
+        );
+    }
     let node = Node::start(node_cfg, engine, transport)?;
     register(node.inbound());
     tracing::info!(

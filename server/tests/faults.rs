@@ -79,7 +79,7 @@ async fn producer(
     }
 }
 
-/// Reads every partition from `from` to the end, recording what it reads.
+/// Reads every partition from `next` to the end, recording what it reads.
 async fn read_all(
     client: &mut Client,
     consumer: u32,
@@ -87,6 +87,20 @@ async fn read_all(
     next: &mut [i64],
 ) -> anyhow::Result<()> {
     for p in 0..PARTITIONS {
+        read_partition(client, consumer, hist, next, p).await?;
+    }
+    Ok(())
+}
+
+/// Reads one partition from `next[p]` to its end.
+async fn read_partition(
+    client: &mut Client,
+    consumer: u32,
+    hist: &Mutex<History>,
+    next: &mut [i64],
+    p: i32,
+) -> anyhow::Result<()> {
+    {
         loop {
             let (records, high) = client
                 .fetch("f", p, next[p as usize], Duration::ZERO)
@@ -232,4 +246,68 @@ fn faults_keep_acknowledged_writes() {
     );
     assert!(report.acknowledged > 0, "nothing was acknowledged");
     assert!(report.is_valid(), "anomalies: {report:?}");
+}
+
+/// The negative control: with the leadership check bypassed (a test-only switch),
+/// followers accept writes and report offsets they never assigned. The checker
+/// must see it — a checker that cannot fail proves nothing.
+#[test]
+fn negative_control_bypassed_leader_check_is_caught() {
+    let c = Cluster::start_with(3, "grpc", "unsafe_bypass_leader_check = true\n");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        Client::new(&c.bootstrap(0))
+            .create_topic("f", 1, 3, &[])
+            .await
+            .unwrap();
+    });
+    let leader = c.leader("f");
+    let hist = Arc::new(Mutex::new(History {
+        drain: DRAIN,
+        ..History::default()
+    }));
+    rt.block_on(async {
+        let mut tasks = Vec::new();
+        for node in 1..=3usize {
+            let (hist, addr) = (hist.clone(), c.bootstrap(node - 1));
+            tasks.push(tokio::spawn(async move {
+                let mut client = Client::new(&addr);
+                for seq in 0..300u64 {
+                    let value = ((node as u64) << 40) | seq;
+                    let batch = Bytes::from(
+                        BatchBuilder::new(0)
+                            .record(None, Some(&value.to_be_bytes()))
+                            .build(),
+                    );
+                    let outcome = match client.produce_to(&addr, "f", 0, batch).await {
+                        Ok(Ok(offset)) => Outcome::Ok {
+                            partition: 0,
+                            offset,
+                        },
+                        _ => Outcome::Failed,
+                    };
+                    hist.lock().writes.push(Write { value, outcome });
+                }
+            }));
+        }
+        for t in tasks {
+            t.await.unwrap();
+        }
+        let mut client = Client::new(&c.all());
+        let mut next = vec![0i64; PARTITIONS as usize];
+        read_partition(&mut client, DRAIN, &hist, &mut next, 0)
+            .await
+            .unwrap();
+    });
+    let report = history::check(&hist.lock());
+    eprintln!("negative control (leader {leader}): {report}");
+    assert!(report.acknowledged > 0);
+    assert!(
+        !report.is_valid(),
+        "the checker missed acknowledgements from followers: {report}"
+    );
 }

@@ -22,16 +22,23 @@ pub struct Cluster {
     peer: Vec<u16>,
     dir: tempfile::TempDir,
     transport: &'static str,
+    config: String,
 }
 
 impl Cluster {
     pub fn start(n: usize, transport: &'static str) -> Cluster {
+        Cluster::start_with(n, transport, "")
+    }
+
+    /// Like [`Cluster::start`], with extra TOML for every node's config file.
+    pub fn start_with(n: usize, transport: &'static str, config: &str) -> Cluster {
         let mut c = Cluster {
             nodes: (0..n).map(|_| None).collect(),
             kafka: (0..n).map(|_| free_port()).collect(),
             peer: (0..n).map(|_| free_port()).collect(),
             dir: tempfile::tempdir().unwrap(),
             transport,
+            config: config.to_string(),
         };
         for i in 0..n {
             c.launch(i);
@@ -41,6 +48,8 @@ impl Cluster {
     }
 
     pub fn launch(&mut self, i: usize) {
+        let config = self.dir.path().join(format!("n{}.toml", i + 1));
+        std::fs::write(&config, &self.config).unwrap();
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_weir"));
         cmd.args([
             "serve",
@@ -52,7 +61,9 @@ impl Cluster {
         .arg("--data-dir")
         .arg(self.dir.path().join(format!("n{}", i + 1)))
         .args(["--kafka-listen", &format!("127.0.0.1:{}", self.kafka[i])])
-        .args(["--peer-listen", &format!("127.0.0.1:{}", self.peer[i])]);
+        .args(["--peer-listen", &format!("127.0.0.1:{}", self.peer[i])])
+        .arg("--config")
+        .arg(&config);
         for j in 0..self.kafka.len() {
             if j != i {
                 cmd.args(["--peer", &format!("{}=127.0.0.1:{}", j + 1, self.peer[j])]);
