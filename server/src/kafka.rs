@@ -73,6 +73,14 @@ const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::CreateTopics, 2, 7),
     (ApiKey::DeleteTopics, 1, 5),
     (ApiKey::DescribeConfigs, 1, 4),
+    // Group APIs: answered with COORDINATOR_NOT_AVAILABLE (see `groups`). OffsetFetch
+    // stops at 7: later versions batch several groups.
+    (ApiKey::JoinGroup, 0, 9),
+    (ApiKey::SyncGroup, 0, 5),
+    (ApiKey::Heartbeat, 0, 4),
+    (ApiKey::LeaveGroup, 0, 5),
+    (ApiKey::OffsetCommit, 2, 9),
+    (ApiKey::OffsetFetch, 1, 7),
 ];
 
 fn supported(key: ApiKey) -> Option<(i16, i16)> {
@@ -192,7 +200,10 @@ pub async fn handle_frame(mut frame: Bytes, ctx: &Context) -> anyhow::Result<Opt
         RequestKind::DescribeConfigs(r) => {
             Some(ResponseKind::DescribeConfigs(describe_configs(r, ctx)))
         }
-        _ => anyhow::bail!("{key:?} is not handled"),
+        other => match crate::groups::answer(&other, version) {
+            Some(r) => Some(r),
+            None => anyhow::bail!("{key:?} is not handled"),
+        },
     };
     let Some(response) = response else {
         return Ok(None);

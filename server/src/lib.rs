@@ -14,6 +14,7 @@
 
 pub mod client;
 pub mod config;
+mod groups;
 pub mod kafka;
 
 use std::sync::Arc;

@@ -255,3 +255,64 @@ async fn pipelined_requests_are_answered_in_order() {
     let _ = stop.send(());
     task.await.unwrap().unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn group_apis_answer_coordinator_not_available() {
+    let (addr, stop, task) = start().await;
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    let group = GroupId(StrBytes::from_static_str("g"));
+    let r = call(
+        &mut s,
+        ApiKey::JoinGroup,
+        5,
+        RequestKind::JoinGroup(JoinGroupRequest::default().with_group_id(group.clone())),
+    )
+    .await;
+    assert!(matches!(r, ResponseKind::JoinGroup(j) if j.error_code == 15));
+    let r = call(
+        &mut s,
+        ApiKey::Heartbeat,
+        3,
+        RequestKind::Heartbeat(HeartbeatRequest::default().with_group_id(group.clone())),
+    )
+    .await;
+    assert!(matches!(r, ResponseKind::Heartbeat(h) if h.error_code == 15));
+    let commit = OffsetCommitRequest::default()
+        .with_group_id(group.clone())
+        .with_topics(vec![
+            offset_commit_request::OffsetCommitRequestTopic::default()
+                .with_name(topic("t"))
+                .with_partitions(vec![
+                    offset_commit_request::OffsetCommitRequestPartition::default()
+                        .with_partition_index(3)
+                        .with_committed_offset(7),
+                ]),
+        ]);
+    let r = call(
+        &mut s,
+        ApiKey::OffsetCommit,
+        8,
+        RequestKind::OffsetCommit(commit),
+    )
+    .await;
+    assert!(
+        matches!(r, ResponseKind::OffsetCommit(c) if c.topics[0].partitions[0].error_code == 15 && c.topics[0].partitions[0].partition_index == 3)
+    );
+    let fetch = OffsetFetchRequest::default()
+        .with_group_id(group)
+        .with_topics(Some(vec![
+            offset_fetch_request::OffsetFetchRequestTopic::default()
+                .with_name(topic("t"))
+                .with_partition_indexes(vec![0]),
+        ]));
+    let r = call(
+        &mut s,
+        ApiKey::OffsetFetch,
+        7,
+        RequestKind::OffsetFetch(fetch),
+    )
+    .await;
+    assert!(matches!(r, ResponseKind::OffsetFetch(f) if f.error_code == 15));
+    let _ = stop.send(());
+    task.await.unwrap().unwrap();
+}
