@@ -6,7 +6,9 @@
 //! inconsistent data and no gaps.
 //!
 //! CI runs a short seeded run; `WEIR_FAULT_SECS=1800 WEIR_FAULT_SEED=7 cargo test
-//! --release -p weir-server --test faults -- --nocapture` runs a long one.
+//! --release -p weir-server --test faults -- --nocapture` runs a long one, and
+//! `WEIR_FAULTS=0` the same workload without faults (the baseline for acks/s and
+//! latency).
 
 #![allow(clippy::unwrap_used)] // test helpers outside #[test] functions
 
@@ -182,8 +184,13 @@ fn faults_keep_acknowledged_writes() {
     let mut rng = StdRng::seed_from_u64(seed);
     let mut faults: std::collections::BTreeMap<&str, usize> = Default::default();
     let deadline = Instant::now() + Duration::from_secs(secs);
+    // WEIR_FAULTS=0 runs the same workload without faults, as the baseline.
+    let inject = env_u64("WEIR_FAULTS", 1) != 0;
     while Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(rng.gen_range(500..1500)));
+        if !inject {
+            continue;
+        }
         let victim = match rng.gen_range(0..4) {
             0 => {
                 *faults.entry("kill -9 leader").or_default() += 1;
