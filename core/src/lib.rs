@@ -13,7 +13,7 @@
 //! * [`engine`] — the storage-engine contract: the Raft log and the partition log.
 //! * [`memory`] — the in-memory reference engine, which models durability.
 //! * [`transport`] — the peer-transport contract; [`memnet`] is the in-memory network
-//!   with fault injection used by tests.
+//!   used by tests, and [`faults`] injects partitions and loss over any transport.
 //! * [`raft`] — the Raft driver: one task per group, async-ready persistence, group
 //!   commit.
 //! * [`metadata`] — group 0's state machine: brokers, topics, assignments, leaders.
@@ -22,6 +22,7 @@
 pub mod batch;
 pub mod engine;
 pub mod error;
+pub mod faults;
 pub mod ids;
 pub mod memnet;
 pub mod memory;

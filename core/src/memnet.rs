@@ -1,17 +1,18 @@
 //! An in-memory network of nodes for tests, with fault injection: message loss,
-//! delay, one-way and two-way partitions, isolation, healing.
+//! one-way and two-way partitions, isolation, healing (through [`Faults`]), and delay.
 //!
 //! Each node gets a [`MemTransport`] from [`MemNetwork::transport`] and registers its
 //! [`Inbound`] with [`MemNetwork::register`]. Delivery runs on a tokio task per
 //! link, so that order per (sender, receiver) pair is kept even with delays.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use parking_lot::Mutex;
-use rand::{Rng, SeedableRng, rngs::StdRng};
 use tokio::sync::mpsc;
+
+use crate::faults::Faults;
 
 use crate::ids::NodeId;
 use crate::transport::{GroupMessage, Inbound, Transport};
@@ -19,23 +20,19 @@ use crate::transport::{GroupMessage, Inbound, Transport};
 #[derive(Default)]
 struct State {
     inbound: HashMap<NodeId, Arc<dyn Inbound>>,
-    /// Directed links that drop everything: (from, to).
-    cut: HashSet<(NodeId, NodeId)>,
-    /// Probability in [0, 1] that a batch is dropped.
-    loss: f64,
     /// Delay added to every batch.
     delay: Duration,
     links: HashMap<(NodeId, NodeId), mpsc::UnboundedSender<Vec<GroupMessage>>>,
-    rng: Option<StdRng>,
     /// Where link tasks run: senders include the Raft writer thread, which is not
     /// inside the runtime.
     runtime: Option<tokio::runtime::Handle>,
 }
 
 /// The network; cheap to clone (all clones share it).
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct MemNetwork {
     state: Arc<Mutex<State>>,
+    faults: Faults,
 }
 
 impl std::fmt::Debug for MemNetwork {
@@ -50,13 +47,19 @@ impl MemNetwork {
     /// # Panics
     /// When called outside a tokio runtime (its delivery tasks run there).
     pub fn new(seed: u64) -> Self {
-        let net = MemNetwork::default();
-        {
-            let mut st = net.state.lock();
-            st.rng = Some(StdRng::seed_from_u64(seed));
-            st.runtime = Some(tokio::runtime::Handle::current());
+        let state = State {
+            runtime: Some(tokio::runtime::Handle::current()),
+            ..State::default()
+        };
+        MemNetwork {
+            state: Arc::new(Mutex::new(state)),
+            faults: Faults::new(seed),
         }
-        net
+    }
+
+    /// The faults applied to every send: partitions, isolation, loss.
+    pub fn faults(&self) -> &Faults {
+        &self.faults
     }
 
     /// The transport node `id` sends through.
@@ -83,56 +86,16 @@ impl MemNetwork {
         st.links.retain(|&(from, to), _| to != id && from != id);
     }
 
-    /// Drops everything sent from `from` to `to` (a one-way partition).
-    pub fn cut(&self, from: NodeId, to: NodeId) {
-        self.state.lock().cut.insert((from, to));
-    }
-
-    /// Drops everything between `a` and `b`, both ways.
-    pub fn partition(&self, a: NodeId, b: NodeId) {
-        self.cut(a, b);
-        self.cut(b, a);
-    }
-
-    /// Cuts `id` off from every node in `others`, both ways.
-    pub fn isolate(&self, id: NodeId, others: &[NodeId]) {
-        for &o in others {
-            if o != id {
-                self.partition(id, o);
-            }
-        }
-    }
-
-    /// Removes every partition.
-    pub fn heal(&self) {
-        self.state.lock().cut.clear();
-    }
-
-    /// Drops each batch with probability `p`.
-    pub fn set_loss(&self, p: f64) {
-        self.state.lock().loss = p.clamp(0.0, 1.0);
-    }
-
     /// Delays every batch by `d`.
     pub fn set_delay(&self, d: Duration) {
         self.state.lock().delay = d;
     }
 
     fn send(&self, from: NodeId, to: NodeId, msgs: Vec<GroupMessage>) {
+        if !self.faults.allows(from, to) {
+            return;
+        }
         let mut st = self.state.lock();
-        if st.cut.contains(&(from, to)) {
-            return;
-        }
-        let loss = st.loss;
-        if loss > 0.0
-            && st
-                .rng
-                .get_or_insert_with(|| StdRng::seed_from_u64(0))
-                .r#gen::<f64>()
-                < loss
-        {
-            return;
-        }
         let Some(target) = st.inbound.get(&to).cloned() else {
             let me = st.inbound.get(&from).cloned();
             drop(st);
