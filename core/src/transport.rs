@@ -59,3 +59,111 @@ pub struct Identity {
     /// Peer id → "host:port" it listens on.
     pub peers: std::collections::BTreeMap<NodeId, String>,
 }
+
+/// The plumbing every network transport shares: its identity, where received
+/// messages go, a bounded queue per peer (so that `send` never blocks and a dead
+/// peer cannot grow memory), and a stop signal for its tasks.
+pub struct Peers {
+    id: Identity,
+    inbound: std::sync::OnceLock<Arc<dyn Inbound>>,
+    queues: std::collections::BTreeMap<NodeId, tokio::sync::mpsc::Sender<Vec<GroupMessage>>>,
+    stop: tokio::sync::watch::Sender<bool>,
+}
+
+/// A peer's queue, for its sender task: (peer, address, receiving end).
+pub type PeerQueue = (
+    NodeId,
+    String,
+    tokio::sync::mpsc::Receiver<Vec<GroupMessage>>,
+);
+
+impl std::fmt::Debug for Peers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Peers")
+            .field("id", &self.id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Peers {
+    /// Queues of `bound` batches for every peer of `id`; the receiving ends go to the
+    /// transport's sender tasks.
+    pub fn new(id: Identity, bound: usize) -> (Peers, Vec<PeerQueue>) {
+        let mut queues = std::collections::BTreeMap::new();
+        let mut receivers = Vec::new();
+        for (&peer, addr) in &id.peers {
+            let (tx, rx) = tokio::sync::mpsc::channel(bound.max(1));
+            queues.insert(peer, tx);
+            receivers.push((peer, addr.clone(), rx));
+        }
+        let stop = tokio::sync::watch::channel(false).0;
+        (
+            Peers {
+                id,
+                inbound: std::sync::OnceLock::new(),
+                queues,
+                stop,
+            },
+            receivers,
+        )
+    }
+
+    /// Who this node is.
+    pub fn id(&self) -> &Identity {
+        &self.id
+    }
+
+    /// Sets where received messages go (once; later calls are ignored).
+    pub fn register(&self, inbound: Arc<dyn Inbound>) {
+        let _ = self.inbound.set(inbound);
+    }
+
+    /// Where received messages go, once registered.
+    pub fn inbound(&self) -> Option<&Arc<dyn Inbound>> {
+        self.inbound.get()
+    }
+
+    /// Reports `peer` unreachable to the node.
+    pub fn unreachable(&self, peer: NodeId) {
+        if let Some(i) = self.inbound.get() {
+            i.unreachable(peer);
+        }
+    }
+
+    /// Queues `msgs` for `to` without blocking; a full queue drops them and reports
+    /// the peer unreachable.
+    pub fn send(&self, to: NodeId, msgs: Vec<GroupMessage>) {
+        let Some(q) = self.queues.get(&to) else {
+            tracing::warn!(to, "no peer address configured; dropping Raft messages");
+            return;
+        };
+        if q.try_send(msgs).is_err() {
+            self.unreachable(to);
+        }
+    }
+
+    /// Batches waiting in the queue of `peer`.
+    pub fn queued(&self, peer: NodeId) -> usize {
+        self.queues
+            .get(&peer)
+            .map_or(0, |q| q.max_capacity() - q.capacity())
+    }
+
+    /// Tells every task of the transport to stop.
+    pub fn shutdown(&self) {
+        self.stop.send_replace(true);
+    }
+
+    /// Resolves once [`Peers::shutdown`] was called.
+    pub async fn stopped(&self) {
+        let _ = self.stop.subscribe().wait_for(|s| *s).await;
+    }
+
+    /// Runs `f` until it finishes or the transport stops.
+    pub async fn until_stopped(&self, f: impl std::future::Future<Output = ()>) {
+        tokio::select! {
+            () = f => {}
+            () = self.stopped() => {}
+        }
+    }
+}

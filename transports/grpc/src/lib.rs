@@ -14,10 +14,9 @@ mod pb {
     tonic::include_proto!("weir.peer.v1");
 }
 
-use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use protobuf::Message as _;
@@ -27,6 +26,7 @@ use tokio_stream::wrappers::{ReceiverStream, TcpListenerStream};
 use tonic::{Request, Response, Status, Streaming};
 use weir_core::eraftpb::Message;
 pub use weir_core::transport::Identity;
+use weir_core::transport::Peers;
 use weir_core::{Error, GroupId, GroupMessage, Inbound, NodeId, Result, Transport};
 
 /// The configuration name of this transport.
@@ -60,35 +60,20 @@ impl Default for Config {
 }
 
 struct Shared {
-    id: Identity,
+    peers: Peers,
     config: Config,
-    inbound: OnceLock<Arc<dyn Inbound>>,
-    stop: tokio::sync::watch::Sender<bool>,
-}
-
-impl Shared {
-    fn unreachable(&self, peer: NodeId) {
-        if let Some(i) = self.inbound.get() {
-            i.unreachable(peer);
-        }
-    }
-
-    async fn stopped(&self) {
-        let _ = self.stop.subscribe().wait_for(|s| *s).await;
-    }
 }
 
 /// The gRPC transport; see the [crate docs](crate).
 pub struct GrpcTransport {
     shared: Arc<Shared>,
-    queues: BTreeMap<NodeId, mpsc::Sender<Vec<GroupMessage>>>,
     local: SocketAddr,
 }
 
 impl std::fmt::Debug for GrpcTransport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("GrpcTransport")
-            .field("node", &self.shared.id.node)
+            .field("node", &self.shared.peers.id().node)
             .field("local", &self.local)
             .finish()
     }
@@ -113,13 +98,8 @@ impl GrpcTransport {
         let local = listener
             .local_addr()
             .map_err(|e| Error::io("reading the peer listener address", e))?;
-        let stop = tokio::sync::watch::channel(false).0;
-        let shared = Arc::new(Shared {
-            id,
-            config,
-            inbound: OnceLock::new(),
-            stop,
-        });
+        let (peers, queues) = Peers::new(id, config.queue_batches);
+        let shared = Arc::new(Shared { peers, config });
         let service = pb::peer_server::PeerServer::new(Service {
             shared: shared.clone(),
         })
@@ -132,35 +112,27 @@ impl GrpcTransport {
                 .initial_connection_window_size(WINDOW * 2)
                 .tcp_nodelay(true)
                 .add_service(service)
-                .serve_with_incoming_shutdown(TcpListenerStream::new(listener), sh.stopped())
+                .serve_with_incoming_shutdown(TcpListenerStream::new(listener), sh.peers.stopped())
                 .await;
             if let Err(e) = r {
                 tracing::error!(error = %e, "the gRPC peer server stopped");
             }
         });
-        let mut queues = BTreeMap::new();
-        for (&peer, addr) in &shared.id.peers {
-            let (tx, rx) = mpsc::channel(shared.config.queue_batches);
-            queues.insert(peer, tx);
-            let (sh, addr) = (shared.clone(), addr.clone());
+        for (peer, addr, rx) in queues {
+            let sh = shared.clone();
             tokio::spawn(async move {
-                let stop = sh.clone();
-                tokio::select! {
-                    () = sender(sh, peer, addr, rx) => {}
-                    () = stop.stopped() => {}
-                }
+                sh.clone()
+                    .peers
+                    .until_stopped(sender(sh, peer, addr, rx))
+                    .await
             });
         }
-        Ok(Arc::new(GrpcTransport {
-            shared,
-            queues,
-            local,
-        }))
+        Ok(Arc::new(GrpcTransport { shared, local }))
     }
 
     /// Where messages received from peers go. Messages arriving earlier are dropped.
     pub fn register(&self, inbound: Arc<dyn Inbound>) {
-        let _ = self.shared.inbound.set(inbound);
+        self.shared.peers.register(inbound);
     }
 
     /// The address peers connect to.
@@ -170,26 +142,18 @@ impl GrpcTransport {
 
     /// Stops the server and every sender.
     pub fn shutdown(&self) {
-        self.shared.stop.send_replace(true);
+        self.shared.peers.shutdown();
     }
 
     /// Batches waiting in the queue of `peer` (bounded by `queue_batches`).
     pub fn queued(&self, peer: NodeId) -> usize {
-        self.queues
-            .get(&peer)
-            .map_or(0, |q| q.max_capacity() - q.capacity())
+        self.shared.peers.queued(peer)
     }
 }
 
 impl Transport for GrpcTransport {
     fn send(&self, to: NodeId, msgs: Vec<GroupMessage>) {
-        let Some(q) = self.queues.get(&to) else {
-            tracing::warn!(to, "no peer address configured; dropping Raft messages");
-            return;
-        };
-        if q.try_send(msgs).is_err() {
-            self.shared.unreachable(to);
-        }
+        self.shared.peers.send(to, msgs);
     }
 }
 
@@ -245,7 +209,7 @@ async fn sender(
             }
         };
         let Ok(channel) = channel else {
-            shared.unreachable(peer);
+            shared.peers.unreachable(peer);
             tokio::time::sleep(backoff).await;
             while rx.try_recv().is_ok() {}
             backoff = (backoff * 2).min(max_backoff);
@@ -258,10 +222,10 @@ async fn sender(
         let (tx, stream_rx) = mpsc::channel::<pb::Batch>(64);
         let mut req = Request::new(ReceiverStream::new(stream_rx));
         let md = req.metadata_mut();
-        let node = shared.id.node.to_string();
+        let node = shared.peers.id().node.to_string();
         for (k, v) in [
             ("weir-node", node.as_str()),
-            ("weir-cluster", shared.id.cluster_id.as_str()),
+            ("weir-cluster", shared.peers.id().cluster_id.as_str()),
             ("weir-version", VERSION),
         ] {
             if let Ok(v) = v.parse() {
@@ -307,7 +271,7 @@ async fn sender(
             }
         };
         if broken {
-            shared.unreachable(peer);
+            shared.peers.unreachable(peer);
             tokio::time::sleep(backoff).await;
         }
     }
@@ -336,7 +300,7 @@ impl pb::peer_server::Peer for Service {
                 get("weir-version")
             )));
         }
-        if get("weir-cluster").as_deref() != Some(self.shared.id.cluster_id.as_str()) {
+        if get("weir-cluster").as_deref() != Some(self.shared.peers.id().cluster_id.as_str()) {
             tracing::warn!(cluster = ?get("weir-cluster"), "refused a peer of another cluster");
             return Err(Status::permission_denied("peer belongs to another cluster"));
         }
@@ -354,7 +318,7 @@ impl pb::peer_server::Peer for Service {
             loop {
                 let batch = tokio::select! {
                     b = stream.message() => b,
-                    () = shared.stopped() => return,
+                    () = shared.peers.stopped() => return,
                 };
                 match batch {
                     Ok(Some(b)) => {
@@ -371,7 +335,7 @@ impl pb::peer_server::Peer for Service {
                                 }
                             }
                         }
-                        if let Some(i) = shared.inbound.get() {
+                        if let Some(i) = shared.peers.inbound() {
                             i.deliver(from, msgs);
                         }
                     }

@@ -23,9 +23,8 @@
 //! when the queue is full, or the connection fails, the batch is dropped and the
 //! peer reported unreachable — Raft retransmits, and memory stays bounded.
 
-use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Buf, Bytes, BytesMut};
@@ -35,6 +34,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use weir_core::eraftpb::Message;
+use weir_core::transport::Peers;
 use weir_core::{Error, GroupId, GroupMessage, Inbound, NodeId, Result, Transport};
 
 /// The configuration name of this transport.
@@ -68,40 +68,20 @@ impl Default for Config {
 pub use weir_core::transport::Identity;
 
 struct Shared {
-    id: Identity,
+    peers: Peers,
     config: Config,
-    inbound: OnceLock<Arc<dyn Inbound>>,
-    stop: tokio::sync::watch::Sender<bool>,
-}
-
-/// Runs `f` until it finishes or the transport is shut down.
-async fn until_stopped(shared: &Shared, f: impl std::future::Future<Output = ()>) {
-    let mut stop = shared.stop.subscribe();
-    tokio::select! {
-        () = f => {}
-        _ = stop.wait_for(|s| *s) => {}
-    }
-}
-
-impl Shared {
-    fn unreachable(&self, peer: NodeId) {
-        if let Some(i) = self.inbound.get() {
-            i.unreachable(peer);
-        }
-    }
 }
 
 /// The TCP transport; see the [crate docs](crate).
 pub struct TcpTransport {
     shared: Arc<Shared>,
-    queues: BTreeMap<NodeId, mpsc::Sender<Vec<GroupMessage>>>,
     local: SocketAddr,
 }
 
 impl std::fmt::Debug for TcpTransport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("TcpTransport")
-            .field("node", &self.shared.id.node)
+            .field("node", &self.shared.peers.id().node)
             .field("local", &self.local)
             .finish()
     }
@@ -125,34 +105,25 @@ impl TcpTransport {
         let local = listener
             .local_addr()
             .map_err(|e| Error::io("reading the peer listener address", e))?;
-        let stop = tokio::sync::watch::channel(false).0;
-        let shared = Arc::new(Shared {
-            id,
-            config,
-            inbound: OnceLock::new(),
-            stop,
-        });
-        let mut queues = BTreeMap::new();
-        for (&peer, addr) in &shared.id.peers {
-            let (tx, rx) = mpsc::channel(shared.config.queue_batches);
-            queues.insert(peer, tx);
-            let (sh, addr) = (shared.clone(), addr.clone());
-            tokio::spawn(
-                async move { until_stopped(&sh.clone(), sender(sh, peer, addr, rx)).await },
-            );
+        let (peers, queues) = Peers::new(id, config.queue_batches);
+        let shared = Arc::new(Shared { peers, config });
+        for (peer, addr, rx) in queues {
+            let sh = shared.clone();
+            tokio::spawn(async move {
+                sh.clone()
+                    .peers
+                    .until_stopped(sender(sh, peer, addr, rx))
+                    .await
+            });
         }
         let sh = shared.clone();
-        tokio::spawn(async move { until_stopped(&sh.clone(), acceptor(sh, listener)).await });
-        Ok(Arc::new(TcpTransport {
-            shared,
-            queues,
-            local,
-        }))
+        tokio::spawn(async move { sh.clone().peers.until_stopped(acceptor(sh, listener)).await });
+        Ok(Arc::new(TcpTransport { shared, local }))
     }
 
     /// Where messages received from peers go. Messages arriving earlier are dropped.
     pub fn register(&self, inbound: Arc<dyn Inbound>) {
-        let _ = self.shared.inbound.set(inbound);
+        self.shared.peers.register(inbound);
     }
 
     /// The address peers connect to.
@@ -162,26 +133,18 @@ impl TcpTransport {
 
     /// Stops every task of the transport and closes its listener and connections.
     pub fn shutdown(&self) {
-        self.shared.stop.send_replace(true);
+        self.shared.peers.shutdown();
     }
 
     /// Batches waiting in the queue of `peer` (bounded by `queue_batches`).
     pub fn queued(&self, peer: NodeId) -> usize {
-        self.queues
-            .get(&peer)
-            .map_or(0, |q| q.max_capacity() - q.capacity())
+        self.shared.peers.queued(peer)
     }
 }
 
 impl Transport for TcpTransport {
     fn send(&self, to: NodeId, msgs: Vec<GroupMessage>) {
-        let Some(q) = self.queues.get(&to) else {
-            tracing::warn!(to, "no peer address configured; dropping Raft messages");
-            return;
-        };
-        if q.try_send(msgs).is_err() {
-            self.shared.unreachable(to);
-        }
+        self.shared.peers.send(to, msgs);
     }
 }
 
@@ -292,7 +255,7 @@ async fn sender(
             match TcpStream::connect(&addr).await {
                 Ok(mut s) => {
                     let _ = s.set_nodelay(true);
-                    if s.write_all(&handshake(&shared.id)).await.is_ok() {
+                    if s.write_all(&handshake(shared.peers.id())).await.is_ok() {
                         tracing::debug!(peer, %addr, "connected to peer");
                         backoff = Duration::from_millis(10);
                         conn = Some(s);
@@ -302,7 +265,7 @@ async fn sender(
             }
         }
         let Some(s) = conn.as_mut() else {
-            shared.unreachable(peer);
+            shared.peers.unreachable(peer);
             // Drop what queued up while the peer was down: Raft resends.
             tokio::time::sleep(backoff).await;
             while rx.try_recv().is_ok() {}
@@ -326,7 +289,7 @@ async fn sender(
         if let Err(e) = s.write_all(&out).await {
             tracing::debug!(peer, error = %e, "lost the connection to peer");
             conn = None;
-            shared.unreachable(peer);
+            shared.peers.unreachable(peer);
         }
     }
 }
@@ -338,12 +301,13 @@ async fn acceptor(shared: Arc<Shared>, listener: TcpListener) {
                 let shared = shared.clone();
                 tokio::spawn(async move {
                     let sh = shared.clone();
-                    until_stopped(&sh, async move {
-                        if let Err(e) = receive(&shared, stream).await {
-                            tracing::warn!(%addr, error = %e, "closed a peer connection");
-                        }
-                    })
-                    .await;
+                    sh.peers
+                        .until_stopped(async move {
+                            if let Err(e) = receive(&shared, stream).await {
+                                tracing::warn!(%addr, error = %e, "closed a peer connection");
+                            }
+                        })
+                        .await;
                 });
             }
             Err(e) => {
@@ -371,11 +335,11 @@ async fn receive(shared: &Shared, stream: TcpStream) -> Result<()> {
     }
     let mut cluster = vec![0u8; u16::from_be_bytes([head[6], head[7]]) as usize];
     s.read_exact(&mut cluster).await.map_err(io)?;
-    if cluster != shared.id.cluster_id.as_bytes() {
+    if cluster != shared.peers.id().cluster_id.as_bytes() {
         return Err(Error::Config(format!(
             "peer belongs to cluster {:?}, this node to {:?}",
             String::from_utf8_lossy(&cluster),
-            shared.id.cluster_id
+            shared.peers.id().cluster_id
         )));
     }
     let from = s.read_u64().await.map_err(io)?;
@@ -405,7 +369,7 @@ async fn receive(shared: &Shared, stream: TcpStream) -> Result<()> {
             )));
         }
         let msgs = decode_payload(&payload.freeze())?;
-        if let Some(i) = shared.inbound.get() {
+        if let Some(i) = shared.peers.inbound() {
             i.deliver(from, msgs);
         }
     }
