@@ -17,7 +17,8 @@ use raft::eraftpb::{ConfState, Entry, HardState, SnapshotMetadata};
 
 use crate::batch;
 use crate::engine::{
-    Appended, Capabilities, Engine, LogState, PartitionStore, RaftLogStore, RaftState,
+    Appended, Capabilities, Engine, LogBounds, LogState, PartitionStore, RaftLogStore, RaftState,
+    check_append, check_read_range,
 };
 use crate::error::{Error, Result};
 use crate::ids::{GroupId, Offset};
@@ -225,23 +226,15 @@ impl RaftLogStore for MemoryEngine {
 
     fn raft_term(&self, group: GroupId, index: u64) -> Result<u64> {
         let st = self.state.lock();
-        let Some(g) = st.group(group) else {
-            return if index == 0 {
-                Ok(0)
-            } else {
-                Err(Error::Unavailable(index))
-            };
-        };
-        if index < g.snap_index {
-            return Err(Error::Compacted(g.snap_index));
+        match st.group(group) {
+            None => LogBounds::EMPTY.term(index, |_| 0),
+            Some(g) => LogBounds {
+                snap_index: g.snap_index,
+                snap_term: g.snap_term,
+                last_index: g.last_index(),
+            }
+            .term(index, |i| g.entries[(i - g.first_index()) as usize].term),
         }
-        if index == g.snap_index {
-            return Ok(g.snap_term);
-        }
-        if index > g.last_index() {
-            return Err(Error::Unavailable(index));
-        }
-        Ok(g.entries[(index - g.first_index()) as usize].term)
     }
 
     fn raft_entries(
@@ -331,45 +324,6 @@ impl RaftLogStore for MemoryEngine {
         }
         Ok(())
     }
-}
-
-/// Checks the preconditions of [`RaftLogStore::raft_append`]: consecutive indexes,
-/// non-decreasing terms, no hole after `last_index`, nothing at or below the
-/// compaction point. Shared by engines so that they reject the same inputs.
-///
-/// # Errors
-/// [`Error::Invalid`] describing the first violated precondition.
-pub fn check_append(
-    group: GroupId,
-    entries: &[Entry],
-    first_index: u64,
-    last_index: u64,
-) -> Result<()> {
-    let Some(first) = entries.first() else {
-        return Ok(());
-    };
-    if first.index < first_index {
-        return Err(Error::Invalid(format!(
-            "{group}: append at index {} is at or below the compaction point {}",
-            first.index,
-            first_index - 1
-        )));
-    }
-    if first.index > last_index + 1 {
-        return Err(Error::Invalid(format!(
-            "{group}: append at index {} leaves a hole after last index {last_index}",
-            first.index
-        )));
-    }
-    for w in entries.windows(2) {
-        if w[1].index != w[0].index + 1 || w[1].term < w[0].term {
-            return Err(Error::Invalid(format!(
-                "{group}: entries not consecutive: ({}, term {}) then ({}, term {})",
-                w[0].index, w[0].term, w[1].index, w[1].term
-            )));
-        }
-    }
-    Ok(())
 }
 
 impl PartitionStore for MemoryEngine {
@@ -479,21 +433,6 @@ impl PartitionStore for MemoryEngine {
         }
         Ok(())
     }
-}
-
-/// The range check every engine's [`PartitionStore::log_read`] starts with.
-///
-/// # Errors
-/// [`Error::OutOfRange`] when `offset` is outside `[start_offset, next_offset]`.
-pub fn check_read_range(offset: Offset, state: &LogState) -> Result<()> {
-    if offset < state.start_offset || offset > state.next_offset {
-        return Err(Error::OutOfRange {
-            requested: offset,
-            start: state.start_offset,
-            end: state.next_offset,
-        });
-    }
-    Ok(())
 }
 
 impl Engine for MemoryEngine {

@@ -37,8 +37,8 @@ use std::sync::Arc;
 use bytes::Bytes;
 use parking_lot::{Mutex, RwLock};
 use serde::{Deserialize, Serialize};
+use weir_core::engine::check_append;
 use weir_core::eraftpb::{ConfState, Entry, HardState, SnapshotMetadata};
-use weir_core::memory::check_append;
 use weir_core::{
     Appended, Capabilities, Engine, Error, GroupId, LogState, Offset, PartitionStore, RaftLogStore,
     RaftState, Result,
@@ -338,7 +338,7 @@ impl PartitionStore for SegmentEngine {
     fn log_read(&self, group: GroupId, offset: Offset, max_bytes: usize) -> Result<Bytes> {
         match self.partition(group) {
             Some(p) => p.lock().read(offset, max_bytes),
-            None => weir_core::memory::check_read_range(offset, &LogState::default())
+            None => weir_core::engine::check_read_range(offset, &LogState::default())
                 .map(|()| Bytes::new()),
         }
     }

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
 use weir_core::batch;
-use weir_core::memory::check_read_range;
+use weir_core::engine::check_read_range;
 use weir_core::{Appended, Error, LogState, Offset};
 
 use crate::durability::Durability;

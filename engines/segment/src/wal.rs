@@ -20,6 +20,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use protobuf::{Message as _, ProtobufEnum as _};
+use weir_core::engine::LogBounds;
 use weir_core::eraftpb::{ConfState, Entry, EntryType, HardState, SnapshotMetadata};
 use weir_core::{Error, GroupId, RaftState};
 
@@ -564,23 +565,15 @@ impl Wal {
     }
 
     pub(crate) fn term(&self, group: GroupId, index: u64) -> Result<u64, Error> {
-        let Some(g) = self.group(group) else {
-            return if index == 0 {
-                Ok(0)
-            } else {
-                Err(Error::Unavailable(index))
-            };
-        };
-        if index < g.snap_index {
-            return Err(Error::Compacted(g.snap_index));
+        match self.group(group) {
+            None => LogBounds::EMPTY.term(index, |_| 0),
+            Some(g) => LogBounds {
+                snap_index: g.snap_index,
+                snap_term: g.snap_term,
+                last_index: g.last_index(),
+            }
+            .term(index, |i| g.locs[(i - g.snap_index - 1) as usize].term),
         }
-        if index == g.snap_index {
-            return Ok(g.snap_term);
-        }
-        if index > g.last_index() {
-            return Err(Error::Unavailable(index));
-        }
-        Ok(g.locs[(index - g.snap_index - 1) as usize].term)
     }
 
     pub(crate) fn entries(
