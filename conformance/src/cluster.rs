@@ -1,7 +1,7 @@
 //! The cluster suite (TESTING.md §1): in-process clusters of 1, 3 and 5 nodes over
 //! the in-memory network, for any engine.
 //!
-//! An engine opts in with a [`ClusterHarness`] and [`cluster_suite!`]; every case is
+//! An engine opts in with a [`ClusterHarness`] and [`cluster_suite!`](crate::cluster_suite); every case is
 //! a `#[test]` named `cluster_*`, so `cargo test cluster` selects them all.
 
 use std::collections::{BTreeMap, HashMap};
@@ -124,7 +124,7 @@ pub const TICK: Duration = Duration::from_millis(10);
 const ELECTION: Duration = Duration::from_millis(10 * 20);
 const WAIT: Duration = Duration::from_secs(20);
 
-/// An in-process cluster over a [`MemNetwork`].
+/// An in-process cluster over a network ([`NetHarness`]).
 pub struct Cluster<H: ClusterHarness, N: NetHarness> {
     h: Arc<H>,
     net: Arc<N>,

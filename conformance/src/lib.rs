@@ -4,7 +4,7 @@
 //!
 //! * [`engine`] — the storage-engine suite: Raft log, partition log, reopen, and the
 //!   crash cases (cut, torn, garbage, bit flip) for engines that keep files.
-//! * [`bench`] — the transport throughput benchmark every transport runs.
+//! * [`mod@bench`] — the transport throughput benchmark every transport runs.
 //! * [`cluster`] — the cluster suite: in-process clusters over the in-memory network.
 //! * [`history`] — the fault tests' history checker.
 //! * [`crash`] — disk images and the crash points cut from them.

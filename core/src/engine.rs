@@ -98,41 +98,41 @@ pub trait RaftLogStore: Send + Sync {
     /// Groups with any stored Raft state, in ascending order.
     ///
     /// # Errors
-    /// [`Error::Io`](crate::Error::Io) on a read failure.
+    /// [`Error::Io`] on a read failure.
     fn raft_groups(&self) -> Result<Vec<GroupId>>;
 
     /// Hard state and conf state of `group` (defaults for an unknown group).
     ///
     /// # Errors
-    /// [`Error::Io`](crate::Error::Io) on a read failure.
+    /// [`Error::Io`] on a read failure.
     fn raft_state(&self, group: GroupId) -> Result<RaftState>;
 
     /// The first index still stored (`compaction point + 1`).
     ///
     /// # Errors
-    /// [`Error::Io`](crate::Error::Io) on a read failure.
+    /// [`Error::Io`] on a read failure.
     fn raft_first_index(&self, group: GroupId) -> Result<u64>;
 
     /// The last index stored, `first_index - 1` when the log is empty.
     ///
     /// # Errors
-    /// [`Error::Io`](crate::Error::Io) on a read failure.
+    /// [`Error::Io`] on a read failure.
     fn raft_last_index(&self, group: GroupId) -> Result<u64>;
 
     /// The term of the entry at `index`, for `first_index - 1 <= index <= last_index`.
     ///
     /// # Errors
-    /// [`Error::Compacted`](crate::Error::Compacted) below the compaction point,
-    /// [`Error::Unavailable`](crate::Error::Unavailable) above `last_index`.
+    /// [`Error::Compacted`] below the compaction point,
+    /// [`Error::Unavailable`] above `last_index`.
     fn raft_term(&self, group: GroupId, index: u64) -> Result<u64>;
 
     /// Entries `low .. high`, stopping early once their total encoded size would pass
     /// `max_bytes` — but always at least one entry when `low < high`.
     ///
     /// # Errors
-    /// [`Error::Compacted`](crate::Error::Compacted) when `low < first_index`,
-    /// [`Error::Unavailable`](crate::Error::Unavailable) when `high > last_index + 1`,
-    /// [`Error::Corrupt`](crate::Error::Corrupt) when a stored entry fails its checksum.
+    /// [`Error::Compacted`] when `low < first_index`,
+    /// [`Error::Unavailable`] when `high > last_index + 1`,
+    /// [`Error::Corrupt`] when a stored entry fails its checksum.
     fn raft_entries(
         &self,
         group: GroupId,
@@ -146,7 +146,7 @@ pub trait RaftLogStore: Send + Sync {
     /// overwriting a conflicting suffix).
     ///
     /// # Errors
-    /// [`Error::Invalid`](crate::Error::Invalid) when the entries are not consecutive,
+    /// [`Error::Invalid`] when the entries are not consecutive,
     /// start after `last_index + 1` (a hole) or at or below the compaction point;
     /// nothing is written then. I/O failure poisons the engine.
     fn raft_append(&self, group: GroupId, entries: &[Entry]) -> Result<()>;
@@ -167,7 +167,7 @@ pub trait RaftLogStore: Send + Sync {
     /// Compacting at or below the current compaction point does nothing.
     ///
     /// # Errors
-    /// [`Error::Unavailable`](crate::Error::Unavailable) when `index > last_index`.
+    /// [`Error::Unavailable`] when `index > last_index`.
     /// I/O failure poisons the engine.
     fn raft_compact(&self, group: GroupId, index: u64) -> Result<()>;
 
@@ -226,13 +226,13 @@ pub trait PartitionStore: Send + Sync {
     /// Groups that have a partition log, in ascending order.
     ///
     /// # Errors
-    /// [`Error::Io`](crate::Error::Io) on a read failure.
+    /// [`Error::Io`] on a read failure.
     fn log_groups(&self) -> Result<Vec<GroupId>>;
 
     /// Start, next offset and applied index (all zero for an unknown group).
     ///
     /// # Errors
-    /// [`Error::Io`](crate::Error::Io) on a read failure.
+    /// [`Error::Io`] on a read failure.
     fn log_state(&self, group: GroupId) -> Result<LogState>;
 
     /// Appends one verified RecordBatch v2 for the committed Raft entry `raft_index`,
@@ -240,7 +240,7 @@ pub trait PartitionStore: Send + Sync {
     /// use.
     ///
     /// # Errors
-    /// [`Error::Invalid`](crate::Error::Invalid) when `raft_index <= applied_index`
+    /// [`Error::Invalid`] when `raft_index <= applied_index`
     /// or the batch fails [`verify`](crate::batch::verify); nothing is stored then.
     /// I/O failure poisons the engine.
     fn log_append(
@@ -265,8 +265,8 @@ pub trait PartitionStore: Send + Sync {
     /// callers read again from the next offset.
     ///
     /// # Errors
-    /// [`Error::OutOfRange`](crate::Error::OutOfRange) when `offset < start_offset` or
-    /// `offset > next_offset`; [`Error::Corrupt`](crate::Error::Corrupt) when a batch
+    /// [`Error::OutOfRange`] when `offset < start_offset` or
+    /// `offset > next_offset`; [`Error::Corrupt`] when a batch
     /// fails its CRC (it is not returned).
     fn log_read(&self, group: GroupId, offset: Offset, max_bytes: usize) -> Result<Bytes>;
 
@@ -274,7 +274,7 @@ pub trait PartitionStore: Send + Sync {
     /// is `>= timestamp`, or `None` when there is none.
     ///
     /// # Errors
-    /// [`Error::Io`](crate::Error::Io) or [`Error::Corrupt`](crate::Error::Corrupt) on a
+    /// [`Error::Io`] or [`Error::Corrupt`] on a
     /// failed read.
     fn log_offset_for_timestamp(&self, group: GroupId, timestamp: i64) -> Result<Option<Offset>>;
 

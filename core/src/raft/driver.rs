@@ -1,14 +1,14 @@
 //! One Raft group's driver: a task that owns its `RawNode` outright.
 //!
 //! Everything that touches the node — proposals, incoming messages, ticks,
-//! unreachable reports, persistence acknowledgements — arrives as a [`GroupMsg`] in
+//! unreachable reports, persistence acknowledgements — arrives as a message in
 //! the task's mailbox (DESIGN.md §3 rule 1). A Ready is handled with raft-rs's
 //! async-ready protocol (rule 2):
 //!
 //! 1. `messages()` (leader only) are sent at once;
 //! 2. committed entries (never beyond what is persisted locally) are applied;
 //! 3. entries and hard state are written to the engine, visible at once;
-//! 4. `advance_append_async`, and the write goes to the [`Writer`];
+//! 4. `advance_append_async`, and the write goes to the node's writer;
 //! 5. when it is durable the writer sends `persisted_messages()` and posts
 //!    `Persisted(number)`, and the task calls `on_persist_ready`.
 //!
