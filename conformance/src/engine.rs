@@ -174,14 +174,14 @@ fn same_entries(got: &[Entry], want: &[Entry]) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn read_all_entries(e: &impl Engine, g: GroupId) -> anyhow::Result<Vec<Entry>> {
+fn read_all_entries(e: &(impl Engine + ?Sized), g: GroupId) -> anyhow::Result<Vec<Entry>> {
     let lo = e.raft_first_index(g)?;
     let hi = e.raft_last_index(g)? + 1;
     Ok(e.raft_entries(g, lo, hi, None)?)
 }
 
 /// Reads a partition log from `from` to its end, batch by batch.
-pub fn read_log(e: &impl Engine, g: GroupId, from: i64) -> anyhow::Result<Vec<Vec<u8>>> {
+pub fn read_log(e: &(impl Engine + ?Sized), g: GroupId, from: i64) -> anyhow::Result<Vec<Vec<u8>>> {
     let next = e.log_state(g)?.next_offset;
     let mut out = Vec::new();
     let mut at = from;
@@ -1060,7 +1060,7 @@ struct RaftScenario {
 }
 
 fn raft_phase(
-    e: &impl Engine,
+    e: &(impl Engine + ?Sized),
     s: &mut RaftScenario,
     lo: u64,
     hi: u64,
@@ -1103,7 +1103,11 @@ fn mark_raft_synced(s: &mut RaftScenario) {
 /// Checks a recovered engine: each group's log is a prefix of what was written that
 /// holds every synced entry; its hard state is the synced one or a later one; and it
 /// accepts the next append.
-fn check_raft_recovered(e: &impl Engine, s: &RaftScenario, try_append: bool) -> anyhow::Result<()> {
+fn check_raft_recovered(
+    e: &(impl Engine + ?Sized),
+    s: &RaftScenario,
+    try_append: bool,
+) -> anyhow::Result<()> {
     for (gi, (g, all)) in s.entries.iter().enumerate() {
         let got = read_all_entries(e, *g)?;
         ensure!(
@@ -1128,8 +1132,23 @@ fn check_raft_recovered(e: &impl Engine, s: &RaftScenario, try_append: bool) -> 
     Ok(())
 }
 
-fn raft_crash_images<H: EngineHarness>(
+/// Writes a crash case makes (some synced, then some not) and how to judge what an
+/// engine recovered from them.
+trait CrashScenario {
+    /// Writes and syncs.
+    fn write_synced(&mut self, e: &dyn Engine) -> anyhow::Result<()>;
+    /// Writes more without syncing.
+    fn write_unsynced(&mut self, e: &dyn Engine) -> anyhow::Result<()>;
+    /// Checks a recovered engine; `try_append` also checks that it takes new writes.
+    fn check(&self, e: &dyn Engine, try_append: bool) -> anyhow::Result<()>;
+}
+
+/// Runs a crash case: writes, captures the files after the sync and after the
+/// unsynced writes, builds crash images from the two, and checks the engine opened
+/// on each image.
+fn crash_images<H: EngineHarness>(
     h: &H,
+    mut sc: impl CrashScenario,
     min_images: usize,
     build: impl Fn(&Image, &Image) -> Vec<Image>,
 ) -> CaseResult {
@@ -1137,13 +1156,9 @@ fn raft_crash_images<H: EngineHarness>(
         Ok(x) => x,
         Err(o) => return Ok(o),
     };
-    let mut sc = new_raft_scenario();
-    raft_phase(&e, &mut sc, 1, 20, 1)?;
-    e.raft_sync()?;
-    mark_raft_synced(&mut sc);
+    sc.write_synced(&e)?;
     let before = crash::capture(&s.dir)?;
-    raft_phase(&e, &mut sc, 21, 30, 2)?;
-    raft_phase(&e, &mut sc, 31, 36, 3)?;
+    sc.write_unsynced(&e)?;
     let after = crash::capture(&s.dir)?;
     let images = build(&before, &after);
     ensure!(
@@ -1154,9 +1169,67 @@ fn raft_crash_images<H: EngineHarness>(
     for (n, image) in images.iter().enumerate() {
         let e = open_image(h, &s, image)?
             .with_context(|| format!("crash image {n}: unsynced damage reported as corruption"))?;
-        check_raft_recovered(&e, &sc, n % 50 == 0).with_context(|| format!("crash image {n}"))?;
+        sc.check(&e, n % 50 == 0)
+            .with_context(|| format!("crash image {n}"))?;
     }
     Ok(Outcome::Passed)
+}
+
+impl CrashScenario for RaftScenario {
+    fn write_synced(&mut self, e: &dyn Engine) -> anyhow::Result<()> {
+        raft_phase(e, self, 1, 20, 1)?;
+        e.raft_sync()?;
+        mark_raft_synced(self);
+        Ok(())
+    }
+
+    fn write_unsynced(&mut self, e: &dyn Engine) -> anyhow::Result<()> {
+        raft_phase(e, self, 21, 30, 2)?;
+        raft_phase(e, self, 31, 36, 3)
+    }
+
+    fn check(&self, e: &dyn Engine, try_append: bool) -> anyhow::Result<()> {
+        check_raft_recovered(e, self, try_append)
+    }
+}
+
+impl CrashScenario for LogScenario {
+    // ~70 KB flushed (segmented engines roll during this synced phase), then ~10 KB
+    // unsynced: small enough that no engine needs to create files for it, since file
+    // creation does its own syncs that this model cannot see.
+    fn write_synced(&mut self, e: &dyn Engine) -> anyhow::Result<()> {
+        log_phase(e, self, 200)?;
+        e.log_flush(G1)?;
+        self.synced = self.want.len();
+        Ok(())
+    }
+
+    fn write_unsynced(&mut self, e: &dyn Engine) -> anyhow::Result<()> {
+        log_phase(e, self, 30)
+    }
+
+    fn check(&self, e: &dyn Engine, try_append: bool) -> anyhow::Result<()> {
+        check_log_recovered(e, self, try_append)
+    }
+}
+
+fn new_log_scenario() -> LogScenario {
+    LogScenario {
+        want: Vec::new(),
+        raft_index: Vec::new(),
+        synced: 0,
+    }
+}
+
+/// Cut images: the unsynced bytes persisted up to each of 1,500 points.
+fn cut_images(before: &Image, after: &Image) -> Vec<Image> {
+    let d = Diff::new(before, after);
+    d.cut_points(1500).into_iter().map(|k| d.cut(k)).collect()
+}
+
+/// Torn images: each touched page persisted alone, and all but each one.
+fn torn_images(before: &Image, after: &Image) -> Vec<Image> {
+    Diff::new(before, after).torn_images()
 }
 
 /// The number of crash points the cut cases try at least.
@@ -1164,20 +1237,17 @@ pub const MIN_CRASH_POINTS: usize = 1000;
 
 /// Raft log: crash after a sync with the unsynced bytes persisted up to every point.
 pub fn crash_raft_cut_every_byte(h: &impl EngineHarness) -> CaseResult {
-    raft_crash_images(h, MIN_CRASH_POINTS, |before, after| {
-        let d = Diff::new(before, after);
-        d.cut_points(1500).into_iter().map(|k| d.cut(k)).collect()
-    })
+    crash_images(h, new_raft_scenario(), MIN_CRASH_POINTS, cut_images)
 }
 
 /// Raft log: unsynced pages persisted out of order.
 pub fn crash_raft_torn_pages(h: &impl EngineHarness) -> CaseResult {
-    raft_crash_images(h, 2, |before, after| Diff::new(before, after).torn_images())
+    crash_images(h, new_raft_scenario(), 2, torn_images)
 }
 
 /// Raft log: garbage where the next write would have gone.
 pub fn crash_raft_garbage_tail(h: &impl EngineHarness) -> CaseResult {
-    raft_crash_images(h, 200, garbage_images)
+    crash_images(h, new_raft_scenario(), 200, garbage_images)
 }
 
 /// 200 images: a cut at an evenly spread point, then garbage of 1 to 5000 bytes.
@@ -1258,7 +1328,7 @@ struct LogScenario {
     synced: usize,
 }
 
-fn log_phase(e: &impl Engine, s: &mut LogScenario, n: usize) -> anyhow::Result<()> {
+fn log_phase(e: &(impl Engine + ?Sized), s: &mut LogScenario, n: usize) -> anyhow::Result<()> {
     for _ in 0..n {
         let i = s.want.len() as u64;
         let b = produced_batch(
@@ -1275,7 +1345,11 @@ fn log_phase(e: &impl Engine, s: &mut LogScenario, n: usize) -> anyhow::Result<(
     Ok(())
 }
 
-fn check_log_recovered(e: &impl Engine, s: &LogScenario, try_append: bool) -> anyhow::Result<()> {
+fn check_log_recovered(
+    e: &(impl Engine + ?Sized),
+    s: &LogScenario,
+    try_append: bool,
+) -> anyhow::Result<()> {
     let got = read_log(e, G1, 0)?;
     ensure!(
         got.len() >= s.synced,
@@ -1310,59 +1384,19 @@ fn check_log_recovered(e: &impl Engine, s: &LogScenario, try_append: bool) -> an
     Ok(())
 }
 
-fn log_crash_images<H: EngineHarness>(
-    h: &H,
-    min_images: usize,
-    build: impl Fn(&Image, &Image) -> Vec<Image>,
-) -> CaseResult {
-    let (s, e) = match crash_setup(h)? {
-        Ok(x) => x,
-        Err(o) => return Ok(o),
-    };
-    let mut sc = LogScenario {
-        want: Vec::new(),
-        raft_index: Vec::new(),
-        synced: 0,
-    };
-    // ~70 KB flushed (segmented engines roll during this synced phase), then ~10 KB
-    // unsynced: small enough that no engine needs to create files for it, since file
-    // creation does its own syncs that this model cannot see.
-    log_phase(&e, &mut sc, 200)?;
-    e.log_flush(G1)?;
-    sc.synced = sc.want.len();
-    let before = crash::capture(&s.dir)?;
-    log_phase(&e, &mut sc, 30)?;
-    let after = crash::capture(&s.dir)?;
-    let images = build(&before, &after);
-    ensure!(
-        images.len() >= min_images.max(1),
-        "only {} crash images were built, {min_images} wanted",
-        images.len()
-    );
-    for (n, image) in images.iter().enumerate() {
-        let e = open_image(h, &s, image)?
-            .with_context(|| format!("crash image {n}: unsynced damage reported as corruption"))?;
-        check_log_recovered(&e, &sc, n % 50 == 0).with_context(|| format!("crash image {n}"))?;
-    }
-    Ok(Outcome::Passed)
-}
-
 /// Partition log: crash after a flush with unsynced bytes persisted up to every point.
 pub fn crash_log_cut_every_byte(h: &impl EngineHarness) -> CaseResult {
-    log_crash_images(h, MIN_CRASH_POINTS, |before, after| {
-        let d = Diff::new(before, after);
-        d.cut_points(1500).into_iter().map(|k| d.cut(k)).collect()
-    })
+    crash_images(h, new_log_scenario(), MIN_CRASH_POINTS, cut_images)
 }
 
 /// Partition log: unsynced pages persisted out of order.
 pub fn crash_log_torn_pages(h: &impl EngineHarness) -> CaseResult {
-    log_crash_images(h, 2, |before, after| Diff::new(before, after).torn_images())
+    crash_images(h, new_log_scenario(), 2, torn_images)
 }
 
 /// Partition log: garbage where the next write would have gone.
 pub fn crash_log_garbage_tail(h: &impl EngineHarness) -> CaseResult {
-    log_crash_images(h, 200, garbage_images)
+    crash_images(h, new_log_scenario(), 200, garbage_images)
 }
 
 /// Partition log: one bit flipped in flushed data is reported, never served, never
