@@ -1,7 +1,8 @@
 //! Faults against real `weir serve` processes on 127.0.0.1, checked by the history
 //! checker: producers write unique values with acks=all while a seeded schedule
-//! kills (SIGKILL) the leader or a random node, pauses nodes (SIGSTOP/SIGCONT) and
-//! restarts them; a consumer reads along; after healing, a drain reads every
+//! kills (SIGKILL) the leader or a random node, pauses nodes (SIGSTOP/SIGCONT),
+//! restarts them, and partitions the network (every peer link runs through a
+//! proxy the test can cut); a consumer reads along; after healing, a drain reads every
 //! partition from the start. The run must show no lost, moved, unexpected or
 //! inconsistent data and no gaps.
 //!
@@ -137,7 +138,7 @@ async fn read_partition(
 fn faults_keep_acknowledged_writes() {
     let secs = env_u64("WEIR_FAULT_SECS", 30);
     let seed = env_u64("WEIR_FAULT_SEED", 42);
-    let mut c = Cluster::start(3, "grpc");
+    let mut c = Cluster::start_proxied(3, "grpc");
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -191,7 +192,17 @@ fn faults_keep_acknowledged_writes() {
         if !inject {
             continue;
         }
-        let victim = match rng.gen_range(0..4) {
+        let victim = match rng.gen_range(0..5) {
+            4 => {
+                // A network partition: one node cut off from both others (the
+                // minority side), for a while.
+                *faults.entry("isolate a node").or_default() += 1;
+                let v = rng.gen_range(0..3);
+                c.isolate(v);
+                std::thread::sleep(Duration::from_millis(rng.gen_range(500..3000)));
+                c.heal();
+                continue;
+            }
             0 => {
                 *faults.entry("kill -9 leader").or_default() += 1;
                 c.leader("f") - 1

@@ -23,6 +23,9 @@ pub struct Cluster {
     dir: tempfile::TempDir,
     transport: &'static str,
     config: String,
+    /// proxies[i][j]: node i's link to node j, when the cluster was started with
+    /// proxies (see [`Cluster::start_proxied`]).
+    pub proxies: Vec<Vec<Option<LinkProxy>>>,
 }
 
 impl Cluster {
@@ -32,19 +35,43 @@ impl Cluster {
 
     /// Like [`Cluster::start`], with extra TOML for every node's config file.
     pub fn start_with(n: usize, transport: &'static str, config: &str) -> Cluster {
-        let mut c = Cluster {
+        let mut c = Cluster::start_unbooted(n, transport, config);
+        c.boot(n);
+        c
+    }
+
+    /// Like [`Cluster::start`], with every peer link going through a [`LinkProxy`]
+    /// so that the test can partition the network.
+    pub fn start_proxied(n: usize, transport: &'static str) -> Cluster {
+        let mut c = Cluster::start_unbooted(n, transport, "");
+        c.proxies = (0..n)
+            .map(|i| {
+                (0..n)
+                    .map(|j| (i != j).then(|| LinkProxy::start(c.peer[j])))
+                    .collect()
+            })
+            .collect();
+        c.boot(n);
+        c
+    }
+
+    fn start_unbooted(n: usize, transport: &'static str, config: &str) -> Cluster {
+        Cluster {
             nodes: (0..n).map(|_| None).collect(),
             kafka: (0..n).map(|_| free_port()).collect(),
             peer: (0..n).map(|_| free_port()).collect(),
             dir: tempfile::tempdir().unwrap(),
             transport,
             config: config.to_string(),
-        };
-        for i in 0..n {
-            c.launch(i);
+            proxies: Vec::new(),
         }
-        c.wait_brokers(n);
-        c
+    }
+
+    fn boot(&mut self, n: usize) {
+        for i in 0..n {
+            self.launch(i);
+        }
+        self.wait_brokers(n);
     }
 
     pub fn launch(&mut self, i: usize) {
@@ -66,7 +93,11 @@ impl Cluster {
         .arg(&config);
         for j in 0..self.kafka.len() {
             if j != i {
-                cmd.args(["--peer", &format!("{}=127.0.0.1:{}", j + 1, self.peer[j])]);
+                let port = match self.proxies.get(i).and_then(|row| row[j].as_ref()) {
+                    Some(p) => p.port,
+                    None => self.peer[j],
+                };
+                cmd.args(["--peer", &format!("{}=127.0.0.1:{port}", j + 1)]);
             }
         }
         let child = cmd
@@ -154,6 +185,24 @@ impl Drop for Cluster {
 }
 
 impl Cluster {
+    /// Cuts node `i` (0-based) off from every other node, both ways.
+    pub fn isolate(&self, i: usize) {
+        for j in 0..self.kafka.len() {
+            for (a, b) in [(i, j), (j, i)] {
+                if let Some(p) = self.proxies.get(a).and_then(|row| row[b].as_ref()) {
+                    p.cut();
+                }
+            }
+        }
+    }
+
+    /// Heals every link.
+    pub fn heal(&self) {
+        for p in self.proxies.iter().flatten().flatten() {
+            p.heal();
+        }
+    }
+
     /// Sends a signal (e.g. "-STOP", "-CONT") to node `i` (0-based).
     pub fn signal(&self, i: usize, sig: &str) {
         if let Some(c) = &self.nodes[i] {
@@ -166,5 +215,68 @@ impl Cluster {
     /// Whether node `i` (0-based) is running.
     pub fn is_up(&self, i: usize) -> bool {
         self.nodes[i].is_some()
+    }
+}
+
+/// A TCP proxy for one directed link between two nodes, which a test can cut (all
+/// connections closed, new ones refused) and heal. Blocking std I/O on threads.
+pub struct LinkProxy {
+    pub port: u16,
+    cut: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    live: std::sync::Arc<std::sync::Mutex<Vec<TcpStream>>>,
+}
+
+impl LinkProxy {
+    /// Forwards connections on a fresh local port to `target`.
+    pub fn start(target: u16) -> LinkProxy {
+        use std::sync::atomic::Ordering;
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let cut = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let live = std::sync::Arc::new(std::sync::Mutex::new(Vec::<TcpStream>::new()));
+        let (c, l) = (cut.clone(), live.clone());
+        std::thread::spawn(move || {
+            for inbound in listener.incoming() {
+                let Ok(inbound) = inbound else { continue };
+                if c.load(Ordering::SeqCst) {
+                    let _ = inbound.shutdown(std::net::Shutdown::Both);
+                    continue;
+                }
+                let Ok(outbound) = TcpStream::connect(("127.0.0.1", target)) else {
+                    continue;
+                };
+                let _ = inbound.set_nodelay(true);
+                let _ = outbound.set_nodelay(true);
+                {
+                    let mut g = l.lock().unwrap();
+                    g.push(inbound.try_clone().unwrap());
+                    g.push(outbound.try_clone().unwrap());
+                }
+                for (mut from, mut to) in [
+                    (inbound.try_clone().unwrap(), outbound.try_clone().unwrap()),
+                    (outbound, inbound),
+                ] {
+                    std::thread::spawn(move || {
+                        let _ = std::io::copy(&mut from, &mut to);
+                        let _ = to.shutdown(std::net::Shutdown::Both);
+                        let _ = from.shutdown(std::net::Shutdown::Both);
+                    });
+                }
+            }
+        });
+        LinkProxy { port, cut, live }
+    }
+
+    /// Drops every connection on this link and refuses new ones.
+    pub fn cut(&self) {
+        self.cut.store(true, std::sync::atomic::Ordering::SeqCst);
+        for s in self.live.lock().unwrap().drain(..) {
+            let _ = s.shutdown(std::net::Shutdown::Both);
+        }
+    }
+
+    /// Lets connections through again.
+    pub fn heal(&self) {
+        self.cut.store(false, std::sync::atomic::Ordering::SeqCst);
     }
 }
