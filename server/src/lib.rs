@@ -4,6 +4,7 @@
 //!
 //! * [`config`] — the TOML configuration and its flags.
 //! * [`kafka`] — the Kafka listener: framing, dispatch, one handler per API.
+//! * [`bench`] — `weir bench`: produce and consume load with latency percentiles.
 //! * [`client`] — a small Kafka client for the `topics`, `produce` and `consume`
 //!   commands.
 //! * [`run`] — start-up: open the configured engine and transport, start the node,
@@ -12,6 +13,7 @@
 //! Plug-ins are chosen at start from those compiled in; naming one that is not
 //! compiled in is an error that names its cargo feature.
 
+pub mod bench;
 pub mod client;
 pub mod config;
 mod groups;

@@ -30,6 +30,8 @@ enum Command {
     Produce(ProduceArgs),
     /// Print the records of a partition.
     Consume(ConsumeArgs),
+    /// Measure produce or consume throughput and latency against any broker.
+    Bench(BenchCli),
     /// List the storage engines and transports compiled into this binary.
     Plugins,
 }
@@ -104,6 +106,37 @@ struct ConsumeArgs {
     /// Print `offset key value` instead of only the value.
     #[arg(long)]
     verbose: bool,
+}
+
+#[derive(clap::Args, Debug)]
+struct BenchCli {
+    /// `produce`, `consume`, or `e2e` (produce, then consume what was produced).
+    #[arg(value_parser = ["produce", "consume", "e2e"])]
+    mode: String,
+    /// Brokers to start from (comma-separated).
+    #[arg(long, short, default_value = "127.0.0.1:9092")]
+    bootstrap: String,
+    /// The topic (created when missing).
+    #[arg(long, default_value = "weir-bench")]
+    topic: String,
+    /// Partitions of the topic.
+    #[arg(long, default_value_t = 4)]
+    partitions: i32,
+    /// Bytes per record value.
+    #[arg(long, default_value_t = 1024)]
+    record_size: usize,
+    /// Records to produce in all.
+    #[arg(long, default_value_t = 1_000_000)]
+    records: u64,
+    /// Records per batch.
+    #[arg(long, default_value_t = 1000)]
+    batch: usize,
+    /// Concurrent producers (each on its own partition, round robin).
+    #[arg(long, default_value_t = 4)]
+    producers: usize,
+    /// Print JSON instead of a summary line.
+    #[arg(long)]
+    json: bool,
 }
 
 fn parse_kv(s: &str) -> Result<(String, String), String> {
@@ -239,6 +272,9 @@ fn main() -> std::process::ExitCode {
         Command::Topics { bootstrap, command } => tokio_main(topics(bootstrap, command)),
         Command::Produce(args) => tokio_main(produce(args)),
         Command::Consume(args) => tokio_main(consume(args)),
+        Command::Bench(args) => tokio::runtime::Runtime::new()
+            .map_err(anyhow::Error::from)
+            .and_then(|rt| rt.block_on(bench(args))),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
@@ -400,4 +436,31 @@ async fn consume(args: ConsumeArgs) -> anyhow::Result<()> {
             return Ok(());
         }
     }
+}
+
+async fn bench(cli: BenchCli) -> anyhow::Result<()> {
+    let args = weir_server::bench::BenchArgs {
+        bootstrap: cli.bootstrap,
+        topic: cli.topic,
+        partitions: cli.partitions,
+        record_size: cli.record_size,
+        records: cli.records,
+        batch: cli.batch,
+        producers: cli.producers,
+    };
+    let mut reports = Vec::new();
+    if cli.mode != "consume" {
+        reports.push(weir_server::bench::produce(&args, cli.json).await?);
+    }
+    if cli.mode != "produce" {
+        reports.push(weir_server::bench::consume(&args, cli.json).await?);
+    }
+    for r in reports {
+        if cli.json {
+            println!("{}", serde_json::to_string(&r)?);
+        } else {
+            println!("{r}");
+        }
+    }
+    Ok(())
 }

@@ -502,3 +502,34 @@ fn weir_cli_topics_produce_consume() {
         "describe must not create the topic"
     );
 }
+
+#[test]
+fn weir_bench_produces_and_consumes() {
+    let b = Broker::start();
+    let out = weir(
+        &[
+            "bench",
+            "e2e",
+            "-b",
+            &b.bootstrap(),
+            "--records",
+            "5000",
+            "--batch",
+            "100",
+            "--record-size",
+            "200",
+            "--json",
+        ],
+        None,
+    );
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 2, "{out}");
+    assert!(
+        lines[0].contains("\"mode\":\"produce\"") && lines[0].contains("\"records\":5000"),
+        "{out}"
+    );
+    assert!(
+        lines[1].contains("\"mode\":\"consume\"") && lines[1].contains("\"records\":5000"),
+        "{out}"
+    );
+}
