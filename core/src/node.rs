@@ -730,25 +730,47 @@ async fn reconcile(node: Weak<Inner>, mut meta: watch::Receiver<Arc<Metadata>>) 
     }
 }
 
-/// Keeps this node's broker registration (its Kafka address) in metadata.
+/// Keeps this node's entries in metadata current: its broker registration (Kafka
+/// address), and the leadership of every partition it leads (a new leader announces
+/// itself once; this repeats it when that announcement was lost, e.g. while group 0
+/// had no leader).
 async fn register(node: Weak<Inner>) {
     loop {
         let Some(inner) = node.upgrade() else {
             return;
         };
         let meta = inner.meta.borrow().clone();
+        let mut commands = Vec::new();
         let current = meta
             .brokers
             .get(&inner.cfg.id)
             .map(|b| b.kafka_addr.as_str());
-        if current != Some(inner.cfg.kafka_addr.as_str())
-            && let Some(h) = inner.groups.read().get(&GroupId::METADATA)
-        {
-            let cmd = MetaCommand::RegisterBroker {
+        if current != Some(inner.cfg.kafka_addr.as_str()) {
+            commands.push(MetaCommand::RegisterBroker {
                 id: inner.cfg.id,
                 kafka_addr: inner.cfg.kafka_addr.clone(),
-            };
-            let _ = h.handle.tx.send(GroupMsg::Forward { data: cmd.encode() });
+            });
+        }
+        {
+            let groups = inner.groups.read();
+            for (_, p) in meta.hosted_by(inner.cfg.id) {
+                let Some(h) = groups.get(&p.group) else {
+                    continue;
+                };
+                let st = h.handle.status.borrow();
+                if st.role == Role::Leader && p.leader != Some((inner.cfg.id, st.term)) {
+                    commands.push(MetaCommand::LeaderChanged {
+                        group: p.group,
+                        node: inner.cfg.id,
+                        term: st.term,
+                    });
+                }
+            }
+            if let Some(h) = groups.get(&GroupId::METADATA) {
+                for cmd in commands {
+                    let _ = h.handle.tx.send(GroupMsg::Forward { data: cmd.encode() });
+                }
+            }
         }
         let pause = inner.cfg.tick * 3;
         drop(inner);
