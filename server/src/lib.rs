@@ -4,7 +4,7 @@
 //!
 //! * [`config`] — the TOML configuration and its flags.
 //! * [`kafka`] — the Kafka listener: framing, dispatch, one handler per API.
-//! * [`bench`] — `weir bench`: produce and consume load with latency percentiles.
+//! * [`mod@bench`] — `weir bench`: produce and consume load with latency percentiles.
 //! * [`client`] — a small Kafka client for the `topics`, `produce` and `consume`
 //!   commands.
 //! * [`run`] — start-up: open the configured engine and transport, start the node,
