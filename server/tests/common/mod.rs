@@ -100,11 +100,20 @@ impl Cluster {
                 cmd.args(["--peer", &format!("{}=127.0.0.1:{port}", j + 1)]);
             }
         }
-        let child = cmd
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
+        // WEIR_TEST_LOG_DIR=dir keeps every node's log (appended across restarts).
+        let stderr = match std::env::var_os("WEIR_TEST_LOG_DIR") {
+            Some(dir) => {
+                let path = std::path::Path::new(&dir).join(format!("node{}.log", i + 1));
+                let f = std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(path)
+                    .unwrap();
+                Stdio::from(f)
+            }
+            None => Stdio::null(),
+        };
+        let child = cmd.stdout(Stdio::null()).stderr(stderr).spawn().unwrap();
         self.nodes[i] = Some(child);
         let deadline = Instant::now() + Duration::from_secs(20);
         while TcpStream::connect(("127.0.0.1", self.kafka[i])).is_err() {
