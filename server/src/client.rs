@@ -314,39 +314,12 @@ impl Client {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
         loop {
             let leader = self.leader(topic, partition).await?;
-            let req = ProduceRequest::default()
-                .with_acks(-1)
-                .with_timeout_ms(30_000)
-                .with_topic_data(vec![
-                    produce_request::TopicProduceData::default()
-                        .with_name(name(topic))
-                        .with_partition_data(vec![
-                            produce_request::PartitionProduceData::default()
-                                .with_index(partition)
-                                .with_records(Some(batch.clone())),
-                        ]),
-                ]);
             let code = match self
-                .call(
-                    &leader,
-                    ApiKey::Produce,
-                    PRODUCE_V,
-                    RequestKind::Produce(req),
-                )
+                .produce_to(&leader, topic, partition, batch.clone())
                 .await
             {
-                Ok(ResponseKind::Produce(r)) => {
-                    let p = r
-                        .responses
-                        .first()
-                        .and_then(|t| t.partition_responses.first())
-                        .context("empty Produce response")?;
-                    if p.error_code == 0 {
-                        return Ok(p.base_offset);
-                    }
-                    p.error_code
-                }
-                Ok(_) => bail!("unexpected response to Produce"),
+                Ok(Ok(offset)) => return Ok(offset),
+                Ok(Err(code)) => code,
                 Err(_) => -1,
             };
             // Retry what a leader change explains: unknown topic (being created),
@@ -373,7 +346,7 @@ impl Client {
     ) -> anyhow::Result<Result<i64, i16>> {
         let req = ProduceRequest::default()
             .with_acks(-1)
-            .with_timeout_ms(10_000)
+            .with_timeout_ms(30_000)
             .with_topic_data(vec![
                 produce_request::TopicProduceData::default()
                     .with_name(name(topic))
