@@ -313,7 +313,7 @@ impl PartitionStore for SegmentEngine {
         leader_epoch: i32,
         batch: &[u8],
     ) -> Result<Appended> {
-        weir_core::batch::verify(batch)?;
+        let header = weir_core::batch::verify(batch)?;
         self.durability.check()?;
         let p = self.partition_or_create(group)?;
         let mut p = p.lock();
@@ -323,8 +323,13 @@ impl PartitionStore for SegmentEngine {
                 "{group}: append for raft index {raft_index} at or below applied index {applied}"
             )));
         }
-        self.durability
-            .write_result(p.append(raft_index, leader_epoch, batch, &self.durability))
+        self.durability.write_result(p.append(
+            raft_index,
+            leader_epoch,
+            &header,
+            batch,
+            &self.durability,
+        ))
     }
 
     fn log_mark_applied(&self, group: GroupId, raft_index: u64) -> Result<()> {

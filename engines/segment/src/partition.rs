@@ -130,14 +130,15 @@ impl Partition {
             .expect("a partition always has a tail segment")
     }
 
+    /// Appends a batch the caller verified (`h` is its header).
     pub(crate) fn append(
         &mut self,
         raft_index: u64,
         epoch: i32,
+        h: &batch::BatchHeader,
         bytes: &[u8],
         d: &Durability,
     ) -> Result<Appended, SegError> {
-        let h = batch::verify(bytes).map_err(|e| SegError::Config(e.to_string()))?;
         let len = bytes.len();
         if !self.tail().fits(len) {
             if self.tail().is_empty() {
@@ -149,7 +150,7 @@ impl Partition {
                 }
             }
         }
-        let a = self.tail().append(&h, bytes, epoch);
+        let a = self.tail().append(h, bytes, epoch);
         self.state.next_offset = a.last_offset + 1;
         self.state.applied_index = raft_index;
         Ok(a)
