@@ -3,7 +3,8 @@
 //! Every case takes an [`EngineHarness`] and starts from a fresh engine. Cases are
 //! grouped by what they need: all engines run the Raft-log and partition-log cases;
 //! `reopen` cases need [`Capabilities::reopen`]; `crash_*` cases need
-//! [`Capabilities::file_crash_simulation`].
+//! [`Capabilities::file_crash_simulation`], except `crash_sigkill_writer`
+//! ([`crate::kill`]), which needs [`Capabilities::process_kill`].
 
 use std::path::{Path, PathBuf};
 
@@ -79,6 +80,13 @@ macro_rules! engine_suite {
             crash_log_garbage_tail, crash_log_bit_flip,
             model_random_operations,
         );
+        #[test]
+        fn crash_sigkill_writer() {
+            $crate::run_case(
+                "crash_sigkill_writer",
+                $crate::kill::crash_sigkill_writer(&$harness, "crash_sigkill_writer"),
+            );
+        }
     };
 }
 

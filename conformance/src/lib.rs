@@ -8,6 +8,7 @@
 //! * [`cluster`] — the cluster suite: in-process clusters over the in-memory network.
 //! * [`history`] — the fault tests' history checker.
 //! * [`crash`] — disk images and the crash points cut from them.
+//! * [`kill`] — the SIGKILL case: a child process writes and is killed at random.
 //! * [`net`] — networks for the cluster suite and fault injection over any transport.
 //! * [`transport`] — the transport suite: order, groups, frame limits, bad frames,
 //!   reconnection, cluster ids, unreachable peers, bounded queues.
@@ -32,6 +33,7 @@ pub mod cluster;
 pub mod crash;
 pub mod engine;
 pub mod history;
+pub mod kill;
 pub mod model;
 pub mod net;
 pub mod transport;

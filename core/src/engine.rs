@@ -31,6 +31,11 @@
 //! Raft log, `log_flush` for that partition). Data that fails its checksum is never
 //! returned: it is reported as [`Error::Corrupt`], at open or at read time.
 //!
+//! One exception: a [`PartitionStore::log_delete_prefix`] may become durable on its
+//! own, before appends issued earlier were flushed (so that storage is released
+//! promptly). After a crash a partition's `start_offset` may therefore be ahead of the
+//! prefix's, up to an offset that was asked for, and never past `next_offset`.
+//!
 //! [`Error::Poisoned`]: crate::Error::Poisoned
 //! [`Error::Corrupt`]: crate::Error::Corrupt
 
@@ -52,6 +57,10 @@ pub struct Capabilities {
     /// The engine can be closed and reopened (for the memory engine: restarted from
     /// what it holds as durable), and synced data survives that.
     pub reopen: bool,
+    /// The engine keeps its data in a directory that outlives the process, so that a
+    /// child process can write, be killed with SIGKILL, and another process reopen the
+    /// directory.
+    pub process_kill: bool,
 }
 
 impl Capabilities {
@@ -60,6 +69,17 @@ impl Capabilities {
         Capabilities {
             file_crash_simulation: true,
             reopen: true,
+            process_kill: true,
+        }
+    }
+
+    /// A persistent engine over a database whose files are not append-only logs
+    /// (cutting them is not a crash it could see), but that survives a killed process.
+    pub const fn database() -> Self {
+        Capabilities {
+            file_crash_simulation: false,
+            reopen: true,
+            process_kill: true,
         }
     }
 
@@ -69,6 +89,7 @@ impl Capabilities {
         Capabilities {
             file_crash_simulation: false,
             reopen: true,
+            process_kill: false,
         }
     }
 }

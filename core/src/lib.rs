@@ -12,6 +12,7 @@
 //! * [`batch`] — Kafka RecordBatch v2 read in place: header, CRC-32C, stamping.
 //! * [`engine`] — the storage-engine contract: the Raft log and the partition log.
 //! * [`memory`] — the in-memory reference engine, which models durability.
+//! * [`kv`] — an engine over any ordered key-value store (RocksDB, redb, …).
 //! * [`transport`] — the peer-transport contract; [`memnet`] is the in-memory network
 //!   used by tests, and [`faults`] injects partitions and loss over any transport.
 //! * [`raft`] — the Raft driver: one task per group, async-ready persistence, group
@@ -24,6 +25,7 @@ pub mod engine;
 pub mod error;
 pub mod faults;
 pub mod ids;
+pub mod kv;
 pub mod memnet;
 pub mod memory;
 pub mod metadata;

@@ -40,6 +40,7 @@ const KIND_SNAPSHOT: u8 = 5;
 const KIND_REMOVE: u8 = 6;
 const KIND_GROUP_STATE: u8 = 7;
 const KIND_SYNC_MARK: u8 = 8;
+const KIND_GROUP_STATE_V2: u8 = 9;
 /// Encoded size of a sync mark record.
 const SYNC_MARK_LEN: usize = REC_HEADER + 8;
 
@@ -50,6 +51,17 @@ struct Loc {
     seq: u64,
     pos: u64,
     len: u32,
+}
+
+impl Loc {
+    /// Stands, during replay, for an entry whose file was deleted: a later record
+    /// must supersede it (overwrite, compaction, snapshot, removal), or opening fails.
+    const MISSING: Loc = Loc {
+        term: 0,
+        seq: u64::MAX,
+        pos: 0,
+        len: 0,
+    };
 }
 
 #[derive(Debug, Default)]
@@ -85,6 +97,9 @@ enum Record {
     GroupState {
         snap_index: u64,
         snap_term: u64,
+        /// The last index when the file was created (absent in files written before
+        /// it was recorded).
+        last_index: Option<u64>,
         hard_state: HardState,
         conf_state: ConfState,
     },
@@ -216,13 +231,19 @@ fn decode_record(kind: u8, payload: &[u8]) -> Option<Record> {
             u64_at(payload, 0)?;
             Record::SyncMark
         }
-        KIND_GROUP_STATE => {
-            let hs_len = u32_at(payload, 16)? as usize;
-            let hs = payload.get(20..20 + hs_len)?;
-            let cs = payload.get(20 + hs_len..)?;
+        KIND_GROUP_STATE | KIND_GROUP_STATE_V2 => {
+            let (last_index, at) = if kind == KIND_GROUP_STATE_V2 {
+                (Some(u64_at(payload, 16)?), 24)
+            } else {
+                (None, 16)
+            };
+            let hs_len = u32_at(payload, at)? as usize;
+            let hs = payload.get(at + 4..at + 4 + hs_len)?;
+            let cs = payload.get(at + 4 + hs_len..)?;
             Record::GroupState {
                 snap_index: u64_at(payload, 0)?,
                 snap_term: u64_at(payload, 8)?,
+                last_index,
                 hard_state: HardState::parse_from_bytes(hs).ok()?,
                 conf_state: ConfState::parse_from_bytes(cs).ok()?,
             }
@@ -275,6 +296,15 @@ impl Wal {
         let last = seqs[seqs.len() - 1];
         for seq in seqs {
             wal.replay_file(seq, seq == last)?;
+        }
+        for (g, log) in &wal.groups {
+            if let Some(i) = log.locs.iter().position(|l| l.seq == Loc::MISSING.seq) {
+                return Err(SegError::Corrupt(format!(
+                    "{g}: raft entry {} is missing: its WAL file is gone and no later \
+                     record replaced it",
+                    log.snap_index + 1 + i as u64
+                )));
+            }
         }
         Ok(wal)
     }
@@ -358,11 +388,12 @@ impl Wal {
             let cs = proto_bytes(&log.conf_state);
             encode_record(
                 &mut buf,
-                KIND_GROUP_STATE,
+                KIND_GROUP_STATE_V2,
                 *g,
                 &[
                     &log.snap_index.to_le_bytes(),
                     &log.snap_term.to_le_bytes(),
+                    &log.last_index().to_le_bytes(),
                     &(hs.len() as u32).to_le_bytes(),
                     &hs,
                     &cs,
@@ -399,7 +430,9 @@ impl Wal {
     }
 
     /// Applies a record to the in-memory index. Lenient, because replay may start after
-    /// deleted files: an entry past a hole restarts the group's log there.
+    /// deleted files: entries that were in them are [`Loc::MISSING`] until a later
+    /// record supersedes them. (Dead entries in files that survive come back to life
+    /// here, and are dropped again by the record that killed them, which is later.)
     fn apply(&mut self, group: GroupId, rec: Record, loc: Loc) {
         let live = &mut self.live;
         let mut drop_locs = |locs: &mut dyn Iterator<Item = Loc>| {
@@ -422,9 +455,8 @@ impl Wal {
                     return;
                 }
                 if index > g.last_index() + 1 {
-                    drop_locs(&mut g.locs.drain(..));
-                    g.snap_index = index - 1;
-                    g.snap_term = 0;
+                    let missing = index - g.last_index() - 1;
+                    g.locs.extend((0..missing).map(|_| Loc::MISSING));
                 }
                 let keep = (index - g.snap_index - 1) as usize;
                 if keep < g.locs.len() {
@@ -449,12 +481,25 @@ impl Wal {
             Record::GroupState {
                 snap_index,
                 snap_term,
+                last_index,
                 hard_state,
                 conf_state,
             } => {
                 let g = self.groups.entry(group).or_default();
                 g.hard_state = hard_state;
                 g.conf_state = conf_state;
+                if let Some(last) = last_index {
+                    // The log was exactly (snap_index, last] when this file began:
+                    // anything replayed beyond was already dead, anything short of it
+                    // was in deleted files.
+                    let keep = last.saturating_sub(g.snap_index) as usize;
+                    if keep < g.locs.len() {
+                        drop_locs(&mut g.locs.drain(keep..));
+                    } else {
+                        let missing = keep - g.locs.len();
+                        g.locs.extend((0..missing).map(|_| Loc::MISSING));
+                    }
+                }
                 compact(g, snap_index, snap_term, &mut drop_locs);
             }
         }
@@ -518,7 +563,11 @@ impl Wal {
         self.collect_garbage()
     }
 
-    /// Deletes the oldest files while no live entry refers to them.
+    /// Deletes the oldest files while no live entry refers to them. Only called right
+    /// after a sync that covered every record written so far (a roll, or a
+    /// `raft_sync` with no write during it): the records that killed those entries
+    /// (overwrites, compactions, removals) are then durable, so no crash can bring
+    /// back a state that needs the deleted entries.
     fn collect_garbage(&mut self) -> Result<(), SegError> {
         let mut removed = false;
         while let Some((&seq, &n)) = self.live.first_key_value() {
@@ -712,8 +761,7 @@ impl Wal {
             KIND_COMPACT,
             &[&index.to_le_bytes(), &term.to_le_bytes()],
             Record::Compact { index, term },
-        )?;
-        self.collect_garbage()
+        )
     }
 
     pub(crate) fn apply_snapshot(
@@ -726,13 +774,11 @@ impl Wal {
             KIND_SNAPSHOT,
             &[&proto_bytes(meta)],
             Record::Snapshot(meta.clone()),
-        )?;
-        self.collect_garbage()
+        )
     }
 
     pub(crate) fn remove_group(&mut self, group: GroupId) -> Result<(), SegError> {
-        self.write_one(group, KIND_REMOVE, &[], Record::Remove)?;
-        self.collect_garbage()
+        self.write_one(group, KIND_REMOVE, &[], Record::Remove)
     }
 
     /// What a sync must do, taken under the engine's lock so that the `fdatasync`
@@ -773,6 +819,11 @@ impl Wal {
         );
         self.write(buf, vec![(GroupId(0), Record::SyncMark, len)])?;
         self.dirty = still_dirty;
+        if !still_dirty {
+            // Nothing was written during the sync: every record that killed an entry
+            // is durable now, so dead files may go (see `collect_garbage`).
+            self.collect_garbage()?;
+        }
         Ok(())
     }
 }
