@@ -16,6 +16,12 @@
 //!
 //! [engine_segment]
 //! segment_bytes = 67108864
+//!
+//! [engine_rocksdb]                        # read only when engine = "rocksdb"
+//! block_cache_bytes = 67108864
+//!
+//! [engine_redb]                           # read only when engine = "redb"
+//! cache_bytes = 268435456
 //! ```
 
 use std::collections::BTreeMap;
@@ -106,6 +112,12 @@ pub struct Config {
     pub raft_tick_ms: u64,
     /// Segment engine tuning.
     pub engine_segment: SegmentSection,
+    /// RocksDB engine tuning, checked by the engine when it is compiled in and chosen
+    /// (see `weir_engine_rocksdb::Config`).
+    pub engine_rocksdb: toml::Table,
+    /// redb engine tuning, checked by the engine when it is compiled in and chosen (see
+    /// `weir_engine_redb::Config`).
+    pub engine_redb: toml::Table,
     /// **Negative-control tests only**: skip the produce leadership check (see
     /// `weir_core::NodeConfig::unsafe_bypass_leader_check`). Logged loudly.
     pub unsafe_bypass_leader_check: bool,
@@ -152,6 +164,8 @@ impl Default for Config {
             max_batch_bytes: 1 << 20,
             raft_tick_ms: 100,
             engine_segment: SegmentSection::default(),
+            engine_rocksdb: toml::Table::new(),
+            engine_redb: toml::Table::new(),
             unsafe_bypass_leader_check: false,
         }
     }

@@ -34,7 +34,23 @@ pub fn compiled_engines() -> Vec<&'static str> {
     let mut v = vec![weir_core::memory::NAME];
     #[cfg(feature = "engine-segment")]
     v.push(weir_engine_segment::NAME);
+    #[cfg(feature = "engine-rocksdb")]
+    v.push(weir_engine_rocksdb::NAME);
+    #[cfg(feature = "engine-redb")]
+    v.push(weir_engine_redb::NAME);
     v
+}
+
+/// Reads an engine's `[engine_<name>]` section into its own config type, which
+/// rejects unknown keys.
+#[cfg(any(feature = "engine-rocksdb", feature = "engine-redb"))]
+fn engine_section<T: serde::de::DeserializeOwned>(
+    name: &str,
+    table: &toml::Table,
+) -> anyhow::Result<T> {
+    toml::Value::Table(table.clone())
+        .try_into()
+        .map_err(|e| anyhow::anyhow!("config section [engine_{name}]: {e}"))
 }
 
 /// The transports compiled into this binary, by configuration name.
@@ -73,6 +89,26 @@ pub fn open_engine(config: &Config) -> anyhow::Result<Arc<dyn Engine>> {
             )?;
             Ok(Arc::new(e))
         }
+        #[cfg(feature = "engine-rocksdb")]
+        EngineKind::Rocksdb => {
+            let c = engine_section("rocksdb", &config.engine_rocksdb)?;
+            let e = weir_engine_rocksdb::open(&config.data_dir, &c).with_context(|| {
+                format!(
+                    "opening the rocksdb engine in {}",
+                    config.data_dir.display()
+                )
+            })?;
+            Ok(Arc::new(e))
+        }
+        #[cfg(feature = "engine-redb")]
+        EngineKind::Redb => {
+            let c = engine_section("redb", &config.engine_redb)?;
+            let e = weir_engine_redb::open(&config.data_dir, &c).with_context(|| {
+                format!("opening the redb engine in {}", config.data_dir.display())
+            })?;
+            Ok(Arc::new(e))
+        }
+        #[allow(unreachable_patterns)]
         other => anyhow::bail!(
             "engine {:?} is not compiled into this binary; rebuild with `--features {}`",
             other,

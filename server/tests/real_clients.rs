@@ -18,15 +18,22 @@ struct Broker {
     child: Option<Child>,
     port: u16,
     dir: tempfile::TempDir,
+    engine: &'static str,
 }
 
 impl Broker {
+    /// A broker on the default (segment) engine.
     fn start() -> Broker {
+        Broker::start_on("segment")
+    }
+
+    fn start_on(engine: &'static str) -> Broker {
         let dir = tempfile::tempdir().unwrap();
         let mut b = Broker {
             child: None,
             port: free_port(),
             dir,
+            engine,
         };
         b.launch();
         b
@@ -34,7 +41,14 @@ impl Broker {
 
     fn launch(&mut self) {
         let config = self.dir.path().join("weir.toml");
-        std::fs::write(&config, "default_partitions = 3\nraft_tick_ms = 20\n").unwrap();
+        std::fs::write(
+            &config,
+            format!(
+                "default_partitions = 3\nraft_tick_ms = 20\nengine = \"{}\"\n",
+                self.engine
+            ),
+        )
+        .unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_weir"))
             .args(["serve", "--config"])
             .arg(&config)
@@ -200,8 +214,12 @@ fn check_partition(lines: &[String], p: i32, from: usize, n: usize, tag: &str) {
 
 #[test]
 fn kcat_produces_and_consumes_with_keys_and_headers() {
+    kcat_round_trip("segment");
+}
+
+fn kcat_round_trip(engine: &'static str) {
     need("kcat");
-    let b = Broker::start();
+    let b = Broker::start_on(engine);
     kcat_produce(&b, "kcat-topic", 1000, "a");
     for p in 0..3 {
         check_partition(&kcat_consume(&b, "kcat-topic", p), p, 0, 1000, "a");
@@ -211,8 +229,12 @@ fn kcat_produces_and_consumes_with_keys_and_headers() {
 
 #[test]
 fn a_restarted_broker_keeps_every_message() {
+    restart_keeps_every_message("segment");
+}
+
+fn restart_keeps_every_message(engine: &'static str) {
     need("kcat");
-    let mut b = Broker::start();
+    let mut b = Broker::start_on(engine);
     kcat_produce(&b, "durable", 500, "before");
     b.stop();
     b.launch();
@@ -230,8 +252,12 @@ fn a_restarted_broker_keeps_every_message() {
 }
 
 fn python_roundtrip(client: &str) {
+    python_roundtrip_on(client, "segment");
+}
+
+fn python_roundtrip_on(client: &str, engine: &'static str) {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/clients/roundtrip.py");
-    let b = Broker::start();
+    let b = Broker::start_on(engine);
     let topic = format!("py-{client}");
     let out = Command::new("python3")
         .arg(&script)
@@ -350,8 +376,12 @@ fn killing_the_leader_keeps_producing_and_the_node_catches_up_tcp() {
 }
 
 fn killing_the_leader_keeps_producing_and_the_node_catches_up(transport: &'static str) {
+    kill_leader_on(transport, "segment");
+}
+
+fn kill_leader_on(transport: &'static str, engine: &'static str) {
     need("kcat");
-    let mut c = Cluster::start(3, transport);
+    let mut c = Cluster::start_with(3, transport, &format!("engine = \"{engine}\"\n"));
     kcat_lines(&c.all(), "failover", "v0\n");
     let leader = c.leader("failover");
     let before: String = (1..500).map(|i| format!("v{i}\n")).collect();
@@ -533,3 +563,41 @@ fn weir_bench_produces_and_consumes() {
         "{out}"
     );
 }
+
+/// The real-client tests again on each optional engine compiled in (CI builds both).
+macro_rules! engine_client_tests {
+    ($feature:literal, $engine:ident) => {
+        #[cfg(feature = $feature)]
+        mod $engine {
+            use super::*;
+
+            #[test]
+            fn kcat_round_trip() {
+                super::kcat_round_trip(stringify!($engine));
+            }
+
+            #[test]
+            fn a_restarted_broker_keeps_every_message() {
+                restart_keeps_every_message(stringify!($engine));
+            }
+
+            #[test]
+            fn confluent_kafka_round_trip() {
+                python_roundtrip_on("confluent", stringify!($engine));
+            }
+
+            #[test]
+            fn kafka_python_round_trip() {
+                python_roundtrip_on("kafka-python", stringify!($engine));
+            }
+
+            #[test]
+            fn killing_the_leader_keeps_producing_and_the_node_catches_up() {
+                kill_leader_on("grpc", stringify!($engine));
+            }
+        }
+    };
+}
+
+engine_client_tests!("engine-rocksdb", rocksdb);
+engine_client_tests!("engine-redb", redb);
