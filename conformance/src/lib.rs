@@ -5,6 +5,7 @@
 //! * [`engine`] — the storage-engine suite: Raft log, partition log, reopen, and the
 //!   crash cases (cut, torn, garbage, bit flip) for engines that keep files.
 //! * [`mod@bench`] — the transport throughput benchmark every transport runs.
+//! * [`engine_bench`] — the append benchmark every engine runs.
 //! * [`cluster`] — the cluster suite: in-process clusters over the in-memory network.
 //! * [`history`] — the fault tests' history checker.
 //! * [`crash`] — disk images and the crash points cut from them.
@@ -32,6 +33,7 @@ pub mod bench;
 pub mod cluster;
 pub mod crash;
 pub mod engine;
+pub mod engine_bench;
 pub mod history;
 pub mod kill;
 pub mod model;
