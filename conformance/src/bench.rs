@@ -17,11 +17,36 @@ use weir_core::eraftpb::{Entry, Message, MessageType};
 use weir_core::transport::Identity;
 use weir_core::{GroupId, GroupMessage, Inbound, NodeId, Transport};
 
-struct Counter(AtomicU64);
+/// Counts delivered messages and wakes the waiter once `target` have arrived, so
+/// that waiting costs no CPU (a spinning waiter would take a core from the transport
+/// on a small machine).
+#[derive(Default)]
+struct Counter {
+    count: AtomicU64,
+    target: AtomicU64,
+    reached: tokio::sync::Notify,
+}
+
+impl Counter {
+    fn get(&self) -> u64 {
+        self.count.load(Ordering::Acquire)
+    }
+
+    async fn wait_for(&self, target: u64) {
+        self.target.store(target, Ordering::Release);
+        while self.get() < target {
+            self.reached.notified().await;
+        }
+    }
+}
 
 impl Inbound for Counter {
     fn deliver(&self, _from: NodeId, msgs: Vec<GroupMessage>) {
-        self.0.fetch_add(msgs.len() as u64, Ordering::Relaxed);
+        let now = self.count.fetch_add(msgs.len() as u64, Ordering::AcqRel) + msgs.len() as u64;
+        if now >= self.target.load(Ordering::Acquire) {
+            // notify_one keeps a permit when nobody waits yet: no wake-up is lost.
+            self.reached.notify_one();
+        }
     }
     fn unreachable(&self, _peer: NodeId) {}
 }
@@ -48,9 +73,10 @@ async fn transport(start: &Start, n: u64, size: usize) -> anyhow::Result<Duratio
     };
     let (a, reg_a, stop_a) = start(la, id(1, 2, ab), n as usize + 16);
     let (_b, reg_b, stop_b) = start(lb, id(2, 1, aa), n as usize + 16);
-    let counter = Arc::new(Counter(AtomicU64::new(0)));
+    let counter = Arc::new(Counter::default());
+    counter.target.store(u64::MAX, Ordering::Release);
     reg_b(counter.clone());
-    reg_a(Arc::new(Counter(AtomicU64::new(0))));
+    reg_a(Arc::new(Counter::default()));
     let data = Bytes::from(vec![42u8; size]);
     let msg = |i: u64| GroupMessage {
         group: GroupId(1),
@@ -71,21 +97,21 @@ async fn transport(start: &Start, n: u64, size: usize) -> anyhow::Result<Duratio
     };
     // Warm the connection up.
     let deadline = Instant::now() + Duration::from_secs(10);
-    while counter.0.load(Ordering::Relaxed) < 1 {
+    while counter.get() < 1 {
         anyhow::ensure!(Instant::now() < deadline, "the transport never delivered");
         a.send(2, vec![msg(0)]);
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    let base = counter.0.load(Ordering::Relaxed);
+    // Let the warm-up messages drain before starting the clock.
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let base = counter.get();
     let start_t = Instant::now();
     for i in 1..=n {
         a.send(2, vec![msg(i)]);
     }
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while counter.0.load(Ordering::Relaxed) < base + n {
-        anyhow::ensure!(Instant::now() < deadline, "messages were lost");
-        tokio::task::yield_now().await;
-    }
+    tokio::time::timeout(Duration::from_secs(120), counter.wait_for(base + n))
+        .await
+        .map_err(|_| anyhow::anyhow!("messages were lost"))?;
     let d = start_t.elapsed();
     stop_a();
     stop_b();

@@ -36,6 +36,11 @@ const VERSION: &str = "1";
 /// HTTP/2 flow-control window: HTTP/2's default of 64 KiB would cost a round trip
 /// per 64 KiB message.
 const WINDOW: u32 = 16 << 20;
+/// Largest HTTP/2 frame either side accepts: HTTP/2's default of 16 KiB would split
+/// a 64 KiB entry into four frames.
+const MAX_H2_FRAME: u32 = 1 << 20;
+/// Queued batches are merged into one gRPC message up to about this size.
+const COALESCE_BYTES: usize = 1 << 20;
 
 /// Tuning of the gRPC transport.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -110,6 +115,7 @@ impl GrpcTransport {
             let r = tonic::transport::Server::builder()
                 .initial_stream_window_size(WINDOW)
                 .initial_connection_window_size(WINDOW * 2)
+                .max_frame_size(MAX_H2_FRAME)
                 .tcp_nodelay(true)
                 .add_service(service)
                 .serve_with_incoming_shutdown(TcpListenerStream::new(listener), sh.peers.stopped())
@@ -157,23 +163,28 @@ impl Transport for GrpcTransport {
     }
 }
 
-fn encode(msgs: &[GroupMessage]) -> Result<pb::Batch> {
-    let mut out = Vec::with_capacity(msgs.len());
+/// Appends `msgs` to `out`, encoded, and returns how many bytes they add to the
+/// encoded batch; on error `out` is left as it was.
+fn encode_into(out: &mut pb::Batch, msgs: &[GroupMessage]) -> Result<usize> {
+    let before = out.msgs.len();
+    let mut added = 0;
     for m in msgs {
-        let bytes = m
-            .msg
-            .write_to_bytes()
-            .map_err(|e| Error::Invalid(format!("encoding a Raft message: {e}")))?;
-        out.push(pb::RaftMsg {
-            group: m.group.0,
-            message: bytes.into(),
-        });
+        match m.msg.write_to_bytes() {
+            Ok(bytes) => {
+                let one = pb::RaftMsg {
+                    group: m.group.0,
+                    message: bytes.into(),
+                };
+                added += prost::encoding::message::encoded_len(1, &one);
+                out.msgs.push(one);
+            }
+            Err(e) => {
+                out.msgs.truncate(before);
+                return Err(Error::Invalid(format!("encoding a Raft message: {e}")));
+            }
+        }
     }
-    Ok(pb::Batch { msgs: out })
-}
-
-fn encoded_len(b: &pb::Batch) -> usize {
-    prost::Message::encoded_len(b)
+    Ok(added)
 }
 
 async fn sender(
@@ -200,6 +211,7 @@ async fn sender(
                     .tcp_nodelay(true)
                     .initial_stream_window_size(WINDOW)
                     .initial_connection_window_size(WINDOW * 2)
+                    .max_frame_size(MAX_H2_FRAME)
                     .connect()
                     .await
             }
@@ -240,21 +252,43 @@ async fn sender(
             Ok::<(), Status>(())
         });
         let mut next = Some(first);
+        let mut pending_in_call: Option<Vec<GroupMessage>> = None;
         let broken = loop {
             if let Some(b) = next.take() {
-                match encode(&b) {
-                    Ok(batch) if encoded_len(&batch) <= max => {
-                        if tx.send(batch).await.is_err() {
-                            break true;
+                // Merge what is queued behind it (order kept) into one gRPC message.
+                let mut batch = pb::Batch::default();
+                let mut len = 0;
+                let mut more = Some(b);
+                while let Some(b) = more.take() {
+                    match encode_into(&mut batch, &b) {
+                        Err(e) => {
+                            tracing::error!(peer, error = %e, "dropping a batch of Raft messages")
+                        }
+                        Ok(added) if len + added <= max => len += added,
+                        Ok(_) => {
+                            batch.msgs.truncate(batch.msgs.len() - b.len());
+                            if len == 0 {
+                                tracing::error!(
+                                    peer,
+                                    "dropping a batch of Raft messages over max_frame_bytes"
+                                );
+                            } else {
+                                // It may fit on its own: send it next.
+                                pending_in_call = Some(b);
+                                break;
+                            }
                         }
                     }
-                    Ok(_) => tracing::error!(
-                        peer,
-                        "dropping a batch of Raft messages over max_frame_bytes"
-                    ),
-                    Err(e) => {
-                        tracing::error!(peer, error = %e, "dropping a batch of Raft messages")
+                    if len < COALESCE_BYTES {
+                        more = rx.try_recv().ok();
                     }
+                }
+                if !batch.msgs.is_empty() && tx.send(batch).await.is_err() {
+                    break true;
+                }
+                if let Some(b) = pending_in_call.take() {
+                    next = Some(b);
+                    continue;
                 }
             }
             tokio::select! {

@@ -30,7 +30,7 @@ use std::time::Duration;
 use bytes::{Buf, Bytes, BytesMut};
 use protobuf::Message as _;
 use serde::{Deserialize, Serialize};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use weir_core::eraftpb::Message;
@@ -318,12 +318,50 @@ async fn acceptor(shared: Arc<Shared>, listener: TcpListener) {
     }
 }
 
+/// Reads from a peer into one buffer; frames are split off it without copying, so
+/// entry data reaches the node in the memory the kernel wrote it to.
+struct FrameReader {
+    stream: TcpStream,
+    buf: BytesMut,
+}
+
+/// Bytes read from the socket at a time (at least; a larger frame reads more).
+const READ_CHUNK: usize = 1 << 20;
+
+impl FrameReader {
+    /// Reads until `n` bytes are buffered; `Ok(false)` on a clean end of stream
+    /// before any of them arrived.
+    async fn fill(&mut self, n: usize) -> std::io::Result<bool> {
+        while self.buf.len() < n {
+            if self.buf.capacity() - self.buf.len() < READ_CHUNK.min(n - self.buf.len()) {
+                self.buf.reserve(READ_CHUNK.max(n - self.buf.len()));
+            }
+            if self.stream.read_buf(&mut self.buf).await? == 0 {
+                if self.buf.is_empty() {
+                    return Ok(false);
+                }
+                return Err(std::io::ErrorKind::UnexpectedEof.into());
+            }
+        }
+        Ok(true)
+    }
+
+    async fn take(&mut self, n: usize) -> std::io::Result<Bytes> {
+        if !self.fill(n).await? {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        Ok(self.buf.split_to(n).freeze())
+    }
+}
+
 async fn receive(shared: &Shared, stream: TcpStream) -> Result<()> {
     let _ = stream.set_nodelay(true);
-    let mut s = tokio::io::BufReader::with_capacity(256 << 10, stream);
+    let mut s = FrameReader {
+        stream,
+        buf: BytesMut::with_capacity(READ_CHUNK),
+    };
     let io = |e: std::io::Error| Error::io("reading from a peer", e);
-    let mut head = [0u8; 8];
-    s.read_exact(&mut head).await.map_err(io)?;
+    let head = s.take(8).await.map_err(io)?;
     if &head[0..4] != MAGIC {
         return Err(Error::Corrupt("not a weir peer (bad magic)".into()));
     }
@@ -333,8 +371,10 @@ async fn receive(shared: &Shared, stream: TcpStream) -> Result<()> {
             "peer protocol version {version}, this node speaks {VERSION}"
         )));
     }
-    let mut cluster = vec![0u8; u16::from_be_bytes([head[6], head[7]]) as usize];
-    s.read_exact(&mut cluster).await.map_err(io)?;
+    let cluster = s
+        .take(u16::from_be_bytes([head[6], head[7]]) as usize)
+        .await
+        .map_err(io)?;
     if cluster != shared.peers.id().cluster_id.as_bytes() {
         return Err(Error::Config(format!(
             "peer belongs to cluster {:?}, this node to {:?}",
@@ -342,33 +382,27 @@ async fn receive(shared: &Shared, stream: TcpStream) -> Result<()> {
             shared.peers.id().cluster_id
         )));
     }
-    let from = s.read_u64().await.map_err(io)?;
+    let from = s.take(8).await.map_err(io)?.get_u64();
     let max = shared.config.max_frame_bytes;
     loop {
-        let len = match s.read_u32().await {
-            Ok(n) => n as usize,
-            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(()),
-            Err(e) => return Err(io(e)),
-        };
+        if !s.fill(8).await.map_err(io)? {
+            return Ok(());
+        }
+        let mut head = s.buf.split_to(8);
+        let len = head.get_u32() as usize;
+        let crc = head.get_u32();
         if len > max {
             return Err(Error::Corrupt(format!(
                 "frame of {len} bytes from node {from} exceeds max_frame_bytes {max}"
             )));
         }
-        let crc = s.read_u32().await.map_err(io)?;
-        let mut payload = BytesMut::with_capacity(len);
-        let mut limited = (&mut s).take(len as u64);
-        while payload.len() < len {
-            if limited.read_buf(&mut payload).await.map_err(io)? == 0 {
-                return Err(io(std::io::ErrorKind::UnexpectedEof.into()));
-            }
-        }
+        let payload = s.take(len).await.map_err(io)?;
         if crc32c::crc32c(&payload) != crc {
             return Err(Error::Corrupt(format!(
                 "frame from node {from} fails its CRC"
             )));
         }
-        let msgs = decode_payload(&payload.freeze())?;
+        let msgs = decode_payload(&payload)?;
         if let Some(i) = shared.peers.inbound() {
             i.deliver(from, msgs);
         }
