@@ -30,6 +30,8 @@ pub const NAME: &str = "memory";
 #[derive(Debug, Default)]
 pub struct MemoryEngine {
     state: Mutex<State>,
+    /// Syncs succeed without making anything durable (negative controls only).
+    sync_lies: bool,
 }
 
 #[derive(Debug, Default)]
@@ -162,6 +164,18 @@ impl MemoryEngine {
         Self::default()
     }
 
+    /// An empty engine whose `raft_sync` and `log_flush` succeed without making
+    /// anything durable — a disk that ignores fsync. [`MemoryEngine::restart`] then
+    /// keeps nothing. **For negative controls only**: it shows that tests of
+    /// durability can fail.
+    pub fn unsafe_without_sync() -> Self {
+        tracing::warn!("memory engine without sync: restarts lose everything (test only)");
+        MemoryEngine {
+            sync_lies: true,
+            ..Self::default()
+        }
+    }
+
     /// A new engine holding only what this one made durable, as after a crash and
     /// restart. This engine is left as it is.
     pub fn restart(&self) -> MemoryEngine {
@@ -174,6 +188,7 @@ impl MemoryEngine {
                 durable_logs: st.durable_logs.clone(),
                 ..State::default()
             }),
+            sync_lies: self.sync_lies,
         }
     }
 }
@@ -319,6 +334,9 @@ impl RaftLogStore for MemoryEngine {
     fn raft_sync(&self) -> Result<()> {
         let mut st = self.state.lock();
         let pending = std::mem::take(&mut st.raft_pending);
+        if self.sync_lies {
+            return Ok(());
+        }
         for op in &pending {
             apply_raft(&mut st.durable_raft, op);
         }
@@ -428,6 +446,9 @@ impl PartitionStore for MemoryEngine {
     fn log_flush(&self, group: GroupId) -> Result<()> {
         let mut st = self.state.lock();
         let pending = st.log_pending.remove(&group).unwrap_or_default();
+        if self.sync_lies {
+            return Ok(());
+        }
         for op in &pending {
             apply_log(&mut st.durable_logs, group, op);
         }
