@@ -159,6 +159,11 @@ async fn connection(stream: TcpStream, ctx: &Context) -> anyhow::Result<()> {
 /// Decodes one request frame and returns the encoded response frame (`None` for a
 /// produce with acks=0). An `Err` closes the connection.
 pub async fn handle_frame(mut frame: Bytes, ctx: &Context) -> anyhow::Result<Option<Bytes>> {
+    anyhow::ensure!(
+        frame.len() >= 8,
+        "request frame of {} bytes is too small",
+        frame.len()
+    );
     let raw_key = i16::from_be_bytes([frame[0], frame[1]]);
     let version = i16::from_be_bytes([frame[2], frame[3]]);
     let correlation_id = i32::from_be_bytes([frame[4], frame[5], frame[6], frame[7]]);

@@ -245,6 +245,11 @@ async fn shutdown_signal() {
     tracing::info!("shutting down");
 }
 
+/// Keeps malformed requests that claim huge arrays from aborting the process (see
+/// `weir_server::alloc`).
+#[global_allocator]
+static ALLOC: weir_server::alloc::GuardedAlloc = weir_server::alloc::GuardedAlloc;
+
 fn main() -> std::process::ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -286,6 +291,7 @@ fn main() -> std::process::ExitCode {
 }
 
 fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    weir_server::alloc::check_overcommit();
     let config = args.config()?;
     let rt = tokio::runtime::Runtime::new()?;
     rt.block_on(async move {

@@ -29,6 +29,56 @@ mod partition;
 mod segment;
 mod wal;
 
+#[doc(hidden)]
+pub mod fuzzing {
+    //! The entry point of the `segment_recovery` fuzz target (`fuzz/`) and of the
+    //! test that replays its corpus: recovery over an arbitrary WAL file.
+
+    use weir_core::{PartitionStore as _, RaftLogStore as _};
+
+    /// Opens an engine whose only WAL file holds `image`, and reads back everything
+    /// it recovered. Errors are fine (a corrupt file must be refused); a panic is a
+    /// bug.
+    ///
+    /// # Panics
+    /// Only when the temporary directory cannot be made.
+    #[allow(clippy::unwrap_used)]
+    pub fn recover_wal_image(image: &[u8]) {
+        let dir = tempfile_dir();
+        let wal = dir.join("wal");
+        std::fs::create_dir_all(&wal).unwrap();
+        std::fs::write(wal.join(format!("{:020}.wal", 1)), image).unwrap();
+        if let Ok(e) = crate::SegmentEngine::open(&dir, crate::Config::default()) {
+            for g in e.raft_groups().unwrap_or_default() {
+                let _ = e.raft_state(g);
+                let (Ok(first), Ok(last)) = (e.raft_first_index(g), e.raft_last_index(g)) else {
+                    continue;
+                };
+                let _ = e.raft_term(g, first.saturating_sub(1));
+                if last >= first {
+                    let _ = e.raft_entries(g, first, last + 1, Some(1 << 20));
+                }
+            }
+            for g in e.log_groups().unwrap_or_default() {
+                let _ = e.log_read(g, 0, 1 << 20);
+            }
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    fn tempfile_dir() -> std::path::PathBuf {
+        use std::sync::atomic::{AtomicU64, Ordering};
+        static N: AtomicU64 = AtomicU64::new(0);
+        let d = std::env::temp_dir().join(format!(
+            "weir-fuzz-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ));
+        let _ = std::fs::remove_dir_all(&d);
+        d
+    }
+}
+
 use std::collections::HashMap;
 use std::fs::{self, File};
 use std::path::{Path, PathBuf};

@@ -231,6 +231,45 @@ pub fn decode_payload(payload: &Bytes) -> Result<Vec<GroupMessage>> {
     Ok(out)
 }
 
+/// Checks a frame's payload against the CRC from its header, then decodes it.
+///
+/// # Errors
+/// [`Error::Corrupt`] when the CRC does not match or the payload is malformed.
+pub fn decode_checked(crc: u32, payload: &Bytes) -> Result<Vec<GroupMessage>> {
+    if crc32c::crc32c(payload) != crc {
+        return Err(Error::Corrupt("transport frame fails its CRC".into()));
+    }
+    decode_payload(payload)
+}
+
+/// Decodes back-to-back frames (length, CRC, payload) from `buf`, as the receiving
+/// side of a connection does after the handshake; the fuzz target's entry point.
+///
+/// # Errors
+/// [`Error::Corrupt`] for a frame over `max`, a truncated frame, a CRC mismatch or a
+/// malformed payload.
+pub fn decode_frames(buf: &Bytes, max: usize) -> Result<Vec<GroupMessage>> {
+    let mut b = buf.clone();
+    let mut out = Vec::new();
+    while b.has_remaining() {
+        if b.remaining() < 8 {
+            return Err(Error::Corrupt("truncated frame header".into()));
+        }
+        let len = b.get_u32() as usize;
+        let crc = b.get_u32();
+        if len > max {
+            return Err(Error::Corrupt(format!(
+                "frame of {len} bytes exceeds max_frame_bytes {max}"
+            )));
+        }
+        if b.remaining() < len {
+            return Err(Error::Corrupt("truncated frame".into()));
+        }
+        out.extend(decode_checked(crc, &b.split_to(len))?);
+    }
+    Ok(out)
+}
+
 fn handshake(id: &Identity) -> Vec<u8> {
     let mut h = Vec::with_capacity(16 + id.cluster_id.len());
     h.extend_from_slice(MAGIC);
@@ -397,12 +436,8 @@ async fn receive(shared: &Shared, stream: TcpStream) -> Result<()> {
             )));
         }
         let payload = s.take(len).await.map_err(io)?;
-        if crc32c::crc32c(&payload) != crc {
-            return Err(Error::Corrupt(format!(
-                "frame from node {from} fails its CRC"
-            )));
-        }
-        let msgs = decode_payload(&payload)?;
+        let msgs = decode_checked(crc, &payload)
+            .map_err(|e| Error::Corrupt(format!("from node {from}: {e}")))?;
         if let Some(i) = shared.peers.inbound() {
             i.deliver(from, msgs);
         }
