@@ -59,10 +59,49 @@ impl ClusterHarness for MemoryEngines {
         guard: &Self::Guard,
         _engine: Arc<dyn Engine>,
     ) -> anyhow::Result<Arc<dyn Engine>> {
-        let mut g = guard.lock();
-        let next = Arc::new(g.restart());
-        *g = next.clone();
-        Ok(next)
+        Ok(restart_memory(guard))
+    }
+}
+
+/// A power loss for a memory engine: its successor holds what it made durable.
+fn restart_memory(
+    guard: &parking_lot::Mutex<Arc<weir_core::memory::MemoryEngine>>,
+) -> Arc<dyn Engine> {
+    let mut g = guard.lock();
+    let next = Arc::new(g.restart());
+    *g = next.clone();
+    next
+}
+
+/// Engines that keep their data in a directory: each node gets a temporary
+/// directory, and a restart closes the engine and opens the same directory again.
+/// `open` opens an engine over a directory.
+pub struct DirEngines<F>(pub F);
+
+impl<F> ClusterHarness for DirEngines<F>
+where
+    F: Fn(&std::path::Path) -> weir_core::Result<Arc<dyn Engine>> + Send + Sync + 'static,
+{
+    type Guard = tempfile::TempDir;
+
+    fn create(&self, _id: NodeId) -> anyhow::Result<(Self::Guard, Arc<dyn Engine>)> {
+        let dir = tempfile::tempdir()?;
+        let e = (self.0)(dir.path())?;
+        Ok((dir, e))
+    }
+
+    fn restart(
+        &self,
+        guard: &Self::Guard,
+        engine: Arc<dyn Engine>,
+    ) -> anyhow::Result<Arc<dyn Engine>> {
+        ensure!(
+            Arc::strong_count(&engine) == 1,
+            "the stopped node still holds its engine ({} references)",
+            Arc::strong_count(&engine)
+        );
+        drop(engine);
+        Ok((self.0)(guard.path())?)
     }
 }
 
@@ -919,10 +958,7 @@ impl ClusterHarness for NoSyncMemoryEngines {
         guard: &Self::Guard,
         _engine: Arc<dyn Engine>,
     ) -> anyhow::Result<Arc<dyn Engine>> {
-        let mut g = guard.lock();
-        let next = Arc::new(g.restart());
-        *g = next.clone();
-        Ok(next)
+        Ok(restart_memory(guard))
     }
 }
 
