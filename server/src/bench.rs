@@ -1,11 +1,15 @@
 //! `weir bench`: produce and consume load against any Kafka-compatible broker, with
 //! HdrHistogram latency percentiles, a progress bar, and `--json` for scripts.
 //!
-//! Produce: `producers` tasks, each writing record batches of `batch` records of
-//! `record_size` bytes with acks=all to its own partition (round robin over
-//! `partitions`), one batch in flight per task; latency is per batch, from send to
-//! acknowledgement. Consume: one task reads every partition from the beginning to the
-//! high watermark it saw at the start.
+//! Produce: `producers` tasks (clients), each owning the partitions `p` with
+//! `p % producers == task` and sending, per request, one batch of `batch` records of
+//! `record_size` bytes to each of its partitions (one request per leader), with
+//! `acks`; one request in flight per task, and `linger_ms` of pause between a task's
+//! requests (0: back to back; with `batch = 1` it gives a low, steady load). Latency
+//! is per request, from send to acknowledgement. It stops after `records` records or,
+//! with `duration`, after that many seconds. Consume: `consumers` tasks split the
+//! partitions the same way and read each from the beginning to the high watermark
+//! seen at the start.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -35,6 +39,14 @@ pub struct BenchArgs {
     pub batch: usize,
     /// Concurrent producers.
     pub producers: usize,
+    /// Stop producing after this long instead of after `records`.
+    pub duration: Option<Duration>,
+    /// Acknowledgement: -1 (all replicas) or 1 (leader; weir treats it as all).
+    pub acks: i16,
+    /// Pause between a producer's requests.
+    pub linger: Duration,
+    /// Concurrent consumers.
+    pub consumers: usize,
 }
 
 /// A benchmark's figures.
@@ -75,7 +87,8 @@ fn progress(total: u64, quiet: bool) -> indicatif::ProgressBar {
     bar
 }
 
-/// Produces `args.records` records and reports throughput and latency.
+/// Produces `args.records` records (or for `args.duration`) and reports throughput
+/// and latency.
 ///
 /// # Errors
 /// When the topic cannot be created or a produce fails for good.
@@ -89,40 +102,68 @@ pub async fn produce(args: &BenchArgs, quiet: bool) -> anyhow::Result<Report> {
         return Err(e);
     }
     let value = vec![b'x'; args.record_size];
+    let per_batch = args.batch.max(1) as u64;
     let mut b = BatchBuilder::new(0);
-    for _ in 0..args.batch.max(1) {
+    for _ in 0..per_batch {
         b = b.record(None, Some(&value));
     }
     let batch = Bytes::from(b.build());
-    let batches = args.records.div_ceil(args.batch.max(1) as u64);
+    let producers = args.producers.max(1).min(args.partitions.max(1) as usize);
+    let budget = args.records.div_ceil(per_batch);
     let next = Arc::new(AtomicU64::new(0));
-    let bar = progress(batches * args.batch.max(1) as u64, quiet);
+    let bar = match args.duration {
+        Some(d) if !quiet => {
+            let bar = progress(d.as_secs().max(1), quiet);
+            bar.set_message("s");
+            bar
+        }
+        _ => progress(budget * per_batch, quiet),
+    };
     let started = Instant::now();
+    let until = args.duration.map(|d| started + d);
     let mut tasks = Vec::new();
-    for p in 0..args.producers.max(1) {
+    for task in 0..producers {
         let (next, batch, bar, args) = (next.clone(), batch.clone(), bar.clone(), args.clone());
+        let parts: Vec<(i32, Bytes)> = (0..args.partitions.max(1))
+            .filter(|p| *p as usize % producers == task)
+            .map(|p| (p, batch.clone()))
+            .collect();
         tasks.push(tokio::spawn(async move {
             let mut client = Client::new(&args.bootstrap);
             let mut hist = Histogram::<u64>::new_with_bounds(1, 600_000_000, 3)?;
-            let partition = (p as i32) % args.partitions.max(1);
-            while next.fetch_add(1, Ordering::Relaxed) < batches {
+            let mut sent = 0u64;
+            loop {
+                let go = match until {
+                    Some(t) => Instant::now() < t,
+                    None => next.fetch_add(parts.len() as u64, Ordering::Relaxed) < budget,
+                };
+                if !go {
+                    break;
+                }
                 let t = Instant::now();
-                client
-                    .produce(&args.topic, partition, batch.clone())
-                    .await?;
+                client.produce_many(&args.topic, &parts, args.acks).await?;
                 hist.record(t.elapsed().as_micros().max(1) as u64)?;
-                bar.inc(args.batch.max(1) as u64);
+                sent += parts.len() as u64 * per_batch;
+                match until {
+                    Some(_) => bar.set_position(started.elapsed().as_secs()),
+                    None => bar.inc(parts.len() as u64 * per_batch),
+                }
+                if !args.linger.is_zero() {
+                    tokio::time::sleep(args.linger).await;
+                }
             }
-            Ok::<_, anyhow::Error>(hist)
+            Ok::<_, anyhow::Error>((hist, sent))
         }));
     }
     let mut hist = Histogram::<u64>::new_with_bounds(1, 600_000_000, 3)?;
+    let mut records = 0;
     for t in tasks {
-        hist.add(t.await??)?;
+        let (h, n) = t.await??;
+        hist.add(h)?;
+        records += n;
     }
     bar.finish_and_clear();
     let seconds = started.elapsed().as_secs_f64();
-    let records = batches * args.batch.max(1) as u64;
     Ok(report(
         "produce",
         records,
@@ -132,7 +173,8 @@ pub async fn produce(args: &BenchArgs, quiet: bool) -> anyhow::Result<Report> {
     ))
 }
 
-/// Reads every partition of the topic from the beginning.
+/// Reads every partition of the topic from the beginning, `args.consumers` tasks
+/// splitting the partitions.
 ///
 /// # Errors
 /// When a fetch fails.
@@ -148,25 +190,47 @@ pub async fn consume(args: &BenchArgs, quiet: bool) -> anyhow::Result<Report> {
     }
     let total: i64 = ends.iter().map(|(_, lo, hi)| hi - lo).sum();
     let bar = progress(total.max(0) as u64, quiet);
+    let consumers = args.consumers.max(1).min(ends.len());
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for task in 0..consumers {
+        let mine: Vec<_> = ends
+            .iter()
+            .copied()
+            .filter(|(p, _, _)| *p as usize % consumers == task)
+            .collect();
+        let (bar, args) = (bar.clone(), args.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut client = Client::new(&args.bootstrap);
+            let mut hist = Histogram::<u64>::new_with_bounds(1, 600_000_000, 3)?;
+            let (mut records, mut bytes) = (0u64, 0u64);
+            for (p, mut at, end) in mine {
+                while at < end {
+                    let t = Instant::now();
+                    let (data, _) = client.fetch(&args.topic, p, at, Duration::ZERO).await?;
+                    hist.record(t.elapsed().as_micros().max(1) as u64)?;
+                    for b in iter_batches(&data) {
+                        let (h, one) = b?;
+                        if h.last_offset() < at {
+                            continue;
+                        }
+                        records += h.record_count as u64;
+                        bytes += one.len() as u64;
+                        bar.inc(h.record_count as u64);
+                        at = h.last_offset() + 1;
+                    }
+                }
+            }
+            Ok::<_, anyhow::Error>((hist, records, bytes))
+        }));
+    }
     let mut hist = Histogram::<u64>::new_with_bounds(1, 600_000_000, 3)?;
     let (mut records, mut bytes) = (0u64, 0u64);
-    let started = Instant::now();
-    for (p, mut at, end) in ends {
-        while at < end {
-            let t = Instant::now();
-            let (data, _) = client.fetch(&args.topic, p, at, Duration::ZERO).await?;
-            hist.record(t.elapsed().as_micros().max(1) as u64)?;
-            for b in iter_batches(&data) {
-                let (h, one) = b?;
-                if h.last_offset() < at {
-                    continue;
-                }
-                records += h.record_count as u64;
-                bytes += one.len() as u64;
-                bar.inc(h.record_count as u64);
-                at = h.last_offset() + 1;
-            }
-        }
+    for t in tasks {
+        let (h, r, b) = t.await??;
+        hist.add(h)?;
+        records += r;
+        bytes += b;
     }
     bar.finish_and_clear();
     Ok(report(

@@ -331,6 +331,84 @@ impl Client {
         }
     }
 
+    /// Produces one batch to each of `parts` (partition, batch) in as few requests as
+    /// the leaders allow (one per leader), with `acks` (-1 all, 1 leader); returns the
+    /// base offsets in the order of `parts`. Retries leader changes for up to 30 s.
+    ///
+    /// # Errors
+    /// Kafka errors that persist; `acks = 0` (no answer to wait for) is refused.
+    pub async fn produce_many(
+        &mut self,
+        topic: &str,
+        parts: &[(i32, Bytes)],
+        acks: i16,
+    ) -> anyhow::Result<Vec<i64>> {
+        anyhow::ensure!(acks != 0, "acks=0 gets no answer to measure");
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        let mut offsets = vec![None; parts.len()];
+        loop {
+            let mut by_leader: BTreeMap<String, Vec<usize>> = BTreeMap::new();
+            for (i, (p, _)) in parts.iter().enumerate() {
+                if offsets[i].is_none() {
+                    by_leader
+                        .entry(self.leader(topic, *p).await?)
+                        .or_default()
+                        .push(i);
+                }
+            }
+            if by_leader.is_empty() {
+                return Ok(offsets.into_iter().map(|o| o.unwrap_or(-1)).collect());
+            }
+            let mut failed = None;
+            for (leader, idx) in by_leader {
+                let data = idx
+                    .iter()
+                    .map(|&i| {
+                        produce_request::PartitionProduceData::default()
+                            .with_index(parts[i].0)
+                            .with_records(Some(parts[i].1.clone()))
+                    })
+                    .collect();
+                let req = ProduceRequest::default()
+                    .with_acks(acks)
+                    .with_timeout_ms(30_000)
+                    .with_topic_data(vec![
+                        produce_request::TopicProduceData::default()
+                            .with_name(name(topic))
+                            .with_partition_data(data),
+                    ]);
+                let answer = self
+                    .call(
+                        &leader,
+                        ApiKey::Produce,
+                        PRODUCE_V,
+                        RequestKind::Produce(req),
+                    )
+                    .await;
+                let Ok(ResponseKind::Produce(r)) = answer else {
+                    failed = Some(-1);
+                    continue;
+                };
+                for pr in r.responses.iter().flat_map(|t| &t.partition_responses) {
+                    let Some(&i) = idx.iter().find(|&&i| parts[i].0 == pr.index) else {
+                        continue;
+                    };
+                    if pr.error_code == 0 {
+                        offsets[i] = Some(pr.base_offset);
+                    } else {
+                        failed = Some(pr.error_code);
+                    }
+                }
+            }
+            if let Some(code) = failed {
+                if ![-1, 3, 5, 6, 7].contains(&code) || tokio::time::Instant::now() >= deadline {
+                    bail!("produce to {topic} failed with error {code}");
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+
     /// Produces one batch with acks=all to the broker at `addr`, whoever leads: for
     /// tests that need to reach a particular broker. Returns the base offset or the
     /// Kafka error code.

@@ -131,9 +131,22 @@ struct BenchCli {
     /// Records per batch.
     #[arg(long, default_value_t = 1000)]
     batch: usize,
-    /// Concurrent producers (each on its own partition, round robin).
+    /// Concurrent producers; producer i sends one batch to each partition p with
+    /// p % producers == i per request.
     #[arg(long, default_value_t = 4)]
     producers: usize,
+    /// Produce for this many seconds instead of `--records` records.
+    #[arg(long)]
+    duration: Option<f64>,
+    /// Acknowledgement: `all` or `leader` (weir treats both as all replicas).
+    #[arg(long, default_value = "all", value_parser = ["all", "leader"])]
+    acks: String,
+    /// Milliseconds of pause between a producer's requests (0: back to back).
+    #[arg(long, default_value_t = 0)]
+    linger_ms: u64,
+    /// Concurrent consumers (splitting the partitions).
+    #[arg(long, default_value_t = 1)]
+    consumers: usize,
     /// Print JSON instead of a summary line.
     #[arg(long)]
     json: bool,
@@ -453,6 +466,13 @@ async fn bench(cli: BenchCli) -> anyhow::Result<()> {
         records: cli.records,
         batch: cli.batch,
         producers: cli.producers,
+        duration: cli
+            .duration
+            .filter(|d| d.is_finite() && *d > 0.0)
+            .map(std::time::Duration::from_secs_f64),
+        acks: if cli.acks == "leader" { 1 } else { -1 },
+        linger: std::time::Duration::from_millis(cli.linger_ms),
+        consumers: cli.consumers,
     };
     let mut reports = Vec::new();
     if cli.mode != "consume" {

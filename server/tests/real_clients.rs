@@ -562,6 +562,43 @@ fn weir_bench_produces_and_consumes() {
         lines[1].contains("\"mode\":\"consume\"") && lines[1].contains("\"records\":5000"),
         "{out}"
     );
+    // One producer for all four partitions, low steady load for one second, then
+    // two consumers.
+    let out = weir(
+        &[
+            "bench",
+            "e2e",
+            "-b",
+            &b.bootstrap(),
+            "--topic",
+            "timed",
+            "--duration",
+            "1",
+            "--producers",
+            "1",
+            "--batch",
+            "1",
+            "--linger-ms",
+            "5",
+            "--consumers",
+            "2",
+            "--json",
+        ],
+        None,
+    );
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 2, "{out}");
+    let records = |l: &str| -> u64 {
+        l.split("\"records\":")
+            .nth(1)
+            .and_then(|r| r.split(',').next())
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+    let produced = records(lines[0]);
+    assert!(produced >= 4 && produced % 4 == 0, "{out}");
+    assert_eq!(records(lines[1]), produced, "{out}");
 }
 
 /// The real-client tests again on each optional engine compiled in (CI builds both).
