@@ -175,9 +175,28 @@ fn wal_seeds() -> Vec<Vec<u8>> {
             let batch = BatchBuilder::new(0).record(None, Some(b"v")).build();
             e.log_append(GroupId(2), 1, 1, &batch).unwrap();
         }
+        if round == 1 {
+            e.log_flush(GroupId(2)).unwrap();
+        }
         drop(e);
-        let wal = std::fs::read(dir.path().join("wal").join(format!("{:020}.wal", 1))).unwrap();
+        let mut wal = vec![0u8];
+        wal.extend(std::fs::read(dir.path().join("wal").join(format!("{:020}.wal", 1))).unwrap());
         out.push(wal);
+        if round == 1 {
+            // The partition's files, each as the input that replaces it.
+            let seg = dir.path().join("partitions").join(format!("{:020}", 2));
+            for (which, ext) in weir_engine_segment::fuzzing::FILES
+                .iter()
+                .enumerate()
+                .skip(1)
+            {
+                let mut f = vec![which as u8];
+                let bytes = std::fs::read(seg.join(format!("{:020}.{ext}", 0))).unwrap();
+                // The files are preallocated; what follows the first 8 KiB is zeros.
+                f.extend(&bytes[..bytes.len().min(8192)]);
+                out.push(f);
+            }
+        }
     }
     out
 }

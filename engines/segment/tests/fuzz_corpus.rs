@@ -10,7 +10,7 @@ fn segment_recovery_corpus_replays_without_panicking() {
     let mut n = 0;
     for entry in std::fs::read_dir(&dir).expect("the corpus directory") {
         let data = std::fs::read(entry.expect("a corpus entry").path()).expect("a corpus file");
-        weir_engine_segment::fuzzing::recover_wal_image(&data);
+        weir_engine_segment::fuzzing::recover_image(&data);
         n += 1;
     }
     assert!(n >= 2, "only {n} corpus files in {}", dir.display());
