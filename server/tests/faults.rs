@@ -1,10 +1,12 @@
 //! Faults against real `weir serve` processes on 127.0.0.1, checked by the history
 //! checker: producers write unique values with acks=all while a seeded schedule
-//! kills (SIGKILL) the leader or a random node, pauses nodes (SIGSTOP/SIGCONT),
-//! restarts them, and partitions the network (every peer link runs through a
-//! proxy the test can cut); a consumer reads along; after healing, a drain reads every
-//! partition from the start. The run must show no lost, moved, unexpected or
-//! inconsistent data and no gaps.
+//! kills (SIGKILL) the leader, a random node or every node, pauses nodes
+//! (SIGSTOP/SIGCONT), restarts them, partitions the network (every peer link runs
+//! through a proxy the test can cut: one node isolated, a minority split from the
+//! majority, a "bridge" node reaching two sides that cannot reach each other) and
+//! skews a node's clock (libfaketime); a consumer reads along; after healing, a drain
+//! reads every partition from the start. Clusters of 3 and of 5 nodes. The run must
+//! show no lost, moved, unexpected or inconsistent data and no gaps.
 //!
 //! CI runs a short seeded run; `WEIR_FAULT_SECS=1800 WEIR_FAULT_SEED=7 cargo test
 //! --release -p weir-server --test faults -- --nocapture` runs a long one, and
@@ -136,9 +138,42 @@ async fn read_partition(
 
 #[test]
 fn faults_keep_acknowledged_writes() {
+    run_faults(3);
+}
+
+#[test]
+fn faults_keep_acknowledged_writes_five_nodes() {
+    run_faults(5);
+}
+
+/// libfaketime's preload library, when installed (`scripts/deps` installs it).
+fn libfaketime() -> Option<String> {
+    [
+        "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1",
+        "/usr/lib/aarch64-linux-gnu/faketime/libfaketime.so.1",
+        "/usr/lib/faketime/libfaketime.so.1",
+    ]
+    .into_iter()
+    .find(|p| std::path::Path::new(p).exists())
+    .map(str::to_string)
+}
+
+/// `k` distinct nodes of `0..n`, shuffled.
+fn pick(rng: &mut StdRng, n: usize, k: usize) -> Vec<usize> {
+    let mut all: Vec<usize> = (0..n).collect();
+    for i in (1..n).rev() {
+        all.swap(i, rng.gen_range(0..=i));
+    }
+    all.truncate(k);
+    all
+}
+
+/// The fault run on `n` nodes; see the module docs. `WEIR_FAULT_SECS` (default 30),
+/// `WEIR_FAULT_SEED` (default 42), `WEIR_FAULTS=0` for the no-fault baseline.
+fn run_faults(n: usize) {
     let secs = env_u64("WEIR_FAULT_SECS", 30);
     let seed = env_u64("WEIR_FAULT_SEED", 42);
-    let mut c = Cluster::start_proxied(3, "grpc");
+    let mut c = Cluster::start_proxied(n, "grpc");
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -184,55 +219,102 @@ fn faults_keep_acknowledged_writes() {
     // The fault schedule.
     let mut rng = StdRng::seed_from_u64(seed);
     let mut faults: std::collections::BTreeMap<&str, usize> = Default::default();
+    let mut restarts = 0usize;
+    let faketime = libfaketime();
+    if faketime.is_none() {
+        eprintln!("fault run: libfaketime is not installed; no clock-skew faults");
+    }
     let deadline = Instant::now() + Duration::from_secs(secs);
     // WEIR_FAULTS=0 runs the same workload without faults, as the baseline.
     let inject = env_u64("WEIR_FAULTS", 1) != 0;
+    let minority = (n - 1) / 2;
     while Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(rng.gen_range(500..1500)));
         if !inject {
             continue;
         }
-        let victim = match rng.gen_range(0..5) {
-            4 => {
-                // A network partition: one node cut off from both others (the
-                // minority side), for a while.
-                *faults.entry("isolate a node").or_default() += 1;
-                let v = rng.gen_range(0..3);
-                c.isolate(v);
-                std::thread::sleep(Duration::from_millis(rng.gen_range(500..3000)));
-                c.heal();
-                continue;
-            }
+        let heal_after = |rng: &mut StdRng, c: &Cluster| {
+            std::thread::sleep(Duration::from_millis(rng.gen_range(500..3000)));
+            c.heal();
+        };
+        let victim = match rng.gen_range(0..8) {
             0 => {
                 *faults.entry("kill -9 leader").or_default() += 1;
                 c.leader("f") - 1
             }
             1 => {
                 *faults.entry("kill -9 random").or_default() += 1;
-                rng.gen_range(0..3)
+                rng.gen_range(0..n)
             }
             2 => {
                 *faults.entry("pause (SIGSTOP)").or_default() += 1;
-                let v = rng.gen_range(0..3);
+                let v = rng.gen_range(0..n);
                 c.signal(v, "-STOP");
                 std::thread::sleep(Duration::from_millis(rng.gen_range(300..1500)));
                 c.signal(v, "-CONT");
                 continue;
             }
-            _ => {
+            3 => {
                 *faults.entry("kill -9 all, restart").or_default() += 1;
-                for i in 0..3 {
+                for i in 0..n {
                     c.kill9(i);
                 }
-                for i in 0..3 {
+                for i in 0..n {
                     c.launch(i);
+                    restarts += 1;
                 }
                 continue;
+            }
+            4 => {
+                // One node cut off from all others.
+                *faults.entry("partition: isolate a node").or_default() += 1;
+                c.isolate(rng.gen_range(0..n));
+                heal_after(&mut rng, &c);
+                continue;
+            }
+            5 => {
+                // A minority (1 of 3, 2 of 5) split from the majority.
+                *faults.entry("partition: majority/minority").or_default() += 1;
+                let order = pick(&mut rng, n, n);
+                c.cut_between(&order[..minority], &order[minority..]);
+                heal_after(&mut rng, &c);
+                continue;
+            }
+            6 => {
+                // A bridge: two sides that cannot reach each other, and one node
+                // that reaches both — overlapping majorities.
+                *faults.entry("partition: bridge").or_default() += 1;
+                let order = pick(&mut rng, n, n);
+                let (left, rest) = order.split_at((n - 1) / 2);
+                let right = &rest[1..];
+                c.cut_between(left, right);
+                heal_after(&mut rng, &c);
+                continue;
+            }
+            _ => {
+                // Clock skew: restart a node with its clocks offset by libfaketime
+                // (it stays skewed across its restarts; skewing it again resets it).
+                let Some(lib) = faketime.as_ref() else {
+                    continue;
+                };
+                *faults.entry("clock skew (libfaketime)").or_default() += 1;
+                let v = rng.gen_range(0..n);
+                if c.env[v].is_empty() {
+                    let skew = rng.gen_range(1..600) * if rng.gen_bool(0.5) { 1 } else { -1 };
+                    c.env[v] = vec![
+                        ("LD_PRELOAD".into(), lib.clone()),
+                        ("FAKETIME".into(), format!("{skew:+}s")),
+                    ];
+                } else {
+                    c.env[v].clear();
+                }
+                v
             }
         };
         c.kill9(victim);
         std::thread::sleep(Duration::from_millis(rng.gen_range(200..1000)));
         c.launch(victim);
+        restarts += 1;
     }
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     rt.block_on(async {
@@ -242,7 +324,8 @@ fn faults_keep_acknowledged_writes() {
         let _ = consumer.await;
     });
     // Heal, then drain every partition from the start.
-    c.wait_brokers(3);
+    c.heal();
+    c.wait_brokers(n);
     rt.block_on(async {
         let mut client = Client::new(&c.all());
         let mut next = vec![0i64; PARTITIONS as usize];
@@ -257,7 +340,9 @@ fn faults_keep_acknowledged_writes() {
     let mut lat = stats.lock().latencies_ms.clone();
     lat.sort_unstable();
     let p99 = lat.get(lat.len() * 99 / 100).copied().unwrap_or(0);
-    eprintln!("fault run: seed {seed}, {secs} s, faults {faults:?}");
+    eprintln!(
+        "fault run: {n} nodes, seed {seed}, {secs} s, faults {faults:?}, node restarts {restarts}"
+    );
     eprintln!(
         "fault run: {report}; acks/s {:.0}, p99 latency {p99} ms",
         report.acknowledged as f64 / secs as f64

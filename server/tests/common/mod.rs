@@ -26,6 +26,8 @@ pub struct Cluster {
     /// proxies[i][j]: node i's link to node j, when the cluster was started with
     /// proxies (see [`Cluster::start_proxied`]).
     pub proxies: Vec<Vec<Option<LinkProxy>>>,
+    /// Extra environment of each node's process (applied at its next launch).
+    pub env: Vec<Vec<(String, String)>>,
 }
 
 impl Cluster {
@@ -64,6 +66,7 @@ impl Cluster {
             transport,
             config: config.to_string(),
             proxies: Vec::new(),
+            env: (0..n).map(|_| Vec::new()).collect(),
         }
     }
 
@@ -113,6 +116,7 @@ impl Cluster {
             }
             None => Stdio::null(),
         };
+        cmd.envs(self.env[i].iter().map(|(k, v)| (k, v)));
         let child = cmd.stdout(Stdio::null()).stderr(stderr).spawn().unwrap();
         self.nodes[i] = Some(child);
         let deadline = Instant::now() + Duration::from_secs(20);
@@ -200,6 +204,19 @@ impl Cluster {
             for (a, b) in [(i, j), (j, i)] {
                 if let Some(p) = self.proxies.get(a).and_then(|row| row[b].as_ref()) {
                     p.cut();
+                }
+            }
+        }
+    }
+
+    /// Cuts every link between a node of `a` and a node of `b`, both ways (0-based).
+    pub fn cut_between(&self, a: &[usize], b: &[usize]) {
+        for &i in a {
+            for &j in b {
+                for (x, y) in [(i, j), (j, i)] {
+                    if let Some(p) = self.proxies.get(x).and_then(|row| row[y].as_ref()) {
+                        p.cut();
+                    }
                 }
             }
         }
