@@ -98,6 +98,40 @@ fn db_err(path: &Path, what: &str, e: impl Into<redb::Error>) -> Error {
     }
 }
 
+/// Creates the database with every table under a temporary name, then renames it
+/// into place and syncs the directory: a crash while creating leaves either no
+/// database or a complete one, never a file redb cannot open. (The SIGKILL
+/// conformance case found that a process killed inside `Database::create` leaves a
+/// file without redb's header.)
+fn create_atomically(dir: &Path, path: &Path, cache: usize) -> Result<()> {
+    let tmp = dir.join(format!("{FILE_NAME}.tmp"));
+    match std::fs::remove_file(&tmp) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(Error::io(format!("removing {}", tmp.display()), e)),
+    }
+    {
+        let db = Database::builder()
+            .set_cache_size(cache)
+            .create(&tmp)
+            .map_err(|e| db_err(&tmp, "creating", e))?;
+        let tx = db
+            .begin_write()
+            .map_err(|e| db_err(&tmp, "starting a transaction on", e))?;
+        for t in Table::ALL {
+            tx.open_table(def(t))
+                .map_err(|e| db_err(&tmp, "creating a table in", e))?;
+        }
+        // Durability::Immediate (the default): the file is synced when this returns.
+        tx.commit().map_err(|e| db_err(&tmp, "committing to", e))?;
+    }
+    std::fs::rename(&tmp, path)
+        .map_err(|e| Error::io(format!("renaming {} into place", tmp.display()), e))?;
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| Error::io(format!("syncing {}", dir.display()), e))
+}
+
 impl RedbStore {
     /// Opens (creating if needed) `dir/weir.redb` and its tables.
     ///
@@ -113,22 +147,15 @@ impl RedbStore {
         std::fs::create_dir_all(dir)
             .map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
         let path = dir.join(FILE_NAME);
-        let db = Database::builder()
-            .set_cache_size(usize::try_from(config.cache_bytes).unwrap_or(usize::MAX))
-            .create(&path)
-            .map_err(|e| db_err(&path, "opening", e))?;
-        let store = RedbStore { db, path };
-        // Create every table up front (durably) so that readers always find them.
-        let tx = store
-            .db
-            .begin_write()
-            .map_err(|e| store.err("starting a transaction on", e))?;
-        for t in Table::ALL {
-            tx.open_table(def(t))
-                .map_err(|e| store.err("creating a table in", e))?;
+        let cache = usize::try_from(config.cache_bytes).unwrap_or(usize::MAX);
+        if !path.exists() {
+            create_atomically(dir, &path, cache)?;
         }
-        tx.commit().map_err(|e| store.err("committing to", e))?;
-        Ok(store)
+        let db = Database::builder()
+            .set_cache_size(cache)
+            .open(&path)
+            .map_err(|e| db_err(&path, "opening", e))?;
+        Ok(RedbStore { db, path })
     }
 
     fn err(&self, what: &str, e: impl Into<redb::Error>) -> Error {
