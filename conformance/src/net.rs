@@ -75,7 +75,36 @@ where
     }
 }
 
+/// A port on 127.0.0.1 that is free now and that a restarted node can bind again:
+/// see [`stable_port`].
 fn free_port() -> u16 {
+    stable_port()
+}
+
+/// A free port on 127.0.0.1 below Linux's ephemeral range (32768–60999 by default).
+///
+/// Tests restart nodes on the ports they had. A port from the ephemeral range (what
+/// binding port 0 returns) can meanwhile be taken by any outgoing connection as its
+/// source port, and the restart then fails to bind — seen under CI load. Ports below
+/// the range are never handed out that way.
+///
+/// Ports already handed out by this process are never handed out again (tests run
+/// in parallel and bind their ports later).
+pub fn stable_port() -> u16 {
+    use rand::Rng as _;
+    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    let mut rng = rand::thread_rng();
+    for _ in 0..1000 {
+        let port = rng.gen_range(20_000..32_000);
+        let Ok(mut given) = GIVEN.lock() else { break };
+        if given.contains(&port) {
+            continue;
+        }
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            given.push(port);
+            return port;
+        }
+    }
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
@@ -94,9 +123,10 @@ where
             .ports
             .get_or_init(|| ids.iter().map(|&i| (i, free_port())).collect());
         let addr = format!("127.0.0.1:{}", ports[&id]);
-        // The previous incarnation's listener closes asynchronously: retry briefly.
+        // The previous incarnation's listener closes asynchronously: retry for a while
+        // (a loaded machine can take seconds).
         let mut bound = None;
-        for _ in 0..200 {
+        for _ in 0..1000 {
             if let Ok(l) = std::net::TcpListener::bind(&addr) {
                 bound = Some(l);
                 break;

@@ -6,13 +6,10 @@ use std::net::{TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// A free port on 127.0.0.1 (bound and released).
+/// A free port on 127.0.0.1 that a restarted node can bind again (below the
+/// ephemeral range, so no outgoing connection takes it meanwhile).
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    weir_conformance::net::stable_port()
 }
 
 /// `weir serve` processes forming a static cluster.
