@@ -1,0 +1,200 @@
+#!/usr/bin/env bash
+# weir's side-by-side benchmark (see BENCHMARKS.md): in one run on this machine,
+#   * the disk's synced sequential write rate (dd oflag=dsync) at 4 KiB and 1 MiB,
+#     and one 4 KiB synced write's latency;
+#   * weir on one node for each engine: produce 1 KiB and 256 B records (acks=all,
+#     4 partitions, one producer), produce latency at low load, consume from the
+#     page cache, idle RSS; on the segment engine also RSS with 1,000 partitions and
+#     the time to accept produce after a kill -9 with WEIR_BENCH_RESTART_GB of data;
+#   * weir on 3 nodes on loopback for each transport;
+#   * other brokers when present: tansu (Kafka protocol, same load generator) and
+#     NATS JetStream (its own Python client, file-backed stream).
+# Results go to bench/results/ as JSON lines; bench/report.py turns them into
+# bench/results/table.md and bench/results/chart.svg.
+#
+#   bench/run.sh                       # everything, 20 s per produce run
+#   WEIR_BENCH_SECS=60 bench/run.sh    # longer runs
+#   WEIR_BENCH_RESTART_GB=0 …          # skip the restart-with-data measurement
+#   WEIR_BENCH_DIR=/data …             # where data directories go (the disk measured)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+SECS="${WEIR_BENCH_SECS:-20}"
+RESTART_GB="${WEIR_BENCH_RESTART_GB:-10}"
+ROOT="$(mktemp -d "${WEIR_BENCH_DIR:-$PWD}/weir-bench.XXXXXX")"
+OUT=bench/results
+mkdir -p "$OUT"
+RESULTS="$OUT/results.jsonl"
+: >"$RESULTS"
+PIDS=()
+cleanup() {
+    for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null || true; done
+    rm -rf "$ROOT"
+}
+trap cleanup EXIT
+
+source scripts/deps
+echo "== building weir (release, every engine and transport)"
+cargo build -q --release -p weir-server --features "$FEATURES"
+WEIR="${CARGO_TARGET_DIR:-target}/release/weir"
+
+# num EXPR: a bc expression as a JSON number.
+num() { printf '%.4f' "$(echo "$1" | bc -l)"; }
+
+# record NAME JSON: one result line, tagged.
+record() { printf '{"name":"%s","result":%s}\n' "$1" "$2" >>"$RESULTS"; }
+
+port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+wait_port() {
+    for _ in $(seq 1 400); do
+        if ! port_free "$1"; then return 0; fi
+        sleep 0.05
+    done
+    echo "port $1 never opened" >&2
+    return 1
+}
+rss_kib() { awk '/VmRSS/ {print $2}' "/proc/$1/status"; }
+
+echo "== disk: synced sequential writes in $ROOT"
+dd_rate() { # block-size count -> seconds
+    local t0 t1
+    t0=$(date +%s.%N)
+    dd if=/dev/zero of="$ROOT/dd" bs="$1" count="$2" oflag=dsync status=none
+    t1=$(date +%s.%N)
+    rm -f "$ROOT/dd"
+    echo "$t1 - $t0" | bc -l
+}
+s=$(dd_rate 1M 512)
+record disk-1MiB "{\"mb_per_s\":$(num "512*1048576/$s/1000000")}"
+s=$(dd_rate 4k 4000)
+record disk-4KiB "{\"mb_per_s\":$(num "4000*4096/$s/1000000"),\"write_ms\":$(num "$s*1000/4000")}"
+
+# start_node NAME ENGINE PORT [extra args…]: a single node in its own directory.
+start_node() {
+    local name=$1 engine=$2 port=$3
+    shift 3
+    mkdir -p "$ROOT/$name"
+    "$WEIR" serve --engine "$engine" --data-dir "$ROOT/$name/data" \
+        --kafka-listen "127.0.0.1:$port" "$@" 2>"$ROOT/$name/log" &
+    PIDS+=($!)
+    NODE_PID=$!
+    wait_port "$port"
+}
+
+bench() { # NAME BOOTSTRAP ARGS… (a failed run is reported and recorded, the rest goes on)
+    local name=$1 b=$2 out
+    shift 2
+    echo "   $name"
+    if out=$("$WEIR" bench -b "$b" --json "$@" 2>&1); then
+        while read -r line; do record "$name" "$line"; done <<<"$out"
+    else
+        echo "   $name FAILED: $out" >&2
+        record "$name" "{\"failed\":$(printf '%s' "$out" | python3 -c 'import json,sys; print(json.dumps(sys.stdin.read()))')}"
+    fi
+}
+
+for engine in segment rocksdb redb; do
+    echo "== weir, one node, $engine engine"
+    start_node "one-$engine" "$engine" 19092
+    sleep 1
+    record "idle-rss-$engine" "{\"rss_mib\":$(num "$(rss_kib "$NODE_PID")/1024")}"
+    b=127.0.0.1:19092
+    bench "produce-1KiB-$engine" $b produce --topic t1k --partitions 4 --producers 1 \
+        --record-size 1024 --batch 1000 --duration "$SECS"
+    bench "produce-256B-$engine" $b produce --topic t256 --partitions 4 --producers 1 \
+        --record-size 256 --batch 3500 --duration "$SECS"
+    bench "produce-1KiB-4producers-$engine" $b produce --topic t4p --partitions 4 --producers 4 \
+        --record-size 1024 --batch 1000 --duration "$SECS"
+    bench "latency-$engine" $b produce --topic tlat --partitions 1 --producers 1 \
+        --record-size 100 --batch 1 --linger-ms 10 --duration "$SECS"
+    bench "consume-$engine" $b consume --topic t1k --partitions 4 --consumers 1
+    if [ "$engine" = segment ]; then
+        "$WEIR" topics -b $b create many --partitions 1000 --replication 1 >/dev/null
+        sleep 5
+        record "rss-1000-partitions-segment" "{\"rss_mib\":$(num "$(rss_kib "$NODE_PID")/1024")}"
+        if [ "$RESTART_GB" != 0 ]; then
+            echo "   restart with $RESTART_GB GiB"
+            "$WEIR" bench -b $b produce --json --topic big --partitions 4 --producers 4 \
+                --record-size 65536 --batch 15 --records $((RESTART_GB * 16384)) >/dev/null
+            kill -9 "$NODE_PID"
+            wait "$NODE_PID" 2>/dev/null || true
+            t0=$(date +%s.%N)
+            "$WEIR" serve --engine segment --data-dir "$ROOT/one-segment/data" \
+                --kafka-listen 127.0.0.1:19092 2>>"$ROOT/one-segment/log" &
+            PIDS+=($!)
+            NODE_PID=$!
+            until echo x | "$WEIR" produce big -b $b -p 0 >/dev/null 2>&1; do sleep 0.02; done
+            t1=$(date +%s.%N)
+            record "restart-${RESTART_GB}GiB-segment" "{\"seconds\":$(num "$t1 - $t0")}"
+        fi
+    fi
+    kill "$NODE_PID"
+    wait "$NODE_PID" 2>/dev/null || true
+done
+
+for transport in grpc tcp; do
+    echo "== weir, three nodes on loopback, $transport transport"
+    peers=(19192 19193 19194)
+    pids=()
+    for i in 0 1 2; do
+        args=()
+        for j in 0 1 2; do
+            [ "$i" = "$j" ] || args+=(--peer "$((j + 1))=127.0.0.1:${peers[$j]}")
+        done
+        mkdir -p "$ROOT/three-$transport"
+        "$WEIR" serve --node-id $((i + 1)) --transport "$transport" \
+            --data-dir "$ROOT/three-$transport/n$i" --kafka-listen "127.0.0.1:$((19092 + i))" \
+            --peer-listen "127.0.0.1:${peers[$i]}" "${args[@]}" 2>"$ROOT/three-$transport/log$i" &
+        PIDS+=($!)
+        pids+=($!)
+    done
+    for i in 0 1 2; do wait_port $((19092 + i)); done
+    sleep 2
+    b=127.0.0.1:19092,127.0.0.1:19093,127.0.0.1:19094
+    bench "three-produce-1KiB-4producers-$transport" $b produce --topic t4p --partitions 4 \
+        --producers 4 --record-size 1024 --batch 1000 --duration "$SECS"
+    kill "${pids[@]}"
+    wait "${pids[@]}" 2>/dev/null || true
+done
+
+TANSU="${TANSU:-$(command -v tansu || echo /opt/tansu/bin/tansu)}"
+if [ -x "$TANSU" ]; then
+    echo "== tansu ($("$TANSU" --version 2>/dev/null || echo unknown version))"
+    mkdir -p "$ROOT/tansu"
+    "$TANSU" broker --listener-url tcp://127.0.0.1:19092 --advertised-listener-url tcp://127.0.0.1:19092 \
+        --storage-engine "memory://tansu/" >"$ROOT/tansu/log" 2>&1 &
+    PIDS+=($!)
+    tpid=$!
+    if wait_port 19092; then
+        sleep 1
+        bench "tansu-produce-1KiB" 127.0.0.1:19092 produce --topic t1k --partitions 4 --producers 1 \
+            --record-size 1024 --batch 1000 --duration "$SECS"
+        kill "$tpid"
+    else
+        # The default build of tansu 0.6 has no storage engine compiled in
+        # (memory:// needs `--features dynostore`).
+        echo "   tansu did not start: $(tail -1 "$ROOT/tansu/log")"
+    fi
+    wait "$tpid" 2>/dev/null || true
+else
+    echo "== tansu: not installed (cargo install tansu --features dynostore --root /opt/tansu), skipped"
+fi
+
+if command -v nats-server >/dev/null && python3 -c 'import nats' 2>/dev/null; then
+    echo "== NATS JetStream ($(nats-server --version))"
+    mkdir -p "$ROOT/nats"
+    nats-server -js -sd "$ROOT/nats" -p 14222 >"$ROOT/nats/log" 2>&1 &
+    PIDS+=($!)
+    npid=$!
+    wait_port 14222
+    python3 bench/nats_bench.py 127.0.0.1:14222 "$SECS" 1024 | while read -r line; do
+        record "nats-jetstream-1KiB" "$line"
+    done
+    kill "$npid"
+    wait "$npid" 2>/dev/null || true
+else
+    echo "== NATS: nats-server or the nats-py client missing (apt-get install nats-server; pip install nats-py), skipped"
+fi
+
+python3 bench/report.py "$RESULTS" "$OUT"
+echo "== results: $OUT/table.md, $OUT/chart.svg"
