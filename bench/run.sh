@@ -99,6 +99,13 @@ for engine in segment rocksdb redb; do
     sleep 1
     record "idle-rss-$engine" "{\"rss_mib\":$(num "$(rss_kib "$NODE_PID")/1024")}"
     b=127.0.0.1:19092
+    if [ "$engine" = segment ]; then
+        # Before any data: pages of mmap'd segments a node wrote count in its RSS
+        # (RssFile), which would measure the data, not the partitions.
+        "$WEIR" topics -b $b create many --partitions 1000 --replication 1 >/dev/null
+        sleep 5
+        record "rss-1000-partitions-segment" "{\"rss_mib\":$(num "$(rss_kib "$NODE_PID")/1024")}"
+    fi
     bench "produce-1KiB-$engine" $b produce --topic t1k --partitions 4 --producers 1 \
         --record-size 1024 --batch 1000 --duration "$SECS"
     bench "produce-256B-$engine" $b produce --topic t256 --partitions 4 --producers 1 \
@@ -109,9 +116,6 @@ for engine in segment rocksdb redb; do
         --record-size 100 --batch 1 --linger-ms 10 --duration "$SECS"
     bench "consume-$engine" $b consume --topic t1k --partitions 4 --consumers 1
     if [ "$engine" = segment ]; then
-        "$WEIR" topics -b $b create many --partitions 1000 --replication 1 >/dev/null
-        sleep 5
-        record "rss-1000-partitions-segment" "{\"rss_mib\":$(num "$(rss_kib "$NODE_PID")/1024")}"
         if [ "$RESTART_GB" != 0 ]; then
             echo "   restart with $RESTART_GB GiB"
             "$WEIR" bench -b $b produce --json --topic big --partitions 4 --producers 4 \
