@@ -50,8 +50,7 @@ impl ClusterHarness for MemoryEngines {
     type Guard = parking_lot::Mutex<Arc<weir_core::memory::MemoryEngine>>;
 
     fn create(&self, _id: NodeId) -> anyhow::Result<(Self::Guard, Arc<dyn Engine>)> {
-        let e = Arc::new(weir_core::memory::MemoryEngine::new());
-        Ok((parking_lot::Mutex::new(e.clone()), e))
+        Ok(create_memory(weir_core::memory::MemoryEngine::new()))
     }
 
     fn restart(
@@ -61,6 +60,17 @@ impl ClusterHarness for MemoryEngines {
     ) -> anyhow::Result<Arc<dyn Engine>> {
         Ok(restart_memory(guard))
     }
+}
+
+/// A memory engine and the guard that keeps it for [`restart_memory`].
+fn create_memory(
+    e: weir_core::memory::MemoryEngine,
+) -> (
+    parking_lot::Mutex<Arc<weir_core::memory::MemoryEngine>>,
+    Arc<dyn Engine>,
+) {
+    let e = Arc::new(e);
+    (parking_lot::Mutex::new(e.clone()), e)
 }
 
 /// A power loss for a memory engine: its successor holds what it made durable.
@@ -949,8 +959,9 @@ impl ClusterHarness for NoSyncMemoryEngines {
     type Guard = parking_lot::Mutex<Arc<weir_core::memory::MemoryEngine>>;
 
     fn create(&self, _id: NodeId) -> anyhow::Result<(Self::Guard, Arc<dyn Engine>)> {
-        let e = Arc::new(weir_core::memory::MemoryEngine::unsafe_without_sync());
-        Ok((parking_lot::Mutex::new(e.clone()), e))
+        Ok(create_memory(
+            weir_core::memory::MemoryEngine::unsafe_without_sync(),
+        ))
     }
 
     fn restart(

@@ -31,7 +31,9 @@
 //! Raft log, `log_flush` for that partition). Data that fails its checksum is never
 //! returned: it is reported as [`Error::Corrupt`], at open or at read time.
 //!
-//! One exception: a [`PartitionStore::log_delete_prefix`] may become durable on its
+//! A [`RaftLogStore::raft_append`] of several entries counts as one write per entry:
+//! a crash may keep a prefix of its entries. One exception: a
+//! [`PartitionStore::log_delete_prefix`] may become durable on its
 //! own, before appends issued earlier were flushed (so that storage is released
 //! promptly). After a crash a partition's `start_offset` may therefore be ahead of the
 //! prefix's, up to an offset that was asked for, and never past `next_offset`.
@@ -405,6 +407,20 @@ pub fn check_append(
                 w[0].index, w[0].term, w[1].index, w[1].term
             )));
         }
+    }
+    Ok(())
+}
+
+/// The check every engine's [`PartitionStore::log_append`] makes before storing: the
+/// Raft index must be above the log's applied index.
+///
+/// # Errors
+/// [`Error::Invalid`] when `raft_index <= applied_index`.
+pub fn check_log_append(group: GroupId, raft_index: u64, applied_index: u64) -> Result<()> {
+    if raft_index <= applied_index {
+        return Err(Error::Invalid(format!(
+            "{group}: append for raft index {raft_index} at or below applied index {applied_index}"
+        )));
     }
     Ok(())
 }

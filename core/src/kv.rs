@@ -41,7 +41,7 @@ use raft::eraftpb::{ConfState, Entry, HardState, SnapshotMetadata};
 use crate::batch;
 use crate::engine::{
     Appended, Capabilities, Engine, LogBounds, LogState, PartitionStore, RaftLogStore, RaftState,
-    check_append, check_read_range,
+    check_append, check_log_append, check_read_range,
 };
 use crate::error::{Error, Result};
 use crate::ids::{GroupId, Offset};
@@ -661,12 +661,7 @@ impl<S: KvStore> PartitionStore for KvEngine<S> {
     ) -> Result<Appended> {
         let header = batch::verify(batch_bytes)?;
         let mut state = self.log_state_of(group);
-        if raft_index <= state.applied_index {
-            return Err(Error::Invalid(format!(
-                "{group}: append for raft index {raft_index} at or below applied index {}",
-                state.applied_index
-            )));
-        }
+        check_log_append(group, raft_index, state.applied_index)?;
         let base = state.next_offset;
         let mut owned = batch_bytes.to_vec();
         batch::stamp(&mut owned, base, leader_epoch);

@@ -18,7 +18,7 @@ use raft::eraftpb::{ConfState, Entry, HardState, SnapshotMetadata};
 use crate::batch;
 use crate::engine::{
     Appended, Capabilities, Engine, LogBounds, LogState, PartitionStore, RaftLogStore, RaftState,
-    check_append, check_read_range,
+    check_append, check_log_append, check_read_range,
 };
 use crate::error::{Error, Result};
 use crate::ids::{GroupId, Offset};
@@ -371,12 +371,7 @@ impl PartitionStore for MemoryEngine {
         let header = batch::verify(batch_bytes)?;
         let mut st = self.state.lock();
         let state = st.logs.get(&group).map(|l| l.state).unwrap_or_default();
-        if raft_index <= state.applied_index {
-            return Err(Error::Invalid(format!(
-                "{group}: append for raft index {raft_index} at or below applied index {}",
-                state.applied_index
-            )));
-        }
+        check_log_append(group, raft_index, state.applied_index)?;
         let mut owned = batch_bytes.to_vec();
         batch::stamp(&mut owned, state.next_offset, leader_epoch);
         st.log_write(group, LogOp::Append(raft_index, Bytes::from(owned)));

@@ -414,12 +414,7 @@ impl PartitionStore for SegmentEngine {
         self.durability.check()?;
         let p = self.partition_or_create(group)?;
         let mut p = p.lock();
-        let applied = p.state().applied_index;
-        if raft_index <= applied {
-            return Err(Error::Invalid(format!(
-                "{group}: append for raft index {raft_index} at or below applied index {applied}"
-            )));
-        }
+        weir_core::engine::check_log_append(group, raft_index, p.state().applied_index)?;
         self.durability.write_result(p.append(
             raft_index,
             leader_epoch,
