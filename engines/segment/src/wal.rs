@@ -400,6 +400,7 @@ impl Wal {
                 ],
             );
         }
+        let relocated = self.relocate_into(&mut buf);
         let checkpoint = Checkpoint::default().next([buf.len() as u64, 0, 0, 0, 0, 0]);
         buf[checkpoint.slot_offset()..checkpoint.slot_offset() + 64]
             .copy_from_slice(&checkpoint.encode());
@@ -426,7 +427,80 @@ impl Wal {
         self.current = seq;
         self.pos = buf.len() as u64;
         self.dirty = false;
+        for (g, rec, pos, len) in relocated {
+            self.apply(
+                g,
+                rec,
+                Loc {
+                    term: 0,
+                    seq,
+                    pos,
+                    len,
+                },
+            );
+        }
         Ok(())
+    }
+
+    /// Copies, into `buf` (the head of a new file), the whole live log of every small
+    /// group with an entry in the oldest live file: the records, byte for byte.
+    ///
+    /// Files are deleted oldest first, so a group whose log is never compacted (the
+    /// metadata group) or that went idle would otherwise keep its oldest file, and
+    /// every later one, forever. Replaying the copy supersedes the originals (an entry
+    /// record replaces the log from its index on), and the copy is synced with the
+    /// new file before the file is named, so the old file can go at the next
+    /// collection. Groups over [`Wal::relocate_limit`] are left alone: they shrink by
+    /// compaction. Returns what to apply once the file is in place: (group, record,
+    /// position, length).
+    fn relocate_into(&self, buf: &mut Vec<u8>) -> Vec<(GroupId, Record, u64, u32)> {
+        let Some(oldest) = self.live.iter().find(|(_, n)| **n > 0).map(|(s, _)| *s) else {
+            return Vec::new();
+        };
+        let limit = self.relocate_limit();
+        let mut out = Vec::new();
+        for (g, log) in &self.groups {
+            if log.locs.front().is_none_or(|l| l.seq > oldest) {
+                continue;
+            }
+            let bytes: u64 = log.locs.iter().map(|l| u64::from(l.len)).sum();
+            if bytes > limit {
+                continue;
+            }
+            let start = buf.len();
+            let mut recs = Vec::with_capacity(log.locs.len());
+            for (i, loc) in log.locs.iter().enumerate() {
+                let index = log.snap_index + 1 + i as u64;
+                match self.read_raw(*g, index, *loc) {
+                    Ok(raw) => {
+                        recs.push((
+                            *g,
+                            Record::Entry {
+                                index,
+                                term: loc.term,
+                            },
+                            buf.len() as u64,
+                            loc.len,
+                        ));
+                        buf.extend_from_slice(&raw);
+                    }
+                    Err(e) => {
+                        // Left where it is; reading it again will report the fault.
+                        tracing::warn!(group = %g, error = %e, "not relocating a Raft log");
+                        buf.truncate(start);
+                        recs.clear();
+                        break;
+                    }
+                }
+            }
+            out.extend(recs);
+        }
+        out
+    }
+
+    /// The largest log (in record bytes) that [`Wal::relocate_into`] copies.
+    fn relocate_limit(&self) -> u64 {
+        (self.file_bytes / 8).min(8 << 20)
     }
 
     /// Applies a record to the in-memory index. Lenient, because replay may start after
@@ -659,6 +733,15 @@ impl Wal {
     }
 
     fn read_entry(&self, group: GroupId, index: u64, loc: Loc) -> Result<Entry, Error> {
+        let buf = self.read_raw(group, index, loc)?;
+        // `read_raw` checked the record; decoding it again cannot fail.
+        parse_record(&buf)
+            .and_then(|(_, _, payload, _)| decode_entry(payload))
+            .ok_or_else(|| Error::Corrupt(format!("{group}: entry {index} is undecodable")))
+    }
+
+    /// Reads an entry's record and checks its checksum, kind, group, index and term.
+    fn read_raw(&self, group: GroupId, index: u64, loc: Loc) -> Result<Vec<u8>, Error> {
         let f = self.files.get(&loc.seq).ok_or_else(|| {
             Error::Corrupt(format!(
                 "{group}: entry {index} refers to a deleted WAL file"
@@ -679,11 +762,13 @@ impl Wal {
         if kind != KIND_ENTRY || g != group {
             return Err(bad());
         }
-        let e = decode_entry(payload).ok_or_else(bad)?;
-        if e.index != index || e.term != loc.term {
+        let (Some(i), Some(t)) = (u64_at(payload, 0), u64_at(payload, 8)) else {
+            return Err(bad());
+        };
+        if i != index || t != loc.term {
             return Err(bad());
         }
-        Ok(e)
+        Ok(buf)
     }
 
     pub(crate) fn append(&mut self, group: GroupId, entries: &[Entry]) -> Result<(), SegError> {

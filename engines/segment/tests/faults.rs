@@ -187,3 +187,39 @@ fn wal_files_are_deleted_after_compaction() {
     assert_eq!(got.len(), 10);
     assert_eq!(got[9].data, engine::entry(300, 1, 4000).data);
 }
+
+#[test]
+fn a_small_uncompacted_log_does_not_keep_old_wal_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let e = SegmentEngine::open(dir.path(), config()).unwrap();
+    // A metadata-like group: a few entries, never compacted, written first.
+    let small = GroupId(0);
+    for i in 1..=3u64 {
+        e.raft_append(small, &[engine::entry(i, 1, 100)]).unwrap();
+    }
+    let big = GroupId(1);
+    for i in 1..=300u64 {
+        e.raft_append(big, &[engine::entry(i, 1, 4000)]).unwrap();
+    }
+    e.raft_compact(big, 290).unwrap();
+    // More writes roll files, and each roll carries the small log forward.
+    for i in 301..=400u64 {
+        e.raft_append(big, &[engine::entry(i, 1, 4000)]).unwrap();
+    }
+    e.raft_compact(big, 395).unwrap();
+    e.raft_sync().unwrap();
+    let wal = dir.path().join("wal");
+    let after = std::fs::read_dir(&wal).unwrap().count();
+    assert!(after <= 2, "WAL files kept by a small log: {after}");
+    drop(e);
+    let e = SegmentEngine::open(dir.path(), config()).unwrap();
+    let got = e.raft_entries(small, 1, 4, None).unwrap();
+    assert_eq!(got.len(), 3);
+    assert_eq!(got[2].data, engine::entry(3, 1, 100).data);
+    assert_eq!(e.raft_first_index(big).unwrap(), 396);
+    assert_eq!(e.raft_last_index(big).unwrap(), 400);
+    assert_eq!(
+        e.raft_entries(big, 400, 401, None).unwrap()[0].data,
+        engine::entry(400, 1, 4000).data
+    );
+}
