@@ -130,6 +130,7 @@ macro_rules! cluster_suite {
             cluster_isolated_leader_fails_over,
             cluster_restarted_follower_catches_up,
             cluster_full_restart_keeps_acknowledged_batches,
+            cluster_raft_logs_are_compacted,
             cluster_five_nodes_many_partitions,
             cluster_topic_delete_and_recreate,
             cluster_randomized_churn,
@@ -190,6 +191,9 @@ fn config(id: NodeId, ids: &[NodeId]) -> NodeConfig {
     let mut c = NodeConfig::new(id, ids.to_vec(), format!("127.0.0.1:{}", 9000 + id));
     c.tick = TICK;
     c.flush_interval = Duration::from_millis(50);
+    // Compact often, so that every case also runs over compacted Raft logs.
+    c.compact_bytes = 1024;
+    c.compact_interval = Duration::from_millis(100);
     c
 }
 
@@ -877,6 +881,86 @@ pub async fn cluster_full_restart_keeps_acknowledged_batches<H: ClusterHarness, 
         acked[p as usize].insert(v, a.base_offset);
         check_acknowledged(&c.converged_log(g, &[1, 2, 3]).await?, &acked[p as usize])?;
     }
+    c.shutdown().await;
+    Ok(Outcome::Passed)
+}
+
+/// Raft logs are compacted on every replica once their partition logs are durable,
+/// never past what a stopped replica has; a compacted cluster restarts with every
+/// acknowledged batch, and the stopped replica catches up from the log that was kept.
+pub async fn cluster_raft_logs_are_compacted<H: ClusterHarness, N: NetHarness>(
+    h: Arc<H>,
+    net: Arc<N>,
+) -> CaseResult {
+    let mut c = Cluster::start(h, net, 3, 9).await?;
+    c.create_topic(1, "k", 1, 3).await?;
+    let g = c.group("k", 0)?;
+    let leader = c.leader(g).await?;
+    let mut acked = HashMap::new();
+    for v in 0..40u64 {
+        let a = c
+            .produce("k", 0, &produced_batch(1, 0, v, 200), WAIT)
+            .await?;
+        acked.insert(v, a.base_offset);
+    }
+    c.wait_for(WAIT, "every replica's Raft log compacted", |c| {
+        c.running()
+            .iter()
+            .all(|&id| c.engine(id).raft_first_index(g).is_ok_and(|f| f > 20))
+    })
+    .await?;
+    for id in c.running() {
+        let e = c.engine(id);
+        let first = e.raft_first_index(g)?;
+        let applied = e.log_state(g)?.applied_index;
+        ensure!(
+            first - 1 <= applied,
+            "node {id}: Raft log compacted through {} beyond the applied index {applied}",
+            first - 1
+        );
+    }
+    // A stopped follower holds compaction back at what it has.
+    let follower = c
+        .running()
+        .into_iter()
+        .find(|&id| id != leader)
+        .context("no follower")?;
+    c.stop(follower).await;
+    let has = c.engine(follower).raft_last_index(g)?;
+    for v in 40..80u64 {
+        let a = c
+            .produce("k", 0, &produced_batch(1, 0, v, 200), WAIT)
+            .await?;
+        acked.insert(v, a.base_offset);
+    }
+    // Give compaction time to run (it must not reach past `has`).
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    for id in c.running() {
+        let first = c.engine(id).raft_first_index(g)?;
+        ensure!(
+            first <= has + 1,
+            "node {id} compacted through {} past the stopped replica's last index {has}",
+            first - 1
+        );
+    }
+    c.restart(follower).await?;
+    for id in c.running() {
+        if id != follower {
+            c.restart(id).await?;
+        }
+    }
+    c.wait_for(WAIT, "metadata after the restart", |c| {
+        c.group("k", 0).is_ok()
+    })
+    .await?;
+    c.leader(g).await?;
+    let a = c
+        .produce("k", 0, &produced_batch(1, 0, 100, 200), WAIT)
+        .await?;
+    acked.insert(100, a.base_offset);
+    let log = c.converged_log(g, &[1, 2, 3]).await?;
+    ensure_eq!(log.len(), 81, "batches after the restart");
+    check_acknowledged(&log, &acked)?;
     c.shutdown().await;
     Ok(Outcome::Passed)
 }

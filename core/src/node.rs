@@ -20,7 +20,7 @@ use crate::engine::{Appended, Engine};
 use crate::error::{Error, LeaderHint, Result};
 use crate::ids::{GroupId, NodeId, Offset};
 use crate::metadata::{MetaCommand, Metadata, MetadataMachine, PartitionMeta};
-use crate::partition::{FlushPolicy, PartitionMachine, encode_produce};
+use crate::partition::{Compaction, FlushPolicy, PartitionMachine, encode_produce};
 use crate::raft::driver::{
     self, DriverParts, GroupHandle, GroupMsg, GroupStatus, Outcome, Role, StateMachine,
 };
@@ -51,6 +51,12 @@ pub struct NodeConfig {
     pub flush_bytes: u64,
     /// …or after this long.
     pub flush_interval: Duration,
+    /// The leader of a partition proposes compacting the Raft log after this many
+    /// bytes were flushed to the partition log since its last compaction…
+    pub compact_bytes: u64,
+    /// …or after this long. Compaction only reaches what every replica has and what
+    /// is durable in the partition log, so a replica that is down holds it back.
+    pub compact_interval: Duration,
     /// **For negative-control tests only.** Skips the leadership check of the
     /// produce pipeline and the driver, so that followers propose (raft-rs forwards
     /// the proposal) and track it by their own (index, term) — which is wrong. The
@@ -72,6 +78,8 @@ impl NodeConfig {
             max_batch_bytes: 1 << 20,
             flush_bytes: 4 << 20,
             flush_interval: Duration::from_secs(1),
+            compact_bytes: 16 << 20,
+            compact_interval: Duration::from_secs(2),
             unsafe_bypass_leader_check: false,
         }
     }
@@ -674,11 +682,14 @@ impl Inner {
             flush: FlushPolicy {
                 bytes: self.cfg.flush_bytes,
                 interval: self.cfg.flush_interval,
+                compact_bytes: self.cfg.compact_bytes,
+                compact_interval: self.cfg.compact_interval,
             },
             unflushed: 0,
             last_flush: Instant::now(),
             data: self.data.clone(),
             applied_batches: false,
+            compaction: Compaction::new(applied, self.engine.raft_first_index(p.group)? - 1),
         };
         self.start_group(p.group, &p.replicas, applied, sm)
     }

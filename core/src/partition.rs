@@ -9,7 +9,7 @@ use tokio::sync::mpsc;
 use crate::engine::{Engine, LogState};
 use crate::error::{Error, Result};
 use crate::ids::{GroupId, NodeId};
-use crate::metadata::{MetaCommand, TAG_PRODUCE};
+use crate::metadata::{MetaCommand, TAG_COMPACT, TAG_PRODUCE};
 use crate::raft::driver::{GroupMsg, Outcome, StateMachine};
 
 /// Encodes a produce request's batch as a partition-group entry payload.
@@ -20,12 +20,62 @@ pub(crate) fn encode_produce(batch: &[u8]) -> Vec<u8> {
     v
 }
 
+/// Encodes a compaction command: compact every replica's Raft log through `index`.
+pub(crate) fn encode_compact(index: u64) -> Vec<u8> {
+    let mut v = Vec::with_capacity(9);
+    v.push(TAG_COMPACT);
+    v.extend_from_slice(&index.to_be_bytes());
+    v
+}
+
 /// When the partition log is flushed (it need not be on every apply: the Raft log
-/// is the write-ahead log).
+/// is the write-ahead log), and when the leader proposes compacting the Raft log.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct FlushPolicy {
     pub(crate) bytes: u64,
     pub(crate) interval: Duration,
+    pub(crate) compact_bytes: u64,
+    pub(crate) compact_interval: Duration,
+}
+
+/// Raft log compaction of one partition replica.
+///
+/// The Raft log is the partition log's write-ahead log, so a replica may drop a
+/// Raft entry once its partition log is durable past it. It must also keep what a
+/// lagging replica still needs, since weir has no snapshots to send instead: the
+/// leader, which knows every replica's progress, proposes `Compact{index}` with an
+/// index every replica has matched, and each replica compacts through
+/// `min(index, its durable applied index)` when it applies the command, and again
+/// after later flushes.
+#[derive(Debug)]
+pub(crate) struct Compaction {
+    /// Last index applied to the partition log (batches and skipped entries).
+    applied: u64,
+    /// Applied index as of the last flush: durable in the partition log.
+    durable: u64,
+    /// Highest index a committed compaction command allows.
+    allowed: u64,
+    /// The Raft log is compacted through this index.
+    compacted: u64,
+    /// Bytes flushed since this replica last proposed a compaction.
+    flushed_bytes: u64,
+    /// When this replica last proposed one (or started).
+    proposed_at: Instant,
+}
+
+impl Compaction {
+    /// State for a replica whose partition log is durable at `applied` and whose Raft
+    /// log is compacted through `compacted`.
+    pub(crate) fn new(applied: u64, compacted: u64) -> Self {
+        Compaction {
+            applied,
+            durable: applied,
+            allowed: 0,
+            compacted,
+            flushed_bytes: 0,
+            proposed_at: Instant::now(),
+        }
+    }
 }
 
 pub(crate) struct PartitionMachine {
@@ -39,25 +89,65 @@ pub(crate) struct PartitionMachine {
     /// Bumped after applying new batches: wakes long-polling fetches.
     pub(crate) data: Arc<tokio::sync::watch::Sender<u64>>,
     pub(crate) applied_batches: bool,
+    pub(crate) compaction: Compaction,
+}
+
+impl PartitionMachine {
+    fn flush(&mut self) -> Result<()> {
+        self.engine.log_flush(self.group)?;
+        let c = &mut self.compaction;
+        c.durable = c.applied;
+        c.flushed_bytes += std::mem::take(&mut self.unflushed);
+        self.last_flush = Instant::now();
+        self.compact_raft_log()
+    }
+
+    /// Compacts the Raft log as far as a committed command allows and the partition
+    /// log is durable.
+    fn compact_raft_log(&mut self) -> Result<()> {
+        let c = &mut self.compaction;
+        let to = c.allowed.min(c.durable);
+        if to > c.compacted {
+            self.engine.raft_compact(self.group, to)?;
+            c.compacted = to;
+            tracing::trace!(group = %self.group, index = to, "raft log compacted");
+        }
+        Ok(())
+    }
 }
 
 impl StateMachine for PartitionMachine {
     fn apply(&mut self, index: u64, term: u64, data: &[u8]) -> Result<Outcome> {
-        let Some((&TAG_PRODUCE, batch)) = data.split_first() else {
-            return Err(Error::Invalid(format!(
-                "{}: entry {index} is not a produce command",
+        match data.split_first() {
+            Some((&TAG_PRODUCE, batch)) => {
+                let epoch = i32::try_from(term).unwrap_or(i32::MAX);
+                let appended = self.engine.log_append(self.group, index, epoch, batch)?;
+                self.compaction.applied = index;
+                self.unflushed += batch.len() as u64;
+                self.applied_batches = true;
+                Ok(Outcome::Produced(appended))
+            }
+            Some((&TAG_COMPACT, arg)) => {
+                let through = arg.try_into().map(u64::from_be_bytes).map_err(|_| {
+                    Error::Invalid(format!("{}: entry {index}: bad compaction", self.group))
+                })?;
+                // Only ever below the command itself: it was proposed after it.
+                let c = &mut self.compaction;
+                c.allowed = c.allowed.max(through.min(index.saturating_sub(1)));
+                self.skip(index)?;
+                Ok(Outcome::Applied)
+            }
+            _ => Err(Error::Invalid(format!(
+                "{}: entry {index} is not a partition command",
                 self.group
-            )));
-        };
-        let epoch = i32::try_from(term).unwrap_or(i32::MAX);
-        let appended = self.engine.log_append(self.group, index, epoch, batch)?;
-        self.unflushed += batch.len() as u64;
-        self.applied_batches = true;
-        Ok(Outcome::Produced(appended))
+            ))),
+        }
     }
 
     fn skip(&mut self, index: u64) -> Result<()> {
-        self.engine.log_mark_applied(self.group, index)
+        self.engine.log_mark_applied(self.group, index)?;
+        self.compaction.applied = index;
+        Ok(())
     }
 
     fn after_apply(&mut self) -> Result<()> {
@@ -65,11 +155,36 @@ impl StateMachine for PartitionMachine {
             self.data.send_modify(|n| *n = n.wrapping_add(1));
         }
         if self.unflushed >= self.flush.bytes || self.last_flush.elapsed() >= self.flush.interval {
-            self.engine.log_flush(self.group)?;
-            self.unflushed = 0;
-            self.last_flush = Instant::now();
+            self.flush()
+        } else {
+            self.compact_raft_log()
+        }
+    }
+
+    fn on_tick(&mut self) -> Result<()> {
+        // Without new applies, data applied last still becomes durable (and its Raft
+        // entries compactable) within the flush interval.
+        let c = &self.compaction;
+        if c.applied > c.durable && self.last_flush.elapsed() >= self.flush.interval {
+            self.flush()?;
         }
         Ok(())
+    }
+
+    fn compaction(&mut self, matched: u64, proposed: u64) -> Option<Vec<u8>> {
+        let c = &mut self.compaction;
+        let through = c.durable.min(matched);
+        if through <= c.compacted.max(proposed).max(c.allowed) {
+            return None;
+        }
+        if c.flushed_bytes < self.flush.compact_bytes
+            && c.proposed_at.elapsed() < self.flush.compact_interval
+        {
+            return None;
+        }
+        c.flushed_bytes = 0;
+        c.proposed_at = Instant::now();
+        Some(encode_compact(through))
     }
 
     fn log_state(&self) -> Option<LogState> {

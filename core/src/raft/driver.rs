@@ -132,6 +132,19 @@ pub(crate) trait StateMachine: Send + 'static {
 
     /// Called when this replica becomes leader in `term`.
     fn on_leader(&mut self, _term: u64) {}
+
+    /// Called on every Raft tick (flush policies).
+    fn on_tick(&mut self) -> Result<()> {
+        Ok(())
+    }
+
+    /// On the leader, after each Ready: a command that compacts every replica's Raft
+    /// log, if one is due. `matched` is the lowest index every replica has, `proposed`
+    /// the index of the last compaction command this leader proposed (0: none).
+    /// The default never compacts (the metadata group is rebuilt from its whole log).
+    fn compaction(&mut self, _matched: u64, _proposed: u64) -> Option<Vec<u8>> {
+        None
+    }
 }
 
 /// Everything a driver needs besides its state machine.
@@ -162,6 +175,8 @@ struct Driver<S: StateMachine> {
     pending: BTreeMap<u64, (u64, Reply)>,
     status: watch::Sender<GroupStatus>,
     was_leader: bool,
+    /// Index of the last compaction command this replica proposed as leader.
+    compact_proposed: u64,
 }
 
 /// Starts a group's task on the current tokio runtime.
@@ -179,6 +194,7 @@ pub(crate) fn spawn<S: StateMachine>(
         pending: BTreeMap::new(),
         status,
         was_leader: false,
+        compact_proposed: 0,
     };
     let task = tokio::spawn(driver.run());
     (
@@ -198,6 +214,10 @@ impl<S: StateMachine> Driver<S> {
             let msg = tokio::select! {
                 _ = ticker.tick() => {
                     self.p.node.tick();
+                    if let Err(e) = self.sm.on_tick() {
+                        self.p.fatal.raise(format!("{}: {e}", self.p.group));
+                        break None;
+                    }
                     None
                 }
                 m = self.rx.recv() => match m {
@@ -223,6 +243,12 @@ impl<S: StateMachine> Driver<S> {
                 break stop;
             }
             if let Err(e) = self.on_ready() {
+                self.p.fatal.raise(format!("{}: {e}", self.p.group));
+                break None;
+            }
+            if self.propose_compaction()
+                && let Err(e) = self.on_ready()
+            {
                 self.p.fatal.raise(format!("{}: {e}", self.p.group));
                 break None;
             }
@@ -297,6 +323,29 @@ impl<S: StateMachine> Driver<S> {
                 }
             }
         }
+    }
+
+    /// On the leader, proposes compacting every replica's Raft log when the state
+    /// machine says it is due; true if it did.
+    fn propose_compaction(&mut self) -> bool {
+        let raft = &self.p.node.raft;
+        if raft.state != StateRole::Leader {
+            return false;
+        }
+        let matched = raft
+            .prs()
+            .iter()
+            .map(|(_, pr)| pr.matched)
+            .min()
+            .unwrap_or(0);
+        let Some(data) = self.sm.compaction(matched, self.compact_proposed) else {
+            return false;
+        };
+        if self.p.node.propose(vec![], data).is_err() {
+            return false;
+        }
+        self.compact_proposed = self.p.node.raft.raft_log.last_index();
+        true
     }
 
     fn send(&self, msgs: Vec<Message>) {
