@@ -150,7 +150,7 @@ impl Partition {
                 }
             }
         }
-        let a = self.tail().append(h, bytes, epoch);
+        let a = self.tail().append(h, bytes, epoch)?;
         self.state.next_offset = a.last_offset + 1;
         self.state.applied_index = raft_index;
         Ok(a)
