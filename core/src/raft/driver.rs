@@ -374,6 +374,7 @@ impl<S: StateMachine> Driver<S> {
             self.apply(committed)?;
             if !rd.entries().is_empty() {
                 self.p.engine.raft_append(self.p.group, rd.entries())?;
+                self.p.node.mut_store().remember(rd.entries());
             }
             if let Some(hs) = rd.hs() {
                 self.p.engine.raft_set_hard_state(self.p.group, hs)?;
@@ -436,6 +437,7 @@ impl<S: StateMachine> Driver<S> {
         }
         self.sm.after_apply()?;
         self.p.node.advance_apply_to(last);
+        self.p.node.mut_store().forget_through(last);
         Ok(())
     }
 

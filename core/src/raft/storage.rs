@@ -1,18 +1,107 @@
 //! `raft::Storage` over an engine's Raft log for one group.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 
+use protobuf::Message as _;
 use raft::eraftpb::{Entry, Snapshot};
 use raft::{GetEntriesContext, StorageError};
 
 use crate::engine::Engine;
 use crate::ids::GroupId;
 
+/// The most entry bytes [`EngineStorage`] keeps in memory per group.
+const RECENT_BYTES: usize = 32 << 20;
+
 /// One group's view of the engine, as raft-rs reads it. Writes do not go through
 /// here: the driver writes to the engine directly, and they are visible at once.
+///
+/// raft-rs reads entries back right after they were persisted, to apply them and to
+/// send them to followers. The driver therefore also hands this storage the entries
+/// it wrote ([`EngineStorage::remember`]) and drops them once applied
+/// ([`EngineStorage::forget_through`]): reads those cover are answered from memory
+/// (the entries share their data buffers), not by the engine, which would copy the
+/// bytes and check their checksum again.
 pub(crate) struct EngineStorage {
-    pub(crate) engine: Arc<dyn Engine>,
-    pub(crate) group: GroupId,
+    engine: Arc<dyn Engine>,
+    group: GroupId,
+    /// Consecutive entries written by this replica and not yet applied.
+    recent: VecDeque<Entry>,
+    recent_bytes: usize,
+}
+
+impl EngineStorage {
+    /// A view of `group` in `engine`, with nothing remembered.
+    pub(crate) fn new(engine: Arc<dyn Engine>, group: GroupId) -> Self {
+        EngineStorage {
+            engine,
+            group,
+            recent: VecDeque::new(),
+            recent_bytes: 0,
+        }
+    }
+
+    /// Remembers entries just written to the engine (which replaced any entries
+    /// from the first one's index on).
+    pub(crate) fn remember(&mut self, entries: &[Entry]) {
+        let Some(first) = entries.first() else {
+            return;
+        };
+        match self.recent.front().map(|e| e.index) {
+            Some(front)
+                if first.index >= front && first.index <= front + self.recent.len() as u64 =>
+            {
+                for e in self.recent.drain((first.index - front) as usize..) {
+                    self.recent_bytes -= e.data.len();
+                }
+            }
+            _ => {
+                self.recent.clear();
+                self.recent_bytes = 0;
+            }
+        }
+        for e in entries {
+            self.recent_bytes += e.data.len();
+            self.recent.push_back(e.clone());
+        }
+        while self.recent_bytes > RECENT_BYTES {
+            match self.recent.pop_front() {
+                Some(e) => self.recent_bytes -= e.data.len(),
+                None => break,
+            }
+        }
+    }
+
+    /// Forgets remembered entries up to `index` (applied: raft-rs reads them no more,
+    /// except for a lagging follower, which the engine serves).
+    pub(crate) fn forget_through(&mut self, index: u64) {
+        while self.recent.front().is_some_and(|e| e.index <= index) {
+            if let Some(e) = self.recent.pop_front() {
+                self.recent_bytes -= e.data.len();
+            }
+        }
+    }
+
+    /// `[low, high)` from memory, if every one of them is remembered.
+    fn recent_entries(&self, low: u64, high: u64, max_size: Option<u64>) -> Option<Vec<Entry>> {
+        let front = self.recent.front()?.index;
+        if low < front || high > front + self.recent.len() as u64 || low >= high {
+            return None;
+        }
+        let mut out = Vec::with_capacity((high - low) as usize);
+        let mut size = 0u64;
+        for e in self
+            .recent
+            .range((low - front) as usize..(high - front) as usize)
+        {
+            size += u64::from(e.compute_size());
+            if !out.is_empty() && max_size.is_some_and(|m| size > m) {
+                break;
+            }
+            out.push(e.clone());
+        }
+        Some(out)
+    }
 }
 
 impl raft::Storage for EngineStorage {
@@ -31,9 +120,11 @@ impl raft::Storage for EngineStorage {
         max_size: impl Into<Option<u64>>,
         _context: GetEntriesContext,
     ) -> raft::Result<Vec<Entry>> {
-        Ok(self
-            .engine
-            .raft_entries(self.group, low, high, max_size.into())?)
+        let max_size = max_size.into();
+        if let Some(v) = self.recent_entries(low, high, max_size) {
+            return Ok(v);
+        }
+        Ok(self.engine.raft_entries(self.group, low, high, max_size)?)
     }
 
     fn term(&self, idx: u64) -> raft::Result<u64> {
