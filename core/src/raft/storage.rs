@@ -147,3 +147,60 @@ impl raft::Storage for EngineStorage {
         ))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use raft::Storage as _;
+
+    use super::*;
+    use crate::engine::RaftLogStore as _;
+    use crate::memory::MemoryEngine;
+
+    fn entry(index: u64, term: u64) -> Entry {
+        Entry {
+            index,
+            term,
+            data: bytes::Bytes::from(format!("{index}/{term}")),
+            ..Entry::default()
+        }
+    }
+
+    fn write(s: &mut EngineStorage, entries: &[Entry]) {
+        s.engine.raft_append(s.group, entries).unwrap();
+        s.remember(entries);
+    }
+
+    fn read(s: &EngineStorage, low: u64, high: u64, max: Option<u64>) -> Vec<(u64, u64)> {
+        s.entries(low, high, max, GetEntriesContext::empty(false))
+            .unwrap()
+            .iter()
+            .map(|e| (e.index, e.term))
+            .collect()
+    }
+
+    #[test]
+    fn remembered_entries_follow_overwrites_and_fall_back_to_the_engine() {
+        let engine: Arc<dyn Engine> = Arc::new(MemoryEngine::new());
+        let mut s = EngineStorage::new(engine, GroupId(1));
+        write(&mut s, &[entry(1, 1), entry(2, 1), entry(3, 1)]);
+        assert_eq!(read(&s, 1, 4, None), [(1, 1), (2, 1), (3, 1)]);
+        // A conflicting suffix replaces 2 and 3.
+        write(&mut s, &[entry(2, 2)]);
+        assert_eq!(read(&s, 1, 3, None), [(1, 1), (2, 2)]);
+        assert!(
+            s.entries(1, 4, None, GetEntriesContext::empty(false))
+                .is_err()
+        );
+        write(&mut s, &[entry(3, 2), entry(4, 2)]);
+        // Size limits as raft-rs expects: at least one entry.
+        assert_eq!(read(&s, 1, 5, Some(0)), [(1, 1)]);
+        s.forget_through(2);
+        assert_eq!(s.recent.len(), 2);
+        // Forgotten entries come from the engine.
+        assert_eq!(read(&s, 1, 5, None), [(1, 1), (2, 2), (3, 2), (4, 2)]);
+        // A write that does not follow on starts afresh.
+        write(&mut s, &[entry(2, 3)]);
+        assert_eq!(s.recent.len(), 1);
+        assert_eq!(read(&s, 1, 3, None), [(1, 1), (2, 3)]);
+    }
+}
