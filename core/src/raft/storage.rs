@@ -153,7 +153,6 @@ mod tests {
     use raft::Storage as _;
 
     use super::*;
-    use crate::engine::RaftLogStore as _;
     use crate::memory::MemoryEngine;
 
     fn entry(index: u64, term: u64) -> Entry {
