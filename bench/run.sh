@@ -68,6 +68,9 @@ s=$(dd_rate 1M 512)
 record disk-1MiB "{\"mb_per_s\":$(num "512*1048576/$s/1000000")}"
 s=$(dd_rate 4k 4000)
 record disk-4KiB "{\"mb_per_s\":$(num "4000*4096/$s/1000000"),\"write_ms\":$(num "$s*1000/4000")}"
+# The same disk under the low-load produce pattern (4 KiB + fdatasync every 10 ms):
+# its own p99 is the floor for weir's.
+record disk-latency-4KiB "$(python3 bench/disk_latency.py "$ROOT" --seconds "$SECS" --interval-ms 10)"
 
 # start_node NAME ENGINE PORT [extra args…]: a single node in its own directory.
 start_node() {
