@@ -150,11 +150,12 @@ pub enum MetaCommand {
 }
 
 /// Entry payload tags: the first byte of every proposed entry.
-pub(crate) const TAG_PRODUCE: u8 = 1;
+/// A partition group's produce command: the record batch follows.
+pub const TAG_PRODUCE: u8 = 1;
 const TAG_META: u8 = 2;
 /// A partition group's log compaction: every replica compacts its Raft log through
 /// the index that follows (8 bytes, big-endian) once its partition log is durable there.
-pub(crate) const TAG_COMPACT: u8 = 3;
+pub const TAG_COMPACT: u8 = 3;
 
 impl MetaCommand {
     /// Encodes the command as a group-0 entry payload.

@@ -57,6 +57,11 @@ pub(crate) struct Compaction {
     allowed: u64,
     /// The Raft log is compacted through this index.
     compacted: u64,
+    /// Raft index of the last batch applied (at start: the applied index, as a
+    /// batch may lie there).
+    last_batch: u64,
+    /// Highest index this replica proposed compacting through, as leader.
+    proposed: u64,
     /// Bytes flushed since this replica last proposed a compaction.
     flushed_bytes: u64,
     /// When this replica last proposed one (or started).
@@ -72,6 +77,8 @@ impl Compaction {
             durable: applied,
             allowed: 0,
             compacted,
+            last_batch: applied,
+            proposed: 0,
             flushed_bytes: 0,
             proposed_at: Instant::now(),
         }
@@ -123,6 +130,7 @@ impl StateMachine for PartitionMachine {
                 let epoch = i32::try_from(term).unwrap_or(i32::MAX);
                 let appended = self.engine.log_append(self.group, index, epoch, batch)?;
                 self.compaction.applied = index;
+                self.compaction.last_batch = index;
                 self.unflushed += batch.len() as u64;
                 self.applied_batches = true;
                 Ok(Outcome::Produced(appended))
@@ -171,10 +179,14 @@ impl StateMachine for PartitionMachine {
         Ok(())
     }
 
-    fn compaction(&mut self, matched: u64, proposed: u64) -> Option<Vec<u8>> {
+    fn compaction(&mut self, matched: u64) -> Option<Vec<u8>> {
         let c = &mut self.compaction;
         let through = c.durable.min(matched);
-        if through <= c.compacted.max(proposed).max(c.allowed) {
+        let done = c.compacted.max(c.allowed).max(c.proposed);
+        // Only batches are worth a command: once the last one is covered, what is
+        // left (compaction commands, elections' empty entries) stays, or every
+        // command would call for the next one.
+        if through <= done || c.last_batch <= done {
             return None;
         }
         if c.flushed_bytes < self.flush.compact_bytes
@@ -183,6 +195,7 @@ impl StateMachine for PartitionMachine {
             return None;
         }
         c.flushed_bytes = 0;
+        c.proposed = through;
         c.proposed_at = Instant::now();
         Some(encode_compact(through))
     }
@@ -192,6 +205,8 @@ impl StateMachine for PartitionMachine {
     }
 
     fn on_leader(&mut self, term: u64) {
+        // What an earlier term proposed may have been dropped.
+        self.compaction.proposed = 0;
         let cmd = MetaCommand::LeaderChanged {
             group: self.group,
             node: self.node,

@@ -139,10 +139,9 @@ pub(crate) trait StateMachine: Send + 'static {
     }
 
     /// On the leader, after each Ready: a command that compacts every replica's Raft
-    /// log, if one is due. `matched` is the lowest index every replica has, `proposed`
-    /// the index of the last compaction command this leader proposed (0: none).
+    /// log, if one is due. `matched` is the lowest index every replica has.
     /// The default never compacts (the metadata group is rebuilt from its whole log).
-    fn compaction(&mut self, _matched: u64, _proposed: u64) -> Option<Vec<u8>> {
+    fn compaction(&mut self, _matched: u64) -> Option<Vec<u8>> {
         None
     }
 }
@@ -175,8 +174,6 @@ struct Driver<S: StateMachine> {
     pending: BTreeMap<u64, (u64, Reply)>,
     status: watch::Sender<GroupStatus>,
     was_leader: bool,
-    /// Index of the last compaction command this replica proposed as leader.
-    compact_proposed: u64,
 }
 
 /// Starts a group's task on the current tokio runtime.
@@ -194,7 +191,6 @@ pub(crate) fn spawn<S: StateMachine>(
         pending: BTreeMap::new(),
         status,
         was_leader: false,
-        compact_proposed: 0,
     };
     let task = tokio::spawn(driver.run());
     (
@@ -338,14 +334,10 @@ impl<S: StateMachine> Driver<S> {
             .map(|(_, pr)| pr.matched)
             .min()
             .unwrap_or(0);
-        let Some(data) = self.sm.compaction(matched, self.compact_proposed) else {
+        let Some(data) = self.sm.compaction(matched) else {
             return false;
         };
-        if self.p.node.propose(vec![], data).is_err() {
-            return false;
-        }
-        self.compact_proposed = self.p.node.raft.raft_log.last_index();
-        true
+        self.p.node.propose(vec![], data).is_ok()
     }
 
     fn send(&self, msgs: Vec<Message>) {
