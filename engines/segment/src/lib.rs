@@ -225,14 +225,7 @@ impl SegmentEngine {
         use crate::error::IoContext;
         config.validate()?;
         fs::create_dir_all(dir.join("partitions")).ctx(|| format!("creating {}", dir.display()))?;
-        let lock =
-            File::create(dir.join("LOCK")).ctx(|| format!("creating {}/LOCK", dir.display()))?;
-        lock.try_lock().map_err(|_| {
-            SegError::Config(format!(
-                "data directory {} is in use by another process",
-                dir.display()
-            ))
-        })?;
+        let lock = lock_dir(dir)?;
         let durability = Arc::new(Durability::default());
         let wal = Wal::open(&dir.join("wal"), config.wal_file_bytes, durability.clone())?;
         let shape = Shape {
@@ -471,6 +464,40 @@ impl PartitionStore for SegmentEngine {
         };
         let mut p = p.lock();
         self.durability.write_result(p.flush(&self.durability))
+    }
+}
+
+/// How long [`lock_dir`] waits for a busy lock.
+const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Takes the data directory's lock (`flock` on `LOCK`).
+///
+/// A busy lock is retried for up to [`LOCK_WAIT`] before the directory is declared in
+/// use: a process that is exiting still holds it for a moment, and so does a child
+/// that another thread of this process forked and has not yet exec'd (it shares the
+/// open lock file until exec closes it; the conformance suite's SIGKILL case made
+/// that visible as a rare failure to reopen an engine).
+fn lock_dir(dir: &Path) -> Result<File, SegError> {
+    use crate::error::IoContext;
+    let path = dir.join("LOCK");
+    let lock = File::create(&path).ctx(|| format!("creating {}", path.display()))?;
+    let deadline = std::time::Instant::now() + LOCK_WAIT;
+    loop {
+        match lock.try_lock() {
+            Ok(()) => return Ok(lock),
+            Err(fs::TryLockError::WouldBlock) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            Err(fs::TryLockError::WouldBlock) => {
+                return Err(SegError::Config(format!(
+                    "data directory {} is in use by another process",
+                    dir.display()
+                )));
+            }
+            Err(fs::TryLockError::Error(e)) => {
+                return Err(SegError::Io(format!("locking {}", path.display()), e));
+            }
+        }
     }
 }
 
