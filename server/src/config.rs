@@ -110,6 +110,16 @@ pub struct Config {
     pub max_batch_bytes: usize,
     /// The Raft tick in milliseconds.
     pub raft_tick_ms: u64,
+    /// Flush a partition log after this many bytes were applied to it…
+    pub flush_bytes: u64,
+    /// …or this many milliseconds after the last flush. (The Raft log is the
+    /// write-ahead log: after a crash, what was not flushed is replayed from it.)
+    pub flush_interval_ms: u64,
+    /// The partition leader proposes compacting the Raft log after this many bytes
+    /// were flushed to the partition log…
+    pub compact_bytes: u64,
+    /// …or this many milliseconds after its last proposal.
+    pub compact_interval_ms: u64,
     /// Segment engine tuning.
     pub engine_segment: SegmentSection,
     /// RocksDB engine tuning, checked by the engine when it is compiled in and chosen
@@ -163,6 +173,10 @@ impl Default for Config {
             max_request_bytes: 100 << 20,
             max_batch_bytes: 1 << 20,
             raft_tick_ms: 100,
+            flush_bytes: 4 << 20,
+            flush_interval_ms: 1000,
+            compact_bytes: 16 << 20,
+            compact_interval_ms: 2000,
             engine_segment: SegmentSection::default(),
             engine_rocksdb: toml::Table::new(),
             engine_redb: toml::Table::new(),
@@ -210,6 +224,10 @@ impl Config {
             "max_request_bytes must be at least 1024"
         );
         anyhow::ensure!(self.raft_tick_ms >= 1, "raft_tick_ms must be at least 1");
+        anyhow::ensure!(
+            self.flush_interval_ms >= 1 && self.compact_interval_ms >= 1,
+            "flush_interval_ms and compact_interval_ms must be at least 1"
+        );
         Ok(())
     }
 
@@ -242,6 +260,21 @@ mod tests {
         assert_eq!(c.engine_segment.segment_bytes, 1 << 20);
         assert_eq!(c.kafka_listen.to_string(), "127.0.0.1:9092");
         c.validate().unwrap();
+    }
+
+    #[test]
+    fn flush_and_compaction_settings() {
+        let c: Config = toml::from_str("flush_interval_ms = 250\ncompact_bytes = 1024\n").unwrap();
+        assert_eq!((c.flush_interval_ms, c.compact_bytes), (250, 1024));
+        assert_eq!(c.flush_bytes, 4 << 20);
+        c.validate().unwrap();
+        let c: Config = toml::from_str("flush_interval_ms = 0\n").unwrap();
+        assert!(
+            c.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("flush_interval_ms")
+        );
     }
 
     #[test]

@@ -207,6 +207,10 @@ pub async fn run(
     let mut node_cfg = NodeConfig::new(config.node_id, voters, config.advertised());
     node_cfg.tick = Duration::from_millis(config.raft_tick_ms);
     node_cfg.max_batch_bytes = config.max_batch_bytes;
+    node_cfg.flush_bytes = config.flush_bytes;
+    node_cfg.flush_interval = Duration::from_millis(config.flush_interval_ms);
+    node_cfg.compact_bytes = config.compact_bytes;
+    node_cfg.compact_interval = Duration::from_millis(config.compact_interval_ms);
     node_cfg.unsafe_bypass_leader_check = config.unsafe_bypass_leader_check;
     if config.unsafe_bypass_leader_check {
         tracing::error!(
