@@ -164,6 +164,7 @@ for transport in grpc tcp; do
     wait "${pids[@]}" 2>/dev/null || true
 done
 
+# tansu needs a storage engine compiled in: `cargo install tansu --features dynostore`.
 TANSU="${TANSU:-$(command -v tansu || echo /opt/tansu/bin/tansu)}"
 if [ -x "$TANSU" ]; then
     echo "== tansu ($("$TANSU" --version 2>/dev/null || echo unknown version))"
