@@ -111,6 +111,8 @@ for engine in segment rocksdb redb; do
     fi
     bench "produce-1KiB-$engine" $b produce --topic t1k --partitions 4 --producers 1 \
         --record-size 1024 --batch 1000 --duration "$SECS"
+    bench "produce-1KiB-inflight5-$engine" $b produce --topic t1k5 --partitions 4 --producers 1 \
+        --record-size 1024 --batch 1000 --in-flight 5 --duration "$SECS"
     bench "produce-256B-$engine" $b produce --topic t256 --partitions 4 --producers 1 \
         --record-size 256 --batch 3500 --duration "$SECS"
     bench "produce-1KiB-4producers-$engine" $b produce --topic t4p --partitions 4 --producers 4 \

@@ -43,8 +43,10 @@ pub struct BenchArgs {
     pub duration: Option<Duration>,
     /// Acknowledgement: -1 (all replicas) or 1 (leader; weir treats it as all).
     pub acks: i16,
-    /// Pause between a producer's requests.
+    /// Pause between a producer's requests (only with one request in flight).
     pub linger: Duration,
+    /// Requests each producer keeps unanswered on its connection (1: one at a time).
+    pub in_flight: usize,
     /// Concurrent consumers.
     pub consumers: usize,
 }
@@ -132,6 +134,30 @@ pub async fn produce(args: &BenchArgs, quiet: bool) -> anyhow::Result<Report> {
             let mut client = Client::new(&args.bootstrap);
             let mut hist = Histogram::<u64>::new_with_bounds(1, 600_000_000, 3)?;
             let mut sent = 0u64;
+            if args.in_flight > 1 {
+                // The first request also finds the leaders (and waits out elections).
+                client.produce_many(&args.topic, &parts, args.acks).await?;
+                sent += parts.len() as u64 * per_batch;
+                let more = || match until {
+                    Some(t) => Instant::now() < t,
+                    None => next.fetch_add(parts.len() as u64, Ordering::Relaxed) < budget,
+                };
+                let mut latency = Ok(());
+                let acked = client
+                    .produce_pipelined(&args.topic, &parts, args.acks, args.in_flight, more, |d| {
+                        if latency.is_ok() {
+                            latency = hist.record(d.as_micros().max(1) as u64);
+                        }
+                        match until {
+                            Some(_) => bar.set_position(started.elapsed().as_secs()),
+                            None => bar.inc(parts.len() as u64 * per_batch),
+                        }
+                    })
+                    .await?;
+                latency?;
+                sent += acked * parts.len() as u64 * per_batch;
+                return Ok::<_, anyhow::Error>((hist, sent));
+            }
             loop {
                 let go = match until {
                     Some(t) => Instant::now() < t,

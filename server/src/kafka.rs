@@ -8,15 +8,18 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Duration;
 
 use anyhow::Context as _;
 use bytes::{BufMut, Bytes, BytesMut};
+use futures_util::StreamExt as _;
+use futures_util::future::BoxFuture;
+use futures_util::stream::FuturesOrdered;
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::task::JoinSet;
 use weir_core::{Acks, Error, GroupId, LeaderHint, Node, OffsetSpec, Role};
 
 /// Kafka error codes used at the protocol edge.
@@ -132,26 +135,95 @@ pub async fn serve(
     }
 }
 
+/// Requests of one connection handled at once (clients pipeline produce requests:
+/// the Java client keeps up to 5 in flight, librdkafka more).
+const MAX_IN_FLIGHT: usize = 8;
+
+/// Serves one client connection, pipelined: up to [`MAX_IN_FLIGHT`] requests are
+/// handled at once and their responses written in request order, as Kafka requires.
+/// Each request's handling is polled once as soon as it is read, and a produce makes
+/// its proposals in that first poll, so batches one connection sends to a partition
+/// are appended in the order it sent them.
 async fn connection(stream: TcpStream, ctx: &Context) -> anyhow::Result<()> {
-    let (mut rd, mut wr) = stream.into_split();
+    let (rd, mut wr) = stream.into_split();
+    let (tx, mut frames) = tokio::sync::mpsc::channel(1);
+    let reader = AbortOnDrop(tokio::spawn(read_frames(rd, ctx.max_request_bytes, tx)));
+    let mut in_flight: FuturesOrdered<BoxFuture<'_, anyhow::Result<Option<Bytes>>>> =
+        FuturesOrdered::new();
+    let mut reading = true;
     loop {
+        tokio::select! {
+            biased;
+            Some(done) = in_flight.next(), if !in_flight.is_empty() => {
+                if let Some(response) = done? {
+                    wr.write_all(&response).await?;
+                }
+            }
+            frame = frames.recv(), if reading && in_flight.len() < MAX_IN_FLIGHT => match frame {
+                Some(Ok(frame)) => {
+                    let mut handling = Box::pin(handle_frame(frame, ctx));
+                    let first = std::future::poll_fn(|cx| Poll::Ready(handling.as_mut().poll(cx))).await;
+                    match first {
+                        Poll::Ready(r) => in_flight.push_back(Box::pin(std::future::ready(r))),
+                        Poll::Pending => in_flight.push_back(handling),
+                    }
+                }
+                Some(Err(e)) => return Err(e),
+                // The client closed its side: answer what is in flight, then stop.
+                None => reading = false,
+            },
+            else => break,
+        }
+    }
+    drop(reader);
+    Ok(())
+}
+
+/// Aborts a task when dropped (the frame reader, when its connection ends).
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Reads request frames into `tx` until the client closes the connection or sends a
+/// frame that is too small or too large (then the error, which closes it).
+async fn read_frames(
+    mut rd: tokio::net::tcp::OwnedReadHalf,
+    max_request_bytes: usize,
+    tx: tokio::sync::mpsc::Sender<anyhow::Result<Bytes>>,
+) {
+    let frame = async |rd: &mut tokio::net::tcp::OwnedReadHalf| -> anyhow::Result<Option<Bytes>> {
         let size = match rd.read_i32().await {
             Ok(n) => n,
-            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
             Err(e) => return Err(e.into()),
         };
         anyhow::ensure!(size >= 8, "request frame of {size} bytes is too small");
         anyhow::ensure!(
-            size as usize <= ctx.max_request_bytes,
-            "request frame of {size} bytes exceeds max_request_bytes {}",
-            ctx.max_request_bytes
+            size as usize <= max_request_bytes,
+            "request frame of {size} bytes exceeds max_request_bytes {max_request_bytes}"
         );
         let mut buf = vec![0u8; size as usize];
         rd.read_exact(&mut buf)
             .await
             .context("reading a request frame")?;
-        if let Some(response) = handle_frame(Bytes::from(buf), ctx).await? {
-            wr.write_all(&response).await?;
+        Ok(Some(Bytes::from(buf)))
+    };
+    loop {
+        match frame(&mut rd).await {
+            Ok(Some(f)) => {
+                if tx.send(Ok(f)).await.is_err() {
+                    return;
+                }
+            }
+            Ok(None) => return,
+            Err(e) => {
+                let _ = tx.send(Err(e)).await;
+                return;
+            }
         }
     }
 }
@@ -418,7 +490,9 @@ async fn metadata(req: MetadataRequest, version: i16, ctx: &Context) -> Metadata
 async fn produce(req: ProduceRequest, version: i16, ctx: &Context) -> Option<ProduceResponse> {
     let acks = if req.acks == 0 { Acks::None } else { Acks::All };
     let timeout = Duration::from_millis(req.timeout_ms.max(1) as u64);
-    let mut jobs = JoinSet::new();
+    // Not spawned: `join_all` polls them in order, so each partition's proposal is
+    // made in the request's first poll (see `connection`).
+    let mut jobs = Vec::new();
     let mut slots: Vec<(String, i32)> = Vec::new();
     for t in &req.topic_data {
         let name = t.name.0.to_string();
@@ -431,10 +505,10 @@ async fn produce(req: ProduceRequest, version: i16, ctx: &Context) -> Option<Pro
         for p in &t.partition_data {
             let slot = slots.len();
             slots.push((name.clone(), p.index));
-            let node = ctx.node.clone();
+            let node = &ctx.node;
             let (name, index, records) =
                 (name.clone(), p.index, p.records.clone().unwrap_or_default());
-            jobs.spawn(async move {
+            jobs.push(async move {
                 (
                     slot,
                     node.produce(&name, index, &records, acks, timeout).await,
@@ -444,10 +518,8 @@ async fn produce(req: ProduceRequest, version: i16, ctx: &Context) -> Option<Pro
     }
     let mut results: Vec<Option<weir_core::Result<Option<weir_core::Appended>>>> =
         (0..slots.len()).map(|_| None).collect();
-    while let Some(done) = jobs.join_next().await {
-        if let Ok((slot, r)) = done {
-            results[slot] = Some(r);
-        }
+    for (slot, r) in futures_util::future::join_all(jobs).await {
+        results[slot] = Some(r);
     }
     if acks == Acks::None {
         return None;

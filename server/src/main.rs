@@ -144,6 +144,11 @@ struct BenchCli {
     /// Milliseconds of pause between a producer's requests (0: back to back).
     #[arg(long, default_value_t = 0)]
     linger_ms: u64,
+    /// Requests each producer keeps in flight on its connection, as Kafka producers
+    /// do (1: one at a time; above 1 `--linger-ms` is ignored and a producer's
+    /// partitions must share a leader).
+    #[arg(long, default_value_t = 1)]
+    in_flight: usize,
     /// Concurrent consumers (splitting the partitions).
     #[arg(long, default_value_t = 1)]
     consumers: usize,
@@ -472,6 +477,7 @@ async fn bench(cli: BenchCli) -> anyhow::Result<()> {
             .map(std::time::Duration::from_secs_f64),
         acks: if cli.acks == "leader" { 1 } else { -1 },
         linger: std::time::Duration::from_millis(cli.linger_ms),
+        in_flight: cli.in_flight,
         consumers: cli.consumers,
     };
     let mut reports = Vec::new();
