@@ -74,6 +74,17 @@ impl SegmentState {
     }
 }
 
+/// Zeroes the `size`-byte entries of an index map from entry `from` on, up to the
+/// first entry that is already all zeros.
+fn clear_stale(map: &mut MmapMut, from: usize, size: usize) {
+    for e in map[from * size..].chunks_exact_mut(size) {
+        if e.iter().all(|&b| b == 0) {
+            break;
+        }
+        e.fill(0);
+    }
+}
+
 /// Appended bytes that [`Segment::start_writeback`] hands to writeback at once.
 const WRITEBACK_BYTES: u64 = 1 << 20;
 
@@ -303,8 +314,6 @@ impl Segment {
     /// Walks the batch headers up to the checkpointed end, checking each one, and
     /// rewrites both indexes from them.
     fn rebuild(&mut self) -> Result<(), SegError> {
-        self.index.map.fill(0);
-        self.time.map.fill(0);
         self.offsets.clear();
         self.times.clear();
         self.bytes_since_index = 0;
@@ -352,6 +361,12 @@ impl Segment {
                 self.state.stamp_crc,
             )));
         }
+        // Entries past the rebuilt ones are stale (an index longer before a crash
+        // cut the log): clear them up to the first empty one, which ends each list.
+        // (Not the whole files: zeroing 384 KiB of maps per partition was most of a
+        // restart with 1,000 partitions.)
+        clear_stale(&mut self.index.map, self.offsets.len(), INDEX_ENTRY);
+        clear_stale(&mut self.time.map, self.times.len(), TIME_ENTRY);
         Ok(())
     }
 
