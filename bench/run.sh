@@ -139,6 +139,8 @@ for engine in segment rocksdb redb; do
     fi
     kill "$NODE_PID"
     wait "$NODE_PID" 2>/dev/null || true
+    # Tens of GiB per engine: free the disk for the next one.
+    rm -rf "$ROOT/one-$engine/data"
 done
 
 for transport in grpc tcp; do
@@ -164,6 +166,7 @@ for transport in grpc tcp; do
         --producers 4 --record-size 1024 --batch 1000 --duration "$SECS"
     kill "${pids[@]}"
     wait "${pids[@]}" 2>/dev/null || true
+    rm -rf "$ROOT/three-$transport"/n*
 done
 
 # tansu needs a storage engine compiled in: `cargo install tansu --features dynostore`.
