@@ -599,14 +599,12 @@ impl Inner {
     ) -> Result<()> {
         let e = &self.engine;
         let mut state = e.raft_state(group)?;
-        let mut wrote = false;
         if state.conf_state.voters.is_empty() {
             state.conf_state = ConfState {
                 voters: voters.to_vec(),
                 ..ConfState::default()
             };
             e.raft_set_conf_state(group, &state.conf_state)?;
-            wrote = true;
         }
         if state.hard_state.commit < applied {
             // Applied entries were committed; the hard state's commit may not have been
@@ -618,11 +616,12 @@ impl Inner {
             }
             state.hard_state.commit = applied;
             e.raft_set_hard_state(group, &state.hard_state)?;
-            wrote = true;
         }
-        if wrote {
-            e.raft_sync()?;
-        }
+        // Not synced here: both fixes are derived again from durable state if they are
+        // lost, and the group's first Ready that must be durable (a vote, entries) syncs
+        // the log, these records included, before anything is sent. (A sync here waited,
+        // after a kill -9, for the kernel to write back everything the previous process
+        // left dirty: ext4 commits its journal only after that data.)
         let cfg = raft::Config {
             id: self.cfg.id,
             election_tick: self.cfg.election_ticks,

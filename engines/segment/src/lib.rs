@@ -227,7 +227,9 @@ impl SegmentEngine {
         fs::create_dir_all(dir.join("partitions")).ctx(|| format!("creating {}", dir.display()))?;
         let lock = lock_dir(dir)?;
         let durability = Arc::new(Durability::default());
+        let started = std::time::Instant::now();
         let wal = Wal::open(&dir.join("wal"), config.wal_file_bytes, durability.clone())?;
+        let wal_ms = started.elapsed().as_millis();
         let shape = Shape {
             segment_bytes: config.segment_bytes,
             index_interval: config.index_interval_bytes,
@@ -249,7 +251,14 @@ impl SegmentEngine {
                     .ctx(|| format!("removing {}", entry.path().display()))?,
             }
         }
-        tracing::info!(dir = %dir.display(), raft_groups = wal.groups().len(), partitions = partitions.len(), "segment engine open");
+        tracing::info!(
+            dir = %dir.display(),
+            raft_groups = wal.groups().len(),
+            partitions = partitions.len(),
+            wal_ms,
+            partitions_ms = started.elapsed().as_millis() - wal_ms,
+            "segment engine open"
+        );
         Ok(SegmentEngine {
             dir: dir.to_path_buf(),
             shape,
