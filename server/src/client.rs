@@ -94,6 +94,30 @@ pub struct TopicInfo {
     pub partitions: Vec<(i32, i32, Vec<i32>, Vec<i32>)>,
 }
 
+/// A Produce request carrying one batch for each (partition, batch) to `topic`.
+fn produce_request<'a>(
+    topic: &str,
+    parts: impl IntoIterator<Item = &'a (i32, Bytes)>,
+    acks: i16,
+) -> ProduceRequest {
+    let data = parts
+        .into_iter()
+        .map(|(p, b)| {
+            produce_request::PartitionProduceData::default()
+                .with_index(*p)
+                .with_records(Some(b.clone()))
+        })
+        .collect();
+    ProduceRequest::default()
+        .with_acks(acks)
+        .with_timeout_ms(30_000)
+        .with_topic_data(vec![
+            produce_request::TopicProduceData::default()
+                .with_name(name(topic))
+                .with_partition_data(data),
+        ])
+}
+
 fn s(v: &str) -> StrBytes {
     StrBytes::from_string(v.to_string())
 }
@@ -372,22 +396,7 @@ impl Client {
             }
             let mut failed = None;
             for (leader, idx) in by_leader {
-                let data = idx
-                    .iter()
-                    .map(|&i| {
-                        produce_request::PartitionProduceData::default()
-                            .with_index(parts[i].0)
-                            .with_records(Some(parts[i].1.clone()))
-                    })
-                    .collect();
-                let req = ProduceRequest::default()
-                    .with_acks(acks)
-                    .with_timeout_ms(30_000)
-                    .with_topic_data(vec![
-                        produce_request::TopicProduceData::default()
-                            .with_name(name(topic))
-                            .with_partition_data(data),
-                    ]);
+                let req = produce_request(topic, idx.iter().map(|&i| &parts[i]), acks);
                 let answer = self
                     .call(
                         &leader,
@@ -449,22 +458,7 @@ impl Client {
         let Some(leader) = leader else {
             return Ok(0);
         };
-        let data = parts
-            .iter()
-            .map(|(p, b)| {
-                produce_request::PartitionProduceData::default()
-                    .with_index(*p)
-                    .with_records(Some(b.clone()))
-            })
-            .collect();
-        let req = ProduceRequest::default()
-            .with_acks(acks)
-            .with_timeout_ms(30_000)
-            .with_topic_data(vec![
-                produce_request::TopicProduceData::default()
-                    .with_name(name(topic))
-                    .with_partition_data(data),
-            ]);
+        let req = produce_request(topic, parts, acks);
         let conn = self.conn(&leader).await?;
         let mut outstanding = std::collections::VecDeque::new();
         let mut acked = 0;
