@@ -238,13 +238,9 @@ impl<S: StateMachine> Driver<S> {
             if stop.is_some() {
                 break stop;
             }
+            // Decided on the state the previous Ready left; its entry goes out in this one.
+            self.propose_compaction();
             if let Err(e) = self.on_ready() {
-                self.p.fatal.raise(format!("{}: {e}", self.p.group));
-                break None;
-            }
-            if self.propose_compaction()
-                && let Err(e) = self.on_ready()
-            {
                 self.p.fatal.raise(format!("{}: {e}", self.p.group));
                 break None;
             }
@@ -322,11 +318,11 @@ impl<S: StateMachine> Driver<S> {
     }
 
     /// On the leader, proposes compacting every replica's Raft log when the state
-    /// machine says it is due; true if it did.
-    fn propose_compaction(&mut self) -> bool {
+    /// machine says it is due.
+    fn propose_compaction(&mut self) {
         let raft = &self.p.node.raft;
         if raft.state != StateRole::Leader {
-            return false;
+            return;
         }
         let matched = raft
             .prs()
@@ -334,10 +330,11 @@ impl<S: StateMachine> Driver<S> {
             .map(|(_, pr)| pr.matched)
             .min()
             .unwrap_or(0);
-        let Some(data) = self.sm.compaction(matched) else {
-            return false;
-        };
-        self.p.node.propose(vec![], data).is_ok()
+        if let Some(data) = self.sm.compaction(matched) {
+            // Dropped only while leadership is being handed over; the next leader
+            // proposes its own.
+            let _ = self.p.node.propose(vec![], data);
+        }
     }
 
     fn send(&self, msgs: Vec<Message>) {
