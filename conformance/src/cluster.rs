@@ -915,7 +915,7 @@ pub async fn cluster_raft_logs_are_compacted<H: ClusterHarness, N: NetHarness>(
             first > 40
                 && e.raft_entries(g, first, last + 1, None).is_ok_and(|v| {
                     v.iter()
-                        .all(|x| x.data.first() != Some(&weir_core::metadata::TAG_PRODUCE))
+                        .all(|x| x.data.first() != Some(&weir_core::entry::TAG_PRODUCE))
                 })
         })
     })

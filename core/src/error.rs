@@ -58,6 +58,14 @@ pub enum Error {
     /// The caller passed something malformed (a bad batch, an out-of-order index).
     #[error("invalid input: {0}")]
     Invalid(String),
+    /// A record batch is larger than the configured limit (Kafka's MESSAGE_TOO_LARGE).
+    #[error("record batch of {size} bytes exceeds the limit of {limit}")]
+    TooLarge {
+        /// The batch's size in bytes.
+        size: usize,
+        /// The largest batch accepted.
+        limit: usize,
+    },
     /// The operation is not offered by this engine, transport or protocol version.
     #[error("unsupported: {0}")]
     Unsupported(String),

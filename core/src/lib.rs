@@ -17,11 +17,14 @@
 //!   used by tests, and [`faults`] injects partitions and loss over any transport.
 //! * [`raft`] — the Raft driver: one task per group, async-ready persistence, group
 //!   commit.
+//! * [`entry`] — the payload format of proposed Raft entries (tags and encoders).
 //! * [`metadata`] — group 0's state machine: brokers, topics, assignments, leaders.
-//! * [`node`] — a node hosting its groups, and the produce/fetch/admin pipelines.
+//! * [`node`] — a node: hosting its groups, registering itself in metadata.
+//! * [`pipeline`] — what a node offers: produce, fetch, offsets and topic admin.
 
 pub mod batch;
 pub mod engine;
+pub mod entry;
 pub mod error;
 pub mod faults;
 pub mod ids;
@@ -31,6 +34,7 @@ pub mod memory;
 pub mod metadata;
 pub mod node;
 mod partition;
+pub mod pipeline;
 pub mod raft;
 pub mod transport;
 
@@ -39,7 +43,8 @@ pub use engine::{
 };
 pub use error::{Error, LeaderHint, Result};
 pub use ids::{GroupId, NodeId, Offset, TopicPartition};
-pub use node::{Acks, Fetched, Node, NodeConfig, OffsetSpec};
+pub use node::{Node, NodeConfig};
+pub use pipeline::{Acks, FetchPartition, Fetched, OffsetSpec, ProduceTicket, validate_topic_name};
 pub use raft::driver::{GroupStatus, Role};
 pub use transport::{GroupMessage, Inbound, Transport};
 

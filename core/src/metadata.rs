@@ -13,7 +13,7 @@ use tokio::sync::watch;
 
 use crate::error::{Error, Result};
 use crate::ids::{GroupId, NodeId};
-use crate::raft::driver::{Outcome, StateMachine};
+use crate::raft::driver::{Applied, StateMachine};
 
 /// A broker as registered in metadata.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -149,32 +149,6 @@ pub enum MetaCommand {
     },
 }
 
-/// Entry payload tags: the first byte of every proposed entry.
-/// A partition group's produce command: the record batch follows.
-pub const TAG_PRODUCE: u8 = 1;
-const TAG_META: u8 = 2;
-/// A partition group's log compaction: every replica compacts its Raft log through
-/// the index that follows (8 bytes, big-endian) once its partition log is durable there.
-pub const TAG_COMPACT: u8 = 3;
-
-impl MetaCommand {
-    /// Encodes the command as a group-0 entry payload.
-    pub(crate) fn encode(&self) -> Vec<u8> {
-        let mut v = vec![TAG_META];
-        // Serialising plain data to JSON cannot fail.
-        v.extend(serde_json::to_vec(self).unwrap_or_default());
-        v
-    }
-
-    fn decode(data: &[u8]) -> Result<MetaCommand> {
-        match data.split_first() {
-            Some((&TAG_META, rest)) => serde_json::from_slice(rest)
-                .map_err(|e| Error::Invalid(format!("undecodable metadata command: {e}"))),
-            _ => Err(Error::Invalid("not a metadata command".into())),
-        }
-    }
-}
-
 /// Group 0's state machine: applies commands and publishes each new state.
 pub(crate) struct MetadataMachine {
     state: Metadata,
@@ -246,11 +220,11 @@ impl MetadataMachine {
 }
 
 impl StateMachine for MetadataMachine {
-    fn apply(&mut self, index: u64, _term: u64, data: &[u8]) -> Result<Outcome> {
-        let cmd = MetaCommand::decode(data)?;
+    fn apply(&mut self, index: u64, _term: u64, data: &[u8]) -> Result<Applied> {
+        let cmd = crate::entry::decode_meta(data)?;
         self.apply_command(cmd);
         self.state.applied = index;
-        Ok(Outcome::Applied)
+        Ok(Applied::Command)
     }
 
     fn skip(&mut self, index: u64) -> Result<()> {

@@ -4,38 +4,31 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tokio::sync::mpsc;
+use tokio::sync::{Notify, watch};
 
 use crate::engine::{Engine, LogState};
+use crate::entry::{PartitionEntry, decode_partition, encode_compact};
 use crate::error::{Error, Result};
-use crate::ids::{GroupId, NodeId};
-use crate::metadata::{MetaCommand, TAG_COMPACT, TAG_PRODUCE};
-use crate::raft::driver::{GroupMsg, Outcome, StateMachine};
-
-/// Encodes a produce request's batch as a partition-group entry payload.
-pub(crate) fn encode_produce(batch: &[u8]) -> Vec<u8> {
-    let mut v = Vec::with_capacity(batch.len() + 1);
-    v.push(TAG_PRODUCE);
-    v.extend_from_slice(batch);
-    v
-}
-
-/// Encodes a compaction command: compact every replica's Raft log through `index`.
-pub(crate) fn encode_compact(index: u64) -> Vec<u8> {
-    let mut v = Vec::with_capacity(9);
-    v.push(TAG_COMPACT);
-    v.extend_from_slice(&index.to_be_bytes());
-    v
-}
+use crate::ids::GroupId;
+use crate::raft::driver::{Applied, StateMachine};
 
 /// When the partition log is flushed (it need not be on every apply: the Raft log
-/// is the write-ahead log), and when the leader proposes compacting the Raft log.
+/// is the write-ahead log).
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct FlushPolicy {
+    /// Flush after this many bytes were applied…
     pub(crate) bytes: u64,
+    /// …or this long after the last flush.
     pub(crate) interval: Duration,
-    pub(crate) compact_bytes: u64,
-    pub(crate) compact_interval: Duration,
+}
+
+/// When the leader proposes compacting the Raft log.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct CompactPolicy {
+    /// Propose after this many bytes were flushed since the last proposal…
+    pub(crate) bytes: u64,
+    /// …or this long after it.
+    pub(crate) interval: Duration,
 }
 
 /// Raft log compaction of one partition replica.
@@ -86,15 +79,16 @@ impl Compaction {
 }
 
 pub(crate) struct PartitionMachine {
-    pub(crate) node: NodeId,
     pub(crate) group: GroupId,
     pub(crate) engine: Arc<dyn Engine>,
-    pub(crate) metadata: mpsc::UnboundedSender<GroupMsg>,
+    /// Wakes the node's registration loop, which announces leadership in metadata.
+    pub(crate) announce: Arc<Notify>,
     pub(crate) flush: FlushPolicy,
+    pub(crate) compact: CompactPolicy,
     pub(crate) unflushed: u64,
     pub(crate) last_flush: Instant,
     /// Bumped after applying new batches: wakes long-polling fetches.
-    pub(crate) data: Arc<tokio::sync::watch::Sender<u64>>,
+    pub(crate) batches_applied: Arc<watch::Sender<u64>>,
     pub(crate) applied_batches: bool,
     pub(crate) compaction: Compaction,
 }
@@ -138,31 +132,26 @@ fn blocking<T>(f: impl FnOnce() -> T) -> T {
 }
 
 impl StateMachine for PartitionMachine {
-    fn apply(&mut self, index: u64, term: u64, data: &[u8]) -> Result<Outcome> {
-        match data.split_first() {
-            Some((&TAG_PRODUCE, batch)) => {
+    fn apply(&mut self, index: u64, term: u64, data: &[u8]) -> Result<Applied> {
+        let entry = decode_partition(data)
+            .map_err(|e| Error::Invalid(format!("{}: entry {index}: {e}", self.group)))?;
+        match entry {
+            PartitionEntry::Produce(batch) => {
                 let epoch = i32::try_from(term).unwrap_or(i32::MAX);
                 let appended = self.engine.log_append(self.group, index, epoch, batch)?;
                 self.compaction.applied = index;
                 self.compaction.last_batch = index;
                 self.unflushed += batch.len() as u64;
                 self.applied_batches = true;
-                Ok(Outcome::Produced(appended))
+                Ok(Applied::Batch(appended))
             }
-            Some((&TAG_COMPACT, arg)) => {
-                let through = arg.try_into().map(u64::from_be_bytes).map_err(|_| {
-                    Error::Invalid(format!("{}: entry {index}: bad compaction", self.group))
-                })?;
+            PartitionEntry::Compact(through) => {
                 // Only ever below the command itself: it was proposed after it.
                 let c = &mut self.compaction;
                 c.allowed = c.allowed.max(through.min(index.saturating_sub(1)));
                 self.skip(index)?;
-                Ok(Outcome::Applied)
+                Ok(Applied::Command)
             }
-            _ => Err(Error::Invalid(format!(
-                "{}: entry {index} is not a partition command",
-                self.group
-            ))),
         }
     }
 
@@ -174,7 +163,7 @@ impl StateMachine for PartitionMachine {
 
     fn after_apply(&mut self) -> Result<()> {
         if std::mem::take(&mut self.applied_batches) {
-            self.data.send_modify(|n| *n = n.wrapping_add(1));
+            self.batches_applied.send_modify(|n| *n = n.wrapping_add(1));
         }
         if self.unflushed >= self.flush.bytes || self.last_flush.elapsed() >= self.flush.interval {
             self.flush()
@@ -203,9 +192,7 @@ impl StateMachine for PartitionMachine {
         if through <= done || c.last_batch <= done {
             return None;
         }
-        if c.flushed_bytes < self.flush.compact_bytes
-            && c.proposed_at.elapsed() < self.flush.compact_interval
-        {
+        if c.flushed_bytes < self.compact.bytes && c.proposed_at.elapsed() < self.compact.interval {
             return None;
         }
         c.flushed_bytes = 0;
@@ -218,14 +205,10 @@ impl StateMachine for PartitionMachine {
         self.engine.log_state(self.group).ok()
     }
 
-    fn on_leader(&mut self, term: u64) {
+    fn on_leader(&mut self, _term: u64) {
         // What an earlier term proposed may have been dropped.
         self.compaction.proposed = 0;
-        let cmd = MetaCommand::LeaderChanged {
-            group: self.group,
-            node: self.node,
-            term,
-        };
-        let _ = self.metadata.send(GroupMsg::Forward { data: cmd.encode() });
+        // The registration loop announces the new leader (its one path to metadata).
+        self.announce.notify_one();
     }
 }

@@ -6,11 +6,17 @@ use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 use anyhow::{Context as _, bail};
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::{Bytes, BytesMut};
+use futures_util::{SinkExt as _, StreamExt as _};
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+use tokio_util::codec::{Framed, LengthDelimitedCodec};
+
+use crate::kafka::frame_codec;
+
+/// Largest response this client reads.
+const MAX_RESPONSE_BYTES: usize = 256 << 20;
 
 /// Versions this client sends (all within what weir and Kafka 2.1+ accept).
 const METADATA_V: i16 = 9;
@@ -21,7 +27,7 @@ const CREATE_V: i16 = 5;
 const DELETE_V: i16 = 4;
 
 struct Conn {
-    stream: TcpStream,
+    stream: Framed<TcpStream, LengthDelimitedCodec>,
     next_id: i32,
 }
 
@@ -32,7 +38,10 @@ impl Conn {
             .with_context(|| format!("connecting to {addr} timed out"))?
             .with_context(|| format!("cannot connect to {addr}"))?;
         stream.set_nodelay(true)?;
-        Ok(Conn { stream, next_id: 1 })
+        Ok(Conn {
+            stream: Framed::new(stream, frame_codec(MAX_RESPONSE_BYTES)),
+            next_id: 1,
+        })
     }
 
     async fn call(
@@ -50,7 +59,6 @@ impl Conn {
         let id = self.next_id;
         self.next_id += 1;
         let mut buf = BytesMut::new();
-        buf.put_i32(0);
         RequestHeader::default()
             .with_request_api_key(key as i16)
             .with_request_api_version(version)
@@ -58,19 +66,19 @@ impl Conn {
             .with_client_id(Some(StrBytes::from_static_str("weir-cli")))
             .encode(&mut buf, key.request_header_version(version))?;
         req.encode(&mut buf, version)?;
-        let n = (buf.len() - 4) as i32;
-        buf[0..4].copy_from_slice(&n.to_be_bytes());
-        self.stream.write_all(&buf).await?;
+        self.stream.send(buf.freeze()).await?;
         Ok(id)
     }
 
     /// Reads the response to request `id`, the oldest one unanswered.
     async fn recv(&mut self, key: ApiKey, version: i16, id: i32) -> anyhow::Result<ResponseKind> {
-        let len = self.stream.read_i32().await.context("reading a response")?;
-        anyhow::ensure!((0..256 << 20).contains(&len), "response of {len} bytes");
-        let mut body = vec![0u8; len as usize];
-        self.stream.read_exact(&mut body).await?;
-        let mut body = Bytes::from(body);
+        let mut body: Bytes = self
+            .stream
+            .next()
+            .await
+            .context("the broker closed the connection")?
+            .context("reading a response")?
+            .freeze();
         let header = ResponseHeader::decode(&mut body, key.response_header_version(version))?;
         anyhow::ensure!(header.correlation_id == id, "response out of order");
         ResponseKind::decode(key, &mut body, version)

@@ -106,6 +106,8 @@ pub struct Config {
     pub default_replication: usize,
     /// Largest request accepted, in bytes.
     pub max_request_bytes: usize,
+    /// Most Kafka client connections open at once; more wait to be accepted.
+    pub max_connections: usize,
     /// Largest record batch accepted, in bytes.
     pub max_batch_bytes: usize,
     /// The Raft tick in milliseconds.
@@ -171,6 +173,7 @@ impl Default for Config {
             default_partitions: 1,
             default_replication: 3,
             max_request_bytes: 100 << 20,
+            max_connections: 10_000,
             max_batch_bytes: 1 << 20,
             raft_tick_ms: 100,
             flush_bytes: 4 << 20,
@@ -222,6 +225,10 @@ impl Config {
         anyhow::ensure!(
             self.max_request_bytes >= 1024,
             "max_request_bytes must be at least 1024"
+        );
+        anyhow::ensure!(
+            self.max_connections >= 1,
+            "max_connections must be at least 1"
         );
         anyhow::ensure!(self.raft_tick_ms >= 1, "raft_tick_ms must be at least 1");
         anyhow::ensure!(

@@ -57,6 +57,8 @@ impl KafkaHarness {
                 default_partitions: 2,
                 default_replication: 1,
                 max_request_bytes: 1 << 20,
+                max_connections: 1,
+                stats: crate::kafka::ListenerStats::default(),
             })
         })?;
         Ok(KafkaHarness { rt, ctx })

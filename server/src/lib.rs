@@ -18,7 +18,6 @@ pub mod bench;
 pub mod client;
 pub mod config;
 pub mod fuzzing;
-mod groups;
 pub mod kafka;
 
 use std::sync::Arc;
@@ -121,7 +120,8 @@ pub fn open_engine(config: &Config) -> anyhow::Result<Arc<dyn Engine>> {
 }
 
 /// A transport for a single-node cluster: there is nobody to send to.
-struct NoPeers;
+#[derive(Debug)]
+pub struct NoPeers;
 
 impl Transport for NoPeers {
     fn send(&self, to: NodeId, msgs: Vec<GroupMessage>) {
@@ -232,6 +232,8 @@ pub async fn run(
         default_partitions: config.default_partitions,
         default_replication: config.default_replication,
         max_request_bytes: config.max_request_bytes,
+        max_connections: config.max_connections,
+        stats: kafka::ListenerStats::default(),
     });
     let fatal_node = node.clone();
     let stop = async move {

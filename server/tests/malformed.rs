@@ -6,13 +6,16 @@
 
 use std::time::Duration;
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::{Bytes, BytesMut};
+use futures_util::{SinkExt as _, StreamExt as _};
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+use tokio_util::codec::{Encoder as _, Framed, FramedRead};
 use weir_core::batch::BatchBuilder;
 use weir_server::config::{Config, EngineKind};
+use weir_server::kafka::frame_codec;
 
 async fn start() -> (
     std::net::SocketAddr,
@@ -36,7 +39,6 @@ async fn start() -> (
 
 async fn call(s: &mut TcpStream, key: ApiKey, version: i16, req: RequestKind) -> ResponseKind {
     let mut buf = BytesMut::new();
-    buf.put_i32(0);
     RequestHeader::default()
         .with_request_api_key(key as i16)
         .with_request_api_version(version)
@@ -45,13 +47,9 @@ async fn call(s: &mut TcpStream, key: ApiKey, version: i16, req: RequestKind) ->
         .encode(&mut buf, key.request_header_version(version))
         .unwrap();
     req.encode(&mut buf, version).unwrap();
-    let n = (buf.len() - 4) as i32;
-    buf[0..4].copy_from_slice(&n.to_be_bytes());
-    s.write_all(&buf).await.unwrap();
-    let len = s.read_i32().await.unwrap();
-    let mut body = vec![0u8; len as usize];
-    s.read_exact(&mut body).await.unwrap();
-    let mut body = Bytes::from(body);
+    let mut framed = Framed::new(s, frame_codec(1 << 30));
+    framed.send(buf.freeze()).await.unwrap();
+    let mut body = framed.next().await.unwrap().unwrap().freeze();
     let hv = if key == ApiKey::ApiVersions {
         0
     } else {
@@ -227,28 +225,27 @@ async fn pipelined_requests_are_answered_in_order() {
         } else {
             (ApiKey::Metadata, 12)
         };
-        let start = buf.len();
-        buf.put_i32(0);
+        let mut frame = BytesMut::new();
         RequestHeader::default()
             .with_request_api_key(key as i16)
             .with_request_api_version(version)
             .with_correlation_id(i)
-            .encode(&mut buf, key.request_header_version(version))
+            .encode(&mut frame, key.request_header_version(version))
             .unwrap();
         let req = if i % 2 == 0 {
             RequestKind::ApiVersions(ApiVersionsRequest::default())
         } else {
             RequestKind::Metadata(MetadataRequest::default())
         };
-        req.encode(&mut buf, version).unwrap();
-        let n = (buf.len() - start - 4) as i32;
-        buf[start..start + 4].copy_from_slice(&n.to_be_bytes());
+        req.encode(&mut frame, version).unwrap();
+        frame_codec(1 << 30)
+            .encode(frame.freeze(), &mut buf)
+            .unwrap();
     }
     s.write_all(&buf).await.unwrap();
+    let mut responses = FramedRead::new(&mut s, frame_codec(1 << 30));
     for i in 0..10i32 {
-        let len = s.read_i32().await.unwrap();
-        let mut body = vec![0u8; len as usize];
-        s.read_exact(&mut body).await.unwrap();
+        let body = responses.next().await.unwrap().unwrap();
         let corr = i32::from_be_bytes([body[0], body[1], body[2], body[3]]);
         assert_eq!(corr, i, "responses in request order");
     }

@@ -4,14 +4,17 @@
 
 #![allow(clippy::unwrap_used)] // test helpers outside #[test] functions
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::{Bytes, BytesMut};
+use futures_util::StreamExt as _;
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
+use tokio_util::codec::{Encoder as _, FramedRead};
 use weir_core::batch::{BatchBuilder, iter_batches};
 use weir_server::client::Client;
 use weir_server::config::{Config, EngineKind};
+use weir_server::kafka::frame_codec;
 
 const PRODUCE_V: i16 = 8;
 
@@ -34,7 +37,6 @@ fn produce_frame(id: i32, value: u32) -> BytesMut {
                 ]),
         ]);
     let mut buf = BytesMut::new();
-    buf.put_i32(0);
     RequestHeader::default()
         .with_request_api_key(ApiKey::Produce as i16)
         .with_request_api_version(PRODUCE_V)
@@ -43,9 +45,11 @@ fn produce_frame(id: i32, value: u32) -> BytesMut {
         .encode(&mut buf, ApiKey::Produce.request_header_version(PRODUCE_V))
         .unwrap();
     req.encode(&mut buf, PRODUCE_V).unwrap();
-    let n = (buf.len() - 4) as i32;
-    buf[0..4].copy_from_slice(&n.to_be_bytes());
-    buf
+    let mut framed = BytesMut::new();
+    frame_codec(1 << 30)
+        .encode(buf.freeze(), &mut framed)
+        .unwrap();
+    framed
 }
 
 /// The record value of every batch in `records`, in log order.
@@ -93,17 +97,15 @@ async fn pipelined_produces_are_answered_and_appended_in_order() {
     for i in 0..200u32 {
         all.extend_from_slice(&produce_frame(i as i32, i));
     }
-    let (mut rd, mut wr) = s.split();
+    let (rd, mut wr) = s.split();
     let write = async {
         wr.write_all(&all).await.unwrap();
     };
     let read = async {
         let mut offsets = Vec::new();
+        let mut responses = FramedRead::new(rd, frame_codec(1 << 30));
         for i in 0..200 {
-            let len = rd.read_i32().await.unwrap();
-            let mut body = vec![0u8; len as usize];
-            rd.read_exact(&mut body).await.unwrap();
-            let mut body = Bytes::from(body);
+            let mut body = responses.next().await.unwrap().unwrap().freeze();
             let h = ResponseHeader::decode(
                 &mut body,
                 ApiKey::Produce.response_header_version(PRODUCE_V),

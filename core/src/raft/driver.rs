@@ -32,25 +32,25 @@ use crate::raft::storage::EngineStorage;
 use crate::raft::writer::{WriteReq, Writer};
 use crate::transport::{GroupMessage, SharedTransport};
 
-/// What a proposal yields once applied.
+/// What applying a committed entry yielded: a proposal's answer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Outcome {
+pub(crate) enum Applied {
     /// A produce request's batch, stored at these offsets.
-    Produced(Appended),
-    /// A metadata command, applied.
-    Applied,
+    Batch(Appended),
+    /// Any other command (metadata, compaction), or an entry without data.
+    Command,
 }
 
 /// Where a proposal's answer goes.
-pub(crate) type Reply = oneshot::Sender<Result<Outcome>>;
+pub(crate) type Reply = oneshot::Sender<Result<Applied>>;
 
 /// Messages to a group's task.
 pub(crate) enum GroupMsg {
     /// Propose on the leader; elsewhere answer `NotLeader` with a hint.
     Propose { data: Vec<u8>, reply: Option<Reply> },
-    /// Propose wherever this replica is; followers forward to the leader. The
-    /// proposer learns the outcome by watching state, not from a reply.
-    Forward { data: Vec<u8> },
+    /// Propose wherever this replica is, without a reply: followers forward it to
+    /// the leader, and the proposer learns the outcome by watching applied state.
+    ProposeUnanswered { data: Vec<u8> },
     /// A message from a peer.
     Step(Message),
     /// A peer could not be reached.
@@ -115,7 +115,7 @@ pub(crate) trait StateMachine: Send + 'static {
     ///
     /// `Err(Error::Invalid)` rejects the entry deterministically (every replica does
     /// the same) and is returned to the proposer; any other error is fatal.
-    fn apply(&mut self, index: u64, term: u64, data: &[u8]) -> Result<Outcome>;
+    fn apply(&mut self, index: u64, term: u64, data: &[u8]) -> Result<Applied>;
 
     /// Records a committed entry without data (elections' empty entries, conf changes).
     fn skip(&mut self, index: u64) -> Result<()>;
@@ -245,6 +245,7 @@ impl<S: StateMachine> Driver<S> {
                 break None;
             }
             self.publish();
+            self.notice_leadership();
         };
         self.status.send_modify(|s| s.stopped = true);
         for (_, (_, reply)) in std::mem::take(&mut self.pending) {
@@ -267,7 +268,7 @@ impl<S: StateMachine> Driver<S> {
     fn handle(&mut self, msg: GroupMsg) -> Option<oneshot::Sender<()>> {
         match msg {
             GroupMsg::Propose { data, reply } => self.propose(data, reply),
-            GroupMsg::Forward { data } => {
+            GroupMsg::ProposeUnanswered { data } => {
                 let _ = self.p.node.propose(vec![], data);
             }
             GroupMsg::Step(m) => {
@@ -380,12 +381,17 @@ impl<S: StateMachine> Driver<S> {
                 return Err(Error::Shutdown);
             }
         }
+        Ok(())
+    }
+
+    /// Tells the state machine when this replica has just become leader: after the
+    /// status saying so is published, so that whoever it wakes sees it.
+    fn notice_leadership(&mut self) {
         let leader = self.p.node.raft.state == StateRole::Leader;
         if leader && !self.was_leader {
             self.sm.on_leader(self.p.node.raft.term);
         }
         self.was_leader = leader;
-        Ok(())
     }
 
     fn apply(&mut self, entries: Vec<raft::eraftpb::Entry>) -> Result<()> {
@@ -405,7 +411,7 @@ impl<S: StateMachine> Driver<S> {
                     }
                 } else {
                     self.sm.skip(e.index)?;
-                    Ok(Outcome::Applied)
+                    Ok(Applied::Command)
                 },
             );
             // Everything pending at or below this index is decided now.

@@ -2,9 +2,12 @@
 //! coordinator yet. Clients that `assign()` partitions work regardless; clients
 //! that `subscribe()` get a clear, retriable error instead of a closed connection.
 
+use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::*;
 
-use crate::kafka::code::COORDINATOR_NOT_AVAILABLE as NO_COORDINATOR;
+use super::str_bytes;
+
+const NO_COORDINATOR: i16 = ResponseError::CoordinatorNotAvailable.code();
 
 /// The answer to a group request, or `None` for requests that are not group APIs.
 pub(crate) fn answer(req: &RequestKind, version: i16) -> Option<ResponseKind> {
@@ -74,4 +77,36 @@ pub(crate) fn answer(req: &RequestKind, version: i16) -> Option<ResponseKind> {
         }
         _ => return None,
     })
+}
+
+/// No coordinator yet: COORDINATOR_NOT_AVAILABLE for every key.
+pub fn find_coordinator(req: FindCoordinatorRequest, version: i16) -> FindCoordinatorResponse {
+    let msg = Some(str_bytes(
+        "consumer groups are not supported by weir yet; assign partitions instead",
+    ));
+    if version >= 4 {
+        let coordinators = req
+            .coordinator_keys
+            .into_iter()
+            .map(|key| {
+                find_coordinator_response::Coordinator::default()
+                    .with_key(key)
+                    .with_node_id(BrokerId(-1))
+                    .with_port(-1)
+                    .with_error_code(ResponseError::CoordinatorNotAvailable.code())
+                    .with_error_message(msg.clone())
+            })
+            .collect();
+        FindCoordinatorResponse::default().with_coordinators(coordinators)
+    } else {
+        let r = FindCoordinatorResponse::default()
+            .with_error_code(ResponseError::CoordinatorNotAvailable.code())
+            .with_node_id(BrokerId(-1))
+            .with_port(-1);
+        if version >= 1 {
+            r.with_error_message(msg)
+        } else {
+            r
+        }
+    }
 }

@@ -1,0 +1,163 @@
+//! Hosting groups: starting a group's driver (with the Raft configuration DESIGN.md
+//! §3 rule 5 fixes), and reconciling the partition replicas hosted here with what
+//! metadata assigns to this node.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Weak};
+use std::time::Instant;
+
+use raft::eraftpb::ConfState;
+use raft::{RawNode, ReadOnlyOption};
+use tokio::sync::{oneshot, watch};
+
+use super::{Hosted, Inner};
+use crate::error::{Error, Result};
+use crate::ids::{GroupId, NodeId};
+use crate::metadata::{Metadata, PartitionMeta};
+use crate::partition::{CompactPolicy, Compaction, FlushPolicy, PartitionMachine};
+use crate::raft::driver::{self, DriverParts, GroupMsg, StateMachine};
+use crate::raft::logger::logger;
+use crate::raft::storage::EngineStorage;
+
+impl Inner {
+    pub(super) fn start_group<S: StateMachine>(
+        &self,
+        group: GroupId,
+        voters: &[NodeId],
+        applied: u64,
+        sm: S,
+    ) -> Result<()> {
+        let e = &self.engine;
+        let mut state = e.raft_state(group)?;
+        if state.conf_state.voters.is_empty() {
+            state.conf_state = ConfState {
+                voters: voters.to_vec(),
+                ..ConfState::default()
+            };
+            e.raft_set_conf_state(group, &state.conf_state)?;
+        }
+        if state.hard_state.commit < applied {
+            // Applied entries were committed; the hard state's commit may not have been
+            // synced when the partition log was flushed.
+            if applied > e.raft_last_index(group)? {
+                return Err(Error::Corrupt(format!(
+                    "{group}: partition log applied index {applied} is past the Raft log's last index"
+                )));
+            }
+            state.hard_state.commit = applied;
+            e.raft_set_hard_state(group, &state.hard_state)?;
+        }
+        // Not synced here: both fixes are derived again from durable state if they are
+        // lost, and the group's first Ready that must be durable (a vote, entries) syncs
+        // the log, these records included, before anything is sent. (A sync here waited,
+        // after a kill -9, for the kernel to write back everything the previous process
+        // left dirty: ext4 commits its journal only after that data.)
+        let cfg = raft::Config {
+            id: self.cfg.id,
+            election_tick: self.cfg.election_ticks,
+            heartbeat_tick: self.cfg.heartbeat_ticks,
+            applied,
+            max_size_per_msg: 1 << 20,
+            max_inflight_msgs: 256,
+            check_quorum: true,
+            pre_vote: true,
+            read_only_option: ReadOnlyOption::Safe,
+            max_uncommitted_size: 256 << 20,
+            max_committed_size_per_ready: 16 << 20,
+            ..raft::Config::default()
+        };
+        cfg.validate()
+            .map_err(|err| Error::Config(format!("{group}: {err}")))?;
+        let storage = EngineStorage::new(e.clone(), group);
+        let mut node = RawNode::new(&cfg, storage, &logger(self.cfg.id, group))
+            .map_err(|err| Error::Corrupt(format!("{group}: cannot start Raft: {err}")))?;
+        if state.conf_state.voters == [self.cfg.id] && state.conf_state.learners.is_empty() {
+            // A single replica need not wait out an election timeout.
+            let _ = node.campaign();
+        }
+        let writer = self.writer.lock().clone().ok_or(Error::Shutdown)?;
+        let parts = DriverParts {
+            group,
+            node,
+            engine: e.clone(),
+            writer,
+            transport: self.transport.clone(),
+            fatal: self.fatal.clone(),
+            tick: self.cfg.tick,
+            unsafe_bypass_leader_check: self.cfg.unsafe_bypass_leader_check,
+        };
+        let (handle, task) = driver::spawn(parts, sm);
+        self.groups.write().insert(group, Hosted { handle, task });
+        tracing::debug!(node = self.cfg.id, %group, ?voters, applied, "group started");
+        Ok(())
+    }
+
+    fn start_partition(&self, p: &PartitionMeta) -> Result<()> {
+        let applied = self.engine.log_state(p.group)?.applied_index;
+        let sm = PartitionMachine {
+            group: p.group,
+            engine: self.engine.clone(),
+            announce: self.announce.clone(),
+            flush: FlushPolicy {
+                bytes: self.cfg.flush_bytes,
+                interval: self.cfg.flush_interval,
+            },
+            compact: CompactPolicy {
+                bytes: self.cfg.compact_bytes,
+                interval: self.cfg.compact_interval,
+            },
+            unflushed: 0,
+            last_flush: Instant::now(),
+            batches_applied: self.batches_applied.clone(),
+            applied_batches: false,
+            compaction: Compaction::new(applied, self.engine.raft_first_index(p.group)? - 1),
+        };
+        self.start_group(p.group, &p.replicas, applied, sm)
+    }
+}
+
+/// Starts the partition groups metadata assigns to this node and stops (and deletes)
+/// those whose topic was deleted.
+pub(super) async fn reconcile(node: Weak<Inner>, mut meta: watch::Receiver<Arc<Metadata>>) {
+    loop {
+        let m = meta.borrow_and_update().clone();
+        let Some(inner) = node.upgrade() else {
+            return;
+        };
+        let wanted: HashMap<GroupId, PartitionMeta> = m
+            .hosted_by(inner.cfg.id)
+            .map(|(_, p)| (p.group, p.clone()))
+            .collect();
+        let running: Vec<GroupId> = inner.groups.read().keys().copied().collect();
+        for (g, p) in &wanted {
+            if !running.contains(g)
+                && let Err(e) = inner.start_partition(p)
+            {
+                inner.fatal.raise(format!("starting {g}: {e}"));
+            }
+        }
+        for g in running {
+            if g == GroupId::METADATA || wanted.contains_key(&g) {
+                continue;
+            }
+            let Some(h) = inner.groups.write().remove(&g) else {
+                continue;
+            };
+            let (tx, _rx) = oneshot::channel();
+            let _ = h.handle.tx.send(GroupMsg::Stop(tx));
+            let _ = h.task.await;
+            let removed = inner
+                .engine
+                .log_remove(g)
+                .and_then(|()| inner.engine.raft_remove_group(g));
+            if let Err(e) = removed {
+                inner.fatal.raise(format!("removing {g}: {e}"));
+            }
+            tracing::info!(node = inner.cfg.id, group = %g, "partition replica removed");
+        }
+        drop(inner);
+        if meta.changed().await.is_err() {
+            return;
+        }
+    }
+}

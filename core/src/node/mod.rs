@@ -1,0 +1,380 @@
+//! A weir node: hosts group 0 (metadata) and a Raft group for every partition replica
+//! assigned to it. The produce, fetch and admin pipelines it offers live in
+//! [`crate::pipeline`].
+//!
+//! The node starts and stops partition groups as it applies metadata (`hosting`), and
+//! keeps its own entries in metadata current (`register`). Incoming Raft messages are
+//! routed to groups by id; each group's task owns its `RawNode`.
+
+mod hosting;
+mod register;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant};
+
+use parking_lot::{Mutex, RwLock};
+use tokio::sync::{Notify, oneshot, watch};
+use tokio::task::JoinHandle;
+
+use crate::engine::Engine;
+use crate::error::{Error, LeaderHint, Result};
+use crate::ids::{GroupId, NodeId};
+use crate::metadata::{Metadata, MetadataMachine, PartitionMeta};
+use crate::raft::driver::{GroupHandle, GroupMsg, GroupStatus, Role};
+use crate::raft::fatal::Fatal;
+use crate::raft::writer::Writer;
+use crate::transport::{GroupMessage, Inbound, SharedTransport};
+
+/// How a node runs.
+#[derive(Clone, Debug)]
+pub struct NodeConfig {
+    /// This node's id (from 1).
+    pub id: NodeId,
+    /// Every voter of the metadata group (a static cluster), this node included.
+    pub voters: Vec<NodeId>,
+    /// The Kafka address clients should use to reach this node.
+    pub kafka_addr: String,
+    /// The Raft tick.
+    pub tick: Duration,
+    /// Ticks without a leader before an election (randomised up to twice this).
+    pub election_ticks: usize,
+    /// Ticks between leader heartbeats.
+    pub heartbeat_ticks: usize,
+    /// Largest record batch a producer may send.
+    pub max_batch_bytes: usize,
+    /// Flush a partition log after this many bytes were applied…
+    pub flush_bytes: u64,
+    /// …or after this long.
+    pub flush_interval: Duration,
+    /// The leader of a partition proposes compacting the Raft log after this many
+    /// bytes were flushed to the partition log since its last compaction…
+    pub compact_bytes: u64,
+    /// …or after this long. Compaction only reaches what every replica has and what
+    /// is durable in the partition log, so a replica that is down holds it back.
+    pub compact_interval: Duration,
+    /// **For negative-control tests only.** Skips the leadership check of the
+    /// produce pipeline and the driver, so that followers propose (raft-rs forwards
+    /// the proposal) and track it by their own (index, term) — which is wrong. The
+    /// fault tests turn it on to show that their checker notices. Never set it in
+    /// production.
+    pub unsafe_bypass_leader_check: bool,
+}
+
+impl NodeConfig {
+    /// A configuration for node `id` of a static cluster of `voters`.
+    pub fn new(id: NodeId, voters: Vec<NodeId>, kafka_addr: impl Into<String>) -> Self {
+        NodeConfig {
+            id,
+            voters,
+            kafka_addr: kafka_addr.into(),
+            tick: Duration::from_millis(100),
+            election_ticks: 10,
+            heartbeat_ticks: 2,
+            max_batch_bytes: 1 << 20,
+            flush_bytes: 4 << 20,
+            flush_interval: Duration::from_secs(1),
+            compact_bytes: 16 << 20,
+            compact_interval: Duration::from_secs(2),
+            unsafe_bypass_leader_check: false,
+        }
+    }
+
+    fn validate(&self) -> Result<()> {
+        if self.id == 0 {
+            return Err(Error::Config("node id must be at least 1".into()));
+        }
+        if !self.voters.contains(&self.id) {
+            return Err(Error::Config(format!(
+                "node {} is not among the voters {:?}",
+                self.id, self.voters
+            )));
+        }
+        if self.heartbeat_ticks == 0 || self.election_ticks <= self.heartbeat_ticks {
+            return Err(Error::Config(
+                "election_ticks must exceed heartbeat_ticks, which must be positive".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+struct Hosted {
+    handle: GroupHandle,
+    task: JoinHandle<()>,
+}
+
+struct Inner {
+    cfg: NodeConfig,
+    engine: Arc<dyn Engine>,
+    transport: SharedTransport,
+    writer: Mutex<Option<Writer>>,
+    writer_thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+    fatal: Fatal,
+    groups: RwLock<HashMap<GroupId, Hosted>>,
+    meta: watch::Receiver<Arc<Metadata>>,
+    tasks: Mutex<Vec<JoinHandle<()>>>,
+    /// Bumped whenever a partition hosted here applies new batches.
+    batches_applied: Arc<watch::Sender<u64>>,
+    /// Wakes the registration loop (a replica became leader).
+    announce: Arc<Notify>,
+}
+
+/// A running node; cheap to clone.
+#[derive(Clone)]
+pub struct Node {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Node {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Node")
+            .field("id", &self.inner.cfg.id)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Routes what the transport receives into the node, without keeping it alive.
+struct NodeInbound(Weak<Inner>);
+
+impl Inbound for NodeInbound {
+    fn deliver(&self, _from: NodeId, msgs: Vec<GroupMessage>) {
+        if let Some(inner) = self.0.upgrade() {
+            let groups = inner.groups.read();
+            for m in msgs {
+                if let Some(h) = groups.get(&m.group) {
+                    let _ = h.handle.tx.send(GroupMsg::Step(m.msg));
+                }
+            }
+        }
+    }
+
+    fn unreachable(&self, peer: NodeId) {
+        if let Some(inner) = self.0.upgrade() {
+            for h in inner.groups.read().values() {
+                let _ = h.handle.tx.send(GroupMsg::Unreachable(peer));
+            }
+        }
+    }
+}
+
+impl Node {
+    /// Starts a node on the current tokio runtime: recovers group 0 from the engine
+    /// (or bootstraps it from `cfg.voters`), then starts the partition groups that
+    /// metadata assigns to it as metadata is applied.
+    ///
+    /// Register [`Node::inbound`] with the transport so that messages reach it.
+    ///
+    /// # Errors
+    /// [`Error::Config`] for a bad configuration; engine errors while recovering.
+    pub fn start(
+        cfg: NodeConfig,
+        engine: Arc<dyn Engine>,
+        transport: SharedTransport,
+    ) -> Result<Node> {
+        cfg.validate()?;
+        let fatal = Fatal::new();
+        let (writer, writer_thread) =
+            Writer::spawn(engine.clone(), transport.clone(), fatal.clone())
+                .map_err(|e| Error::io("starting the Raft writer thread", e))?;
+        let (machine, meta) = MetadataMachine::new();
+        let inner = Arc::new(Inner {
+            cfg,
+            engine,
+            transport,
+            writer: Mutex::new(Some(writer)),
+            writer_thread: Mutex::new(Some(writer_thread)),
+            fatal,
+            groups: RwLock::new(HashMap::new()),
+            meta,
+            tasks: Mutex::new(Vec::new()),
+            batches_applied: Arc::new(watch::channel(0).0),
+            announce: Arc::new(Notify::new()),
+        });
+        let voters = inner.cfg.voters.clone();
+        inner.start_group(GroupId::METADATA, &voters, 0, machine)?;
+        let node = Node { inner };
+        let reconcile = tokio::spawn(hosting::reconcile(
+            Arc::downgrade(&node.inner),
+            node.inner.meta.clone(),
+        ));
+        let register = tokio::spawn(register::register(
+            Arc::downgrade(&node.inner),
+            node.inner.announce.clone(),
+        ));
+        node.inner.tasks.lock().extend([reconcile, register]);
+        Ok(node)
+    }
+
+    /// What the transport should deliver to.
+    pub fn inbound(&self) -> Arc<dyn Inbound> {
+        Arc::new(NodeInbound(Arc::downgrade(&self.inner)))
+    }
+
+    /// This node's id.
+    pub fn id(&self) -> NodeId {
+        self.inner.cfg.id
+    }
+
+    /// The current metadata as this node has applied it.
+    pub fn metadata(&self) -> Arc<Metadata> {
+        self.inner.meta.borrow().clone()
+    }
+
+    /// A watch on metadata changes.
+    pub fn watch_metadata(&self) -> watch::Receiver<Arc<Metadata>> {
+        self.inner.meta.clone()
+    }
+
+    /// A counter bumped whenever any partition hosted here applies new batches: what
+    /// long-polling fetches wait on.
+    pub fn batches_applied(&self) -> watch::Receiver<u64> {
+        self.inner.batches_applied.subscribe()
+    }
+
+    /// The status of a group hosted here.
+    pub fn group_status(&self, group: GroupId) -> Option<GroupStatus> {
+        self.inner
+            .groups
+            .read()
+            .get(&group)
+            .map(|h| h.handle.status.borrow().clone())
+    }
+
+    /// Groups hosted here, in ascending order.
+    pub fn hosted_groups(&self) -> Vec<GroupId> {
+        let mut v: Vec<_> = self.inner.groups.read().keys().copied().collect();
+        v.sort();
+        v
+    }
+
+    /// The error that stopped the node, if one did (a failed fsync, say).
+    pub fn fatal_error(&self) -> Option<String> {
+        self.inner.fatal.get()
+    }
+
+    /// Waits until the node hits a fatal error and returns it.
+    pub async fn wait_fatal(&self) -> String {
+        self.inner.fatal.wait().await
+    }
+
+    /// Asks the leader of `group` (if it is this node) to hand over to `to`.
+    pub fn transfer_leader(&self, group: GroupId, to: NodeId) {
+        self.send_to_group(group, GroupMsg::TransferLeader(to));
+    }
+
+    /// Starts an election for `group` on this node.
+    pub fn campaign(&self, group: GroupId) {
+        self.send_to_group(group, GroupMsg::Campaign);
+    }
+
+    /// Stops every group and the writer, and waits until nothing holds the engine.
+    pub async fn shutdown(self) {
+        // An aborted task may be mid-poll on another worker (reconcile could be
+        // starting a group): wait until each has really ended before draining groups.
+        let tasks: Vec<JoinHandle<()>> = self.inner.tasks.lock().drain(..).collect();
+        for t in tasks {
+            t.abort();
+            let _ = t.await;
+        }
+        let hosted: Vec<Hosted> = self.inner.groups.write().drain().map(|(_, h)| h).collect();
+        for h in hosted {
+            let (tx, _rx) = oneshot::channel();
+            let _ = h.handle.tx.send(GroupMsg::Stop(tx));
+            let _ = h.task.await;
+        }
+        self.inner.writer.lock().take();
+        let thread = self.inner.writer_thread.lock().take();
+        if let Some(t) = thread {
+            let _ = tokio::task::spawn_blocking(move || t.join()).await;
+        }
+    }
+
+    /// Waits until `group` has a leader known to this node and returns it.
+    ///
+    /// # Errors
+    /// [`Error::Timeout`].
+    pub async fn wait_leader(&self, group: GroupId, timeout: Duration) -> Result<NodeId> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(st) = self.group_status(group)
+                && st.leader != 0
+            {
+                return Ok(st.leader);
+            }
+            if Instant::now() >= deadline {
+                return Err(Error::Timeout(format!(
+                    "no leader for {group} within {timeout:?}"
+                )));
+            }
+            tokio::time::sleep(self.inner.cfg.tick).await;
+        }
+    }
+
+    /// The partition `topic`/`partition` in metadata and, when a replica is hosted
+    /// here, its group's handle.
+    ///
+    /// # Errors
+    /// [`Error::NotFound`] for an unknown partition; [`Error::NotLeader`] (with the
+    /// leader metadata records) when no replica is hosted here.
+    pub(crate) fn locate(
+        &self,
+        topic: &str,
+        partition: i32,
+    ) -> Result<(PartitionMeta, GroupHandle)> {
+        let meta = self.metadata();
+        let p = meta
+            .partition(topic, partition)
+            .ok_or_else(|| Error::NotFound(format!("topic {topic} partition {partition}")))?
+            .clone();
+        let handle = self
+            .inner
+            .groups
+            .read()
+            .get(&p.group)
+            .map(|h| h.handle.clone());
+        match handle {
+            Some(h) => Ok((p, h)),
+            None => Err(Error::NotLeader {
+                group: p.group,
+                hint: p.leader.map(|(node, term)| LeaderHint { node, term }),
+            }),
+        }
+    }
+
+    /// The local replica's status when it leads the partition.
+    ///
+    /// # Errors
+    /// [`Error::NotLeader`] with the best hint known: the local replica's view, else
+    /// the leader metadata records.
+    pub(crate) fn leader_check(&self, p: &PartitionMeta, h: &GroupHandle) -> Result<GroupStatus> {
+        let st = h.status.borrow().clone();
+        if st.role != Role::Leader {
+            let hint = st
+                .leader_hint()
+                .or(p.leader.map(|(node, term)| LeaderHint { node, term }));
+            return Err(Error::NotLeader {
+                group: p.group,
+                hint,
+            });
+        }
+        Ok(st)
+    }
+
+    /// The node's configuration.
+    pub(crate) fn config(&self) -> &NodeConfig {
+        &self.inner.cfg
+    }
+
+    /// The engine.
+    pub(crate) fn engine(&self) -> &Arc<dyn Engine> {
+        &self.inner.engine
+    }
+
+    /// Sends a message to a hosted group's task (dropped when it is not hosted here).
+    pub(crate) fn send_to_group(&self, group: GroupId, msg: GroupMsg) {
+        if let Some(h) = self.inner.groups.read().get(&group) {
+            let _ = h.handle.tx.send(msg);
+        }
+    }
+}

@@ -1,0 +1,81 @@
+//! Registration: keeps this node's entries in metadata current. This loop is the one
+//! path by which leadership reaches metadata: a replica that becomes leader wakes it,
+//! and it also repeats announcements that were lost (e.g. while group 0 had no leader).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Weak};
+use std::time::Instant;
+
+use tokio::sync::Notify;
+
+use super::Inner;
+use crate::entry::encode_meta;
+use crate::ids::GroupId;
+use crate::metadata::MetaCommand;
+use crate::raft::driver::{GroupMsg, Role};
+
+/// Keeps this node's entries in metadata current: its broker registration (Kafka
+/// address), and the leadership of every partition it leads. Runs when `announce`
+/// wakes it (a replica became leader) and every three ticks; a command not yet
+/// applied is proposed again once three ticks have passed since it was last sent.
+pub(super) async fn register(node: Weak<Inner>, announce: Arc<Notify>) {
+    // What was proposed, and when: (group, term) → last sent (group 0 stands for the
+    // broker registration).
+    let mut sent: HashMap<(GroupId, u64), Instant> = HashMap::new();
+    loop {
+        let Some(inner) = node.upgrade() else {
+            return;
+        };
+        let pause = inner.cfg.tick * 3;
+        let meta = inner.meta.borrow().clone();
+        let mut commands = Vec::new();
+        let current = meta
+            .brokers
+            .get(&inner.cfg.id)
+            .map(|b| b.kafka_addr.as_str());
+        if current != Some(inner.cfg.kafka_addr.as_str()) {
+            commands.push(MetaCommand::RegisterBroker {
+                id: inner.cfg.id,
+                kafka_addr: inner.cfg.kafka_addr.clone(),
+            });
+        }
+        {
+            let groups = inner.groups.read();
+            for (_, p) in meta.hosted_by(inner.cfg.id) {
+                let Some(h) = groups.get(&p.group) else {
+                    continue;
+                };
+                let st = h.handle.status.borrow();
+                if st.role == Role::Leader && p.leader != Some((inner.cfg.id, st.term)) {
+                    commands.push(MetaCommand::LeaderChanged {
+                        group: p.group,
+                        node: inner.cfg.id,
+                        term: st.term,
+                    });
+                }
+            }
+            let now = Instant::now();
+            sent.retain(|_, at| now.duration_since(*at) < pause);
+            if let Some(h) = groups.get(&GroupId::METADATA) {
+                for cmd in commands {
+                    let key = match &cmd {
+                        MetaCommand::LeaderChanged { group, term, .. } => (*group, *term),
+                        _ => (GroupId::METADATA, 0),
+                    };
+                    if sent.contains_key(&key) {
+                        continue;
+                    }
+                    sent.insert(key, now);
+                    match encode_meta(&cmd) {
+                        Ok(data) => {
+                            let _ = h.handle.tx.send(GroupMsg::ProposeUnanswered { data });
+                        }
+                        Err(e) => inner.fatal.raise(format!("registering: {e}")),
+                    }
+                }
+            }
+        }
+        drop(inner);
+        let _ = tokio::time::timeout(pause, announce.notified()).await;
+    }
+}

@@ -1,0 +1,127 @@
+//! Produce: validate → leadership check → propose → await the ticket.
+//!
+//! Proposing is synchronous: [`Node::propose`] puts the batch in the partition
+//! group's mailbox before it returns, so batches one caller proposes to a partition
+//! are appended in the order it proposed them, however their tickets are awaited.
+
+use std::time::Duration;
+
+use tokio::sync::oneshot;
+
+use crate::batch;
+use crate::engine::Appended;
+use crate::entry::encode_produce;
+use crate::error::{Error, Result};
+use crate::node::Node;
+use crate::raft::driver::{Applied, GroupMsg};
+
+/// How many replicas must have a batch before a produce is answered.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Acks {
+    /// Answer nothing; return once the leader accepted the proposal.
+    None,
+    /// Wait until the batch is committed and applied (Kafka acks=1 and acks=all).
+    All,
+}
+
+/// A proposed batch: await [`ProduceTicket::wait`] for its offsets.
+#[derive(Debug)]
+pub struct ProduceTicket {
+    /// `None` for [`Acks::None`]: nothing to wait for.
+    reply: Option<oneshot::Receiver<Result<Applied>>>,
+    /// "topic-partition", for errors.
+    what: String,
+}
+
+impl ProduceTicket {
+    /// Waits until the batch is applied and returns its offsets (`None` for
+    /// [`Acks::None`]).
+    ///
+    /// # Errors
+    /// [`Error::NotLeader`] when leadership changed before the batch was committed
+    /// (it was superseded and will not appear); [`Error::Timeout`] when it was not
+    /// applied within `timeout` (it may still be, later); [`Error::Shutdown`];
+    /// [`Error::Invalid`] when every replica refused the entry.
+    pub async fn wait(self, timeout: Duration) -> Result<Option<Appended>> {
+        let Some(rx) = self.reply else {
+            return Ok(None);
+        };
+        match tokio::time::timeout(timeout, rx).await {
+            Err(_) => Err(Error::Timeout(format!(
+                "produce to {} not applied within {timeout:?}",
+                self.what
+            ))),
+            Ok(Err(_)) => Err(Error::Shutdown),
+            Ok(Ok(Ok(Applied::Batch(a)))) => Ok(Some(a)),
+            Ok(Ok(Ok(Applied::Command))) => Err(Error::Invalid(
+                "produce entry was not applied as a batch".into(),
+            )),
+            Ok(Ok(Err(e))) => Err(e),
+        }
+    }
+}
+
+impl Node {
+    /// Proposes one RecordBatch to a partition: validates it, checks that this node
+    /// leads the partition and puts the proposal in the group's mailbox before it
+    /// returns. Await the ticket for the outcome.
+    ///
+    /// # Errors
+    /// [`Error::NotFound`] for an unknown partition; [`Error::TooLarge`],
+    /// [`Error::Invalid`] or [`Error::Corrupt`] for a bad batch; [`Error::NotLeader`]
+    /// (with a hint) when this node does not lead it; [`Error::Shutdown`].
+    pub fn propose(
+        &self,
+        topic: &str,
+        partition: i32,
+        batch_bytes: &[u8],
+        acks: Acks,
+    ) -> Result<ProduceTicket> {
+        let limit = self.config().max_batch_bytes;
+        if batch_bytes.len() > limit {
+            return Err(Error::TooLarge {
+                size: batch_bytes.len(),
+                limit,
+            });
+        }
+        batch::verify_produced(batch_bytes)?;
+        let (p, h) = self.locate(topic, partition)?;
+        if !self.config().unsafe_bypass_leader_check {
+            self.leader_check(&p, &h)?;
+        }
+        let data = encode_produce(batch_bytes);
+        let what = format!("{topic}-{partition}");
+        if acks == Acks::None {
+            let _ = h.tx.send(GroupMsg::Propose { data, reply: None });
+            return Ok(ProduceTicket { reply: None, what });
+        }
+        let (tx, rx) = oneshot::channel();
+        h.tx.send(GroupMsg::Propose {
+            data,
+            reply: Some(tx),
+        })
+        .map_err(|_| Error::Shutdown)?;
+        Ok(ProduceTicket {
+            reply: Some(rx),
+            what,
+        })
+    }
+
+    /// Produces one RecordBatch to a partition: [`Node::propose`], then (for
+    /// [`Acks::All`]) waits up to `timeout` until it is applied, returning its offsets.
+    ///
+    /// # Errors
+    /// Those of [`Node::propose`] and [`ProduceTicket::wait`].
+    pub async fn produce(
+        &self,
+        topic: &str,
+        partition: i32,
+        batch_bytes: &[u8],
+        acks: Acks,
+        timeout: Duration,
+    ) -> Result<Option<Appended>> {
+        self.propose(topic, partition, batch_bytes, acks)?
+            .wait(timeout)
+            .await
+    }
+}

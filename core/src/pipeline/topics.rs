@@ -1,0 +1,146 @@
+//! Topics through the metadata group (create, delete), and the cluster as clients are
+//! told of it: each partition's leader and in-sync replicas, and the controller.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use crate::entry::encode_meta;
+use crate::error::{Error, LeaderHint, Result};
+use crate::ids::{GroupId, NodeId};
+use crate::metadata::{MetaCommand, Metadata, PartitionMeta};
+use crate::node::Node;
+use crate::raft::driver::{GroupMsg, Role};
+
+/// A follower counts as in sync while it is at most this many entries behind the
+/// leader's commit index.
+const ISR_MAX_LAG_ENTRIES: u64 = 10_000;
+
+/// Kafka's topic-name rule: 1..=249 of `[a-zA-Z0-9._-]`, not `.` or `..`.
+///
+/// # Errors
+/// [`Error::Invalid`] naming the problem.
+pub fn validate_topic_name(name: &str) -> Result<()> {
+    let ok_chars = name
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-');
+    if name.is_empty() || name.len() > 249 || !ok_chars || name == "." || name == ".." {
+        return Err(Error::Invalid(format!(
+            "topic name {name:?} must be 1-249 characters of [a-zA-Z0-9._-] and not '.' or '..'"
+        )));
+    }
+    Ok(())
+}
+
+impl Node {
+    /// Creates a topic through group 0 and waits until this node has applied it.
+    /// Works on any node: followers forward the proposal to the metadata leader.
+    ///
+    /// # Errors
+    /// [`Error::Invalid`] for a bad name or counts, [`Error::AlreadyExists`],
+    /// [`Error::Timeout`] when no metadata leader committed it in time.
+    pub async fn create_topic(
+        &self,
+        name: &str,
+        partitions: i32,
+        replication: usize,
+        configs: BTreeMap<String, String>,
+        timeout: Duration,
+    ) -> Result<()> {
+        validate_topic_name(name)?;
+        let meta = self.metadata();
+        if meta.topics.contains_key(name) {
+            return Err(Error::AlreadyExists(format!("topic {name}")));
+        }
+        let replicas = meta.assign(name, partitions, replication)?;
+        let cmd = MetaCommand::CreateTopic {
+            name: name.to_string(),
+            replicas,
+            configs,
+        };
+        self.propose_meta(cmd, timeout, |m| m.topics.contains_key(name))
+            .await
+    }
+
+    /// Deletes a topic through group 0 and waits until this node has applied it.
+    ///
+    /// # Errors
+    /// [`Error::NotFound`], [`Error::Timeout`].
+    pub async fn delete_topic(&self, name: &str, timeout: Duration) -> Result<()> {
+        if !self.metadata().topics.contains_key(name) {
+            return Err(Error::NotFound(format!("topic {name}")));
+        }
+        let cmd = MetaCommand::DeleteTopic {
+            name: name.to_string(),
+        };
+        self.propose_meta(cmd, timeout, |m| !m.topics.contains_key(name))
+            .await
+    }
+
+    /// Proposes a metadata command (again every few ticks, as proposals can be lost
+    /// during elections) until `done` holds for the applied metadata.
+    async fn propose_meta(
+        &self,
+        cmd: MetaCommand,
+        timeout: Duration,
+        done: impl Fn(&Metadata) -> bool,
+    ) -> Result<()> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        let mut meta = self.watch_metadata();
+        let data = encode_meta(&cmd)?;
+        let cfg = self.config();
+        let retry = cfg.tick * cfg.election_ticks as u32;
+        loop {
+            if done(&meta.borrow_and_update()) {
+                return Ok(());
+            }
+            self.send_to_group(
+                GroupId::METADATA,
+                GroupMsg::ProposeUnanswered { data: data.clone() },
+            );
+            let until = (tokio::time::Instant::now() + retry).min(deadline);
+            while tokio::time::timeout_at(until, meta.changed())
+                .await
+                .is_ok_and(|r| r.is_ok())
+            {
+                if done(&meta.borrow_and_update()) {
+                    return Ok(());
+                }
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(Error::Timeout(format!(
+                    "metadata change not applied within {timeout:?}"
+                )));
+            }
+        }
+    }
+
+    /// The leader of a partition as this node knows it: the local replica's view when
+    /// it hosts one, else the last leader recorded in metadata.
+    pub fn partition_leader(&self, p: &PartitionMeta) -> Option<LeaderHint> {
+        self.group_status(p.group)
+            .and_then(|s| s.leader_hint())
+            .or(p.leader.map(|(node, term)| LeaderHint { node, term }))
+    }
+
+    /// The in-sync replicas of a partition: on its leader, the replicas recently
+    /// active and at most 10,000 entries behind the commit index; elsewhere
+    /// (this node cannot tell) every replica.
+    pub fn in_sync_replicas(&self, p: &PartitionMeta) -> Vec<NodeId> {
+        match self.group_status(p.group) {
+            Some(s) if s.role == Role::Leader => s
+                .progress
+                .iter()
+                .filter(|(_, matched)| matched + ISR_MAX_LAG_ENTRIES >= s.commit)
+                .map(|(id, _)| *id)
+                .collect(),
+            _ => p.replicas.clone(),
+        }
+    }
+
+    /// The controller clients are told of: the metadata group's leader, if known.
+    pub fn controller(&self) -> Option<NodeId> {
+        self.group_status(GroupId::METADATA)
+            .map(|s| s.leader)
+            .filter(|&l| l != 0)
+    }
+}

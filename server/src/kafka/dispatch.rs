@@ -1,0 +1,220 @@
+//! Dispatch: decode a request header, check its API and version against what weir
+//! supports, hand the request to its handler and encode the response.
+
+use anyhow::Context as _;
+use bytes::{Bytes, BytesMut};
+use futures_util::FutureExt as _;
+use futures_util::future::BoxFuture;
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::*;
+use kafka_protocol::protocol::{Decodable, Encodable};
+
+use super::codec::MIN_REQUEST_BYTES;
+use super::connection::Session;
+use super::handlers;
+use super::{Context, handlers::groups};
+
+/// The APIs and versions weir answers (intersected with what the crate decodes).
+/// Produce and Fetch stop at 12: later versions name topics by id only.
+pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
+    (ApiKey::Produce, 3, 12),
+    (ApiKey::Fetch, 4, 12),
+    (ApiKey::ListOffsets, 1, 8),
+    (ApiKey::Metadata, 0, 12),
+    (ApiKey::FindCoordinator, 0, 4),
+    (ApiKey::ApiVersions, 0, 3),
+    (ApiKey::CreateTopics, 2, 7),
+    (ApiKey::DeleteTopics, 1, 5),
+    (ApiKey::DescribeConfigs, 1, 4),
+    // Group APIs: answered with COORDINATOR_NOT_AVAILABLE (see `handlers::groups`).
+    // OffsetFetch stops at 7: later versions batch several groups.
+    (ApiKey::JoinGroup, 0, 9),
+    (ApiKey::SyncGroup, 0, 5),
+    (ApiKey::Heartbeat, 0, 4),
+    (ApiKey::LeaveGroup, 0, 5),
+    (ApiKey::OffsetCommit, 2, 9),
+    (ApiKey::OffsetFetch, 1, 7),
+];
+
+/// The versions of `key` weir answers, if any.
+pub fn supported(key: ApiKey) -> Option<(i16, i16)> {
+    let &(_, lo, hi) = SUPPORTED.iter().find(|(k, _, _)| *k == key)?;
+    let crate_range = key.valid_versions();
+    Some((lo.max(crate_range.min), hi.min(crate_range.max)))
+}
+
+/// A request being handled: resolves to the encoded response frame (without its
+/// size prefix), or `None` when no response is due (a produce with acks=0). An
+/// `Err` closes the connection.
+pub type Pending<'a> = BoxFuture<'a, anyhow::Result<Option<Bytes>>>;
+
+/// How a request is answered once decoded.
+struct Request {
+    key: ApiKey,
+    version: i16,
+    correlation_id: i32,
+}
+
+/// Decodes one request frame, does the synchronous part of its handling (a
+/// produce's proposals are made before this returns) and returns the rest.
+///
+/// # Errors
+/// A frame too small to hold a header, an unknown or unsupported API or version
+/// (other than ApiVersions, which is answered), or an undecodable request.
+pub fn start<'a>(
+    mut frame: Bytes,
+    ctx: &'a Context,
+    session: &mut Session,
+) -> anyhow::Result<Pending<'a>> {
+    anyhow::ensure!(
+        frame.len() >= MIN_REQUEST_BYTES,
+        "request frame of {} bytes is too small",
+        frame.len()
+    );
+    let raw_key = i16::from_be_bytes([frame[0], frame[1]]);
+    let version = i16::from_be_bytes([frame[2], frame[3]]);
+    let correlation_id = i32::from_be_bytes([frame[4], frame[5], frame[6], frame[7]]);
+    let key =
+        ApiKey::try_from(raw_key).map_err(|()| anyhow::anyhow!("unknown API key {raw_key}"))?;
+    let Some((lo, hi)) = supported(key) else {
+        anyhow::bail!("API {key:?} is not supported");
+    };
+    if version < lo || version > hi {
+        if key == ApiKey::ApiVersions {
+            // Answer in v0 form, with the versions we do support (KIP-511).
+            let resp = api_versions().with_error_code(ResponseError::UnsupportedVersion.code());
+            let req = Request {
+                key,
+                version: 0,
+                correlation_id,
+            };
+            let frame = encode(&req, &ResponseKind::ApiVersions(resp));
+            return Ok(async move { frame.map(Some) }.boxed());
+        }
+        anyhow::bail!("{key:?} v{version} is not supported (supported: v{lo}-v{hi})");
+    }
+    let header = RequestHeader::decode(&mut frame, key.request_header_version(version))
+        .with_context(|| format!("decoding a {key:?} v{version} request header"))?;
+    if let Some(id) = &header.client_id
+        && session.client_id.as_deref() != Some(id.as_str())
+    {
+        session.client_id = Some(id.to_string());
+    }
+    let body = RequestKind::decode(key, &mut frame, version)
+        .with_context(|| format!("decoding a {key:?} v{version} request"))?;
+    let req = Request {
+        key,
+        version,
+        correlation_id: header.correlation_id,
+    };
+    Ok(match body {
+        RequestKind::ApiVersions(_) => respond(req, async {
+            Some(ResponseKind::ApiVersions(api_versions()))
+        }),
+        RequestKind::Metadata(r) => respond(req, async move {
+            Some(ResponseKind::Metadata(
+                handlers::metadata::handle(r, version, ctx).await,
+            ))
+        }),
+        RequestKind::Produce(r) => {
+            // Proposals are made here, before the next request is read.
+            let produced = handlers::produce::start(r, version, ctx);
+            respond(
+                req,
+                async move { produced.await.map(ResponseKind::Produce) },
+            )
+        }
+        RequestKind::Fetch(r) => respond(req, async move {
+            Some(ResponseKind::Fetch(
+                handlers::fetch::handle(r, version, ctx).await,
+            ))
+        }),
+        RequestKind::ListOffsets(r) => respond(req, async move {
+            Some(ResponseKind::ListOffsets(handlers::offsets::handle(
+                r, version, ctx,
+            )))
+        }),
+        RequestKind::CreateTopics(r) => respond(req, async move {
+            Some(ResponseKind::CreateTopics(
+                handlers::topics::create(r, version, ctx).await,
+            ))
+        }),
+        RequestKind::DeleteTopics(r) => respond(req, async move {
+            Some(ResponseKind::DeleteTopics(
+                handlers::topics::delete(r, version, ctx).await,
+            ))
+        }),
+        RequestKind::DescribeConfigs(r) => respond(req, async move {
+            Some(ResponseKind::DescribeConfigs(handlers::configs::describe(
+                r, ctx,
+            )))
+        }),
+        RequestKind::FindCoordinator(r) => respond(req, async move {
+            Some(ResponseKind::FindCoordinator(groups::find_coordinator(
+                r, version,
+            )))
+        }),
+        other => match groups::answer(&other, version) {
+            Some(r) => respond(req, async move { Some(r) }),
+            None => anyhow::bail!("{key:?} is not handled"),
+        },
+    })
+}
+
+/// Encodes what `handling` resolves to as the response to `req`.
+fn respond<'a>(
+    req: Request,
+    handling: impl Future<Output = Option<ResponseKind>> + Send + 'a,
+) -> Pending<'a> {
+    async move {
+        match handling.await {
+            Some(resp) => encode(&req, &resp).map(Some),
+            None => Ok(None),
+        }
+    }
+    .boxed()
+}
+
+/// Decodes one request frame (without its size prefix) and returns the encoded
+/// response frame (`None` for a produce with acks=0), as a connection would. An
+/// `Err` closes the connection.
+///
+/// # Errors
+/// As [`start`], and a response that cannot be encoded.
+pub async fn handle_frame(frame: Bytes, ctx: &Context) -> anyhow::Result<Option<Bytes>> {
+    let mut session = Session::new(std::net::SocketAddr::from(([127, 0, 0, 1], 0)));
+    start(frame, ctx, &mut session)?.await
+}
+
+fn encode(req: &Request, resp: &ResponseKind) -> anyhow::Result<Bytes> {
+    // ApiVersions responses always use header v0 (so that old clients can read them).
+    let header_version = if req.key == ApiKey::ApiVersions {
+        0
+    } else {
+        req.key.response_header_version(req.version)
+    };
+    let mut buf = BytesMut::with_capacity(256);
+    ResponseHeader::default()
+        .with_correlation_id(req.correlation_id)
+        .encode(&mut buf, header_version)
+        .with_context(|| format!("encoding a {:?} response header", req.key))?;
+    resp.encode(&mut buf, req.version)
+        .with_context(|| format!("encoding a {:?} v{} response", req.key, req.version))?;
+    Ok(buf.freeze())
+}
+
+fn api_versions() -> ApiVersionsResponse {
+    let keys = SUPPORTED
+        .iter()
+        .filter_map(|(k, _, _)| {
+            let (lo, hi) = supported(*k)?;
+            Some(
+                api_versions_response::ApiVersion::default()
+                    .with_api_key(*k as i16)
+                    .with_min_version(lo)
+                    .with_max_version(hi),
+            )
+        })
+        .collect();
+    ApiVersionsResponse::default().with_api_keys(keys)
+}

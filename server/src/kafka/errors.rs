@@ -1,0 +1,44 @@
+//! The stable mapping from core errors to Kafka error codes, at the protocol edge.
+
+use kafka_protocol::error::ResponseError;
+use weir_core::Error;
+
+/// The Kafka error code for a core error.
+pub fn error_code(e: &Error) -> i16 {
+    response_error(e).code()
+}
+
+/// The Kafka error for a core error.
+pub fn response_error(e: &Error) -> ResponseError {
+    match e {
+        Error::NotLeader { hint: None, .. } => ResponseError::LeaderNotAvailable,
+        Error::NotLeader { .. } => ResponseError::NotLeaderOrFollower,
+        Error::NotFound(_) => ResponseError::UnknownTopicOrPartition,
+        Error::OutOfRange { .. } => ResponseError::OffsetOutOfRange,
+        Error::Corrupt(_) => ResponseError::CorruptMessage,
+        Error::TooLarge { .. } => ResponseError::MessageTooLarge,
+        Error::Invalid(_) => ResponseError::InvalidRecord,
+        Error::Timeout(_) => ResponseError::RequestTimedOut,
+        Error::AlreadyExists(_) => ResponseError::TopicAlreadyExists,
+        Error::Io { .. } | Error::Poisoned(_) => ResponseError::KafkaStorageError,
+        _ => ResponseError::UnknownServerError,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_match_kafkas() {
+        let not_leader = Error::NotLeader {
+            group: weir_core::GroupId(1),
+            hint: Some(weir_core::LeaderHint { node: 2, term: 3 }),
+        };
+        assert_eq!(error_code(&not_leader), 6);
+        assert_eq!(error_code(&Error::TooLarge { size: 2, limit: 1 }), 10);
+        assert_eq!(error_code(&Error::NotFound("t".into())), 3);
+        assert_eq!(error_code(&Error::Timeout("t".into())), 7);
+        assert_eq!(error_code(&Error::Poisoned("x".into())), 56);
+    }
+}

@@ -1,0 +1,93 @@
+//! Metadata: brokers, controller, topics and partitions.
+
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::*;
+
+use super::{auto_create, host_port, str_bytes, topic_name};
+use crate::kafka::Context;
+
+/// Brokers, the controller, and the topics asked for (all when none are named) with
+/// each partition's leader, replicas and in-sync replicas. Unknown topics are
+/// auto-created when allowed, and answered LEADER_NOT_AVAILABLE meanwhile.
+pub async fn handle(req: MetadataRequest, version: i16, ctx: &Context) -> MetadataResponse {
+    let meta = ctx.node.metadata();
+    let wanted: Vec<String> = match &req.topics {
+        None => meta.topics.keys().cloned().collect(),
+        Some(ts) => ts
+            .iter()
+            .filter_map(|t| t.name.as_ref().map(|n| n.0.to_string()))
+            .collect(),
+    };
+    let may_create = ctx.auto_create && (version < 4 || req.allow_auto_topic_creation);
+    let brokers = meta
+        .brokers
+        .values()
+        .map(|b| {
+            let (host, port) = host_port(&b.kafka_addr);
+            metadata_response::MetadataResponseBroker::default()
+                .with_node_id(BrokerId(b.id as i32))
+                .with_host(str_bytes(&host))
+                .with_port(port)
+        })
+        .collect();
+    let controller = ctx.node.controller().map_or(-1, |id| id as i32);
+    let mut topics = Vec::new();
+    for name in wanted {
+        let t =
+            metadata_response::MetadataResponseTopic::default().with_name(Some(topic_name(&name)));
+        let Some(topic) = meta.topics.get(&name) else {
+            let valid = weir_core::validate_topic_name(&name).is_ok();
+            let code = if !valid {
+                ResponseError::InvalidTopicException.code()
+            } else if may_create {
+                auto_create(ctx, &name);
+                ResponseError::LeaderNotAvailable.code()
+            } else {
+                ResponseError::UnknownTopicOrPartition.code()
+            };
+            topics.push(t.with_error_code(code));
+            continue;
+        };
+        let partitions = topic
+            .partitions
+            .iter()
+            .map(|p| {
+                let replicas: Vec<BrokerId> =
+                    p.replicas.iter().map(|&r| BrokerId(r as i32)).collect();
+                let leader = ctx.node.partition_leader(p);
+                let isr = ctx
+                    .node
+                    .in_sync_replicas(p)
+                    .into_iter()
+                    .map(|id| BrokerId(id as i32))
+                    .collect();
+                let mp = metadata_response::MetadataResponsePartition::default()
+                    .with_error_code(if leader.is_some() {
+                        0
+                    } else {
+                        ResponseError::LeaderNotAvailable.code()
+                    })
+                    .with_partition_index(p.index)
+                    .with_leader_id(BrokerId(leader.map_or(-1, |l| l.node as i32)))
+                    .with_replica_nodes(replicas)
+                    .with_isr_nodes(isr);
+                if version >= 7 {
+                    mp.with_leader_epoch(leader.map_or(-1, |l| l.term as i32))
+                } else {
+                    mp
+                }
+            })
+            .collect();
+        topics.push(t.with_partitions(partitions));
+    }
+    let mut resp = MetadataResponse::default()
+        .with_brokers(brokers)
+        .with_topics(topics);
+    if version >= 1 {
+        resp = resp.with_controller_id(BrokerId(controller));
+    }
+    if version >= 2 {
+        resp = resp.with_cluster_id(Some(str_bytes("weir")));
+    }
+    resp
+}

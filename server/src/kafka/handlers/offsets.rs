@@ -1,0 +1,53 @@
+//! ListOffsets: the log start, the high watermark, or an offset by timestamp.
+
+use kafka_protocol::messages::*;
+use weir_core::OffsetSpec;
+
+use crate::kafka::Context;
+use crate::kafka::errors::error_code;
+
+/// Offsets by spec: earliest (-2), latest (-1) or the first at or after a timestamp.
+pub fn handle(req: ListOffsetsRequest, version: i16, ctx: &Context) -> ListOffsetsResponse {
+    let topics = req
+        .topics
+        .iter()
+        .map(|t| {
+            let name = t.name.0.to_string();
+            let parts = t
+                .partitions
+                .iter()
+                .map(|p| {
+                    let spec = match p.timestamp {
+                        -2 => OffsetSpec::Earliest,
+                        ts if ts < 0 => OffsetSpec::Latest,
+                        ts => OffsetSpec::Timestamp(ts),
+                    };
+                    let r = list_offsets_response::ListOffsetsPartitionResponse::default()
+                        .with_partition_index(p.partition_index)
+                        .with_timestamp(-1);
+                    match ctx.node.list_offset(&name, p.partition_index, spec) {
+                        Ok(offset) => {
+                            let epoch = ctx
+                                .node
+                                .metadata()
+                                .partition(&name, p.partition_index)
+                                .and_then(|m| ctx.node.group_status(m.group))
+                                .map_or(-1, |s| s.term as i32);
+                            let r = r.with_offset(offset.unwrap_or(-1));
+                            if version >= 4 {
+                                r.with_leader_epoch(epoch)
+                            } else {
+                                r
+                            }
+                        }
+                        Err(e) => r.with_error_code(error_code(&e)).with_offset(-1),
+                    }
+                })
+                .collect();
+            list_offsets_response::ListOffsetsTopicResponse::default()
+                .with_name(t.name.clone())
+                .with_partitions(parts)
+        })
+        .collect();
+    ListOffsetsResponse::default().with_topics(topics)
+}

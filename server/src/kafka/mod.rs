@@ -1,0 +1,96 @@
+//! The Kafka listener: connections, framing, dispatch, and one handler file per API
+//! family.
+//!
+//! # Layout
+//!
+//! A request travels [`listener`] → [`connection`] → [`dispatch`] → a handler:
+//!
+//! * [`listener`] — accepts TCP connections under a connection limit, backs off when
+//!   accepting fails, and on shutdown stops accepting and waits for every
+//!   connection to finish its in-flight requests (mini-redis's `server.rs`).
+//! * [`connection`] — one client connection, generic over `AsyncRead + AsyncWrite`
+//!   (so TLS can wrap it): framing through [`codec`], pipelining (up to
+//!   [`connection::MAX_IN_FLIGHT`] requests at once, answered in request order), and
+//!   the per-connection [`Session`].
+//! * [`codec`] — the one length-prefixed framing the server, the client and the
+//!   tests share.
+//! * [`dispatch`] — decodes a request header, checks the API version against what
+//!   weir supports, runs the handler and encodes the response.
+//! * [`handlers`] — the APIs by family: metadata, produce, fetch, offsets, topics,
+//!   configs, groups.
+//! * [`errors`] — the stable mapping from core errors to Kafka error codes.
+//!
+//! Every request and response goes through the `kafka-protocol` crate. A frame that
+//! is too large, an unknown API key or an undecodable request closes the connection
+//! with a log line; each connection runs in its own task, so one client can never
+//! take the broker down.
+
+pub mod codec;
+pub mod connection;
+pub mod dispatch;
+pub mod errors;
+pub mod handlers;
+pub mod listener;
+
+pub use codec::frame_codec;
+pub use connection::Session;
+pub use dispatch::handle_frame;
+pub use errors::error_code;
+pub use listener::serve;
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use weir_core::Node;
+
+/// What the handlers need.
+#[derive(Debug)]
+pub struct Context {
+    /// The node behind this broker.
+    pub node: Node,
+    /// Create unknown topics on Metadata and Produce.
+    pub auto_create: bool,
+    /// Partitions of auto-created topics.
+    pub default_partitions: i32,
+    /// Replication factor of auto-created topics (capped at the broker count).
+    pub default_replication: usize,
+    /// Largest request frame accepted.
+    pub max_request_bytes: usize,
+    /// Most client connections open at once; further ones wait to be accepted.
+    pub max_connections: usize,
+    /// What the listener is doing right now.
+    pub stats: ListenerStats,
+}
+
+/// Counters the listener and its connections keep up to date.
+#[derive(Debug, Default)]
+pub struct ListenerStats {
+    connections: AtomicUsize,
+    in_flight: AtomicUsize,
+}
+
+impl ListenerStats {
+    /// Client connections being served.
+    pub fn connections(&self) -> usize {
+        self.connections.load(Ordering::Relaxed)
+    }
+
+    /// Requests read and not yet answered, over every connection.
+    pub fn requests_in_flight(&self) -> usize {
+        self.in_flight.load(Ordering::Relaxed)
+    }
+
+    /// Counts `counter` up now and down when the guard drops.
+    fn enter(counter: &AtomicUsize) -> Entered<'_> {
+        counter.fetch_add(1, Ordering::Relaxed);
+        Entered(counter)
+    }
+}
+
+/// Counts a connection or a request while it lives.
+struct Entered<'a>(&'a AtomicUsize);
+
+impl Drop for Entered<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
