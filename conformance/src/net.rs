@@ -10,7 +10,7 @@ use std::sync::{Arc, OnceLock};
 
 pub use weir_core::faults::{Faults, FaultyTransport};
 use weir_core::memnet::MemNetwork;
-use weir_core::{Inbound, NodeId, Transport};
+use weir_core::{Inbound, NodeId, PeerTransport, Transport};
 
 /// What a node needs from the network.
 pub struct Endpoint {
@@ -21,6 +21,18 @@ pub struct Endpoint {
     /// Stops the transport (the node is going down). Must release its listening
     /// address so that a restarted node can bind it again.
     pub stop: Box<dyn FnOnce() + Send>,
+}
+
+impl Endpoint {
+    /// The endpoint of a started network transport.
+    pub fn peer<T: PeerTransport>(t: Arc<T>) -> Endpoint {
+        let (reg, stop) = (t.clone(), t.clone());
+        Endpoint {
+            transport: t,
+            register: Box::new(move |inbound| reg.register(inbound)),
+            stop: Box::new(move || stop.shutdown()),
+        }
+    }
 }
 
 /// How the cluster suite connects nodes.

@@ -13,14 +13,37 @@ use anyhow::Context as _;
 use bytes::Bytes;
 use parking_lot::Mutex;
 use weir_core::eraftpb::{Entry, Message, MessageType};
-use weir_core::{GroupId, GroupMessage, Inbound, NodeId, Transport};
+use weir_core::transport::Identity;
+use weir_core::{GroupId, GroupMessage, Inbound, NodeId, PeerTransport, Transport};
 
 use crate::{CaseResult, Outcome, ensure, ensure_eq};
 
-/// How the suite starts and stops one transport.
+/// The bounds a case starts a transport with.
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    /// Largest frame sent or accepted.
+    pub max_frame_bytes: usize,
+    /// Batches queued per peer before new ones are dropped.
+    pub queue_batches: usize,
+}
+
+/// How the suite starts one transport (registering, stopping and queue lengths go
+/// through [`PeerTransport`]).
 pub trait TransportHarness: Send + Sync + 'static {
     /// The transport under test.
-    type T: Transport;
+    type T: PeerTransport;
+
+    /// Starts the transport on `listener` as `identity`, within `limits` (and with
+    /// reconnection backoff short enough for tests).
+    ///
+    /// # Errors
+    /// When it cannot start.
+    fn open(
+        &self,
+        listener: tokio::net::TcpListener,
+        identity: Identity,
+        limits: Limits,
+    ) -> anyhow::Result<Arc<Self::T>>;
 
     /// Starts the transport of node `id` on `listener`, knowing its peers'
     /// addresses, in cluster `cluster`, with a frame limit and a per-peer queue bound.
@@ -35,16 +58,18 @@ pub trait TransportHarness: Send + Sync + 'static {
         cluster: &str,
         max_frame: usize,
         queue: usize,
-    ) -> anyhow::Result<Arc<Self::T>>;
-
-    /// Hands the transport the node's inbound.
-    fn register(&self, t: &Self::T, inbound: Arc<dyn Inbound>);
-
-    /// Stops the transport and frees its address.
-    fn stop(&self, t: &Self::T);
-
-    /// Batches queued for `peer`, when the transport can tell.
-    fn queued(&self, t: &Self::T, peer: NodeId) -> Option<usize>;
+    ) -> anyhow::Result<Arc<Self::T>> {
+        let identity = Identity {
+            node: id,
+            cluster_id: cluster.into(),
+            peers,
+        };
+        let limits = Limits {
+            max_frame_bytes: max_frame,
+            queue_batches: queue,
+        };
+        self.open(listener, identity, limits)
+    }
 
     /// Bytes that, sent on a fresh connection, present node `from` of `cluster` and
     /// then a frame declaring `len` bytes — for the over-limit case.
@@ -163,8 +188,8 @@ async fn pair<H: TransportHarness>(h: &H, queue: usize) -> anyhow::Result<Pair<H
     let a = h.start(1, la, BTreeMap::from([(2, addr_b)]), "c", MAX_FRAME, queue)?;
     let b = h.start(2, lb, BTreeMap::from([(1, addr_a)]), "c", MAX_FRAME, queue)?;
     let rec_b = Arc::new(Recorder::default());
-    h.register(&a, Arc::new(Recorder::default()));
-    h.register(&b, rec_b.clone());
+    a.register(Arc::new(Recorder::default()));
+    b.register(rec_b.clone());
     Ok(Pair { a, b, rec_b })
 }
 
@@ -197,8 +222,8 @@ pub async fn transport_ordered_delivery<H: TransportHarness>(h: Arc<H>) -> CaseR
         p.rec_b.received.lock().iter().all(|(from, _)| *from == 1),
         "sender identity"
     );
-    h.stop(&p.a);
-    h.stop(&p.b);
+    p.a.shutdown();
+    p.b.shutdown();
     Ok(Outcome::Passed)
 }
 
@@ -222,8 +247,8 @@ pub async fn transport_burst_arrives_complete<H: TransportHarness>(h: Arc<H>) ->
         (0..10_000).collect::<Vec<u64>>(),
         "burst delivered in order"
     );
-    h.stop(&p.a);
-    h.stop(&p.b);
+    p.a.shutdown();
+    p.b.shutdown();
     Ok(Outcome::Passed)
 }
 
@@ -240,8 +265,8 @@ pub async fn transport_many_groups_one_connection<H: TransportHarness>(h: Arc<H>
             m.msg.index
         );
     }
-    h.stop(&p.a);
-    h.stop(&p.b);
+    p.a.shutdown();
+    p.b.shutdown();
     Ok(Outcome::Passed)
 }
 
@@ -271,8 +296,8 @@ pub async fn transport_message_at_frame_limit<H: TransportHarness>(h: Arc<H>) ->
     ensure!(!got.contains(&2), "an over-limit message was delivered");
     let big = p.rec_b.received.lock()[0].1.msg.entries[0].data.len();
     ensure_eq!(big, MAX_FRAME - 4096, "large payload intact");
-    h.stop(&p.a);
-    h.stop(&p.b);
+    p.a.shutdown();
+    p.b.shutdown();
     Ok(Outcome::Passed)
 }
 
@@ -284,7 +309,7 @@ pub async fn transport_rejects_oversized_and_garbage_frames<H: TransportHarness>
     let (lb, addr_b) = listener().await?;
     let b = h.start(2, lb, BTreeMap::new(), "c", MAX_FRAME, 64)?;
     let rec = Arc::new(Recorder::default());
-    h.register(&b, rec.clone());
+    b.register(rec.clone());
     let bad: Vec<Vec<u8>> = vec![
         b"GET / HTTP/1.1\r\nHost: x\r\n\r\n".to_vec(),
         vec![0xff; 4096],
@@ -300,11 +325,11 @@ pub async fn transport_rejects_oversized_and_garbage_frames<H: TransportHarness>
     // A proper peer still gets through.
     let (la, _) = listener().await?;
     let a = h.start(1, la, BTreeMap::from([(2, addr_b)]), "c", MAX_FRAME, 64)?;
-    h.register(&a, Arc::new(Recorder::default()));
+    a.register(Arc::new(Recorder::default()));
     send_paced(a.as_ref(), 10, |_| 1).await;
     wait_until("delivery after bad frames", 20, || rec.count() >= 10).await?;
-    h.stop(&a);
-    h.stop(&b);
+    a.shutdown();
+    b.shutdown();
     Ok(Outcome::Passed)
 }
 
@@ -321,7 +346,7 @@ pub async fn transport_reconnects_after_peer_restart<H: TransportHarness>(h: Arc
         MAX_FRAME,
         64,
     )?;
-    h.register(&a, Arc::new(Recorder::default()));
+    a.register(Arc::new(Recorder::default()));
     let b = h.start(
         2,
         lb,
@@ -331,10 +356,10 @@ pub async fn transport_reconnects_after_peer_restart<H: TransportHarness>(h: Arc
         64,
     )?;
     let rec1 = Arc::new(Recorder::default());
-    h.register(&b, rec1.clone());
+    b.register(rec1.clone());
     a.send(2, vec![msg(1, 1, 10)]);
     wait_until("first delivery", 20, || rec1.count() >= 1).await?;
-    h.stop(&b);
+    b.shutdown();
     // Restart on the same address (the old listener may take a moment to close).
     let mut lb2 = None;
     for _ in 0..200 {
@@ -353,7 +378,7 @@ pub async fn transport_reconnects_after_peer_restart<H: TransportHarness>(h: Arc
         64,
     )?;
     let rec2 = Arc::new(Recorder::default());
-    h.register(&b2, rec2.clone());
+    b2.register(rec2.clone());
     // Raft keeps sending; so does this loop, until the new peer hears it.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     let mut seq = 2;
@@ -366,8 +391,8 @@ pub async fn transport_reconnects_after_peer_restart<H: TransportHarness>(h: Arc
         seq += 1;
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    h.stop(&a);
-    h.stop(&b2);
+    a.shutdown();
+    b2.shutdown();
     Ok(Outcome::Passed)
 }
 
@@ -376,7 +401,7 @@ pub async fn transport_refuses_other_clusters<H: TransportHarness>(h: Arc<H>) ->
     let (lb, addr_b) = listener().await?;
     let b = h.start(2, lb, BTreeMap::new(), "c", MAX_FRAME, 64)?;
     let rec = Arc::new(Recorder::default());
-    h.register(&b, rec.clone());
+    b.register(rec.clone());
     let (lx, _) = listener().await?;
     let x = h.start(
         1,
@@ -386,14 +411,14 @@ pub async fn transport_refuses_other_clusters<H: TransportHarness>(h: Arc<H>) ->
         MAX_FRAME,
         64,
     )?;
-    h.register(&x, Arc::new(Recorder::default()));
+    x.register(Arc::new(Recorder::default()));
     for seq in 0..20 {
         x.send(2, vec![msg(1, seq, 10)]);
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     let (la, _) = listener().await?;
     let a = h.start(1, la, BTreeMap::from([(2, addr_b)]), "c", MAX_FRAME, 64)?;
-    h.register(&a, Arc::new(Recorder::default()));
+    a.register(Arc::new(Recorder::default()));
     a.send(2, vec![msg(1, 1000, 10)]);
     wait_until("delivery from the right cluster", 20, || rec.count() >= 1).await?;
     tokio::time::sleep(Duration::from_millis(100)).await;
@@ -405,7 +430,7 @@ pub async fn transport_refuses_other_clusters<H: TransportHarness>(h: Arc<H>) ->
         .collect();
     ensure_eq!(got, vec![1000], "only the right cluster's message");
     for t in [&a, &x, &b] {
-        h.stop(t);
+        t.shutdown();
     }
     Ok(Outcome::Passed)
 }
@@ -417,7 +442,7 @@ pub async fn transport_reports_unreachable_peers<H: TransportHarness>(h: Arc<H>)
     let (la, _) = listener().await?;
     let a = h.start(1, la, BTreeMap::from([(9, dead_addr)]), "c", MAX_FRAME, 64)?;
     let rec = Arc::new(Recorder::default());
-    h.register(&a, rec.clone());
+    a.register(rec.clone());
     for seq in 0..5 {
         a.send(9, vec![msg(1, seq, 10)]);
     }
@@ -425,7 +450,7 @@ pub async fn transport_reports_unreachable_peers<H: TransportHarness>(h: Arc<H>)
         rec.unreachable.lock().contains(&9)
     })
     .await?;
-    h.stop(&a);
+    a.shutdown();
     Ok(Outcome::Passed)
 }
 
@@ -444,18 +469,16 @@ pub async fn transport_dead_peer_queue_is_bounded<H: TransportHarness>(h: Arc<H>
         MAX_FRAME,
         bound,
     )?;
-    h.register(&a, Arc::new(Recorder::default()));
+    a.register(Arc::new(Recorder::default()));
     let mut max_seen = 0;
     for seq in 0..100_000 {
         a.send(9, vec![msg(1, seq, 100)]);
-        if let Some(q) = h.queued(&a, 9) {
-            max_seen = max_seen.max(q);
-        }
+        max_seen = max_seen.max(a.queued(9));
     }
     ensure!(
         max_seen <= bound,
         "queue grew to {max_seen} batches, bound {bound}"
     );
-    h.stop(&a);
+    a.shutdown();
     Ok(Outcome::Passed)
 }

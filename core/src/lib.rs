@@ -12,9 +12,10 @@
 //! * [`batch`] — Kafka RecordBatch v2 read in place: header, CRC-32C, stamping.
 //! * [`engine`] — the storage-engine contract: the Raft log and the partition log.
 //! * [`memory`] — the in-memory reference engine, which models durability.
-//! * [`kv`] — an engine over any ordered key-value store (RocksDB, redb, …).
 //! * [`transport`] — the peer-transport contract; [`memnet`] is the in-memory network
 //!   used by tests, and [`faults`] injects partitions and loss over any transport.
+//! * [`registry`] — plug-ins by name: each engine and transport crate registers
+//!   itself; the binary looks them up by the name its configuration gives.
 //! * [`raft`] — the Raft driver: one task per group, async-ready persistence, group
 //!   commit.
 //! * [`entry`] — the payload format of proposed Raft entries (tags and encoders).
@@ -28,7 +29,6 @@ pub mod entry;
 pub mod error;
 pub mod faults;
 pub mod ids;
-pub mod kv;
 pub mod memnet;
 pub mod memory;
 pub mod metadata;
@@ -36,6 +36,7 @@ pub mod node;
 mod partition;
 pub mod pipeline;
 pub mod raft;
+pub mod registry;
 pub mod transport;
 
 pub use engine::{
@@ -46,7 +47,8 @@ pub use ids::{GroupId, NodeId, Offset, TopicPartition};
 pub use node::{Node, NodeConfig};
 pub use pipeline::{Acks, FetchPartition, Fetched, OffsetSpec, ProduceTicket, validate_topic_name};
 pub use raft::driver::{GroupStatus, Role};
-pub use transport::{GroupMessage, Inbound, Transport};
+pub use registry::Registry;
+pub use transport::{GroupMessage, Inbound, PeerTransport, Transport};
 
 /// Raft's protobuf types used in the engine contract, re-exported so that plug-ins
 /// use the same version as the core.

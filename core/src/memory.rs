@@ -26,6 +26,20 @@ use crate::ids::{GroupId, Offset};
 /// The configuration name of this engine.
 pub const NAME: &str = "memory";
 
+/// Registers the memory engine as [`NAME`]. It has no configuration and keeps no
+/// files: the data directory is ignored.
+pub fn register(registry: &mut crate::registry::Registry) {
+    registry.add_engine(NAME, |_dir, config| {
+        crate::registry::parse_config::<NoConfig>(&format!("engine_{NAME}"), config)?;
+        Ok(std::sync::Arc::new(MemoryEngine::new()))
+    });
+}
+
+/// The memory engine takes no settings.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NoConfig {}
+
 /// An engine that keeps everything in memory; see the [module docs](self).
 #[derive(Debug, Default)]
 pub struct MemoryEngine {

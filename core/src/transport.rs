@@ -48,6 +48,24 @@ pub trait Transport: Send + Sync + 'static {
 /// A transport shared by a node's tasks.
 pub type SharedTransport = Arc<dyn Transport>;
 
+/// A transport over a real network, as the server and the suites drive it: both
+/// weir transports (gRPC and TCP) implement it, so harnesses are written once.
+pub trait PeerTransport: Transport {
+    /// Where received messages go from now on. Messages arriving earlier are dropped
+    /// (Raft retransmits them).
+    fn register(&self, inbound: Arc<dyn Inbound>);
+
+    /// The address peers connect to.
+    fn local_addr(&self) -> std::net::SocketAddr;
+
+    /// Stops every task of the transport and closes its listener and connections.
+    /// Sends after this are dropped.
+    fn shutdown(&self);
+
+    /// Batches waiting in the queue of `peer` (bounded by the transport's config).
+    fn queued(&self, peer: NodeId) -> usize;
+}
+
 /// Who a node is to its peers, and where they are: what every network transport
 /// needs to start.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -45,6 +45,16 @@ pub enum EngineKind {
 }
 
 impl EngineKind {
+    /// The name the engine registers under (as written in the config).
+    pub fn name(self) -> &'static str {
+        match self {
+            EngineKind::Segment => "segment",
+            EngineKind::Memory => "memory",
+            EngineKind::Rocksdb => "rocksdb",
+            EngineKind::Redb => "redb",
+        }
+    }
+
     /// The cargo feature that compiles this engine in.
     pub fn feature(self) -> &'static str {
         match self {
@@ -67,6 +77,14 @@ pub enum TransportKind {
 }
 
 impl TransportKind {
+    /// The name the transport registers under (as written in the config).
+    pub fn name(self) -> &'static str {
+        match self {
+            TransportKind::Grpc => "grpc",
+            TransportKind::Tcp => "tcp",
+        }
+    }
+
     /// The cargo feature that compiles this transport in.
     pub fn feature(self) -> &'static str {
         match self {
@@ -122,39 +140,24 @@ pub struct Config {
     pub compact_bytes: u64,
     /// …or this many milliseconds after its last proposal.
     pub compact_interval_ms: u64,
-    /// Segment engine tuning.
-    pub engine_segment: SegmentSection,
+    /// Segment engine tuning, checked by the engine when it is chosen (see
+    /// `weir_engine_segment::Config`).
+    pub engine_segment: toml::Table,
     /// RocksDB engine tuning, checked by the engine when it is compiled in and chosen
     /// (see `weir_engine_rocksdb::Config`).
     pub engine_rocksdb: toml::Table,
     /// redb engine tuning, checked by the engine when it is compiled in and chosen (see
     /// `weir_engine_redb::Config`).
     pub engine_redb: toml::Table,
+    /// gRPC transport tuning, checked by the transport when it is chosen (see
+    /// `weir_transport_grpc::Config`).
+    pub transport_grpc: toml::Table,
+    /// TCP transport tuning, checked by the transport when it is compiled in and
+    /// chosen (see `weir_transport_tcp::Config`).
+    pub transport_tcp: toml::Table,
     /// **Negative-control tests only**: skip the produce leadership check (see
     /// `weir_core::NodeConfig::unsafe_bypass_leader_check`). Logged loudly.
     pub unsafe_bypass_leader_check: bool,
-}
-
-/// `[engine_segment]`: see the segment engine's `Config`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct SegmentSection {
-    /// Preallocated segment size.
-    pub segment_bytes: u64,
-    /// Bytes between offset-index entries.
-    pub index_interval_bytes: u64,
-    /// Size after which the Raft WAL starts a new file.
-    pub wal_file_bytes: u64,
-}
-
-impl Default for SegmentSection {
-    fn default() -> Self {
-        SegmentSection {
-            segment_bytes: 64 << 20,
-            index_interval_bytes: 4096,
-            wal_file_bytes: 64 << 20,
-        }
-    }
 }
 
 impl Default for Config {
@@ -180,15 +183,36 @@ impl Default for Config {
             flush_interval_ms: 1000,
             compact_bytes: 16 << 20,
             compact_interval_ms: 2000,
-            engine_segment: SegmentSection::default(),
+            engine_segment: toml::Table::new(),
             engine_rocksdb: toml::Table::new(),
             engine_redb: toml::Table::new(),
+            transport_grpc: toml::Table::new(),
+            transport_tcp: toml::Table::new(),
             unsafe_bypass_leader_check: false,
         }
     }
 }
 
 impl Config {
+    /// The `[engine_<name>]` section of the chosen engine (`None` for the memory
+    /// engine, which has none).
+    pub fn engine_section(&self) -> Option<&toml::Table> {
+        match self.engine {
+            EngineKind::Segment => Some(&self.engine_segment),
+            EngineKind::Rocksdb => Some(&self.engine_rocksdb),
+            EngineKind::Redb => Some(&self.engine_redb),
+            EngineKind::Memory => None,
+        }
+    }
+
+    /// The `[transport_<name>]` section of the chosen transport.
+    pub fn transport_section(&self) -> &toml::Table {
+        match self.transport {
+            TransportKind::Grpc => &self.transport_grpc,
+            TransportKind::Tcp => &self.transport_tcp,
+        }
+    }
+
     /// Reads a TOML file; unknown keys are an error.
     ///
     /// # Errors
@@ -264,7 +288,10 @@ mod tests {
             toml::from_str("engine = \"memory\"\n[engine_segment]\nsegment_bytes = 1048576\n")
                 .unwrap();
         assert_eq!(c.engine, EngineKind::Memory);
-        assert_eq!(c.engine_segment.segment_bytes, 1 << 20);
+        assert_eq!(
+            c.engine_segment.get("segment_bytes"),
+            Some(&toml::Value::Integer(1 << 20))
+        );
         assert_eq!(c.kafka_listen.to_string(), "127.0.0.1:9092");
         c.validate().unwrap();
     }

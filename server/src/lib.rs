@@ -25,45 +25,35 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use tokio::net::TcpListener;
+use weir_core::registry::{PluginConfig, Registry};
 use weir_core::transport::{GroupMessage, Transport};
 use weir_core::{Engine, Node, NodeConfig, NodeId};
 
-use crate::config::{Config, EngineKind};
+use crate::config::Config;
 
-/// The engines compiled into this binary, by configuration name.
-pub fn compiled_engines() -> Vec<&'static str> {
-    #[allow(unused_mut)] // with no optional engine compiled in
-    let mut v = vec![weir_core::memory::NAME];
+/// Every plug-in compiled into this binary: one registration per cargo feature.
+pub fn registry() -> Registry {
+    let mut r = Registry::default();
+    weir_core::memory::register(&mut r);
     #[cfg(feature = "engine-segment")]
-    v.push(weir_engine_segment::NAME);
+    weir_engine_segment::register(&mut r);
     #[cfg(feature = "engine-rocksdb")]
-    v.push(weir_engine_rocksdb::NAME);
+    weir_engine_rocksdb::register(&mut r);
     #[cfg(feature = "engine-redb")]
-    v.push(weir_engine_redb::NAME);
-    v
+    weir_engine_redb::register(&mut r);
+    #[cfg(feature = "transport-grpc")]
+    weir_transport_grpc::register(&mut r);
+    #[cfg(feature = "transport-tcp")]
+    weir_transport_tcp::register(&mut r);
+    r
 }
 
-/// Reads an engine's `[engine_<name>]` section into its own config type, which
-/// rejects unknown keys.
-#[cfg(any(feature = "engine-rocksdb", feature = "engine-redb"))]
-fn engine_section<T: serde::de::DeserializeOwned>(
-    name: &str,
-    table: &toml::Table,
-) -> anyhow::Result<T> {
-    toml::Value::Table(table.clone())
-        .try_into()
-        .map_err(|e| anyhow::anyhow!("config section [engine_{name}]: {e}"))
-}
-
-/// The transports compiled into this binary, by configuration name.
-pub fn compiled_transports() -> Vec<&'static str> {
-    [
-        #[cfg(feature = "transport-grpc")]
-        weir_transport_grpc::NAME,
-        #[cfg(feature = "transport-tcp")]
-        weir_transport_tcp::NAME,
-    ]
-    .to_vec()
+/// A TOML section as a plug-in reads it.
+fn plugin_config(section: Option<&toml::Table>) -> anyhow::Result<PluginConfig> {
+    match section {
+        None => Ok(PluginConfig::Null),
+        Some(t) => serde_json::to_value(t).context("reading a plug-in's config section"),
+    }
 }
 
 /// Opens the configured engine.
@@ -71,52 +61,22 @@ pub fn compiled_transports() -> Vec<&'static str> {
 /// # Errors
 /// When the engine is not compiled in (naming its cargo feature) or fails to open.
 pub fn open_engine(config: &Config) -> anyhow::Result<Arc<dyn Engine>> {
-    match config.engine {
-        EngineKind::Memory => Ok(Arc::new(weir_core::memory::MemoryEngine::new())),
-        #[cfg(feature = "engine-segment")]
-        EngineKind::Segment => {
-            let s = &config.engine_segment;
-            let c = weir_engine_segment::Config {
-                segment_bytes: s.segment_bytes,
-                index_interval_bytes: s.index_interval_bytes,
-                wal_file_bytes: s.wal_file_bytes,
-            };
-            let e = weir_engine_segment::SegmentEngine::open(&config.data_dir, c).with_context(
-                || {
-                    format!(
-                        "opening the segment engine in {}",
-                        config.data_dir.display()
-                    )
-                },
-            )?;
-            Ok(Arc::new(e))
-        }
-        #[cfg(feature = "engine-rocksdb")]
-        EngineKind::Rocksdb => {
-            let c = engine_section("rocksdb", &config.engine_rocksdb)?;
-            let e = weir_engine_rocksdb::open(&config.data_dir, &c).with_context(|| {
-                format!(
-                    "opening the rocksdb engine in {}",
-                    config.data_dir.display()
-                )
-            })?;
-            Ok(Arc::new(e))
-        }
-        #[cfg(feature = "engine-redb")]
-        EngineKind::Redb => {
-            let c = engine_section("redb", &config.engine_redb)?;
-            let e = weir_engine_redb::open(&config.data_dir, &c).with_context(|| {
-                format!("opening the redb engine in {}", config.data_dir.display())
-            })?;
-            Ok(Arc::new(e))
-        }
-        #[allow(unreachable_patterns)]
-        other => anyhow::bail!(
+    let kind = config.engine;
+    let open = registry().engine(kind.name()).with_context(|| {
+        format!(
             "engine {:?} is not compiled into this binary; rebuild with `--features {}`",
-            other,
-            other.feature()
-        ),
-    }
+            kind.name(),
+            kind.feature()
+        )
+    })?;
+    let section = plugin_config(config.engine_section())?;
+    open(&config.data_dir, &section).with_context(|| {
+        format!(
+            "opening the {} engine in {}",
+            kind.name(),
+            config.data_dir.display()
+        )
+    })
 }
 
 /// A transport for a single-node cluster: there is nobody to send to.
@@ -143,49 +103,29 @@ async fn open_transport(config: &Config) -> anyhow::Result<Opened> {
     if config.peers.is_empty() {
         return Ok((Arc::new(NoPeers), Box::new(|_| {})));
     }
+    let kind = config.transport;
+    let start = registry().transport(kind.name()).with_context(|| {
+        format!(
+            "transport {:?} is not compiled into this binary; rebuild with `--features {}`",
+            kind.name(),
+            kind.feature()
+        )
+    })?;
     let listen = config
         .peer_listen
         .context("peer_listen is required when peers are configured")?;
-    #[allow(unused_variables)] // with no transport compiled in
-    let id = weir_core::transport::Identity {
+    let identity = weir_core::transport::Identity {
         node: config.node_id,
         cluster_id: config.cluster_id.clone(),
         peers: config.peers.clone(),
     };
-    #[allow(unused_variables)]
-    let bind = || async {
-        TcpListener::bind(listen)
-            .await
-            .with_context(|| format!("cannot listen for peers on {listen}"))
-    };
-    match config.transport {
-        #[cfg(feature = "transport-tcp")]
-        crate::config::TransportKind::Tcp => {
-            let t = weir_transport_tcp::TcpTransport::start(
-                bind().await?,
-                id,
-                weir_transport_tcp::Config::default(),
-            )?;
-            let reg = t.clone();
-            Ok((t, Box::new(move |inbound| reg.register(inbound))))
-        }
-        #[cfg(feature = "transport-grpc")]
-        crate::config::TransportKind::Grpc => {
-            let t = weir_transport_grpc::GrpcTransport::start(
-                bind().await?,
-                id,
-                weir_transport_grpc::Config::default(),
-            )?;
-            let reg = t.clone();
-            Ok((t, Box::new(move |inbound| reg.register(inbound))))
-        }
-        #[allow(unreachable_patterns)]
-        other => anyhow::bail!(
-            "transport {:?} is not compiled into this binary; rebuild with `--features {}`",
-            other,
-            other.feature()
-        ),
-    }
+    let listener = TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("cannot listen for peers on {listen}"))?;
+    let section = plugin_config(Some(config.transport_section()))?;
+    let t = start(listener, identity, &section)?;
+    let reg = t.clone();
+    Ok((t, Box::new(move |inbound| reg.register(inbound))))
 }
 
 /// Runs a broker: opens the engine and transport, starts the node, serves Kafka on
@@ -251,5 +191,53 @@ pub async fn run(
             tracing::info!("weir stopped");
             Ok(())
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{EngineKind, TransportKind};
+
+    fn table(text: &str) -> toml::Table {
+        toml::from_str(text).unwrap()
+    }
+
+    #[cfg(feature = "engine-segment")]
+    #[test]
+    fn engine_sections_reach_the_engine() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut c = Config {
+            engine: EngineKind::Segment,
+            data_dir: dir.path().to_path_buf(),
+            ..Config::default()
+        };
+        c.engine_segment = table("bogus = 1");
+        let e = format!("{:#}", open_engine(&c).err().unwrap());
+        assert!(e.contains("[engine_segment]") && e.contains("bogus"), "{e}");
+        c.engine_segment = table("segment_bytes = 1");
+        let e = format!("{:#}", open_engine(&c).err().unwrap());
+        assert!(e.contains("segment_bytes"), "{e}");
+        c.engine_segment = table("segment_bytes = 1048576");
+        assert!(open_engine(&c).is_ok());
+    }
+
+    #[cfg(feature = "transport-tcp")]
+    #[tokio::test]
+    async fn transport_sections_reach_the_transport() {
+        let mut c = Config {
+            transport: TransportKind::Tcp,
+            peer_listen: Some(std::net::SocketAddr::from(([127, 0, 0, 1], 0))),
+            peers: [(2, "127.0.0.1:1".to_string())].into(),
+            ..Config::default()
+        };
+        c.transport_tcp = table("max_frame_bytes = 10");
+        let e = format!("{:#}", open_transport(&c).await.err().unwrap());
+        assert!(e.contains("max_frame_bytes"), "{e}");
+        c.transport_tcp = table("nope = true");
+        let e = format!("{:#}", open_transport(&c).await.err().unwrap());
+        assert!(e.contains("[transport_tcp]") && e.contains("nope"), "{e}");
+        c.transport_tcp = table("max_frame_bytes = 4096");
+        assert!(open_transport(&c).await.is_ok());
     }
 }

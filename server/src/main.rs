@@ -279,8 +279,9 @@ fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Plugins => {
-            println!("engines: {}", weir_server::compiled_engines().join(", "));
-            let t = weir_server::compiled_transports();
+            let plugins = weir_server::registry();
+            println!("engines: {}", plugins.engine_names().join(", "));
+            let t = plugins.transport_names();
             println!(
                 "transports: {}",
                 if t.is_empty() {

@@ -1,8 +1,8 @@
 //! weir's storage engine over [redb](https://www.redb.org), a pure-Rust embedded
 //! database: no C++ to build, one file on disk.
 //!
-//! The engine is [`weir_core::kv::KvEngine`] over [`RedbStore`]: four tables keyed by
-//! (group, index) and (group, offset), as laid out in [`weir_core::kv`].
+//! The engine is [`weir_engine_kv::KvEngine`] over [`RedbStore`]: four tables keyed by
+//! (group, index) and (group, offset), as laid out in [`weir_engine_kv`].
 //!
 //! # Durability and crash safety
 //!
@@ -27,11 +27,20 @@ use std::path::{Path, PathBuf};
 
 use redb::{Database, Durability, ReadableDatabase as _, TableDefinition};
 use serde::{Deserialize, Serialize};
-use weir_core::kv::{KvEngine, KvOp, KvStore, Table, Visit};
 use weir_core::{Capabilities, Error, Result};
+use weir_engine_kv::{KvEngine, KvOp, KvStore, Table, Visit};
 
 /// The configuration name of this engine.
 pub const NAME: &str = "redb";
+
+/// Registers this engine as [`NAME`]: it opens in the data directory with the
+/// `[engine_redb]` section of weir's config as its [`Config`].
+pub fn register(registry: &mut weir_core::Registry) {
+    registry.add_engine(NAME, |dir, config| {
+        let c = weir_core::registry::parse_config::<Config>(&format!("engine_{NAME}"), config)?;
+        Ok(std::sync::Arc::new(open(dir, &c)?))
+    });
+}
 
 /// The database file inside the data directory.
 pub const FILE_NAME: &str = "weir.redb";

@@ -6,8 +6,8 @@ use std::path::Path;
 
 use weir_conformance::engine::EngineHarness;
 use weir_conformance::kill::crash_sigkill_writer;
-use weir_core::kv::{KvEngine, KvOp, KvStore, Table, Visit};
 use weir_core::{Capabilities, Result};
+use weir_engine_kv::{KvEngine, KvOp, KvStore, Table, Visit};
 use weir_engine_redb::{Config, RedbStore};
 
 /// A redb store that never makes anything durable.

@@ -1,8 +1,8 @@
 //! weir's storage engine over [RocksDB](https://rocksdb.org).
 //!
-//! The engine is [`weir_core::kv::KvEngine`] over [`RocksStore`]: one column family
+//! The engine is [`weir_engine_kv::KvEngine`] over [`RocksStore`]: one column family
 //! per [`Table`] — Raft log, Raft state, partition logs, partition state — keyed by
-//! (group, index) and (group, offset) as laid out in [`weir_core::kv`].
+//! (group, index) and (group, offset) as laid out in [`weir_engine_kv`].
 //!
 //! # Durability and crash safety
 //!
@@ -41,11 +41,20 @@ use rocksdb::{
     WriteBatch, WriteOptions,
 };
 use serde::{Deserialize, Serialize};
-use weir_core::kv::{KvEngine, KvOp, KvStore, Table, Visit};
 use weir_core::{Capabilities, Error, Result};
+use weir_engine_kv::{KvEngine, KvOp, KvStore, Table, Visit};
 
 /// The configuration name of this engine.
 pub const NAME: &str = "rocksdb";
+
+/// Registers this engine as [`NAME`]: it opens in the data directory with the
+/// `[engine_rocksdb]` section of weir's config as its [`Config`].
+pub fn register(registry: &mut weir_core::Registry) {
+    registry.add_engine(NAME, |dir, config| {
+        let c = weir_core::registry::parse_config::<Config>(&format!("engine_{NAME}"), config)?;
+        Ok(std::sync::Arc::new(open(dir, &c)?))
+    });
+}
 
 /// The RocksDB engine.
 pub type RocksEngine = KvEngine<RocksStore>;

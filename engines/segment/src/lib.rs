@@ -149,6 +149,15 @@ use crate::wal::Wal;
 /// The configuration name of this engine.
 pub const NAME: &str = "segment";
 
+/// Registers this engine as [`NAME`]: it opens in the data directory with the
+/// `[engine_segment]` section of weir's config as its [`Config`].
+pub fn register(registry: &mut weir_core::Registry) {
+    registry.add_engine(NAME, |dir, config| {
+        let c = weir_core::registry::parse_config::<Config>(&format!("engine_{NAME}"), config)?;
+        Ok(std::sync::Arc::new(SegmentEngine::open(dir, c)?))
+    });
+}
+
 /// Tuning of the segment engine (`[engine.segment]` in weir's config).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]

@@ -32,6 +32,17 @@ use weir_core::{Error, GroupId, GroupMessage, Inbound, NodeId, Result, Transport
 /// The configuration name of this transport.
 pub const NAME: &str = "grpc";
 
+/// Registers this transport as [`NAME`]: it starts on the peer listener with the
+/// `[transport_grpc]` section of weir's config as its [`Config`].
+pub fn register(registry: &mut weir_core::Registry) {
+    registry.add_transport(NAME, |listener, identity, config| {
+        let c = weir_core::registry::parse_config::<Config>(&format!("transport_{NAME}"), config)?;
+        let t: std::sync::Arc<dyn weir_core::PeerTransport> =
+            GrpcTransport::start(listener, identity, c)?;
+        Ok(t)
+    });
+}
+
 const VERSION: &str = "1";
 /// HTTP/2 flow-control window: HTTP/2's default of 64 KiB would cost a round trip
 /// per 64 KiB message.
@@ -154,6 +165,24 @@ impl GrpcTransport {
     /// Batches waiting in the queue of `peer` (bounded by `queue_batches`).
     pub fn queued(&self, peer: NodeId) -> usize {
         self.shared.peers.queued(peer)
+    }
+}
+
+impl weir_core::PeerTransport for GrpcTransport {
+    fn register(&self, inbound: Arc<dyn Inbound>) {
+        GrpcTransport::register(self, inbound);
+    }
+
+    fn local_addr(&self) -> SocketAddr {
+        GrpcTransport::local_addr(self)
+    }
+
+    fn shutdown(&self) {
+        GrpcTransport::shutdown(self);
+    }
+
+    fn queued(&self, peer: NodeId) -> usize {
+        GrpcTransport::queued(self, peer)
     }
 }
 

@@ -7,13 +7,11 @@ use weir_transport_grpc::{Config, GrpcTransport};
 
 fn net() -> impl weir_conformance::net::NetHarness {
     LoopbackNet::new(|listener, id| {
-        let t = GrpcTransport::start(listener, id, Config::default())?;
-        let (reg, stop) = (t.clone(), t.clone());
-        Ok(Endpoint {
-            transport: t,
-            register: Box::new(move |i| reg.register(i)),
-            stop: Box::new(move || stop.shutdown()),
-        })
+        Ok(Endpoint::peer(GrpcTransport::start(
+            listener,
+            id,
+            Config::default(),
+        )?))
     })
 }
 

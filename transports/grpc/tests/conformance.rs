@@ -1,11 +1,11 @@
-//! The transport conformance suite for the gRPC transport.
+//! The transport conformance suite for the grpc transport.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use weir_conformance::transport::TransportHarness;
+use tokio::net::TcpListener;
+use weir_conformance::transport::{Limits, TransportHarness};
+use weir_core::NodeId;
 use weir_core::transport::Identity;
-use weir_core::{Inbound, NodeId};
 use weir_transport_grpc::{Config, GrpcTransport};
 
 struct Grpc;
@@ -13,41 +13,19 @@ struct Grpc;
 impl TransportHarness for Grpc {
     type T = GrpcTransport;
 
-    fn start(
+    fn open(
         &self,
-        id: NodeId,
-        listener: tokio::net::TcpListener,
-        peers: BTreeMap<NodeId, String>,
-        cluster: &str,
-        max_frame: usize,
-        queue: usize,
+        l: TcpListener,
+        id: Identity,
+        lim: Limits,
     ) -> anyhow::Result<Arc<GrpcTransport>> {
-        let config = Config {
-            max_frame_bytes: max_frame,
-            queue_batches: queue,
+        let (max_frame_bytes, queue_batches) = (lim.max_frame_bytes, lim.queue_batches);
+        let c = Config {
+            max_frame_bytes,
+            queue_batches,
             max_backoff_ms: 100,
         };
-        Ok(GrpcTransport::start(
-            listener,
-            Identity {
-                node: id,
-                cluster_id: cluster.into(),
-                peers,
-            },
-            config,
-        )?)
-    }
-
-    fn register(&self, t: &GrpcTransport, inbound: Arc<dyn Inbound>) {
-        t.register(inbound);
-    }
-
-    fn stop(&self, t: &GrpcTransport) {
-        t.shutdown();
-    }
-
-    fn queued(&self, t: &GrpcTransport, peer: NodeId) -> Option<usize> {
-        Some(t.queued(peer))
+        Ok(GrpcTransport::start(l, id, c)?)
     }
 
     /// An HTTP/2 connection preface followed by a frame header declaring `len` bytes:

@@ -40,6 +40,17 @@ use weir_core::{Error, GroupId, GroupMessage, Inbound, NodeId, Result, Transport
 /// The configuration name of this transport.
 pub const NAME: &str = "tcp";
 
+/// Registers this transport as [`NAME`]: it starts on the peer listener with the
+/// `[transport_tcp]` section of weir's config as its [`Config`].
+pub fn register(registry: &mut weir_core::Registry) {
+    registry.add_transport(NAME, |listener, identity, config| {
+        let c = weir_core::registry::parse_config::<Config>(&format!("transport_{NAME}"), config)?;
+        let t: std::sync::Arc<dyn weir_core::PeerTransport> =
+            TcpTransport::start(listener, identity, c)?;
+        Ok(t)
+    });
+}
+
 const MAGIC: &[u8; 4] = b"WEIR";
 const VERSION: u16 = 1;
 
@@ -139,6 +150,24 @@ impl TcpTransport {
     /// Batches waiting in the queue of `peer` (bounded by `queue_batches`).
     pub fn queued(&self, peer: NodeId) -> usize {
         self.shared.peers.queued(peer)
+    }
+}
+
+impl weir_core::PeerTransport for TcpTransport {
+    fn register(&self, inbound: Arc<dyn Inbound>) {
+        TcpTransport::register(self, inbound);
+    }
+
+    fn local_addr(&self) -> SocketAddr {
+        TcpTransport::local_addr(self)
+    }
+
+    fn shutdown(&self) {
+        TcpTransport::shutdown(self);
+    }
+
+    fn queued(&self, peer: NodeId) -> usize {
+        TcpTransport::queued(self, peer)
     }
 }
 

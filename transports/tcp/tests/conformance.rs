@@ -1,52 +1,26 @@
-//! The transport conformance suite for the TCP transport.
+//! The transport conformance suite for the tcp transport.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use weir_conformance::transport::TransportHarness;
-use weir_core::{Inbound, NodeId};
-use weir_transport_tcp::{Config, Identity, TcpTransport};
+use tokio::net::TcpListener;
+use weir_conformance::transport::{Limits, TransportHarness};
+use weir_core::NodeId;
+use weir_core::transport::Identity;
+use weir_transport_tcp::{Config, TcpTransport};
 
 struct Tcp;
 
 impl TransportHarness for Tcp {
     type T = TcpTransport;
 
-    fn start(
-        &self,
-        id: NodeId,
-        listener: tokio::net::TcpListener,
-        peers: BTreeMap<NodeId, String>,
-        cluster: &str,
-        max_frame: usize,
-        queue: usize,
-    ) -> anyhow::Result<Arc<TcpTransport>> {
-        let config = Config {
-            max_frame_bytes: max_frame,
-            queue_batches: queue,
+    fn open(&self, l: TcpListener, id: Identity, lim: Limits) -> anyhow::Result<Arc<TcpTransport>> {
+        let (max_frame_bytes, queue_batches) = (lim.max_frame_bytes, lim.queue_batches);
+        let c = Config {
+            max_frame_bytes,
+            queue_batches,
             max_backoff_ms: 100,
         };
-        Ok(TcpTransport::start(
-            listener,
-            Identity {
-                node: id,
-                cluster_id: cluster.into(),
-                peers,
-            },
-            config,
-        )?)
-    }
-
-    fn register(&self, t: &TcpTransport, inbound: Arc<dyn Inbound>) {
-        t.register(inbound);
-    }
-
-    fn stop(&self, t: &TcpTransport) {
-        t.shutdown();
-    }
-
-    fn queued(&self, t: &TcpTransport, peer: NodeId) -> Option<usize> {
-        Some(t.queued(peer))
+        Ok(TcpTransport::start(l, id, c)?)
     }
 
     fn oversized_frame(&self, from: NodeId, cluster: &str, len: usize) -> Vec<u8> {

@@ -1,4 +1,4 @@
-//! An [`Engine`] over any ordered key-value store.
+//! weir-engine-kv: an [`Engine`] over any ordered key-value store.
 //!
 //! Embedded databases (RocksDB, redb, …) already offer atomic batches, ordered keys
 //! and crash recovery; what differs between them is only how a batch is written and
@@ -23,7 +23,7 @@
 //! or not at all. Writes need not be durable; [`KvStore::sync`] makes every earlier
 //! write durable, and is what [`RaftLogStore::raft_sync`] and
 //! [`PartitionStore::log_flush`] call. The store's own recovery (RocksDB's WAL, redb's
-//! commit slots) then gives the crash contract of [`crate::engine`]: a prefix of the
+//! commit slots) then gives the crash contract of [`weir_core::engine`]: a prefix of the
 //! writes, including every write before the last sync.
 //!
 //! Bounds (first and last index, compaction point, hard and conf state, log state)
@@ -38,13 +38,13 @@ use parking_lot::RwLock;
 use protobuf::Message as _;
 use raft::eraftpb::{ConfState, Entry, HardState, SnapshotMetadata};
 
-use crate::batch;
-use crate::engine::{
+use weir_core::batch;
+use weir_core::engine::{
     Appended, Capabilities, Engine, LogBounds, LogState, PartitionStore, RaftLogStore, RaftState,
     check_append, check_log_append, check_read_range,
 };
-use crate::error::{Error, Result};
-use crate::ids::{GroupId, Offset};
+use weir_core::error::{Error, Result};
+use weir_core::ids::{GroupId, Offset};
 
 /// The tables a [`KvEngine`] keeps; see the [module docs](self) for their layout.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
