@@ -1,8 +1,9 @@
-//! The cluster suite (TESTING.md §1): in-process clusters of 1, 3 and 5 nodes over
+//! The cluster suite: in-process clusters of 1, 3 and 5 nodes over
 //! the in-memory network, for any engine.
 //!
-//! An engine opts in with a [`ClusterHarness`] and [`cluster_suite!`](crate::cluster_suite); every case is
-//! a `#[test]` named `cluster_*`, so `cargo test cluster` selects them all.
+//! An engine opts in with a [`ClusterHarness`] (usually [`DirEngines`] over its
+//! `open`) and [`run`]; every case is a trial named `cluster_*`, so
+//! `cargo test cluster` selects them all.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -14,7 +15,7 @@ use weir_core::batch::{self, BatchHeader};
 use weir_core::{Acks, Appended, Engine, Error, GroupId, Node, NodeConfig, NodeId, Role};
 
 use crate::engine::produced_batch;
-use crate::net::{Faults, FaultyTransport, NetHarness};
+use crate::net::{Faults, FaultyTransport, MemNet, NetHarness};
 use crate::{CaseResult, Outcome, ensure, ensure_eq};
 
 /// How the cluster suite makes and restarts each node's engine.
@@ -85,18 +86,17 @@ fn restart_memory(
 
 /// Engines that keep their data in a directory: each node gets a temporary
 /// directory, and a restart closes the engine and opens the same directory again.
-/// `open` opens an engine over a directory.
-pub struct DirEngines<F>(pub F);
+/// The function opens an engine over a directory (creating it, or opening what a
+/// previous engine left): the same one an engine hands the engine suite's
+/// [`DirHarness`](crate::engine::DirHarness).
+pub struct DirEngines<E>(pub fn(&std::path::Path) -> weir_core::Result<E>);
 
-impl<F> ClusterHarness for DirEngines<F>
-where
-    F: Fn(&std::path::Path) -> weir_core::Result<Arc<dyn Engine>> + Send + Sync + 'static,
-{
+impl<E: Engine> ClusterHarness for DirEngines<E> {
     type Guard = tempfile::TempDir;
 
     fn create(&self, _id: NodeId) -> anyhow::Result<(Self::Guard, Arc<dyn Engine>)> {
         let dir = tempfile::tempdir()?;
-        let e = (self.0)(dir.path())?;
+        let e: Arc<dyn Engine> = Arc::new((self.0)(dir.path())?);
         Ok((dir, e))
     }
 
@@ -111,48 +111,53 @@ where
             Arc::strong_count(&engine)
         );
         drop(engine);
-        Ok((self.0)(guard.path())?)
+        Ok(Arc::new((self.0)(guard.path())?))
     }
 }
 
-/// Expands to one `#[test]` per cluster case, each on its own tokio runtime. The
-/// second argument picks the network (default: the in-memory one).
-#[macro_export]
-macro_rules! cluster_suite {
-    ($harness:expr) => {
-        $crate::cluster_suite!($harness, $crate::net::MemNet::default());
-    };
-    ($harness:expr, $net:expr) => {
-        $crate::__cluster_cases!($harness, $net;
-            cluster_single_node_produce_and_fetch,
-            cluster_three_nodes_replicate_identically,
-            cluster_produce_to_follower_names_the_leader,
-            cluster_isolated_leader_fails_over,
-            cluster_restarted_follower_catches_up,
-            cluster_full_restart_keeps_acknowledged_batches,
-            cluster_raft_logs_are_compacted,
-            cluster_five_nodes_many_partitions,
-            cluster_topic_delete_and_recreate,
-            cluster_randomized_churn,
-        );
+/// One trial per case named, each with a fresh harness and network from the
+/// factories, on its own tokio runtime.
+macro_rules! cluster_trials {
+    ($h:ident, $n:ident; $($case:ident),* $(,)?) => {
+        vec![$({
+            let (h, n) = ($h.clone(), $n.clone());
+            crate::suite::trial(stringify!($case), Ok(()), move || {
+                block_on($case(Arc::new(h()), Arc::new(n())))
+            })
+        }),*]
     };
 }
 
-#[doc(hidden)]
-#[macro_export]
-macro_rules! __cluster_cases {
-    ($harness:expr, $net:expr; $($case:ident),* $(,)?) => {
-        $(
-            #[test]
-            fn $case() {
-                let result = $crate::cluster::block_on($crate::cluster::$case(
-                    ::std::sync::Arc::new($harness),
-                    ::std::sync::Arc::new($net),
-                ));
-                $crate::run_case(stringify!($case), result);
-            }
-        )*
-    };
+/// Every case of the cluster suite as a trial. Each case gets a fresh harness from
+/// `harness` and a fresh network from `net` (a network hands out ports, so cases
+/// must not share one).
+pub fn trials<H, N>(
+    harness: impl Fn() -> H + Send + Sync + 'static,
+    net: impl Fn() -> N + Send + Sync + 'static,
+) -> Vec<crate::suite::Trial>
+where
+    H: ClusterHarness,
+    N: NetHarness,
+{
+    let (h, n) = (Arc::new(harness), Arc::new(net));
+    cluster_trials!(h, n;
+        cluster_single_node_produce_and_fetch,
+        cluster_three_nodes_replicate_identically,
+        cluster_produce_to_follower_names_the_leader,
+        cluster_isolated_leader_fails_over,
+        cluster_restarted_follower_catches_up,
+        cluster_full_restart_keeps_acknowledged_batches,
+        cluster_raft_logs_are_compacted,
+        cluster_five_nodes_many_partitions,
+        cluster_topic_delete_and_recreate,
+        cluster_randomized_churn,
+    )
+}
+
+/// Runs the cluster suite as a test binary's `main` (its target has
+/// `harness = false`), over the in-memory network.
+pub fn run<H: ClusterHarness>(harness: impl Fn() -> H + Send + Sync + 'static) -> ! {
+    crate::suite::run(trials(harness, MemNet::default))
 }
 
 /// Runs a case on a fresh two-worker tokio runtime.

@@ -1,4 +1,4 @@
-//! The history checker of the fault tests (TESTING.md §2).
+//! The history checker of the fault tests.
 //!
 //! A fault test records every client operation: each write (a unique value, and
 //! whether it was acknowledged at a partition and offset, failed, or timed out)

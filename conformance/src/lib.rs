@@ -14,20 +14,24 @@
 //! * [`transport`] — the transport suite: order, groups, frame limits, bad frames,
 //!   reconnection, cluster ids, unreachable peers, bounded queues.
 //! * [`model`] — proptest model tests: random operation sequences against a model.
+//! * [`suite`] — suites as test binaries: one trial per case, ignored when it does
+//!   not apply.
 //!
 //! # Opting in
 //!
-//! An engine implements [`engine::EngineHarness`] in its `tests/conformance.rs` and
-//! expands [`engine_suite!`]; every case becomes its own named `#[test]`:
+//! A plug-in's test file is a test binary (`harness = false` for its target in
+//! `Cargo.toml`) whose `main` hands a suite one builder; the suite generates one
+//! named trial per case ([`suite`], libtest-mimic) and marks a case that needs a
+//! capability the plug-in does not declare as *ignored*, never as passed:
 //!
 //! ```text
-//! struct Harness;
-//! impl weir_conformance::engine::EngineHarness for Harness { /* create, reopen, … */ }
-//! weir_conformance::engine_suite!(Harness);
+//! fn open(dir: &Path) -> weir_core::Result<MyEngine> { MyEngine::open(dir, Config::default()) }
+//! fn main() { weir_conformance::engine::run(weir_conformance::engine::DirHarness(open)) }
 //! ```
 //!
-//! A case that needs a capability the engine does not declare prints
-//! `not applicable: …` and passes without running; it never pretends to have run.
+//! The cluster suite takes the same `open` ([`cluster::DirEngines`]); a transport
+//! implements [`transport::TransportHarness`] (start it within given limits, and the
+//! bytes of an oversized frame).
 
 pub mod bench;
 pub mod cluster;
@@ -38,6 +42,7 @@ pub mod history;
 pub mod kill;
 pub mod model;
 pub mod net;
+pub mod suite;
 pub mod transport;
 
 /// The result of one conformance case.
@@ -51,18 +56,6 @@ pub enum Outcome {
 
 /// What a case returns: an outcome, or the first failed check.
 pub type CaseResult = anyhow::Result<Outcome>;
-
-/// Runs one case and turns its result into a test verdict (panics on failure).
-///
-/// # Panics
-/// When the case fails; the message names the case and the failed check.
-pub fn run_case(name: &str, result: CaseResult) {
-    match result {
-        Ok(Outcome::Passed) => {}
-        Ok(Outcome::NotApplicable(why)) => eprintln!("{name}: not applicable: {why}"),
-        Err(e) => panic!("conformance case {name} failed: {e:#}"),
-    }
-}
 
 /// Fails the current case with a message unless `cond` holds.
 #[macro_export]

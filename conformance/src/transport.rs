@@ -1,4 +1,4 @@
-//! The transport conformance suite (DESIGN.md §5, TESTING.md §1).
+//! The transport conformance suite (DESIGN.md §5).
 //!
 //! Every case starts fresh transports on 127.0.0.1 and checks one promise: order per
 //! peer, many groups over one connection, frames up to the limit, bad frames
@@ -76,36 +76,38 @@ pub trait TransportHarness: Send + Sync + 'static {
     fn oversized_frame(&self, from: NodeId, cluster: &str, len: usize) -> Vec<u8>;
 }
 
-/// Expands to one `#[test]` per transport case.
-#[macro_export]
-macro_rules! transport_suite {
-    ($harness:expr) => {
-        $crate::__transport_cases!($harness;
-            transport_ordered_delivery,
-            transport_burst_arrives_complete,
-            transport_many_groups_one_connection,
-            transport_message_at_frame_limit,
-            transport_rejects_oversized_and_garbage_frames,
-            transport_reconnects_after_peer_restart,
-            transport_refuses_other_clusters,
-            transport_reports_unreachable_peers,
-            transport_dead_peer_queue_is_bounded,
-        );
+/// One trial per case named, each on its own tokio runtime.
+macro_rules! transport_trials {
+    ($h:ident; $($case:ident),* $(,)?) => {
+        vec![$({
+            let h = $h.clone();
+            crate::suite::trial(stringify!($case), Ok(()), move || {
+                crate::cluster::block_on($case(h))
+            })
+        }),*]
     };
 }
 
-#[doc(hidden)]
-#[macro_export]
-macro_rules! __transport_cases {
-    ($harness:expr; $($case:ident),* $(,)?) => {
-        $(
-            #[test]
-            fn $case() {
-                let result = $crate::cluster::block_on($crate::transport::$case(::std::sync::Arc::new($harness)));
-                $crate::run_case(stringify!($case), result);
-            }
-        )*
-    };
+/// Every case of the transport suite as a trial.
+pub fn trials<H: TransportHarness>(harness: H) -> Vec<crate::suite::Trial> {
+    let h = Arc::new(harness);
+    transport_trials!(h;
+        transport_ordered_delivery,
+        transport_burst_arrives_complete,
+        transport_many_groups_one_connection,
+        transport_message_at_frame_limit,
+        transport_rejects_oversized_and_garbage_frames,
+        transport_reconnects_after_peer_restart,
+        transport_refuses_other_clusters,
+        transport_reports_unreachable_peers,
+        transport_dead_peer_queue_is_bounded,
+    )
+}
+
+/// Runs the transport suite as a test binary's `main` (its target has
+/// `harness = false`).
+pub fn run<H: TransportHarness>(harness: H) -> ! {
+    crate::suite::run(trials(harness))
 }
 
 /// Records what a transport delivers.

@@ -18,4 +18,6 @@ impl EngineHarness for Memory {
     }
 }
 
-weir_conformance::engine_suite!(Memory);
+fn main() {
+    weir_conformance::engine::run(Memory)
+}

@@ -1,17 +1,17 @@
 //! The cluster suite over the RocksDB engine; a restart reopens the data directory.
 
-use std::sync::Arc;
+use weir_engine_rocksdb::{Config, RocksEngine};
 
-use weir_conformance::cluster::DirEngines;
-use weir_core::Engine;
-
-fn open(dir: &std::path::Path) -> weir_core::Result<Arc<dyn Engine>> {
-    let config = weir_engine_rocksdb::Config {
-        block_cache_bytes: 8 << 20,
-        write_buffer_bytes: 4 << 20,
-        background_jobs: 1,
+fn open(dir: &std::path::Path) -> weir_core::Result<RocksEngine> {
+    let (block_cache_bytes, write_buffer_bytes, background_jobs) = (8 << 20, 4 << 20, 1);
+    let c = Config {
+        block_cache_bytes,
+        write_buffer_bytes,
+        background_jobs,
     };
-    Ok(Arc::new(weir_engine_rocksdb::open(dir, &config)?))
+    weir_engine_rocksdb::open(dir, &c)
 }
 
-weir_conformance::cluster_suite!(DirEngines(open));
+fn main() {
+    weir_conformance::cluster::run(|| weir_conformance::cluster::DirEngines(open))
+}

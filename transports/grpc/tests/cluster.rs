@@ -1,18 +1,19 @@
-//! The cluster suite over the gRPC transport on 127.0.0.1 (memory engine), with
+//! The cluster suite over the grpc transport on 127.0.0.1 (memory engine), with
 //! faults injected on the sending side.
 
 use weir_conformance::cluster::MemoryEngines;
 use weir_conformance::net::{Endpoint, LoopbackNet};
 use weir_transport_grpc::{Config, GrpcTransport};
 
-fn net() -> impl weir_conformance::net::NetHarness {
-    LoopbackNet::new(|listener, id| {
-        Ok(Endpoint::peer(GrpcTransport::start(
-            listener,
-            id,
-            Config::default(),
-        )?))
-    })
+fn main() {
+    let net = || {
+        LoopbackNet::new(|l, id| {
+            Ok(Endpoint::peer(GrpcTransport::start(
+                l,
+                id,
+                Config::default(),
+            )?))
+        })
+    };
+    weir_conformance::suite::run(weir_conformance::cluster::trials(|| MemoryEngines, net))
 }
-
-weir_conformance::cluster_suite!(MemoryEngines, net());

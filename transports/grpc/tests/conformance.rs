@@ -39,4 +39,6 @@ impl TransportHarness for Grpc {
     }
 }
 
-weir_conformance::transport_suite!(Grpc);
+fn main() {
+    weir_conformance::transport::run(Grpc)
+}

@@ -36,4 +36,6 @@ impl TransportHarness for Tcp {
     }
 }
 
-weir_conformance::transport_suite!(Tcp);
+fn main() {
+    weir_conformance::transport::run(Tcp)
+}

@@ -1,0 +1,44 @@
+//! Running a suite as a test binary (the OpenDAL behaviour-test pattern, with
+//! libtest-mimic): one trial per case, named after it, marked *ignored* — never
+//! passed — when the plug-in does not declare what the case needs.
+//!
+//! A plug-in's test file sets `harness = false` for its target in `Cargo.toml` and
+//! calls a suite's `run` from `main`, e.g. [`crate::engine::run`]. The binary takes
+//! the arguments `cargo test` passes (filters, `--exact`, `--nocapture`,
+//! `--test-threads`, `--ignored`, `--list`).
+
+pub use libtest_mimic::Trial;
+
+use crate::{CaseResult, Outcome};
+
+/// A trial that runs `case`, or is ignored (with `why` shown as its kind) when it
+/// does not apply.
+pub fn trial(
+    name: &'static str,
+    applies: Result<(), &'static str>,
+    case: impl FnOnce() -> CaseResult + Send + 'static,
+) -> Trial {
+    let t = Trial::test(name, move || verdict(case()));
+    match applies {
+        Ok(()) => t,
+        Err(why) => t.with_ignored_flag(true).with_kind(why),
+    }
+}
+
+/// A case's result as a trial's verdict.
+fn verdict(r: CaseResult) -> Result<(), libtest_mimic::Failed> {
+    match r {
+        Ok(Outcome::Passed) => Ok(()),
+        Ok(Outcome::NotApplicable(why)) => Err(format!(
+            "the case does not apply ({why}), although the plug-in's capabilities say it does"
+        )
+        .into()),
+        Err(e) => Err(format!("{e:#}").into()),
+    }
+}
+
+/// Runs `trials` as the test binary's main: parses the command line as `cargo test`
+/// passes it, runs what it selects and exits with the verdict.
+pub fn run(trials: Vec<Trial>) -> ! {
+    libtest_mimic::run(&libtest_mimic::Arguments::from_args(), trials).exit()
+}
