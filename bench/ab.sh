@@ -33,8 +33,9 @@ for line in sys.stdin:
         continue
     r = json.loads(line)
     p99 = r.get("p99_ms")
-    extra = f"  p99 {p99:.2f} ms" if isinstance(p99, (int, float)) else ""
-    print(f"{label:<40} {r.get(\"mb_per_s\", 0):8.1f} MB/s{extra}")
+    mb = r.get("mb_per_s", 0)
+    extra = "  p99 %.2f ms" % p99 if r.get("mode") == "produce" else ""
+    print("%-40s %8.1f MB/s%s" % (label, mb, extra))
 ' "$1"
 }
 

@@ -18,7 +18,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 
 /// How a write ended, as the client saw it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Outcome {
+pub enum WriteOutcome {
     /// Acknowledged at this partition and offset.
     Ok {
         /// The partition.
@@ -39,7 +39,7 @@ pub struct Write {
     /// The value (unique across the whole run).
     pub value: u64,
     /// What the client saw.
-    pub outcome: Outcome,
+    pub outcome: WriteOutcome,
 }
 
 /// One record a consumer read.
@@ -123,7 +123,8 @@ impl std::fmt::Display for Report {
 /// Checks a history; see the [module docs](self).
 pub fn check(h: &History) -> Report {
     let mut r = Report::default();
-    let written: HashMap<u64, Outcome> = h.writes.iter().map(|w| (w.value, w.outcome)).collect();
+    let written: HashMap<u64, WriteOutcome> =
+        h.writes.iter().map(|w| (w.value, w.outcome)).collect();
     // Every (partition, offset) → the value first read there.
     let mut at: BTreeMap<(i32, i64), u64> = BTreeMap::new();
     let mut reported_inconsistent: HashSet<(i32, i64)> = HashSet::new();
@@ -171,7 +172,7 @@ pub fn check(h: &History) -> Report {
     r.duplicates.sort_unstable();
     for w in &h.writes {
         match w.outcome {
-            Outcome::Ok { partition, offset } => {
+            WriteOutcome::Ok { partition, offset } => {
                 r.acknowledged += 1;
                 match stored.get(&w.value) {
                     None => r.lost.push(w.value),
@@ -181,7 +182,7 @@ pub fn check(h: &History) -> Report {
                     Some(_) => {}
                 }
             }
-            Outcome::Failed | Outcome::TimedOut => {
+            WriteOutcome::Failed | WriteOutcome::TimedOut => {
                 if seen_values.contains(&w.value) {
                     r.unacknowledged_appeared += 1;
                 }
@@ -201,7 +202,7 @@ mod tests {
     fn ok(value: u64, offset: i64) -> Write {
         Write {
             value,
-            outcome: Outcome::Ok {
+            outcome: WriteOutcome::Ok {
                 partition: 0,
                 offset,
             },
@@ -269,7 +270,7 @@ mod tests {
         let mut h = clean(3);
         h.writes.push(Write {
             value: 50,
-            outcome: Outcome::TimedOut,
+            outcome: WriteOutcome::TimedOut,
         });
         // Consumer 2 read offset 1 holding another (written) value.
         h.reads.push(read(2, 1, 50));
@@ -294,11 +295,11 @@ mod tests {
         let mut h = clean(3);
         h.writes.push(Write {
             value: 10,
-            outcome: Outcome::TimedOut,
+            outcome: WriteOutcome::TimedOut,
         });
         h.writes.push(Write {
             value: 11,
-            outcome: Outcome::Failed,
+            outcome: WriteOutcome::Failed,
         });
         h.reads.push(read(DRAIN, 3, 10));
         h.reads.push(read(DRAIN, 4, 10));

@@ -24,7 +24,7 @@ use bytes::Bytes;
 use common::Cluster;
 use parking_lot::Mutex;
 use rand::{Rng, SeedableRng, rngs::StdRng};
-use weir_conformance::history::{self, History, Outcome, Read, Write};
+use weir_conformance::history::{self, History, Read, Write, WriteOutcome};
 use weir_core::batch::{BatchBuilder, decode_records, iter_batches};
 use weir_server::client::Client;
 
@@ -72,12 +72,12 @@ async fn producer(
                     .lock()
                     .latencies_ms
                     .push(started.elapsed().as_millis() as u64);
-                Outcome::Ok { partition, offset }
+                WriteOutcome::Ok { partition, offset }
             }
             // The client retries errors it can explain; what is left is ambiguous.
             Ok(Err(_)) | Err(_) => {
                 client = Client::new(&bootstrap);
-                Outcome::TimedOut
+                WriteOutcome::TimedOut
             }
         };
         hist.lock().writes.push(Write { value, outcome });
@@ -387,11 +387,11 @@ fn negative_control_bypassed_leader_check_is_caught() {
                             .build(),
                     );
                     let outcome = match client.produce_to(&addr, "f", 0, batch).await {
-                        Ok(Ok(offset)) => Outcome::Ok {
+                        Ok(Ok(offset)) => WriteOutcome::Ok {
                             partition: 0,
                             offset,
                         },
-                        _ => Outcome::Failed,
+                        _ => WriteOutcome::Failed,
                     };
                     hist.lock().writes.push(Write { value, outcome });
                 }

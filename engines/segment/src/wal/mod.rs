@@ -28,25 +28,15 @@ use crate::durability::{Durability, sync_dir};
 use crate::error::{IoContext, SegError};
 use crate::format::{Checkpoint, HEADER_LEN, Magic, decode_header, encode_header};
 
-const REC_HEADER: usize = 17;
-/// Largest record payload accepted when reading (a Raft entry is at most a few MiB).
-const MAX_PAYLOAD: usize = 256 << 20;
+mod files;
+mod record;
+mod replay;
 
-const KIND_ENTRY: u8 = 1;
-const KIND_HARD_STATE: u8 = 2;
-const KIND_CONF_STATE: u8 = 3;
-const KIND_COMPACT: u8 = 4;
-const KIND_SNAPSHOT: u8 = 5;
-const KIND_REMOVE: u8 = 6;
-const KIND_GROUP_STATE: u8 = 7;
-const KIND_SYNC_MARK: u8 = 8;
-const KIND_GROUP_STATE_V2: u8 = 9;
-/// Encoded size of a sync mark record.
-const SYNC_MARK_LEN: usize = REC_HEADER + 8;
+use record::*;
 
 /// Where one entry's record is.
 #[derive(Clone, Copy, Debug)]
-struct Loc {
+pub(super) struct Loc {
     term: u64,
     seq: u64,
     pos: u64,
@@ -65,7 +55,7 @@ impl Loc {
 }
 
 #[derive(Debug, Default)]
-struct GroupLog {
+pub(super) struct GroupLog {
     snap_index: u64,
     snap_term: u64,
     hard_state: HardState,
@@ -78,38 +68,8 @@ impl GroupLog {
         self.snap_index + self.locs.len() as u64
     }
 }
-
-/// A decoded record, as written and as replayed.
 #[derive(Debug)]
-enum Record {
-    Entry {
-        index: u64,
-        term: u64,
-    },
-    HardState(HardState),
-    ConfState(ConfState),
-    Compact {
-        index: u64,
-        term: u64,
-    },
-    Snapshot(SnapshotMetadata),
-    Remove,
-    GroupState {
-        snap_index: u64,
-        snap_term: u64,
-        /// The last index when the file was created (absent in files written before
-        /// it was recorded).
-        last_index: Option<u64>,
-        hard_state: HardState,
-        conf_state: ConfState,
-    },
-    /// A sync mark: everything before the position it names was durable when it
-    /// was written (read from the bytes by `synced_beyond`).
-    SyncMark,
-}
-
-#[derive(Debug)]
-struct WalFile {
+pub(super) struct WalFile {
     file: Arc<File>,
     path: PathBuf,
 }
@@ -129,133 +89,6 @@ pub(crate) struct Wal {
     dirty: bool,
     durability: Arc<Durability>,
 }
-
-fn proto_bytes(m: &impl protobuf::Message) -> Vec<u8> {
-    m.write_to_bytes().unwrap_or_default()
-}
-
-fn encode_record(out: &mut Vec<u8>, kind: u8, group: GroupId, payload: &[&[u8]]) -> u32 {
-    let start = out.len();
-    let len: usize = payload.iter().map(|p| p.len()).sum();
-    out.extend_from_slice(&(len as u32).to_le_bytes());
-    out.extend_from_slice(&[0; 4]);
-    out.push(kind);
-    out.extend_from_slice(&group.0.to_le_bytes());
-    for p in payload {
-        out.extend_from_slice(p);
-    }
-    let crc = crc32c::crc32c(&out[start + 8..]);
-    out[start + 4..start + 8].copy_from_slice(&crc.to_le_bytes());
-    (out.len() - start) as u32
-}
-
-fn entry_payload_head(e: &Entry) -> Vec<u8> {
-    let mut h = Vec::with_capacity(21 + e.context.len());
-    h.extend_from_slice(&e.index.to_le_bytes());
-    h.extend_from_slice(&e.term.to_le_bytes());
-    h.push(e.entry_type.value() as u8);
-    h.extend_from_slice(&(e.context.len() as u32).to_le_bytes());
-    h.extend_from_slice(&e.context);
-    h
-}
-
-fn u64_at(b: &[u8], at: usize) -> Option<u64> {
-    Some(u64::from_le_bytes(b.get(at..at + 8)?.try_into().ok()?))
-}
-
-fn u32_at(b: &[u8], at: usize) -> Option<u32> {
-    Some(u32::from_le_bytes(b.get(at..at + 4)?.try_into().ok()?))
-}
-
-/// Checks the record at the start of `buf`; returns (kind, group, payload, length).
-fn parse_record(buf: &[u8]) -> Option<(u8, GroupId, &[u8], usize)> {
-    let len = u32_at(buf, 0)? as usize;
-    if len > MAX_PAYLOAD || buf.len() < REC_HEADER + len {
-        return None;
-    }
-    let crc = u32_at(buf, 4)?;
-    let body = &buf[8..REC_HEADER + len];
-    if crc32c::crc32c(body) != crc {
-        return None;
-    }
-    let kind = buf[8];
-    let group = GroupId(u64_at(buf, 9)?);
-    Some((
-        kind,
-        group,
-        &buf[REC_HEADER..REC_HEADER + len],
-        REC_HEADER + len,
-    ))
-}
-
-fn decode_entry(payload: &[u8]) -> Option<Entry> {
-    let index = u64_at(payload, 0)?;
-    let term = u64_at(payload, 8)?;
-    let ty = match *payload.get(16)? {
-        0 => EntryType::EntryNormal,
-        1 => EntryType::EntryConfChange,
-        2 => EntryType::EntryConfChangeV2,
-        _ => return None,
-    };
-    let ctx_len = u32_at(payload, 17)? as usize;
-    let ctx = payload.get(21..21 + ctx_len)?;
-    let data = payload.get(21 + ctx_len..)?;
-    Some(Entry {
-        index,
-        term,
-        entry_type: ty,
-        context: Bytes::copy_from_slice(ctx),
-        data: Bytes::copy_from_slice(data),
-        ..Entry::default()
-    })
-}
-
-fn decode_record(kind: u8, payload: &[u8]) -> Option<Record> {
-    Some(match kind {
-        KIND_ENTRY => {
-            let e = decode_entry(payload)?;
-            Record::Entry {
-                index: e.index,
-                term: e.term,
-            }
-        }
-        KIND_HARD_STATE => Record::HardState(HardState::parse_from_bytes(payload).ok()?),
-        KIND_CONF_STATE => Record::ConfState(ConfState::parse_from_bytes(payload).ok()?),
-        KIND_COMPACT => Record::Compact {
-            index: u64_at(payload, 0)?,
-            term: u64_at(payload, 8)?,
-        },
-        KIND_SNAPSHOT => Record::Snapshot(SnapshotMetadata::parse_from_bytes(payload).ok()?),
-        KIND_REMOVE => Record::Remove,
-        KIND_SYNC_MARK => {
-            u64_at(payload, 0)?;
-            Record::SyncMark
-        }
-        KIND_GROUP_STATE | KIND_GROUP_STATE_V2 => {
-            let (last_index, at) = if kind == KIND_GROUP_STATE_V2 {
-                (Some(u64_at(payload, 16)?), 24)
-            } else {
-                (None, 16)
-            };
-            let hs_len = u32_at(payload, at)? as usize;
-            let hs = payload.get(at + 4..at + 4 + hs_len)?;
-            let cs = payload.get(at + 4 + hs_len..)?;
-            Record::GroupState {
-                snap_index: u64_at(payload, 0)?,
-                snap_term: u64_at(payload, 8)?,
-                last_index,
-                hard_state: HardState::parse_from_bytes(hs).ok()?,
-                conf_state: ConfState::parse_from_bytes(cs).ok()?,
-            }
-        }
-        _ => return None,
-    })
-}
-
-fn file_name(seq: u64) -> String {
-    format!("{seq:020}.wal")
-}
-
 impl Wal {
     /// Opens (or creates) the WAL in `dir`, replaying every file.
     pub(crate) fn open(
@@ -307,208 +140,6 @@ impl Wal {
             }
         }
         Ok(wal)
-    }
-
-    fn replay_file(&mut self, seq: u64, is_last: bool) -> Result<(), SegError> {
-        let path = self.dir.join(file_name(seq));
-        let what = || format!("WAL file {}", path.display());
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open(&path)
-            .ctx(what)?;
-        // Mapped, not read: replay only looks at the bytes once, and copying every
-        // file into memory was the largest cost of opening.
-        // SAFETY: the engine holds an exclusive lock on its data directory, so no other
-        // process changes the file while it is mapped; this process cuts it only
-        // after the map is dropped, below.
-        #[allow(unsafe_code)]
-        let map = unsafe { memmap2::Mmap::map(&file) }.ctx(what)?;
-        let bytes: &[u8] = &map;
-        let id = decode_header(Magic::Wal, bytes, &what())?;
-        if id != seq {
-            return Err(SegError::Corrupt(format!(
-                "{}: header names file {id}",
-                what()
-            )));
-        }
-        let checkpoint = Checkpoint::read(bytes).unwrap_or_default();
-        let mut pos = HEADER_LEN as usize;
-        while pos < bytes.len() {
-            let Some((kind, group, payload, len)) = parse_record(&bytes[pos..]) else {
-                break;
-            };
-            let Some(rec) = decode_record(kind, payload) else {
-                break;
-            };
-            let loc = Loc {
-                term: 0,
-                seq,
-                pos: pos as u64,
-                len: len as u32,
-            };
-            self.apply(group, rec, loc);
-            pos += len;
-        }
-        if pos < bytes.len() {
-            let synced = if is_last {
-                checkpoint.fields[0] as usize
-            } else {
-                bytes.len()
-            };
-            let synced = synced.max(synced_beyond(bytes, pos));
-            if pos < synced {
-                return Err(SegError::Corrupt(format!(
-                    "{}: invalid record at byte {pos}, below the synced position {synced}",
-                    what()
-                )));
-            }
-            tracing::warn!(file = %path.display(), at = pos, len = bytes.len(), "cutting torn WAL tail");
-            drop(map);
-            file.set_len(pos as u64)
-                .ctx(|| format!("truncating {}", what()))?;
-            self.durability
-                .sync_file(&file, || format!("syncing {}", what()))?;
-        }
-        (&file).seek(SeekFrom::Start(pos as u64)).ctx(what)?;
-        self.files.insert(
-            seq,
-            WalFile {
-                file: Arc::new(file),
-                path,
-            },
-        );
-        self.live.entry(seq).or_insert(0);
-        self.current = seq;
-        self.pos = pos as u64;
-        Ok(())
-    }
-
-    /// Creates WAL file `seq` through a temporary name, with a header, the state of
-    /// every group and a checkpoint, all synced before the rename.
-    fn create_file(&mut self, seq: u64) -> Result<(), SegError> {
-        let path = self.dir.join(file_name(seq));
-        let tmp = self.dir.join(format!("{}.tmp", file_name(seq)));
-        let what = || format!("creating WAL file {}", path.display());
-        let mut buf = encode_header(Magic::Wal, seq);
-        for (g, log) in &self.groups {
-            let hs = proto_bytes(&log.hard_state);
-            let cs = proto_bytes(&log.conf_state);
-            encode_record(
-                &mut buf,
-                KIND_GROUP_STATE_V2,
-                *g,
-                &[
-                    &log.snap_index.to_le_bytes(),
-                    &log.snap_term.to_le_bytes(),
-                    &log.last_index().to_le_bytes(),
-                    &(hs.len() as u32).to_le_bytes(),
-                    &hs,
-                    &cs,
-                ],
-            );
-        }
-        let relocated = self.relocate_into(&mut buf);
-        let checkpoint = Checkpoint::default().next([buf.len() as u64, 0, 0, 0, 0, 0]);
-        buf[checkpoint.slot_offset()..checkpoint.slot_offset() + 64]
-            .copy_from_slice(&checkpoint.encode());
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(&tmp)
-            .ctx(what)?;
-        file.write_all_at(&buf, 0).ctx(what)?;
-        (&file).seek(SeekFrom::Start(buf.len() as u64)).ctx(what)?;
-        self.durability.sync_file(&file, what)?;
-        fs::rename(&tmp, &path).ctx(what)?;
-        sync_dir(&self.dir)?;
-        self.files.insert(
-            seq,
-            WalFile {
-                file: Arc::new(file),
-                path,
-            },
-        );
-        self.live.insert(seq, 0);
-        self.current = seq;
-        self.pos = buf.len() as u64;
-        self.dirty = false;
-        for (g, rec, pos, len) in relocated {
-            self.apply(
-                g,
-                rec,
-                Loc {
-                    term: 0,
-                    seq,
-                    pos,
-                    len,
-                },
-            );
-        }
-        Ok(())
-    }
-
-    /// Copies, into `buf` (the head of a new file), the whole live log of every small
-    /// group with an entry in the oldest live file: the records, byte for byte.
-    ///
-    /// Files are deleted oldest first, so a group whose log is never compacted (the
-    /// metadata group) or that went idle would otherwise keep its oldest file, and
-    /// every later one, forever. Replaying the copy supersedes the originals (an entry
-    /// record replaces the log from its index on), and the copy is synced with the
-    /// new file before the file is named, so the old file can go at the next
-    /// collection. Groups over [`Wal::relocate_limit`] are left alone: they shrink by
-    /// compaction. Returns what to apply once the file is in place: (group, record,
-    /// position, length).
-    fn relocate_into(&self, buf: &mut Vec<u8>) -> Vec<(GroupId, Record, u64, u32)> {
-        let Some(oldest) = self.live.iter().find(|(_, n)| **n > 0).map(|(s, _)| *s) else {
-            return Vec::new();
-        };
-        let limit = self.relocate_limit();
-        let mut out = Vec::new();
-        for (g, log) in &self.groups {
-            if log.locs.front().is_none_or(|l| l.seq > oldest) {
-                continue;
-            }
-            let bytes: u64 = log.locs.iter().map(|l| u64::from(l.len)).sum();
-            if bytes > limit {
-                continue;
-            }
-            let start = buf.len();
-            let mut recs = Vec::with_capacity(log.locs.len());
-            for (i, loc) in log.locs.iter().enumerate() {
-                let index = log.snap_index + 1 + i as u64;
-                match self.read_raw(*g, index, *loc) {
-                    Ok(raw) => {
-                        recs.push((
-                            *g,
-                            Record::Entry {
-                                index,
-                                term: loc.term,
-                            },
-                            buf.len() as u64,
-                            loc.len,
-                        ));
-                        buf.extend_from_slice(&raw);
-                    }
-                    Err(e) => {
-                        // Left where it is; reading it again will report the fault.
-                        tracing::warn!(group = %g, error = %e, "not relocating a Raft log");
-                        buf.truncate(start);
-                        recs.clear();
-                        break;
-                    }
-                }
-            }
-            out.extend(recs);
-        }
-        out
-    }
-
-    /// The largest log (in record bytes) that [`Wal::relocate_into`] copies.
-    fn relocate_limit(&self) -> u64 {
-        (self.file_bytes / 8).min(8 << 20)
     }
 
     /// Applies a record to the in-memory index. Lenient, because replay may start after
@@ -585,87 +216,6 @@ impl Wal {
                 compact(g, snap_index, snap_term, &mut drop_locs);
             }
         }
-    }
-
-    /// Writes encoded records at the end of the current file and applies them.
-    fn write(&mut self, buf: Vec<u8>, recs: Vec<(GroupId, Record, u32)>) -> Result<(), SegError> {
-        self.write_slices(&mut [IoSlice::new(&buf)], recs)
-    }
-
-    fn write_slices(
-        &mut self,
-        slices: &mut [IoSlice<'_>],
-        recs: Vec<(GroupId, Record, u32)>,
-    ) -> Result<(), SegError> {
-        let seq = self.current;
-        let f = &self.files[&seq];
-        let pos = self.pos;
-        let total: usize = slices.iter().map(|s| s.len()).sum();
-        write_all_vectored(&f.file, slices).ctx(|| format!("appending to {}", f.path.display()))?;
-        self.pos += total as u64;
-        self.dirty = true;
-        let mut at = pos;
-        for (g, rec, len) in recs {
-            self.apply(
-                g,
-                rec,
-                Loc {
-                    term: 0,
-                    seq,
-                    pos: at,
-                    len,
-                },
-            );
-            at += len as u64;
-        }
-        if self.pos >= self.file_bytes {
-            self.roll()?;
-        }
-        Ok(())
-    }
-
-    fn write_one(
-        &mut self,
-        group: GroupId,
-        kind: u8,
-        payload: &[&[u8]],
-        rec: Record,
-    ) -> Result<(), SegError> {
-        let mut buf = Vec::new();
-        let len = encode_record(&mut buf, kind, group, payload);
-        self.write(buf, vec![(group, rec, len)])
-    }
-
-    /// Syncs the full file, then starts the next one and deletes dead files.
-    fn roll(&mut self) -> Result<(), SegError> {
-        let f = &self.files[&self.current];
-        self.durability
-            .sync_file(&f.file, || format!("syncing {}", f.path.display()))?;
-        self.create_file(self.current + 1)?;
-        self.collect_garbage()
-    }
-
-    /// Deletes the oldest files while no live entry refers to them. Only called right
-    /// after a sync that covered every record written so far (a roll, or a
-    /// `raft_sync` with no write during it): the records that killed those entries
-    /// (overwrites, compactions, removals) are then durable, so no crash can bring
-    /// back a state that needs the deleted entries.
-    fn collect_garbage(&mut self) -> Result<(), SegError> {
-        let mut removed = false;
-        while let Some((&seq, &n)) = self.live.first_key_value() {
-            if seq >= self.current || n > 0 {
-                break;
-            }
-            self.live.remove(&seq);
-            if let Some(f) = self.files.remove(&seq) {
-                fs::remove_file(&f.path).ctx(|| format!("deleting {}", f.path.display()))?;
-                removed = true;
-            }
-        }
-        if removed {
-            sync_dir(&self.dir)?;
-        }
-        Ok(())
     }
 
     fn group(&self, group: GroupId) -> Option<&GroupLog> {
@@ -935,8 +485,7 @@ impl SyncJob {
         durability.sync_file(&self.file, || format!("syncing {}", self.path.display()))
     }
 }
-
-fn compact(
+pub(super) fn compact(
     g: &mut GroupLog,
     index: u64,
     term: u64,
@@ -952,44 +501,4 @@ fn compact(
     }
     g.snap_index = index;
     g.snap_term = term;
-}
-
-/// The largest position named by a valid sync mark found anywhere after `from`.
-/// Scans byte by byte, since the record boundaries after an invalid record are
-/// unknown; only done when opening a file with an invalid record in it.
-fn synced_beyond(bytes: &[u8], from: usize) -> usize {
-    let mut best = 0;
-    let mut at = from + 1;
-    while at + SYNC_MARK_LEN <= bytes.len() {
-        let b = &bytes[at..];
-        if b[0..4] == [8, 0, 0, 0]
-            && b[8] == KIND_SYNC_MARK
-            && let Some((KIND_SYNC_MARK, _, payload, _)) = parse_record(b)
-            && let Some(synced) = u64_at(payload, 0)
-        {
-            best = best.max(synced as usize);
-        }
-        at += 1;
-    }
-    best
-}
-
-/// Writes all of `slices` at the file's cursor, which always sits at the end of the
-/// log (set at open, after a cut, and at creation).
-fn write_all_vectored(mut f: &File, mut slices: &mut [IoSlice<'_>]) -> std::io::Result<()> {
-    use std::io::Write;
-    while !slices.is_empty() {
-        match f.write_vectored(slices) {
-            Ok(0) => {
-                return Err(std::io::Error::new(
-                    std::io::ErrorKind::WriteZero,
-                    "short write",
-                ));
-            }
-            Ok(n) => IoSlice::advance_slices(&mut slices, n),
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(())
 }
