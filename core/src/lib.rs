@@ -12,8 +12,9 @@
 //! * [`batch`] — Kafka RecordBatch v2 read in place: header, CRC-32C, stamping.
 //! * [`engine`] — the storage-engine contract: the Raft log and the partition log.
 //! * [`memory`] — the in-memory reference engine, which models durability.
-//! * [`transport`] — the peer-transport contract; [`memnet`] is the in-memory network
-//!   used by tests, and [`faults`] injects partitions and loss over any transport.
+//! * [`transport`] — the peer-transport contract. With the `testing` feature,
+//!   `memnet` is the in-memory network used by tests and `faults` injects
+//!   partitions and loss over any transport.
 //! * [`registry`] — plug-ins by name: each engine and transport crate registers
 //!   itself; the binary looks them up by the name its configuration gives.
 //! * [`raft`] — the Raft driver: one task per group, async-ready persistence, group
@@ -27,8 +28,10 @@ pub mod batch;
 pub mod engine;
 pub mod entry;
 pub mod error;
+#[cfg(feature = "testing")]
 pub mod faults;
 pub mod ids;
+#[cfg(feature = "testing")]
 pub mod memnet;
 pub mod memory;
 pub mod metadata;

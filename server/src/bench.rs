@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use hdrhistogram::Histogram;
 use serde::Serialize;
-use weir_core::batch::{BatchBuilder, iter_batches};
+use weir_core::batch::iter_batches;
 
 use crate::client::Client;
 
@@ -105,11 +105,10 @@ pub async fn produce(args: &BenchArgs, quiet: bool) -> anyhow::Result<Report> {
     }
     let value = vec![b'x'; args.record_size];
     let per_batch = args.batch.max(1) as u64;
-    let mut b = BatchBuilder::new(0);
-    for _ in 0..per_batch {
-        b = b.record(None, Some(&value));
-    }
-    let batch = Bytes::from(b.build());
+    let value = Bytes::from(value);
+    let records = vec![(None, Some(value)); per_batch as usize];
+    let batch =
+        crate::tools::encode_batch(&records, 0, kafka_protocol::records::Compression::None)?;
     let producers = args.producers.max(1).min(args.partitions.max(1) as usize);
     let budget = args.records.div_ceil(per_batch);
     let next = Arc::new(AtomicU64::new(0));

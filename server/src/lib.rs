@@ -3,10 +3,13 @@
 //! # Layout
 //!
 //! * [`config`] — the TOML configuration and its flags.
-//! * [`kafka`] — the Kafka listener: framing, dispatch, one handler per API.
+//! * [`kafka`] — the Kafka listener: connections, framing, dispatch, one handler
+//!   file per API family.
 //! * [`mod@bench`] — `weir bench`: produce and consume load with latency percentiles.
-//! * [`client`] — a small Kafka client for the `topics`, `produce` and `consume`
-//!   commands.
+//! * [`client`] — a small Kafka client for the tools and benchmarks.
+//! * [`tools`] — the `topics`, `produce` and `consume` commands, with record
+//!   batches encoded and decoded by `kafka_protocol::records` (every codec).
+//! * [`registry`] — the plug-ins compiled in, one `#[cfg(feature)]` line each.
 //! * [`run`] — start-up: open the configured engine and transport, start the node,
 //!   serve Kafka until shutdown.
 //!
@@ -19,6 +22,7 @@ pub mod client;
 pub mod config;
 pub mod fuzzing;
 pub mod kafka;
+pub mod tools;
 
 use std::sync::Arc;
 use std::time::Duration;

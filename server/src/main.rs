@@ -24,88 +24,16 @@ enum Command {
         #[arg(long, short, default_value = "127.0.0.1:9092")]
         bootstrap: String,
         #[command(subcommand)]
-        command: TopicsCommand,
+        command: weir_server::tools::TopicsCommand,
     },
     /// Produce lines from standard input, one record each (acks=all).
-    Produce(ProduceArgs),
+    Produce(weir_server::tools::ProduceArgs),
     /// Print the records of a partition.
-    Consume(ConsumeArgs),
+    Consume(weir_server::tools::ConsumeArgs),
     /// Measure produce or consume throughput and latency against any broker.
     Bench(BenchCli),
     /// List the storage engines and transports compiled into this binary.
     Plugins,
-}
-
-#[derive(Subcommand, Debug)]
-enum TopicsCommand {
-    /// Create a topic.
-    Create {
-        /// The topic.
-        name: String,
-        /// Partitions.
-        #[arg(long, default_value_t = 1)]
-        partitions: i32,
-        /// Replicas of each partition (-1: the broker's default).
-        #[arg(long, default_value_t = -1)]
-        replication: i16,
-        /// A topic config as KEY=VALUE (repeatable).
-        #[arg(long = "config", value_parser = parse_kv)]
-        configs: Vec<(String, String)>,
-    },
-    /// List topics.
-    List,
-    /// Show a topic's partitions, leaders, replicas and ISR.
-    Describe {
-        /// The topic.
-        name: String,
-    },
-    /// Delete a topic.
-    Delete {
-        /// The topic.
-        name: String,
-    },
-}
-
-#[derive(clap::Args, Debug)]
-struct ProduceArgs {
-    /// The topic.
-    topic: String,
-    /// A broker to start from.
-    #[arg(long, short, default_value = "127.0.0.1:9092")]
-    bootstrap: String,
-    /// The partition.
-    #[arg(long, short, default_value_t = 0)]
-    partition: i32,
-    /// Split each line into KEY and VALUE at the first occurrence of this.
-    #[arg(long)]
-    key_separator: Option<String>,
-    /// Records per batch.
-    #[arg(long, default_value_t = 500)]
-    batch: usize,
-}
-
-#[derive(clap::Args, Debug)]
-struct ConsumeArgs {
-    /// The topic.
-    topic: String,
-    /// A broker to start from.
-    #[arg(long, short, default_value = "127.0.0.1:9092")]
-    bootstrap: String,
-    /// The partition.
-    #[arg(long, short, default_value_t = 0)]
-    partition: i32,
-    /// `beginning`, `end`, or an offset.
-    #[arg(long, default_value = "beginning")]
-    from: String,
-    /// Stop after this many records.
-    #[arg(long)]
-    count: Option<u64>,
-    /// Keep waiting for new records instead of stopping at the end.
-    #[arg(long)]
-    follow: bool,
-    /// Print `offset key value` instead of only the value.
-    #[arg(long)]
-    verbose: bool,
 }
 
 #[derive(clap::Args, Debug)]
@@ -155,13 +83,6 @@ struct BenchCli {
     /// Print JSON instead of a summary line.
     #[arg(long)]
     json: bool,
-}
-
-fn parse_kv(s: &str) -> Result<(String, String), String> {
-    let (k, v) = s
-        .split_once('=')
-        .ok_or_else(|| format!("{s:?}: expected KEY=VALUE"))?;
-    Ok((k.to_string(), v.to_string()))
 }
 
 /// Flags override the config file.
@@ -293,9 +214,11 @@ fn main() -> std::process::ExitCode {
             Ok(())
         }
         Command::Serve(args) => serve(args),
-        Command::Topics { bootstrap, command } => tokio_main(topics(bootstrap, command)),
-        Command::Produce(args) => tokio_main(produce(args)),
-        Command::Consume(args) => tokio_main(consume(args)),
+        Command::Topics { bootstrap, command } => {
+            tokio_main(weir_server::tools::topics(bootstrap, command))
+        }
+        Command::Produce(args) => tokio_main(weir_server::tools::produce(args)),
+        Command::Consume(args) => tokio_main(weir_server::tools::consume(args)),
         Command::Bench(args) => tokio::runtime::Runtime::new()
             .map_err(anyhow::Error::from)
             .and_then(|rt| rt.block_on(bench(args))),
@@ -331,136 +254,6 @@ fn tokio_main(f: impl std::future::Future<Output = anyhow::Result<()>>) -> anyho
         .enable_all()
         .build()?
         .block_on(f)
-}
-
-async fn topics(bootstrap: String, command: TopicsCommand) -> anyhow::Result<()> {
-    let mut c = weir_server::client::Client::new(&bootstrap);
-    match command {
-        TopicsCommand::Create {
-            name,
-            partitions,
-            replication,
-            configs,
-        } => {
-            c.create_topic(&name, partitions, replication, &configs)
-                .await?;
-            println!("created {name}");
-        }
-        TopicsCommand::List => {
-            let (_, topics) = c.metadata(None).await?;
-            for t in topics {
-                println!("{}", t.name);
-            }
-        }
-        TopicsCommand::Describe { name } => {
-            let (brokers, topics) = c.metadata(Some(&[&name])).await?;
-            let t = topics
-                .into_iter()
-                .find(|t| t.name == name)
-                .ok_or_else(|| anyhow::anyhow!("no topic {name}"))?;
-            anyhow::ensure!(t.error == 0, "topic {name}: error {}", t.error);
-            println!("topic {name}: {} partitions", t.partitions.len());
-            for (p, leader, replicas, isr) in t.partitions {
-                let addr = brokers.get(&leader).map_or("-", String::as_str);
-                println!(
-                    "  partition {p}: leader {leader} ({addr}) replicas {replicas:?} isr {isr:?}"
-                );
-            }
-        }
-        TopicsCommand::Delete { name } => {
-            c.delete_topic(&name).await?;
-            println!("deleted {name}");
-        }
-    }
-    Ok(())
-}
-
-async fn produce(args: ProduceArgs) -> anyhow::Result<()> {
-    use std::io::BufRead as _;
-    let mut c = weir_server::client::Client::new(&args.bootstrap);
-    let now = || {
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as i64)
-    };
-    let mut lines = std::io::stdin().lock().lines();
-    let mut total = 0usize;
-    loop {
-        let mut b = weir_core::batch::BatchBuilder::new(now());
-        let mut n = 0;
-        for line in lines.by_ref() {
-            let line = line?;
-            let (key, value) = match args
-                .key_separator
-                .as_deref()
-                .and_then(|sep| line.split_once(sep))
-            {
-                Some((k, v)) => (Some(k.as_bytes().to_vec()), v.as_bytes().to_vec()),
-                None => (None, line.as_bytes().to_vec()),
-            };
-            b = b.record(key.as_deref(), Some(&value));
-            n += 1;
-            if n == args.batch.max(1) {
-                break;
-            }
-        }
-        if n == 0 {
-            break;
-        }
-        c.produce(&args.topic, args.partition, bytes::Bytes::from(b.build()))
-            .await?;
-        total += n;
-    }
-    eprintln!(
-        "produced {total} records to {}-{}",
-        args.topic, args.partition
-    );
-    Ok(())
-}
-
-async fn consume(args: ConsumeArgs) -> anyhow::Result<()> {
-    use std::io::Write as _;
-    let mut c = weir_server::client::Client::new(&args.bootstrap);
-    let mut offset = match args.from.as_str() {
-        "beginning" => c.list_offset(&args.topic, args.partition, -2).await?,
-        "end" => c.list_offset(&args.topic, args.partition, -1).await?,
-        o => o
-            .parse()
-            .map_err(|_| anyhow::anyhow!("--from {o:?}: expected beginning, end or an offset"))?,
-    };
-    let mut printed = 0u64;
-    let mut out = std::io::stdout().lock();
-    loop {
-        let wait = if args.follow {
-            std::time::Duration::from_secs(1)
-        } else {
-            std::time::Duration::ZERO
-        };
-        let (records, high) = c.fetch(&args.topic, args.partition, offset, wait).await?;
-        for b in weir_core::batch::iter_batches(&records) {
-            let (_, bytes) = b?;
-            for r in weir_core::batch::decode_records(bytes)? {
-                if r.offset < offset {
-                    continue;
-                }
-                let value = String::from_utf8_lossy(r.value.as_deref().unwrap_or_default());
-                if args.verbose {
-                    let key = String::from_utf8_lossy(r.key.as_deref().unwrap_or_default());
-                    writeln!(out, "{} {key} {value}", r.offset)?;
-                } else {
-                    writeln!(out, "{value}")?;
-                }
-                offset = r.offset + 1;
-                printed += 1;
-                if args.count.is_some_and(|n| printed >= n) {
-                    return Ok(());
-                }
-            }
-        }
-        if offset >= high && !args.follow {
-            return Ok(());
-        }
-    }
 }
 
 async fn bench(cli: BenchCli) -> anyhow::Result<()> {

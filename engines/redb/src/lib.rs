@@ -48,7 +48,7 @@ pub const FILE_NAME: &str = "weir.redb";
 /// The redb engine.
 pub type RedbEngine = KvEngine<RedbStore>;
 
-/// Tuning of the redb engine (`[engine.redb]` in weir's config).
+/// Tuning of the redb engine (`[engine_redb]` in weir's config).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
@@ -149,7 +149,7 @@ impl RedbStore {
     pub fn open(dir: &Path, config: &Config) -> Result<RedbStore> {
         if config.cache_bytes < 1 << 20 {
             return Err(Error::Config(format!(
-                "engine.redb.cache_bytes = {} must be at least 1 MiB",
+                "[engine_redb] cache_bytes = {} must be at least 1 MiB",
                 config.cache_bytes
             )));
         }

@@ -59,7 +59,7 @@ pub fn register(registry: &mut weir_core::Registry) {
 /// The RocksDB engine.
 pub type RocksEngine = KvEngine<RocksStore>;
 
-/// Tuning of the RocksDB engine (`[engine.rocksdb]` in weir's config).
+/// Tuning of the RocksDB engine (`[engine_rocksdb]` in weir's config).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
@@ -85,13 +85,13 @@ impl Config {
     fn validate(&self) -> Result<()> {
         if self.write_buffer_bytes < 1 << 20 {
             return Err(Error::Config(format!(
-                "engine.rocksdb.write_buffer_bytes = {} must be at least 1 MiB",
+                "[engine_rocksdb] write_buffer_bytes = {} must be at least 1 MiB",
                 self.write_buffer_bytes
             )));
         }
         if self.background_jobs == 0 || self.background_jobs > 64 {
             return Err(Error::Config(format!(
-                "engine.rocksdb.background_jobs = {} must be between 1 and 64",
+                "[engine_rocksdb] background_jobs = {} must be between 1 and 64",
                 self.background_jobs
             )));
         }

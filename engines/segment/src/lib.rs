@@ -29,6 +29,7 @@ mod partition;
 mod segment;
 mod wal;
 
+#[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 pub mod fuzzing {
     //! The entry point of the `segment_recovery` fuzz target (`fuzz/`) and of the
@@ -158,7 +159,7 @@ pub fn register(registry: &mut weir_core::Registry) {
     });
 }
 
-/// Tuning of the segment engine (`[engine.segment]` in weir's config).
+/// Tuning of the segment engine (`[engine_segment]` in weir's config).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
@@ -185,18 +186,18 @@ impl Config {
     fn validate(&self) -> Result<(), SegError> {
         if self.segment_bytes < 64 << 10 || self.segment_bytes > 1 << 31 {
             return Err(SegError::Config(format!(
-                "engine.segment.segment_bytes = {} must be between 64 KiB and 2 GiB",
+                "[engine_segment] segment_bytes = {} must be between 64 KiB and 2 GiB",
                 self.segment_bytes
             )));
         }
         if self.index_interval_bytes == 0 {
             return Err(SegError::Config(
-                "engine.segment.index_interval_bytes must be positive".into(),
+                "[engine_segment] index_interval_bytes must be positive".into(),
             ));
         }
         if self.wal_file_bytes < 64 << 10 {
             return Err(SegError::Config(format!(
-                "engine.segment.wal_file_bytes = {} must be at least 64 KiB",
+                "[engine_segment] wal_file_bytes = {} must be at least 64 KiB",
                 self.wal_file_bytes
             )));
         }

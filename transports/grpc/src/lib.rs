@@ -53,7 +53,7 @@ const MAX_H2_FRAME: u32 = 1 << 20;
 /// Queued batches are merged into one gRPC message up to about this size.
 const COALESCE_BYTES: usize = 1 << 20;
 
-/// Tuning of the gRPC transport.
+/// Tuning of the gRPC transport (`[transport_grpc]` in weir's config).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
@@ -108,7 +108,7 @@ impl GrpcTransport {
     ) -> Result<Arc<GrpcTransport>> {
         if config.max_frame_bytes < 1024 || config.queue_batches == 0 {
             return Err(Error::Config(
-                "transport.grpc: max_frame_bytes must be >= 1024 and queue_batches > 0".into(),
+                "[transport_grpc] max_frame_bytes must be >= 1024 and queue_batches > 0".into(),
             ));
         }
         let local = listener

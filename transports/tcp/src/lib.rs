@@ -54,7 +54,7 @@ pub fn register(registry: &mut weir_core::Registry) {
 const MAGIC: &[u8; 4] = b"WEIR";
 const VERSION: u16 = 1;
 
-/// Tuning of the TCP transport.
+/// Tuning of the TCP transport (`[transport_tcp]` in weir's config).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
@@ -107,7 +107,7 @@ impl TcpTransport {
     pub fn start(listener: TcpListener, id: Identity, config: Config) -> Result<Arc<TcpTransport>> {
         if config.max_frame_bytes < 1024 || config.queue_batches == 0 {
             return Err(Error::Config(
-                "transport.tcp: max_frame_bytes must be >= 1024 and queue_batches > 0".into(),
+                "[transport_tcp] max_frame_bytes must be >= 1024 and queue_batches > 0".into(),
             ));
         }
         if id.cluster_id.len() > u16::MAX as usize {

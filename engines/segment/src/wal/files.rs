@@ -132,7 +132,11 @@ impl Wal {
     }
 
     /// Writes encoded records at the end of the current file and applies them.
-    pub(super) fn write(&mut self, buf: Vec<u8>, recs: Vec<(GroupId, Record, u32)>) -> Result<(), SegError> {
+    pub(super) fn write(
+        &mut self,
+        buf: Vec<u8>,
+        recs: Vec<(GroupId, Record, u32)>,
+    ) -> Result<(), SegError> {
         self.write_slices(&mut [IoSlice::new(&buf)], recs)
     }
 
@@ -215,7 +219,10 @@ impl Wal {
 
 /// Writes all of `slices` at the file's cursor, which always sits at the end of the
 /// log (set at open, after a cut, and at creation).
-pub(super) fn write_all_vectored(mut f: &File, mut slices: &mut [IoSlice<'_>]) -> std::io::Result<()> {
+pub(super) fn write_all_vectored(
+    mut f: &File,
+    mut slices: &mut [IoSlice<'_>],
+) -> std::io::Result<()> {
     use std::io::Write;
     while !slices.is_empty() {
         match f.write_vectored(slices) {

@@ -1,0 +1,98 @@
+//! Consuming: offset lookups and fetches from the partition leader.
+
+use super::*;
+
+impl Client {
+    /// The earliest (`-2`) or latest (`-1`) offset of a partition.
+    ///
+    /// # Errors
+    /// Kafka errors.
+    pub async fn list_offset(
+        &mut self,
+        topic: &str,
+        partition: i32,
+        which: i64,
+    ) -> anyhow::Result<i64> {
+        let leader = self.leader(topic, partition).await?;
+        let req = ListOffsetsRequest::default()
+            .with_replica_id(BrokerId(-1))
+            .with_topics(vec![
+                list_offsets_request::ListOffsetsTopic::default()
+                    .with_name(name(topic))
+                    .with_partitions(vec![
+                        list_offsets_request::ListOffsetsPartition::default()
+                            .with_partition_index(partition)
+                            .with_timestamp(which),
+                    ]),
+            ]);
+        let ResponseKind::ListOffsets(r) = self
+            .call(
+                &leader,
+                ApiKey::ListOffsets,
+                LIST_OFFSETS_V,
+                RequestKind::ListOffsets(req),
+            )
+            .await?
+        else {
+            bail!("unexpected response to ListOffsets");
+        };
+        let p = r
+            .topics
+            .first()
+            .and_then(|t| t.partitions.first())
+            .context("empty ListOffsets response")?;
+        anyhow::ensure!(
+            p.error_code == 0,
+            "list offsets failed with error {}",
+            p.error_code
+        );
+        Ok(p.offset)
+    }
+
+    /// Fetches record batches from `offset`, waiting up to `wait` for data.
+    /// Returns the raw batches and the high watermark.
+    ///
+    /// # Errors
+    /// Kafka errors.
+    pub async fn fetch(
+        &mut self,
+        topic: &str,
+        partition: i32,
+        offset: i64,
+        wait: Duration,
+    ) -> anyhow::Result<(Bytes, i64)> {
+        let leader = self.leader(topic, partition).await?;
+        let req = FetchRequest::default()
+            .with_replica_id(BrokerId(-1))
+            .with_max_wait_ms(wait.as_millis() as i32)
+            .with_min_bytes(1)
+            .with_max_bytes(16 << 20)
+            .with_topics(vec![
+                fetch_request::FetchTopic::default()
+                    .with_topic(name(topic))
+                    .with_partitions(vec![
+                        fetch_request::FetchPartition::default()
+                            .with_partition(partition)
+                            .with_fetch_offset(offset)
+                            .with_partition_max_bytes(4 << 20),
+                    ]),
+            ]);
+        let ResponseKind::Fetch(r) = self
+            .call(&leader, ApiKey::Fetch, FETCH_V, RequestKind::Fetch(req))
+            .await?
+        else {
+            bail!("unexpected response to Fetch");
+        };
+        let p = r
+            .responses
+            .first()
+            .and_then(|t| t.partitions.first())
+            .context("empty Fetch response")?;
+        anyhow::ensure!(
+            p.error_code == 0,
+            "fetch failed with error {}",
+            p.error_code
+        );
+        Ok((p.records.clone().unwrap_or_default(), p.high_watermark))
+    }
+}
