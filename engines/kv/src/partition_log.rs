@@ -1,0 +1,125 @@
+//! The partition log over the store: batches by offset, log state, retention.
+
+use super::*;
+
+impl<S: KvStore> PartitionStore for KvEngine<S> {
+    fn log_groups(&self) -> Result<Vec<GroupId>> {
+        let mut v: Vec<_> = self.logs.read().keys().copied().collect();
+        v.sort();
+        Ok(v)
+    }
+
+    fn log_state(&self, group: GroupId) -> Result<LogState> {
+        Ok(self.log_state_of(group))
+    }
+
+    fn log_append(
+        &self,
+        group: GroupId,
+        raft_index: u64,
+        leader_epoch: i32,
+        batch_bytes: &[u8],
+    ) -> Result<Appended> {
+        let header = batch::verify(batch_bytes)?;
+        let mut state = self.log_state_of(group);
+        check_log_append(group, raft_index, state.applied_index)?;
+        let base = state.next_offset;
+        let mut owned = batch_bytes.to_vec();
+        batch::stamp(&mut owned, base, leader_epoch);
+        let ops = vec![KvOp::Put(
+            Table::Batches,
+            batch_key(group, base).to_vec(),
+            owned,
+        )];
+        state.next_offset = base + i64::from(header.last_offset_delta) + 1;
+        state.applied_index = raft_index;
+        self.put_log_state(group, state, ops)?;
+        Ok(Appended {
+            base_offset: base,
+            last_offset: state.next_offset - 1,
+        })
+    }
+
+    fn log_mark_applied(&self, group: GroupId, raft_index: u64) -> Result<()> {
+        let mut state = self.log_state_of(group);
+        if raft_index <= state.applied_index {
+            return Ok(());
+        }
+        state.applied_index = raft_index;
+        self.put_log_state(group, state, Vec::new())
+    }
+
+    fn log_read(&self, group: GroupId, offset: Offset, max_bytes: usize) -> Result<Bytes> {
+        let state = self.log_state_of(group);
+        check_read_range(offset, &state)?;
+        let mut out = Vec::new();
+        if offset == state.next_offset {
+            return Ok(Bytes::new());
+        }
+        self.scan_batches(group, offset, state.next_offset, |h, v| {
+            if h.last_offset() < offset {
+                return true;
+            }
+            if !out.is_empty() && out.len() + v.len() > max_bytes {
+                return false;
+            }
+            out.extend_from_slice(v);
+            true
+        })?;
+        Ok(Bytes::from(out))
+    }
+
+    fn log_offset_for_timestamp(&self, group: GroupId, timestamp: i64) -> Result<Option<Offset>> {
+        let state = self.log_state_of(group);
+        if state.start_offset >= state.next_offset {
+            return Ok(None);
+        }
+        let mut found = None;
+        self.scan_batches(group, state.start_offset, state.next_offset, |h, _| {
+            if h.last_offset() >= state.start_offset && h.max_timestamp >= timestamp {
+                found = Some(h.base_offset.max(state.start_offset));
+                return false;
+            }
+            true
+        })?;
+        Ok(found)
+    }
+
+    fn log_delete_prefix(&self, group: GroupId, offset: Offset) -> Result<()> {
+        let mut state = self.log_state_of(group);
+        let start = offset.min(state.next_offset);
+        if start <= state.start_offset {
+            return Ok(());
+        }
+        // Whole batches below the one holding `start` go; that one stays.
+        let keep_from = if start == state.next_offset {
+            start
+        } else {
+            self.batch_base(group, start)?
+        };
+        state.start_offset = start;
+        let ops = vec![KvOp::DeleteRange(
+            Table::Batches,
+            batch_key(group, 0).to_vec(),
+            batch_key(group, keep_from).to_vec(),
+        )];
+        self.put_log_state(group, state, ops)
+    }
+
+    fn log_remove(&self, group: GroupId) -> Result<()> {
+        self.write(vec![
+            KvOp::DeleteRange(
+                Table::Batches,
+                key(group, 0).to_vec(),
+                key(group, u64::MAX).to_vec(),
+            ),
+            KvOp::Delete(Table::LogMeta, group_key(group).to_vec()),
+        ])?;
+        self.logs.write().remove(&group);
+        Ok(())
+    }
+
+    fn log_flush(&self, _group: GroupId) -> Result<()> {
+        self.guarded(|s| s.sync())
+    }
+}
