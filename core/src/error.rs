@@ -66,6 +66,10 @@ pub enum Error {
         /// The largest batch accepted.
         limit: usize,
     },
+    /// A configured limit refuses the request (too many partitions, say); the
+    /// message names the limit.
+    #[error("limit exceeded: {0}")]
+    LimitExceeded(String),
     /// The operation is not offered by this engine, transport or protocol version.
     #[error("unsupported: {0}")]
     Unsupported(String),

@@ -126,8 +126,20 @@ pub struct Config {
     pub max_request_bytes: usize,
     /// Most Kafka client connections open at once; more wait to be accepted.
     pub max_connections: usize,
+    /// Close a connection idle (nothing in flight, no request) this long (Kafka's
+    /// `connections.max.idle.ms`).
+    pub connections_max_idle_ms: u64,
+    /// Close a connection whose request frame is still incomplete this long after
+    /// its last complete request.
+    pub request_read_timeout_ms: u64,
     /// Largest record batch accepted, in bytes.
     pub max_batch_bytes: usize,
+    /// Most partitions one topic may have.
+    pub max_partitions_per_topic: i32,
+    /// Most partitions in the cluster, over all topics.
+    pub max_partitions: usize,
+    /// Most unknown topics one Metadata or Produce request may auto-create.
+    pub max_auto_create_per_request: usize,
     /// The Raft tick in milliseconds.
     pub raft_tick_ms: u64,
     /// Flush a partition log after this many bytes were applied to it…
@@ -157,6 +169,7 @@ pub struct Config {
     pub transport_tcp: toml::Table,
     /// **Negative-control tests only**: skip the produce leadership check (see
     /// `weir_core::NodeConfig::unsafe_bypass_leader_check`). Logged loudly.
+    #[cfg(feature = "negative-controls")]
     pub unsafe_bypass_leader_check: bool,
 }
 
@@ -177,7 +190,12 @@ impl Default for Config {
             default_replication: 3,
             max_request_bytes: 100 << 20,
             max_connections: 10_000,
+            connections_max_idle_ms: 600_000,
+            request_read_timeout_ms: 30_000,
             max_batch_bytes: 1 << 20,
+            max_partitions_per_topic: 1000,
+            max_partitions: 10_000,
+            max_auto_create_per_request: 16,
             raft_tick_ms: 100,
             flush_bytes: 4 << 20,
             flush_interval_ms: 1000,
@@ -188,6 +206,7 @@ impl Default for Config {
             engine_redb: toml::Table::new(),
             transport_grpc: toml::Table::new(),
             transport_tcp: toml::Table::new(),
+            #[cfg(feature = "negative-controls")]
             unsafe_bypass_leader_check: false,
         }
     }
@@ -254,6 +273,20 @@ impl Config {
             self.max_connections >= 1,
             "max_connections must be at least 1"
         );
+        anyhow::ensure!(
+            self.connections_max_idle_ms >= 1 && self.request_read_timeout_ms >= 1,
+            "connections_max_idle_ms and request_read_timeout_ms must be at least 1"
+        );
+        anyhow::ensure!(
+            self.max_partitions_per_topic >= 1 && self.max_partitions >= 1,
+            "max_partitions_per_topic and max_partitions must be at least 1"
+        );
+        anyhow::ensure!(
+            self.default_partitions <= self.max_partitions_per_topic,
+            "default_partitions ({}) must not exceed max_partitions_per_topic ({})",
+            self.default_partitions,
+            self.max_partitions_per_topic
+        );
         anyhow::ensure!(self.raft_tick_ms >= 1, "raft_tick_ms must be at least 1");
         anyhow::ensure!(
             self.flush_interval_ms >= 1 && self.compact_interval_ms >= 1,
@@ -309,6 +342,18 @@ mod tests {
                 .to_string()
                 .contains("flush_interval_ms")
         );
+    }
+
+    /// The negative-control switch is out of an operator's reach: a binary built
+    /// without the `negative-controls` feature refuses the key (scripts/test runs
+    /// this without CI's features).
+    #[cfg(not(feature = "negative-controls"))]
+    #[test]
+    fn the_leader_check_bypass_is_not_a_config_key() {
+        let e = toml::from_str::<Config>("unsafe_bypass_leader_check = true\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("unsafe_bypass_leader_check"), "{e}");
     }
 
     #[test]

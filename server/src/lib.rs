@@ -155,11 +155,16 @@ pub async fn run(
     node_cfg.flush_interval = Duration::from_millis(config.flush_interval_ms);
     node_cfg.compact_bytes = config.compact_bytes;
     node_cfg.compact_interval = Duration::from_millis(config.compact_interval_ms);
-    node_cfg.unsafe_bypass_leader_check = config.unsafe_bypass_leader_check;
-    if config.unsafe_bypass_leader_check {
-        tracing::error!(
-            "unsafe_bypass_leader_check is on: acknowledgements are NOT trustworthy (negative-control tests only)"
-        );
+    node_cfg.max_partitions_per_topic = config.max_partitions_per_topic;
+    node_cfg.max_partitions = config.max_partitions;
+    #[cfg(feature = "negative-controls")]
+    {
+        node_cfg.unsafe_bypass_leader_check = config.unsafe_bypass_leader_check;
+        if config.unsafe_bypass_leader_check {
+            tracing::error!(
+                "unsafe_bypass_leader_check is on: acknowledgements are NOT trustworthy (negative-control tests only)"
+            );
+        }
     }
     let node = Node::start(node_cfg, engine, transport)?;
     register(node.inbound());
@@ -177,6 +182,10 @@ pub async fn run(
         default_replication: config.default_replication,
         max_request_bytes: config.max_request_bytes,
         max_connections: config.max_connections,
+        max_partitions_per_topic: config.max_partitions_per_topic,
+        max_auto_create_per_request: config.max_auto_create_per_request,
+        connections_max_idle: Duration::from_millis(config.connections_max_idle_ms),
+        request_read_timeout: Duration::from_millis(config.request_read_timeout_ms),
         stats: kafka::ListenerStats::default(),
     });
     let fatal_node = node.clone();
@@ -201,7 +210,7 @@ pub async fn run(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{EngineKind, TransportKind};
+    use crate::config::EngineKind;
 
     fn table(text: &str) -> toml::Table {
         toml::from_str(text).unwrap()
@@ -229,6 +238,7 @@ mod tests {
     #[cfg(feature = "transport-tcp")]
     #[tokio::test]
     async fn transport_sections_reach_the_transport() {
+        use crate::config::TransportKind;
         let mut c = Config {
             transport: TransportKind::Tcp,
             peer_listen: Some(std::net::SocketAddr::from(([127, 0, 0, 1], 0))),

@@ -3,85 +3,30 @@
 
 #![allow(clippy::unwrap_used)] // test helpers outside #[test] functions
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::{SinkExt as _, StreamExt as _};
 use kafka_protocol::messages::*;
-use kafka_protocol::protocol::{Encodable, StrBytes};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::net::TcpStream;
 use tokio_util::codec::Framed;
 use weir_core::batch::BatchBuilder;
-use weir_core::{Node, NodeConfig};
 use weir_server::client::Client;
-use weir_server::kafka::{Context, ListenerStats, frame_codec, serve};
+use weir_server::kafka::frame_codec;
 
-/// A single-node broker on the memory engine, served by `serve` until `stop` fires.
-struct Broker {
-    addr: std::net::SocketAddr,
-    ctx: Arc<Context>,
-    stop: tokio::sync::oneshot::Sender<()>,
-    served: tokio::task::JoinHandle<()>,
-}
+mod inproc;
 
-async fn broker(max_connections: usize) -> Broker {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let mut cfg = NodeConfig::new(1, vec![1], addr.to_string());
-    cfg.tick = Duration::from_millis(10);
-    let node = Node::start(
-        cfg,
-        Arc::new(weir_core::memory::MemoryEngine::new()),
-        Arc::new(weir_server::NoPeers),
-    )
-    .unwrap();
-    let ctx = Arc::new(Context {
-        node,
-        auto_create: true,
-        default_partitions: 1,
-        default_replication: 1,
-        max_request_bytes: 1 << 20,
-        max_connections,
-        stats: ListenerStats::default(),
-    });
-    let (stop, rx) = tokio::sync::oneshot::channel::<()>();
-    let served = tokio::spawn(serve(listener, ctx.clone(), async move {
-        let _ = rx.await;
-    }));
-    Broker {
-        addr,
-        ctx,
-        stop,
-        served,
-    }
-}
-
-/// Waits (bounded) until `cond` holds.
-async fn until(what: &str, cond: impl Fn() -> bool) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while !cond() {
-        assert!(tokio::time::Instant::now() < deadline, "never: {what}");
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-}
+use inproc::{broker, request, until};
 
 fn api_versions_frame(correlation_id: i32) -> Bytes {
-    let mut buf = bytes::BytesMut::new();
-    RequestHeader::default()
-        .with_request_api_key(ApiKey::ApiVersions as i16)
-        .with_request_api_version(3)
-        .with_correlation_id(correlation_id)
-        .with_client_id(Some(StrBytes::from_static_str("t")))
-        .encode(&mut buf, ApiKey::ApiVersions.request_header_version(3))
-        .unwrap();
-    ApiVersionsRequest::default().encode(&mut buf, 3).unwrap();
-    buf.freeze()
+    let body = RequestKind::ApiVersions(ApiVersionsRequest::default());
+    request(ApiKey::ApiVersions, 3, correlation_id, body)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_answers_in_flight_requests_and_waits_for_connections() {
-    let b = broker(16).await;
+    let b = broker(|_| {}, |_| {}).await;
     let bootstrap = b.addr.to_string();
     let mut client = Client::new(&bootstrap);
     let batch = Bytes::from(BatchBuilder::new(0).record(None, Some(b"v")).build());
@@ -120,7 +65,7 @@ async fn shutdown_answers_in_flight_requests_and_waits_for_connections() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connections_over_the_limit_wait_until_one_closes() {
-    let b = broker(1).await;
+    let b = broker(|_| {}, |c| c.max_connections = 1).await;
     let mut first = Framed::new(
         TcpStream::connect(b.addr).await.unwrap(),
         frame_codec(1 << 20),
@@ -148,6 +93,40 @@ async fn connections_over_the_limit_wait_until_one_closes() {
         .unwrap();
     assert_eq!(&answer[..4], &2i32.to_be_bytes());
     drop(second);
+    b.stop.send(()).unwrap();
+    b.served.await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_connections_and_stalled_frames_are_closed() {
+    let b = broker(
+        |_| {},
+        |c| {
+            c.connections_max_idle = Duration::from_millis(300);
+            c.request_read_timeout = Duration::from_millis(200);
+        },
+    )
+    .await;
+    // Served, then idle: closed by the broker (the read ends), not kept forever.
+    let mut idle = Framed::new(
+        TcpStream::connect(b.addr).await.unwrap(),
+        frame_codec(1 << 20),
+    );
+    idle.send(api_versions_frame(1)).await.unwrap();
+    assert!(idle.next().await.unwrap().is_ok());
+    let closed = tokio::time::timeout(Duration::from_secs(10), idle.next()).await;
+    assert!(matches!(closed, Ok(None)), "an idle connection stayed open");
+
+    // A frame that never completes: its size says 100 bytes, 3 arrive.
+    let mut stalled = TcpStream::connect(b.addr).await.unwrap();
+    stalled.write_all(&[0, 0, 0, 100, 0, 18, 0]).await.unwrap();
+    let mut buf = [0u8; 16];
+    let n = tokio::time::timeout(Duration::from_secs(10), stalled.read(&mut buf))
+        .await
+        .expect("the broker closed a stalled frame's connection");
+    assert!(matches!(n, Ok(0) | Err(_)), "{n:?}");
+    let ctx = b.ctx.clone();
+    until("no connection is left", || ctx.stats.connections() == 0).await;
     b.stop.send(()).unwrap();
     b.served.await.unwrap();
 }

@@ -267,6 +267,63 @@ pub fn log_groups_and_remove(h: &impl EngineHarness) -> CaseResult {
     Ok(Outcome::Passed)
 }
 
+/// Removing a partition log while other threads read it succeeds (a read sees the
+/// log or no log, never an error other than NotFound-like emptiness), and nothing of
+/// it is left: not in `log_groups`, not after a reopen. (Deleting a topic under a
+/// consumer used to fail with "partition log is in use" and stop the node.)
+pub fn log_remove_while_read(h: &impl EngineHarness) -> CaseResult {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let (guard, e) = h.create()?;
+    let e = std::sync::Arc::new(e);
+    let b = produced_batch(3, 0, 7, 200);
+    for round in 0..100u64 {
+        let g = GroupId(1_000 + round);
+        e.log_append(g, 1, 1, &b)?;
+        let stop = std::sync::Arc::new(AtomicBool::new(false));
+        let readers: Vec<_> = (0..2)
+            .map(|_| {
+                let (e, stop) = (e.clone(), stop.clone());
+                std::thread::spawn(move || {
+                    let mut reads = 0u64;
+                    while !stop.load(Ordering::Relaxed) || reads == 0 {
+                        if let Err(err) = e.log_read(g, 0, 1 << 20) {
+                            return Err(format!("read during removal: {err}"));
+                        }
+                        let _ = e.log_state(g);
+                        reads += 1;
+                    }
+                    Ok(())
+                })
+            })
+            .collect();
+        let removed = e.log_remove(g);
+        stop.store(true, Ordering::Relaxed);
+        for r in readers {
+            r.join()
+                .map_err(|_| anyhow::anyhow!("a reader panicked"))?
+                .map_err(|m| anyhow::anyhow!("round {round}: {m}"))?;
+        }
+        ensure!(
+            removed.is_ok(),
+            "round {round}: removal under readers failed: {removed:?}"
+        );
+        ensure!(
+            !e.log_groups()?.contains(&g),
+            "round {round}: {g} still listed"
+        );
+    }
+    let e = std::sync::Arc::try_unwrap(e).map_err(|_| anyhow::anyhow!("engine still shared"))?;
+    if e.capabilities().reopen {
+        let e = h.reopen(&guard, e)?;
+        ensure_eq!(
+            e.log_groups()?,
+            Vec::<GroupId>::new(),
+            "groups after reopen"
+        );
+    }
+    Ok(Outcome::Passed)
+}
+
 /// Thousands of batches (several segments in segmented engines) read back in order.
 pub fn log_many_batches(h: &impl EngineHarness) -> CaseResult {
     let (_g, e) = h.create()?;

@@ -150,6 +150,7 @@ pub fn trials<H: EngineHarness + Send + Sync + 'static>(
         log_read_from_middle_of_batch: Any, log_read_max_bytes_whole_batches: Any,
         log_read_at_end_and_out_of_range: Any, log_mark_applied: Any,
         log_offset_for_timestamp: Any, log_delete_prefix: Any, log_groups_and_remove: Any,
+        log_remove_while_read: Any,
         log_many_batches: Any, log_reopen_keeps_flushed: Reopen,
         log_reopen_after_delete_prefix: Reopen, log_large_batches: Any,
         crash_raft_cut_every_byte: Files, crash_raft_torn_pages: Files,

@@ -84,7 +84,7 @@ impl Inner {
             transport: self.transport.clone(),
             fatal: self.fatal.clone(),
             tick: self.cfg.tick,
-            unsafe_bypass_leader_check: self.cfg.unsafe_bypass_leader_check,
+            unsafe_bypass_leader_check: self.cfg.bypass_leader_check(),
         };
         let (handle, task) = driver::spawn(parts, sm);
         self.groups.write().insert(group, Hosted { handle, task });

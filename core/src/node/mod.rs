@@ -53,11 +53,17 @@ pub struct NodeConfig {
     /// …or after this long. Compaction only reaches what every replica has and what
     /// is durable in the partition log, so a replica that is down holds it back.
     pub compact_interval: Duration,
+    /// Most partitions one topic may have.
+    pub max_partitions_per_topic: i32,
+    /// Most partitions in the cluster, over all topics (each is a Raft group with
+    /// its files and memory on every replica).
+    pub max_partitions: usize,
     /// **For negative-control tests only.** Skips the leadership check of the
     /// produce pipeline and the driver, so that followers propose (raft-rs forwards
     /// the proposal) and track it by their own (index, term) — which is wrong. The
     /// fault tests turn it on to show that their checker notices. Never set it in
-    /// production.
+    /// production; builds without the `negative-controls` feature do not have it.
+    #[cfg(feature = "negative-controls")]
     pub unsafe_bypass_leader_check: bool,
 }
 
@@ -76,8 +82,20 @@ impl NodeConfig {
             flush_interval: Duration::from_secs(1),
             compact_bytes: 16 << 20,
             compact_interval: Duration::from_secs(2),
+            max_partitions_per_topic: 1000,
+            max_partitions: 10_000,
+            #[cfg(feature = "negative-controls")]
             unsafe_bypass_leader_check: false,
         }
+    }
+
+    /// Whether the negative-control switch is on (never without the
+    /// `negative-controls` feature).
+    pub(crate) fn bypass_leader_check(&self) -> bool {
+        #[cfg(feature = "negative-controls")]
+        return self.unsafe_bypass_leader_check;
+        #[cfg(not(feature = "negative-controls"))]
+        false
     }
 
     fn validate(&self) -> Result<()> {
@@ -194,14 +212,15 @@ impl Node {
         let voters = inner.cfg.voters.clone();
         inner.start_group(GroupId::METADATA, &voters, 0, machine)?;
         let node = Node { inner };
-        let reconcile = tokio::spawn(hosting::reconcile(
-            Arc::downgrade(&node.inner),
-            node.inner.meta.clone(),
-        ));
-        let register = tokio::spawn(register::register(
-            Arc::downgrade(&node.inner),
-            node.inner.announce.clone(),
-        ));
+        let fatal = &node.inner.fatal;
+        let reconcile = fatal.spawn_supervised(
+            "reconciling hosted partitions".into(),
+            hosting::reconcile(Arc::downgrade(&node.inner), node.inner.meta.clone()),
+        );
+        let register = fatal.spawn_supervised(
+            "registering in metadata".into(),
+            register::register(Arc::downgrade(&node.inner), node.inner.announce.clone()),
+        );
         node.inner.tasks.lock().extend([reconcile, register]);
         Ok(node)
     }

@@ -86,7 +86,7 @@ impl Node {
         }
         batch::verify_produced(batch_bytes)?;
         let (p, h) = self.locate(topic, partition)?;
-        if !self.config().unsafe_bypass_leader_check {
+        if !self.config().bypass_leader_check() {
             self.leader_check(&p, &h)?;
         }
         let data = encode_produce(batch_bytes);

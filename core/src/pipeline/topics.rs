@@ -36,7 +36,8 @@ impl Node {
     /// Works on any node: followers forward the proposal to the metadata leader.
     ///
     /// # Errors
-    /// [`Error::Invalid`] for a bad name or counts, [`Error::AlreadyExists`],
+    /// [`Error::Invalid`] for a bad name or counts, [`Error::LimitExceeded`] past
+    /// `max_partitions_per_topic` or `max_partitions`, [`Error::AlreadyExists`],
     /// [`Error::Timeout`] when no metadata leader committed it in time.
     pub async fn create_topic(
         &self,
@@ -50,6 +51,21 @@ impl Node {
         let meta = self.metadata();
         if meta.topics.contains_key(name) {
             return Err(Error::AlreadyExists(format!("topic {name}")));
+        }
+        // Before anything is allocated for the partitions.
+        let cfg = self.config();
+        if partitions > cfg.max_partitions_per_topic {
+            return Err(Error::LimitExceeded(format!(
+                "topic {name}: {partitions} partitions exceed max_partitions_per_topic = {}",
+                cfg.max_partitions_per_topic
+            )));
+        }
+        let total: usize = meta.topics.values().map(|t| t.partitions.len()).sum();
+        if total.saturating_add(partitions.max(0) as usize) > cfg.max_partitions {
+            return Err(Error::LimitExceeded(format!(
+                "topic {name}: {partitions} more partitions would exceed max_partitions = {} (the cluster has {total})",
+                cfg.max_partitions
+            )));
         }
         let replicas = meta.assign(name, partitions, replication)?;
         let cmd = MetaCommand::CreateTopic {

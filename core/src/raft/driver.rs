@@ -20,7 +20,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
-use raft::eraftpb::{EntryType, Message};
+use raft::eraftpb::{EntryType, Message, MessageType};
 use raft::{RawNode, StateRole};
 use tokio::sync::{mpsc, oneshot, watch};
 
@@ -192,7 +192,8 @@ pub(crate) fn spawn<S: StateMachine>(
         status,
         was_leader: false,
     };
-    let task = tokio::spawn(driver.run());
+    let what = format!("the Raft driver of {}", driver.p.group);
+    let task = driver.p.fatal.clone().spawn_supervised(what, driver.run());
     (
         GroupHandle {
             tx,
@@ -270,6 +271,16 @@ impl<S: StateMachine> Driver<S> {
             GroupMsg::Propose { data, reply } => self.propose(data, reply),
             GroupMsg::ProposeUnanswered { data } => {
                 let _ = self.p.node.propose(vec![], data);
+            }
+            GroupMsg::Step(m) if m.msg_type == MessageType::MsgSnapshot => {
+                // weir installs no snapshots yet (its leaders never send one: the
+                // Raft log is compacted only through what every replica has). A peer
+                // that sends one anyway is refused; it must never stop this node.
+                tracing::warn!(
+                    group = %self.p.group, from = m.from, term = m.term,
+                    index = m.get_snapshot().get_metadata().index,
+                    "refused a Raft snapshot from a peer: snapshots are not supported yet"
+                );
             }
             GroupMsg::Step(m) => {
                 if let Err(e) = self.p.node.step(m) {
@@ -410,6 +421,19 @@ impl<S: StateMachine> Driver<S> {
                         Err(fatal) => return Err(fatal),
                     }
                 } else {
+                    if matches!(
+                        e.entry_type,
+                        EntryType::EntryConfChange | EntryType::EntryConfChangeV2
+                    ) && !e.data.is_empty()
+                    {
+                        // weir proposes no membership change yet, so a committed one
+                        // came from a bug or a foreign peer: every replica refuses it
+                        // alike (voters stay as they are), and says so.
+                        tracing::error!(
+                            group = %self.p.group, index = e.index, term = e.term,
+                            "refused a committed Raft membership change: not supported yet; voters are unchanged"
+                        );
+                    }
                     self.sm.skip(e.index)?;
                     Ok(Applied::Command)
                 },

@@ -1,9 +1,13 @@
 //! A node-wide "stop now" signal for errors that make going on unsafe (a failed
 //! fsync, a failed write to the Raft log).
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 
 use tokio::sync::watch;
+use tokio::task::{JoinError, JoinHandle};
 
 /// Raised once; every holder can wait for it.
 #[derive(Clone, Debug)]
@@ -47,5 +51,94 @@ impl Fatal {
                 return "fatal signal dropped".into();
             }
         }
+    }
+}
+
+impl Fatal {
+    /// Spawns `task` (one that owns node state: a group's driver, reconcile,
+    /// registration) on the current runtime so that a panic in it is fatal to the
+    /// node, never a silently dead task: the panic is raised with `what` and its
+    /// message (DESIGN.md §10, fail-stop). Aborting the returned handle aborts the
+    /// task; awaiting it waits for the task.
+    pub(crate) fn spawn_supervised(
+        &self,
+        what: String,
+        task: impl Future<Output = ()> + Send + 'static,
+    ) -> JoinHandle<()> {
+        let fatal = self.clone();
+        let inner = AbortOnDrop(tokio::spawn(task));
+        tokio::spawn(async move {
+            if let Err(e) = inner.await {
+                fatal.raise_panic(&what, e);
+            }
+        })
+    }
+
+    /// Raises a task's panic (a cancelled task is not an error).
+    fn raise_panic(&self, what: &str, e: JoinError) {
+        if e.is_panic() {
+            let why = panic_message(e.into_panic().as_ref());
+            self.raise(format!("{what} panicked: {why}"));
+        }
+    }
+}
+
+/// The message a panic carried, when it is a string.
+pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "(a panic without a message)".to_string())
+}
+
+/// Awaits a task and aborts it when dropped (its supervisor was aborted).
+struct AbortOnDrop(JoinHandle<()>);
+
+impl Future for AbortOnDrop {
+    type Output = Result<(), JoinError>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        Pin::new(&mut self.0).poll(cx)
+    }
+}
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_panicking_task_is_fatal_and_names_itself() {
+        let fatal = Fatal::new();
+        let t = fatal.spawn_supervised("group g7".into(), async {
+            panic!("storage said no");
+        });
+        let _ = t.await;
+        let why = fatal.get().unwrap_or_default();
+        assert!(
+            why.contains("group g7") && why.contains("storage said no"),
+            "{why}"
+        );
+    }
+
+    #[tokio::test]
+    async fn aborting_the_supervisor_stops_the_task_without_a_fatal_error() {
+        let fatal = Fatal::new();
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let t = fatal.spawn_supervised("idle".into(), async move {
+            let _keep = tx;
+            std::future::pending::<()>().await;
+        });
+        t.abort();
+        let _ = t.await;
+        // The task was dropped: its end of the channel closed.
+        assert!(rx.await.is_err());
+        assert_eq!(fatal.get(), None);
     }
 }

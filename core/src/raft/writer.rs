@@ -44,7 +44,17 @@ impl Writer {
         let (tx, rx) = std_mpsc::channel::<WriteReq>();
         let thread = std::thread::Builder::new()
             .name("weir-raft-writer".into())
-            .spawn(move || run(&rx, engine.as_ref(), transport.as_ref(), &fatal))?;
+            .spawn(move || {
+                // A panic here (in the engine's sync, say) is fatal to the node, not
+                // a silently stopped writer.
+                let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    run(&rx, engine.as_ref(), transport.as_ref(), &fatal)
+                }));
+                if let Err(payload) = ran {
+                    let why = crate::raft::fatal::panic_message(payload.as_ref());
+                    fatal.raise(format!("the Raft writer panicked: {why}"));
+                }
+            })?;
         Ok((Writer { tx }, thread))
     }
 

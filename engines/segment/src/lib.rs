@@ -220,6 +220,18 @@ fn partition_dir(root: &Path, g: GroupId) -> PathBuf {
     root.join("partitions").join(format!("{:020}", g.0))
 }
 
+/// Marks a partition directory that is being deleted (see `log_remove`).
+const REMOVED_MARK: &str = ".removed.";
+
+/// Where a partition still being read is moved when it is removed: a name no other
+/// removal of the same group uses.
+fn trash_dir(root: &Path, g: GroupId) -> PathBuf {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    root.join("partitions")
+        .join(format!("{:020}{REMOVED_MARK}{n}", g.0))
+}
+
 impl SegmentEngine {
     /// Opens the engine in `dir` (created if missing), recovering from a crash if
     /// there was one.
@@ -249,6 +261,12 @@ impl SegmentEngine {
         for entry in fs::read_dir(&pdir).ctx(|| format!("listing {}", pdir.display()))? {
             let entry = entry.ctx(|| format!("listing {}", pdir.display()))?;
             let name = entry.file_name().to_string_lossy().into_owned();
+            if name.contains(REMOVED_MARK) {
+                // A removal that a crash interrupted: finish it.
+                fs::remove_dir_all(entry.path())
+                    .ctx(|| format!("removing {}", entry.path().display()))?;
+                continue;
+            }
             let Ok(g) = name.parse::<u64>() else {
                 tracing::warn!(path = %entry.path().display(), "ignoring unexpected entry in partitions/");
                 continue;
@@ -471,9 +489,17 @@ impl PartitionStore for SegmentEngine {
         let Some(p) = self.partitions.write().remove(&group) else {
             return Ok(());
         };
-        let p = Arc::try_unwrap(p)
-            .map_err(|_| Error::Invalid(format!("{group}: partition log is in use")))?;
-        self.durability.write_result(p.into_inner().remove())
+        match Arc::try_unwrap(p) {
+            Ok(p) => self.durability.write_result(p.into_inner().remove()),
+            // A reader on another thread holds it (a fetch, an offset lookup): its
+            // files go when the last reader is done.
+            Err(shared) => {
+                let moved = shared
+                    .lock()
+                    .remove_when_dropped(&trash_dir(&self.dir, group));
+                self.durability.write_result(moved)
+            }
+        }
     }
 
     fn log_flush(&self, group: GroupId) -> Result<()> {

@@ -26,6 +26,9 @@ pub(crate) struct Partition {
     segments: BTreeMap<Offset, Segment>,
     state: LogState,
     shape: Shape,
+    /// Removed while still read: the directory (moved aside already) is deleted
+    /// when this value is dropped, that is when the last reader is done with it.
+    removed: bool,
 }
 
 impl Partition {
@@ -48,6 +51,7 @@ impl Partition {
             segments,
             state: LogState::default(),
             shape,
+            removed: false,
         })
     }
 
@@ -106,6 +110,7 @@ impl Partition {
             segments,
             state,
             shape,
+            removed: false,
         };
         p.drop_segments_below_start()?;
         Ok(Some(p))
@@ -241,5 +246,29 @@ impl Partition {
         let dir = self.dir.clone();
         drop(self);
         fs::remove_dir_all(&dir).ctx(|| format!("removing {}", dir.display()))
+    }
+
+    /// Removes a partition another thread still reads: moves its directory aside to
+    /// `trash` now (so the group's name is free at once, and a crash leaves only a
+    /// directory that opening deletes), and deletes it when this value is dropped.
+    /// Readers keep reading the open maps meanwhile.
+    pub(crate) fn remove_when_dropped(&mut self, trash: &Path) -> Result<(), SegError> {
+        fs::rename(&self.dir, trash)
+            .ctx(|| format!("moving {} aside to {}", self.dir.display(), trash.display()))?;
+        crate::durability::sync_dir(trash.parent().unwrap_or(trash))?;
+        self.dir = trash.to_path_buf();
+        self.removed = true;
+        Ok(())
+    }
+}
+
+impl Drop for Partition {
+    fn drop(&mut self) {
+        if self.removed
+            && let Err(e) = fs::remove_dir_all(&self.dir)
+        {
+            // Not lost data: opening the engine deletes what is left of it.
+            tracing::warn!(dir = %self.dir.display(), error = %e, "deleting a removed partition log failed");
+        }
     }
 }

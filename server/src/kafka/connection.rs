@@ -11,6 +11,7 @@ use std::net::SocketAddr;
 use futures_util::stream::FuturesOrdered;
 use futures_util::{SinkExt as _, StreamExt as _};
 use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::time::Instant;
 use tokio_util::codec::{FramedRead, FramedWrite};
 use tokio_util::sync::CancellationToken;
 
@@ -42,8 +43,10 @@ impl Session {
 }
 
 /// Serves one client connection until the client closes it, a frame or request is
-/// malformed (an `Err`), or `shutdown` is cancelled — then requests already read are
-/// answered before it returns.
+/// malformed (an `Err`), it has been idle for [`Context::connections_max_idle`], a
+/// request frame stays incomplete for [`Context::request_read_timeout`] (an `Err`),
+/// or `shutdown` is cancelled — then requests already read are answered before it
+/// returns.
 ///
 /// # Errors
 /// A frame that cannot be read, a request that cannot be decoded or answered, or a
@@ -63,6 +66,10 @@ where
     let mut out = FramedWrite::new(wr, codec::frame_codec(usize::MAX));
     let mut in_flight: FuturesOrdered<Pending<'_>> = FuturesOrdered::new();
     let mut reading = true;
+    // When the connection last did something: read a request or wrote an answer.
+    let mut active = Instant::now();
+    let check_every = ctx.connections_max_idle.min(ctx.request_read_timeout);
+    let mut next_check = active + check_every;
     loop {
         tokio::select! {
             biased;
@@ -70,10 +77,27 @@ where
                 if let Some(response) = done? {
                     out.send(response).await?;
                 }
+                active = Instant::now();
+                next_check = active + check_every;
             }
             () = shutdown.cancelled(), if reading => reading = false,
+            () = tokio::time::sleep_until(next_check), if reading && in_flight.is_empty() => {
+                next_check = Instant::now() + check_every;
+                let quiet = active.elapsed();
+                if !frames.read_buffer().is_empty() && quiet >= ctx.request_read_timeout {
+                    anyhow::bail!(
+                        "a request frame was still incomplete after {quiet:?} (request_read_timeout_ms)"
+                    );
+                }
+                if quiet >= ctx.connections_max_idle {
+                    tracing::debug!(peer = %session.peer, "closing an idle Kafka connection");
+                    return Ok(());
+                }
+            }
             frame = frames.next(), if reading && in_flight.len() < MAX_IN_FLIGHT => match frame {
                 Some(frame) => {
+                    active = Instant::now();
+                    next_check = active + check_every;
                     let frame = frame?.freeze();
                     let counted = ListenerStats::enter(&ctx.stats.in_flight);
                     let pending = dispatch::start(frame, ctx, &mut session)?;

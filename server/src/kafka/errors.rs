@@ -20,6 +20,7 @@ pub fn response_error(e: &Error) -> ResponseError {
         Error::Invalid(_) => ResponseError::InvalidRecord,
         Error::Timeout(_) => ResponseError::RequestTimedOut,
         Error::AlreadyExists(_) => ResponseError::TopicAlreadyExists,
+        Error::LimitExceeded(_) => ResponseError::PolicyViolation,
         Error::Io { .. } | Error::Poisoned(_) => ResponseError::KafkaStorageError,
         _ => ResponseError::UnknownServerError,
     }

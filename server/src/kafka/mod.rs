@@ -57,6 +57,17 @@ pub struct Context {
     pub max_request_bytes: usize,
     /// Most client connections open at once; further ones wait to be accepted.
     pub max_connections: usize,
+    /// Most partitions one topic may have (CreateTopics answers INVALID_PARTITIONS
+    /// beyond it; the node enforces it too).
+    pub max_partitions_per_topic: i32,
+    /// Most unknown topics one Metadata or Produce request may auto-create; the
+    /// rest are answered UNKNOWN_TOPIC_OR_PARTITION.
+    pub max_auto_create_per_request: usize,
+    /// A connection with nothing in flight and no request for this long is closed.
+    pub connections_max_idle: std::time::Duration,
+    /// A connection whose request frame is still incomplete this long after its
+    /// last complete request (or answer) is closed.
+    pub request_read_timeout: std::time::Duration,
     /// What the listener is doing right now.
     pub stats: ListenerStats,
 }

@@ -32,6 +32,7 @@ pub async fn handle(req: MetadataRequest, version: i16, ctx: &Context) -> Metada
         .collect();
     let controller = ctx.node.controller().map_or(-1, |id| id as i32);
     let mut topics = Vec::new();
+    let mut budget = ctx.max_auto_create_per_request;
     for name in wanted {
         let t =
             metadata_response::MetadataResponseTopic::default().with_name(Some(topic_name(&name)));
@@ -39,8 +40,7 @@ pub async fn handle(req: MetadataRequest, version: i16, ctx: &Context) -> Metada
             let valid = weir_core::validate_topic_name(&name).is_ok();
             let code = if !valid {
                 ResponseError::InvalidTopicException.code()
-            } else if may_create {
-                auto_create(ctx, &name);
+            } else if may_create && auto_create(ctx, &name, &mut budget) {
                 ResponseError::LeaderNotAvailable.code()
             } else {
                 ResponseError::UnknownTopicOrPartition.code()

@@ -39,8 +39,15 @@ pub(crate) fn host_port(addr: &str) -> (String, i32) {
     }
 }
 
-/// Starts creating `name` with the defaults, without waiting.
-pub(crate) fn auto_create(ctx: &Context, name: &str) {
+/// Starts creating `name` with the defaults, without waiting, if this request's
+/// auto-creation budget (`max_auto_create_per_request`, counted down in `budget`)
+/// allows it; false when it does not.
+pub(crate) fn auto_create(ctx: &Context, name: &str, budget: &mut usize) -> bool {
+    if *budget == 0 {
+        tracing::debug!(topic = %name, "not auto-creating: max_auto_create_per_request reached");
+        return false;
+    }
+    *budget -= 1;
     let node = ctx.node.clone();
     let name = name.to_string();
     let brokers = node.metadata().brokers.len().max(1);
@@ -63,4 +70,5 @@ pub(crate) fn auto_create(ctx: &Context, name: &str) {
             Err(e) => tracing::warn!(topic = %name, error = %e, "auto-creating a topic failed"),
         }
     });
+    true
 }

@@ -23,13 +23,14 @@ pub fn start(
     let acks = if req.acks == 0 { Acks::None } else { Acks::All };
     let timeout = Duration::from_millis(req.timeout_ms.max(1) as u64);
     let mut slots: Vec<(String, i32, weir_core::Result<ProduceTicket>)> = Vec::new();
+    let mut budget = ctx.max_auto_create_per_request;
     for t in &req.topic_data {
         let name = t.name.0.to_string();
         if ctx.auto_create
             && !ctx.node.metadata().topics.contains_key(&name)
             && weir_core::validate_topic_name(&name).is_ok()
         {
-            auto_create(ctx, &name);
+            auto_create(ctx, &name, &mut budget);
         }
         for p in &t.partition_data {
             let records = p.records.as_deref().unwrap_or_default();

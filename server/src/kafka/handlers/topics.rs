@@ -41,10 +41,13 @@ pub async fn create(req: CreateTopicsRequest, version: i16, ctx: &Context) -> Cr
                 ResponseError::InvalidReplicaAssignment.code(),
                 "manual replica assignment is not supported".to_string(),
             ))
-        } else if partitions < 1 {
+        } else if partitions < 1 || partitions > ctx.max_partitions_per_topic {
             Err((
                 ResponseError::InvalidPartitions.code(),
-                format!("{partitions} partitions"),
+                format!(
+                    "{partitions} partitions: 1 to max_partitions_per_topic = {} allowed",
+                    ctx.max_partitions_per_topic
+                ),
             ))
         } else if rf < 1 || rf > brokers {
             Err((

@@ -1,0 +1,109 @@
+//! An in-process single-node broker for listener and handler tests: the memory
+//! engine, served by `weir_server::kafka::serve` with a Context the test shapes.
+
+#![allow(dead_code, unreachable_pub, clippy::unwrap_used)]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use kafka_protocol::messages::*;
+use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
+use tokio::net::TcpListener;
+use weir_core::{Node, NodeConfig};
+use weir_server::kafka::{Context, ListenerStats, serve};
+
+/// A broker being served until `stop` fires.
+pub struct Broker {
+    pub addr: std::net::SocketAddr,
+    pub ctx: Arc<Context>,
+    pub stop: tokio::sync::oneshot::Sender<()>,
+    pub served: tokio::task::JoinHandle<()>,
+}
+
+/// Starts a broker; `node` and `ctx` adjust the defaults.
+pub async fn broker(node: impl FnOnce(&mut NodeConfig), ctx: impl FnOnce(&mut Context)) -> Broker {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let mut cfg = NodeConfig::new(1, vec![1], addr.to_string());
+    cfg.tick = Duration::from_millis(10);
+    node(&mut cfg);
+    let node = Node::start(
+        cfg,
+        Arc::new(weir_core::memory::MemoryEngine::new()),
+        Arc::new(weir_server::NoPeers),
+    )
+    .unwrap();
+    let mut context = Context {
+        node,
+        auto_create: true,
+        default_partitions: 1,
+        default_replication: 1,
+        max_request_bytes: 1 << 20,
+        max_connections: 16,
+        max_partitions_per_topic: 1000,
+        max_auto_create_per_request: 16,
+        connections_max_idle: Duration::from_secs(600),
+        request_read_timeout: Duration::from_secs(30),
+        stats: ListenerStats::default(),
+    };
+    ctx(&mut context);
+    let ctx = Arc::new(context);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while ctx.node.metadata().brokers.is_empty() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the node never registered"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let (stop, rx) = tokio::sync::oneshot::channel::<()>();
+    let served = tokio::spawn(serve(listener, ctx.clone(), async move {
+        let _ = rx.await;
+    }));
+    Broker {
+        addr,
+        ctx,
+        stop,
+        served,
+    }
+}
+
+/// Waits (bounded) until `cond` holds.
+pub async fn until(what: &str, cond: impl Fn() -> bool) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while !cond() {
+        assert!(tokio::time::Instant::now() < deadline, "never: {what}");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// A request frame (without its size prefix).
+pub fn request(key: ApiKey, version: i16, correlation_id: i32, body: RequestKind) -> Bytes {
+    let mut buf = bytes::BytesMut::new();
+    RequestHeader::default()
+        .with_request_api_key(key as i16)
+        .with_request_api_version(version)
+        .with_correlation_id(correlation_id)
+        .with_client_id(Some(StrBytes::from_static_str("t")))
+        .encode(&mut buf, key.request_header_version(version))
+        .unwrap();
+    body.encode(&mut buf, version).unwrap();
+    buf.freeze()
+}
+
+/// Handles one request in process, as a connection would, and decodes the answer.
+pub async fn call(ctx: &Context, key: ApiKey, version: i16, body: RequestKind) -> ResponseKind {
+    let frame = request(key, version, 1, body);
+    let mut answer = weir_server::kafka::handle_frame(frame, ctx)
+        .await
+        .unwrap()
+        .unwrap();
+    let hv = if key == ApiKey::ApiVersions {
+        0
+    } else {
+        key.response_header_version(version)
+    };
+    ResponseHeader::decode(&mut answer, hv).unwrap();
+    ResponseKind::decode(key, &mut answer, version).unwrap()
+}
