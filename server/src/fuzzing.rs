@@ -25,12 +25,29 @@ impl std::fmt::Debug for KafkaHarness {
 /// How long one request may take before the harness moves on (a fetch may wait).
 const REQUEST_BUDGET: Duration = Duration::from_millis(200);
 
+/// Panics anywhere in the process since the harness started, spawned tasks
+/// included (tokio catches those, so the request itself would not see them).
+static PANICS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// Counts every panic, then reports it as before.
+fn count_panics() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            PANICS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            previous(info);
+        }));
+    });
+}
+
 impl KafkaHarness {
     /// Starts the node and waits until it leads its metadata group.
     ///
     /// # Errors
     /// When the node cannot start.
     pub fn new() -> anyhow::Result<KafkaHarness> {
+        count_panics();
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .enable_all()
@@ -69,11 +86,28 @@ impl KafkaHarness {
     }
 
     /// Handles `frame` (a request without its size prefix) as a connection would.
-    /// Errors close the connection and are fine; a panic is the bug a fuzzer looks for.
+    /// Errors close the connection and are fine; a panic — in the request or in any
+    /// task it started — or a node stopped by it is the bug a fuzzer looks for.
+    ///
+    /// # Panics
+    /// When handling the request panicked anywhere or stopped the node.
     pub fn request(&self, frame: &[u8]) {
+        let before = PANICS.load(std::sync::atomic::Ordering::SeqCst);
         let frame = Bytes::copy_from_slice(frame);
         let _ = self.rt.block_on(async {
-            tokio::time::timeout(REQUEST_BUDGET, handle_frame(frame, &self.ctx)).await
+            let answered =
+                tokio::time::timeout(REQUEST_BUDGET, handle_frame(frame, &self.ctx)).await;
+            // Let what the request spawned run a little before judging.
+            tokio::task::yield_now().await;
+            answered
         });
+        let panics = PANICS.load(std::sync::atomic::Ordering::SeqCst) - before;
+        assert_eq!(
+            panics, 0,
+            "handling a request panicked in a task it started"
+        );
+        if let Some(why) = self.ctx.node.fatal_error() {
+            panic!("a request stopped the node: {why}");
+        }
     }
 }
