@@ -9,6 +9,7 @@
 //! * [`client`] — a small Kafka client for the tools and benchmarks.
 //! * [`tools`] — the `topics`, `produce` and `consume` commands, with record
 //!   batches encoded and decoded by `kafka_protocol::records` (every codec).
+//! * [`rlimit`] — the open-file limit, raised to the hard limit at start.
 //! * [`registry`] — the plug-ins compiled in, one `#[cfg(feature)]` line each.
 //! * [`run`] — start-up: open the configured engine and transport, start the node,
 //!   serve Kafka until shutdown.
@@ -22,6 +23,7 @@ pub mod client;
 pub mod config;
 pub mod fuzzing;
 pub mod kafka;
+pub mod rlimit;
 pub mod tools;
 
 use std::sync::Arc;

@@ -234,6 +234,10 @@ fn main() -> std::process::ExitCode {
 
 fn serve(args: ServeArgs) -> anyhow::Result<()> {
     weir_server::alloc::check_overcommit();
+    match weir_server::rlimit::raise_open_files() {
+        Ok(n) => tracing::info!(open_files = n, "open-file limit"),
+        Err(e) => tracing::warn!(error = %e, "could not raise the open-file limit"),
+    }
     let config = args.config()?;
     let rt = tokio::runtime::Runtime::new()?;
     rt.block_on(async move {

@@ -1,0 +1,36 @@
+//! The process's open-file limit. Every connection, peer link, WAL file and
+//! partition segment holds a file descriptor; the soft limit many systems start
+//! processes with (1,024) is far below what a broker with a few hundred partitions
+//! and clients needs, while the hard limit is usually much higher. `weir serve`
+//! raises the soft limit to the hard one at start, as Kafka's and Redpanda's
+//! packaging do.
+
+#![allow(unsafe_code)]
+
+/// Raises the soft limit on open files to the hard limit; returns the limit in
+/// force afterwards.
+///
+/// # Errors
+/// When the limits cannot be read or set (the soft limit is then unchanged).
+pub fn raise_open_files() -> std::io::Result<u64> {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes one rlimit through a valid pointer to a local.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    if lim.rlim_cur < lim.rlim_max {
+        let raised = libc::rlimit {
+            rlim_cur: lim.rlim_max,
+            rlim_max: lim.rlim_max,
+        };
+        // SAFETY: setrlimit reads one rlimit through a valid pointer to a local.
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        lim = raised;
+    }
+    Ok(lim.rlim_cur)
+}
