@@ -11,6 +11,9 @@ pub(crate) enum SegError {
     Corrupt(String),
     #[error("{0}")]
     Config(String),
+    /// Our own state could not be encoded (a bug, never written as empty bytes).
+    #[error("{0}")]
+    Encode(String),
 }
 
 impl From<SegError> for Error {
@@ -19,6 +22,7 @@ impl From<SegError> for Error {
             SegError::Io(ctx, source) => Error::io(ctx, source),
             SegError::Corrupt(m) => Error::Corrupt(m),
             SegError::Config(m) => Error::Config(m),
+            SegError::Encode(m) => Error::Invalid(m),
         }
     }
 }

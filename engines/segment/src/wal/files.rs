@@ -12,8 +12,8 @@ impl Wal {
         let what = || format!("creating WAL file {}", path.display());
         let mut buf = encode_header(Magic::Wal, seq);
         for (g, log) in &self.groups {
-            let hs = proto_bytes(&log.hard_state);
-            let cs = proto_bytes(&log.conf_state);
+            let hs = proto_bytes(&log.hard_state)?;
+            let cs = proto_bytes(&log.conf_state)?;
             encode_record(
                 &mut buf,
                 KIND_GROUP_STATE_V2,

@@ -371,7 +371,7 @@ impl Wal {
         self.write_one(
             group,
             KIND_HARD_STATE,
-            &[&proto_bytes(hs)],
+            &[&proto_bytes(hs)?],
             Record::HardState(hs.clone()),
         )
     }
@@ -384,7 +384,7 @@ impl Wal {
         self.write_one(
             group,
             KIND_CONF_STATE,
-            &[&proto_bytes(cs)],
+            &[&proto_bytes(cs)?],
             Record::ConfState(cs.clone()),
         )
     }
@@ -415,7 +415,7 @@ impl Wal {
         self.write_one(
             group,
             KIND_SNAPSHOT,
-            &[&proto_bytes(meta)],
+            &[&proto_bytes(meta)?],
             Record::Snapshot(meta.clone()),
         )
     }

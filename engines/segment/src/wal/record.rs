@@ -49,8 +49,15 @@ pub(super) enum Record {
     SyncMark,
 }
 
-pub(super) fn proto_bytes(m: &impl protobuf::Message) -> Vec<u8> {
-    m.write_to_bytes().unwrap_or_default()
+/// A protobuf message's bytes; a message that cannot be encoded is an error, never
+/// an empty record that would read back as a default state.
+pub(super) fn proto_bytes(m: &impl protobuf::Message) -> Result<Vec<u8>, SegError> {
+    m.write_to_bytes().map_err(|e| {
+        SegError::Encode(format!(
+            "cannot encode a {} for the WAL: {e}",
+            m.descriptor().name()
+        ))
+    })
 }
 
 pub(super) fn encode_record(out: &mut Vec<u8>, kind: u8, group: GroupId, payload: &[&[u8]]) -> u32 {
