@@ -126,6 +126,8 @@ pub struct Config {
     pub max_request_bytes: usize,
     /// Most Kafka client connections open at once; more wait to be accepted.
     pub max_connections: usize,
+    /// Most Kafka connections from one client address; one more is closed at once.
+    pub max_connections_per_ip: usize,
     /// Close a connection idle (nothing in flight, no request) this long (Kafka's
     /// `connections.max.idle.ms`).
     pub connections_max_idle_ms: u64,
@@ -190,6 +192,7 @@ impl Default for Config {
             default_replication: 3,
             max_request_bytes: 100 << 20,
             max_connections: 10_000,
+            max_connections_per_ip: 1_000,
             connections_max_idle_ms: 600_000,
             request_read_timeout_ms: 30_000,
             max_batch_bytes: 1 << 20,
@@ -270,8 +273,8 @@ impl Config {
             "max_request_bytes must be at least 1024"
         );
         anyhow::ensure!(
-            self.max_connections >= 1,
-            "max_connections must be at least 1"
+            self.max_connections >= 1 && self.max_connections_per_ip >= 1,
+            "max_connections and max_connections_per_ip must be at least 1"
         );
         anyhow::ensure!(
             self.connections_max_idle_ms >= 1 && self.request_read_timeout_ms >= 1,

@@ -75,6 +75,7 @@ impl KafkaHarness {
                 default_replication: 1,
                 max_request_bytes: 1 << 20,
                 max_connections: 1,
+                max_connections_per_ip: 1000,
                 max_partitions_per_topic: 1000,
                 max_auto_create_per_request: 16,
                 connections_max_idle: Duration::from_secs(600),

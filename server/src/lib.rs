@@ -184,6 +184,7 @@ pub async fn run(
         default_replication: config.default_replication,
         max_request_bytes: config.max_request_bytes,
         max_connections: config.max_connections,
+        max_connections_per_ip: config.max_connections_per_ip,
         max_partitions_per_topic: config.max_partitions_per_topic,
         max_auto_create_per_request: config.max_auto_create_per_request,
         connections_max_idle: Duration::from_millis(config.connections_max_idle_ms),

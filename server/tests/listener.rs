@@ -130,3 +130,44 @@ async fn idle_connections_and_stalled_frames_are_closed() {
     b.stop.send(()).unwrap();
     b.served.await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_over_the_per_address_limit_are_closed_at_once() {
+    let b = broker(|_| {}, |c| c.max_connections_per_ip = 1).await;
+    let mut first = Framed::new(
+        TcpStream::connect(b.addr).await.unwrap(),
+        frame_codec(1 << 20),
+    );
+    first.send(api_versions_frame(1)).await.unwrap();
+    assert!(first.next().await.unwrap().is_ok());
+
+    // A second connection from 127.0.0.1 is closed without an answer…
+    let mut second = Framed::new(
+        TcpStream::connect(b.addr).await.unwrap(),
+        frame_codec(1 << 20),
+    );
+    let _ = second.send(api_versions_frame(2)).await;
+    let answer = tokio::time::timeout(Duration::from_secs(10), second.next())
+        .await
+        .expect("the second connection was closed, not left waiting");
+    assert!(!matches!(answer, Some(Ok(_))), "{answer:?}");
+
+    // …while the first is still served, and a new one is once the first closes.
+    first.send(api_versions_frame(3)).await.unwrap();
+    assert!(first.next().await.unwrap().is_ok());
+    drop(first);
+    let ctx = b.ctx.clone();
+    until("the first connection is gone", || {
+        ctx.stats.connections() == 0
+    })
+    .await;
+    let mut third = Framed::new(
+        TcpStream::connect(b.addr).await.unwrap(),
+        frame_codec(1 << 20),
+    );
+    third.send(api_versions_frame(4)).await.unwrap();
+    assert!(third.next().await.unwrap().is_ok());
+    drop(third);
+    b.stop.send(()).unwrap();
+    b.served.await.unwrap();
+}

@@ -57,6 +57,8 @@ pub struct Context {
     pub max_request_bytes: usize,
     /// Most client connections open at once; further ones wait to be accepted.
     pub max_connections: usize,
+    /// Most connections from one client address; one more is closed at once.
+    pub max_connections_per_ip: usize,
     /// Most partitions one topic may have (CreateTopics answers INVALID_PARTITIONS
     /// beyond it; the node enforces it too).
     pub max_partitions_per_topic: i32,
