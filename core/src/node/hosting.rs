@@ -145,7 +145,7 @@ pub(super) async fn reconcile(node: Weak<Inner>, mut meta: watch::Receiver<Arc<M
             };
             let (tx, _rx) = oneshot::channel();
             let _ = h.handle.tx.send(GroupMsg::Stop(tx));
-            let _ = h.task.await;
+            h.task.await;
             let removed = inner
                 .engine
                 .log_remove(g)

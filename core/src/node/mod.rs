@@ -15,7 +15,6 @@ use std::time::{Duration, Instant};
 
 use parking_lot::{Mutex, RwLock};
 use tokio::sync::{Notify, oneshot, watch};
-use tokio::task::JoinHandle;
 
 use crate::engine::Engine;
 use crate::error::{Error, LeaderHint, Result};
@@ -23,6 +22,7 @@ use crate::ids::{GroupId, NodeId};
 use crate::metadata::{Metadata, MetadataMachine, PartitionMeta};
 use crate::raft::driver::{GroupHandle, GroupMsg, GroupStatus, Role};
 use crate::raft::fatal::Fatal;
+use crate::raft::fatal::Supervised;
 use crate::raft::writer::Writer;
 use crate::transport::{GroupMessage, Inbound, SharedTransport};
 
@@ -119,7 +119,7 @@ impl NodeConfig {
 
 struct Hosted {
     handle: GroupHandle,
-    task: JoinHandle<()>,
+    task: Supervised,
 }
 
 struct Inner {
@@ -131,7 +131,7 @@ struct Inner {
     fatal: Fatal,
     groups: RwLock<HashMap<GroupId, Hosted>>,
     meta: watch::Receiver<Arc<Metadata>>,
-    tasks: Mutex<Vec<JoinHandle<()>>>,
+    tasks: Mutex<Vec<Supervised>>,
     /// Bumped whenever a partition hosted here applies new batches.
     batches_applied: Arc<watch::Sender<u64>>,
     /// Wakes the registration loop (a replica became leader).
@@ -291,16 +291,16 @@ impl Node {
     pub async fn shutdown(self) {
         // An aborted task may be mid-poll on another worker (reconcile could be
         // starting a group): wait until each has really ended before draining groups.
-        let tasks: Vec<JoinHandle<()>> = self.inner.tasks.lock().drain(..).collect();
+        let tasks: Vec<Supervised> = self.inner.tasks.lock().drain(..).collect();
         for t in tasks {
             t.abort();
-            let _ = t.await;
+            t.await;
         }
         let hosted: Vec<Hosted> = self.inner.groups.write().drain().map(|(_, h)| h).collect();
         for h in hosted {
             let (tx, _rx) = oneshot::channel();
             let _ = h.handle.tx.send(GroupMsg::Stop(tx));
-            let _ = h.task.await;
+            h.task.await;
         }
         self.inner.writer.lock().take();
         let thread = self.inner.writer_thread.lock().take();

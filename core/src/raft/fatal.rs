@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use tokio::sync::watch;
-use tokio::task::{JoinError, JoinHandle};
+use tokio::task::{AbortHandle, JoinError, JoinHandle};
 
 /// Raised once; every holder can wait for it.
 #[derive(Clone, Debug)]
@@ -58,20 +58,21 @@ impl Fatal {
     /// Spawns `task` (one that owns node state: a group's driver, reconcile,
     /// registration) on the current runtime so that a panic in it is fatal to the
     /// node, never a silently dead task: the panic is raised with `what` and its
-    /// message (DESIGN.md §10, fail-stop). Aborting the returned handle aborts the
-    /// task; awaiting it waits for the task.
+    /// message (DESIGN.md §10, fail-stop). See [`Supervised`] for stopping it.
     pub(crate) fn spawn_supervised(
         &self,
         what: String,
         task: impl Future<Output = ()> + Send + 'static,
-    ) -> JoinHandle<()> {
+    ) -> Supervised {
         let fatal = self.clone();
-        let inner = AbortOnDrop(tokio::spawn(task));
-        tokio::spawn(async move {
+        let inner = tokio::spawn(task);
+        let abort = inner.abort_handle();
+        let outer = tokio::spawn(async move {
             if let Err(e) = inner.await {
                 fatal.raise_panic(&what, e);
             }
-        })
+        });
+        Supervised { abort, outer }
     }
 
     /// Raises a task's panic (a cancelled task is not an error).
@@ -92,20 +93,29 @@ pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
         .unwrap_or_else(|| "(a panic without a message)".to_string())
 }
 
-/// Awaits a task and aborts it when dropped (its supervisor was aborted).
-struct AbortOnDrop(JoinHandle<()>);
+/// A task started by [`Fatal::spawn_supervised`]. Awaiting it waits until the task
+/// has ended — after [`Supervised::abort`] too: an aborted task that is running
+/// right now (on another worker, in the middle of starting a group, say) ends only
+/// once that poll returns, and whoever stops the node must not go on before then.
+/// Dropping it lets the task run on.
+pub(crate) struct Supervised {
+    abort: AbortHandle,
+    outer: JoinHandle<()>,
+}
 
-impl Future for AbortOnDrop {
-    type Output = Result<(), JoinError>;
-
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        Pin::new(&mut self.0).poll(cx)
+impl Supervised {
+    /// Asks the task to stop at its next await point; await `self` for the end.
+    pub(crate) fn abort(&self) {
+        self.abort.abort();
     }
 }
 
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
+impl Future for Supervised {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        // The supervisor ends only after the task did; it is never aborted itself.
+        Pin::new(&mut self.outer).poll(cx).map(|_| ())
     }
 }
 
@@ -136,9 +146,38 @@ mod tests {
             std::future::pending::<()>().await;
         });
         t.abort();
-        let _ = t.await;
+        t.await;
         // The task was dropped: its end of the channel closed.
         assert!(rx.await.is_err());
+        assert_eq!(fatal.get(), None);
+    }
+
+    /// Node shutdown aborts reconcile and then stops every hosted group; a reconcile
+    /// that was still starting a group on another worker used to add a driver after
+    /// that, which kept the Raft writer alive and hung shutdown forever (seen in
+    /// `cluster_randomized_churn` on redb).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn awaiting_an_aborted_task_waits_until_its_running_poll_ends() {
+        use std::sync::atomic::{AtomicU8, Ordering};
+        let fatal = Fatal::new();
+        let stage = Arc::new(AtomicU8::new(0));
+        let s = stage.clone();
+        let t = fatal.spawn_supervised("busy".into(), async move {
+            s.store(1, Ordering::SeqCst);
+            // Synchronous work, as when reconcile starts groups.
+            std::thread::sleep(std::time::Duration::from_millis(300));
+            s.store(2, Ordering::SeqCst);
+            tokio::task::yield_now().await;
+            s.store(3, Ordering::SeqCst);
+        });
+        while stage.load(Ordering::SeqCst) == 0 {
+            tokio::task::yield_now().await;
+        }
+        t.abort();
+        t.await;
+        // The poll under way finished before the await returned, and the task was
+        // stopped at its next await point.
+        assert_eq!(stage.load(Ordering::SeqCst), 2);
         assert_eq!(fatal.get(), None);
     }
 }
