@@ -95,8 +95,8 @@ pub(crate) struct PartitionMachine {
 
 impl PartitionMachine {
     fn flush(&mut self) -> Result<()> {
-        let (engine, group) = (&self.engine, self.group);
-        blocking(|| engine.log_flush(group))?;
+        // Runs inside the driver's `raft::blocking` section, off the async workers.
+        self.engine.log_flush(self.group)?;
         let c = &mut self.compaction;
         c.durable = c.applied;
         c.flushed_bytes += std::mem::take(&mut self.unflushed);
@@ -115,19 +115,6 @@ impl PartitionMachine {
             tracing::trace!(group = %self.group, index = to, "raft log compacted");
         }
         Ok(())
-    }
-}
-
-/// Runs a call that waits for the disk (a partition flush's fsyncs) without holding up
-/// the other tasks of a multi-threaded runtime: `block_in_place` first hands this
-/// worker's queue to another thread. The group's own task still waits, so the engine
-/// never sees a flush and an append of the same group at once.
-fn blocking<T>(f: impl FnOnce() -> T) -> T {
-    match tokio::runtime::Handle::try_current() {
-        Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
-            tokio::task::block_in_place(f)
-        }
-        _ => f(),
     }
 }
 

@@ -9,7 +9,9 @@
 //! is per request, from send to acknowledgement. It stops after `records` records or,
 //! with `duration`, after that many seconds. Consume: `consumers` tasks split the
 //! partitions the same way and read each from the beginning to the high watermark
-//! seen at the start.
+//! seen at the start. Probe: one client asks for a partition's latest offset every
+//! few milliseconds and records how long each answer takes (how responsive the
+//! broker stays under other load).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -262,6 +264,48 @@ pub async fn consume(args: &BenchArgs, quiet: bool) -> anyhow::Result<Report> {
         "consume",
         records,
         bytes,
+        started.elapsed().as_secs_f64(),
+        &hist,
+    ))
+}
+
+/// Measures how fast the broker answers a cheap request while other load runs:
+/// one task asks for the latest offset of partition 0 of the topic (created with
+/// one partition when missing) every `args.linger` (at least 1 ms) until
+/// `args.duration` (default 10 s) has passed. Latency is per request; the records
+/// and bytes of the report are the requests made and 0.
+///
+/// # Errors
+/// When a request fails.
+pub async fn probe(args: &BenchArgs) -> anyhow::Result<Report> {
+    let mut client = Client::new(&args.bootstrap);
+    if client.list_offset(&args.topic, 0, -1).await.is_err() {
+        // Missing (or not yet led): create it, then wait for a leader.
+        let _ = client.create_topic(&args.topic, 1, 1, &[]).await;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while client.list_offset(&args.topic, 0, -1).await.is_err() {
+            anyhow::ensure!(Instant::now() < deadline, "{} has no leader", args.topic);
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    let every = args.linger.max(Duration::from_millis(1));
+    let run_for = args.duration.unwrap_or(Duration::from_secs(10));
+    let mut hist = Histogram::<u64>::new_with_bounds(1, 600_000_000, 3)?;
+    let started = Instant::now();
+    let mut ticker = tokio::time::interval(every);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut requests = 0u64;
+    while started.elapsed() < run_for {
+        ticker.tick().await;
+        let t = Instant::now();
+        client.list_offset(&args.topic, 0, -1).await?;
+        hist.record(t.elapsed().as_micros().max(1) as u64)?;
+        requests += 1;
+    }
+    Ok(report(
+        "probe",
+        requests,
+        0,
         started.elapsed().as_secs_f64(),
         &hist,
     ))

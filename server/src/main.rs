@@ -38,8 +38,10 @@ enum Command {
 
 #[derive(clap::Args, Debug)]
 struct BenchCli {
-    /// `produce`, `consume`, or `e2e` (produce, then consume what was produced).
-    #[arg(value_parser = ["produce", "consume", "e2e"])]
+    /// `produce`, `consume`, `e2e` (produce, then consume what was produced), or
+    /// `probe` (the latency of a latest-offset lookup on partition 0 of the topic,
+    /// every `--linger-ms`, for `--duration` seconds, while other load runs).
+    #[arg(value_parser = ["produce", "consume", "e2e", "probe"])]
     mode: String,
     /// Brokers to start from (comma-separated).
     #[arg(long, short, default_value = "127.0.0.1:9092")]
@@ -279,10 +281,12 @@ async fn bench(cli: BenchCli) -> anyhow::Result<()> {
         consumers: cli.consumers,
     };
     let mut reports = Vec::new();
-    if cli.mode != "consume" {
+    if cli.mode == "probe" {
+        reports.push(weir_server::bench::probe(&args).await?);
+    } else if cli.mode != "consume" {
         reports.push(weir_server::bench::produce(&args, cli.json).await?);
     }
-    if cli.mode != "produce" {
+    if cli.mode == "consume" || cli.mode == "e2e" {
         reports.push(weir_server::bench::consume(&args, cli.json).await?);
     }
     for r in reports {

@@ -119,8 +119,14 @@ impl Node {
         let (p, h) = self.locate(topic, partition)?;
         self.leader_check(&p, &h)?;
         let engine = self.engine();
-        let state = engine.log_state(p.group)?;
-        let records = engine.log_read(p.group, offset, max_bytes)?;
+        // A read may wait for the disk (a page fault on a cold segment) or for an
+        // append that is rolling this partition's segment.
+        let (state, records) = crate::raft::blocking(|| {
+            Ok::<_, crate::Error>((
+                engine.log_state(p.group)?,
+                engine.log_read(p.group, offset, max_bytes)?,
+            ))
+        })?;
         Ok(Fetched {
             records,
             high_watermark: state.next_offset,

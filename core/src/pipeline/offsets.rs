@@ -32,11 +32,14 @@ impl Node {
         let (p, h) = self.locate(topic, partition)?;
         self.leader_check(&p, &h)?;
         let engine = self.engine();
-        let state = engine.log_state(p.group)?;
-        Ok(match spec {
-            OffsetSpec::Earliest => Some(state.start_offset),
-            OffsetSpec::Latest => Some(state.next_offset),
-            OffsetSpec::Timestamp(ts) => engine.log_offset_for_timestamp(p.group, ts)?,
+        // The engine may wait for an append that is rolling this partition's segment.
+        crate::raft::blocking(|| {
+            let state = engine.log_state(p.group)?;
+            Ok(match spec {
+                OffsetSpec::Earliest => Some(state.start_offset),
+                OffsetSpec::Latest => Some(state.next_offset),
+                OffsetSpec::Timestamp(ts) => engine.log_offset_for_timestamp(p.group, ts)?,
+            })
         })
     }
 }

@@ -166,6 +166,14 @@ pub(crate) struct GroupHandle {
     pub(crate) status: watch::Receiver<GroupStatus>,
 }
 
+/// What woke a group's task.
+enum Woke {
+    /// The Raft tick.
+    Tick,
+    /// A message in the mailbox.
+    Msg(GroupMsg),
+}
+
 struct Driver<S: StateMachine> {
     p: DriverParts,
     sm: S,
@@ -180,7 +188,7 @@ struct Driver<S: StateMachine> {
 pub(crate) fn spawn<S: StateMachine>(
     parts: DriverParts,
     sm: S,
-) -> (GroupHandle, tokio::task::JoinHandle<()>) {
+) -> (GroupHandle, crate::raft::fatal::Supervised) {
     let (tx, rx) = mpsc::unbounded_channel();
     let (status, status_rx) = watch::channel(GroupStatus::default());
     let driver = Driver {
@@ -208,45 +216,18 @@ impl<S: StateMachine> Driver<S> {
         let mut ticker = tokio::time::interval(self.p.tick);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let stop_reply = loop {
-            let msg = tokio::select! {
-                _ = ticker.tick() => {
-                    self.p.node.tick();
-                    if let Err(e) = self.sm.on_tick() {
-                        self.p.fatal.raise(format!("{}: {e}", self.p.group));
-                        break None;
-                    }
-                    None
-                }
+            let woke = tokio::select! {
+                _ = ticker.tick() => Woke::Tick,
                 m = self.rx.recv() => match m {
-                    Some(m) => Some(m),
+                    Some(m) => Woke::Msg(m),
                     None => break None,
                 },
             };
-            let mut stop = None;
-            if let Some(m) = msg {
-                stop = self.handle(m);
-            }
-            // Take whatever else is queued, so one Ready covers many proposals.
-            for _ in 0..4096 {
-                if stop.is_some() {
-                    break;
-                }
-                match self.rx.try_recv() {
-                    Ok(m) => stop = self.handle(m),
-                    Err(_) => break,
-                }
-            }
-            if stop.is_some() {
+            // Everything from here to the next wait calls the engine, which may wait
+            // for the disk: off the async workers (issue 14 item 4).
+            if let Some(stop) = crate::raft::blocking(|| self.turn(woke)) {
                 break stop;
             }
-            // Decided on the state the previous Ready left; its entry goes out in this one.
-            self.propose_compaction();
-            if let Err(e) = self.on_ready() {
-                self.p.fatal.raise(format!("{}: {e}", self.p.group));
-                break None;
-            }
-            self.publish();
-            self.notice_leadership();
         };
         self.status.send_modify(|s| s.stopped = true);
         for (_, (_, reply)) in std::mem::take(&mut self.pending) {
@@ -255,6 +236,45 @@ impl<S: StateMachine> Driver<S> {
         if let Some(r) = stop_reply {
             let _ = r.send(());
         }
+    }
+
+    /// One turn of the loop: handles what woke the task and whatever else is queued,
+    /// then one round of Readies. `Some` when the task must stop (with the reply
+    /// to a `Stop`, if that was why).
+    fn turn(&mut self, woke: Woke) -> Option<Option<oneshot::Sender<()>>> {
+        let mut stop = None;
+        match woke {
+            Woke::Tick => {
+                self.p.node.tick();
+                if let Err(e) = self.sm.on_tick() {
+                    self.p.fatal.raise(format!("{}: {e}", self.p.group));
+                    return Some(None);
+                }
+            }
+            Woke::Msg(m) => stop = self.handle(m),
+        }
+        // Take whatever else is queued, so one Ready covers many proposals.
+        for _ in 0..4096 {
+            if stop.is_some() {
+                break;
+            }
+            match self.rx.try_recv() {
+                Ok(m) => stop = self.handle(m),
+                Err(_) => break,
+            }
+        }
+        if stop.is_some() {
+            return Some(stop);
+        }
+        // Decided on the state the previous Ready left; its entry goes out in this one.
+        self.propose_compaction();
+        if let Err(e) = self.on_ready() {
+            self.p.fatal.raise(format!("{}: {e}", self.p.group));
+            return Some(None);
+        }
+        self.publish();
+        self.notice_leadership();
+        None
     }
 
     fn hint(&self) -> Option<LeaderHint> {
