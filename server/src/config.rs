@@ -124,6 +124,9 @@ pub struct Config {
     pub default_replication: usize,
     /// Largest request accepted, in bytes.
     pub max_request_bytes: usize,
+    /// Bytes of request frames buffered at once over every connection; at the limit
+    /// the listener stops reading until answers free room.
+    pub max_buffered_request_bytes: usize,
     /// Most Kafka client connections open at once; more wait to be accepted.
     pub max_connections: usize,
     /// Most Kafka connections from one client address; one more is closed at once.
@@ -191,6 +194,7 @@ impl Default for Config {
             default_partitions: 1,
             default_replication: 3,
             max_request_bytes: 100 << 20,
+            max_buffered_request_bytes: 256 << 20,
             max_connections: 10_000,
             max_connections_per_ip: 1_000,
             connections_max_idle_ms: 600_000,
@@ -271,6 +275,13 @@ impl Config {
         anyhow::ensure!(
             self.max_request_bytes >= 1024,
             "max_request_bytes must be at least 1024"
+        );
+        anyhow::ensure!(
+            self.max_buffered_request_bytes >= self.max_request_bytes
+                && self.max_buffered_request_bytes < 1 << 32,
+            "max_buffered_request_bytes ({}) must be at least max_request_bytes ({}) and below 4 GiB",
+            self.max_buffered_request_bytes,
+            self.max_request_bytes
         );
         anyhow::ensure!(
             self.max_connections >= 1 && self.max_connections_per_ip >= 1,

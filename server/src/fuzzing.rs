@@ -81,6 +81,7 @@ impl KafkaHarness {
                 connections_max_idle: Duration::from_secs(600),
                 request_read_timeout: Duration::from_secs(30),
                 stats: crate::kafka::ListenerStats::default(),
+                request_memory: crate::kafka::RequestMemory::new(64 << 20),
             })
         })?;
         Ok(KafkaHarness { rt, ctx })

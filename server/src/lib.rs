@@ -190,6 +190,7 @@ pub async fn run(
         connections_max_idle: Duration::from_millis(config.connections_max_idle_ms),
         request_read_timeout: Duration::from_millis(config.request_read_timeout_ms),
         stats: kafka::ListenerStats::default(),
+        request_memory: kafka::RequestMemory::new(config.max_buffered_request_bytes),
     });
     let fatal_node = node.clone();
     let stop = async move {

@@ -171,3 +171,85 @@ async fn connections_over_the_per_address_limit_are_closed_at_once() {
     b.stop.send(()).unwrap();
     b.served.await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn buffered_request_bytes_stay_within_the_node_wide_budget() {
+    const BUDGET: usize = 200 << 10;
+    let b = broker(
+        |_| {},
+        |c| c.request_memory = weir_server::kafka::RequestMemory::new(BUDGET),
+    )
+    .await;
+    let mut client = Client::new(&b.addr.to_string());
+    let small = Bytes::from(BatchBuilder::new(0).record(None, Some(b"v")).build());
+    client.produce("t", 0, small).await.unwrap();
+
+    // 8 connections each pipeline 6 produce requests of ~60 KiB, all written at
+    // once: 2.9 MiB of frames, 14 times the budget.
+    let value = vec![7u8; 60 << 10];
+    let batch = Bytes::from(BatchBuilder::new(0).record(None, Some(&value)).build());
+    let mut conns = Vec::new();
+    for c in 0..8 {
+        let batch = batch.clone();
+        conns.push(tokio::spawn(async move {
+            let mut conn = Framed::new(
+                TcpStream::connect(b.addr).await.unwrap(),
+                frame_codec(1 << 20),
+            );
+            for i in 0..6 {
+                let req = ProduceRequest::default()
+                    .with_acks(-1)
+                    .with_timeout_ms(30_000)
+                    .with_topic_data(vec![
+                        produce_request::TopicProduceData::default()
+                            .with_name(TopicName(
+                                kafka_protocol::protocol::StrBytes::from_static_str("t"),
+                            ))
+                            .with_partition_data(vec![
+                                produce_request::PartitionProduceData::default()
+                                    .with_index(0)
+                                    .with_records(Some(batch.clone())),
+                            ]),
+                    ]);
+                conn.feed(request(
+                    ApiKey::Produce,
+                    8,
+                    c * 10 + i,
+                    RequestKind::Produce(req),
+                ))
+                .await
+                .unwrap();
+            }
+            futures_util::SinkExt::<Bytes>::flush(&mut conn)
+                .await
+                .unwrap();
+            let mut answered = 0;
+            while answered < 6 {
+                let frame = tokio::time::timeout(Duration::from_secs(30), conn.next())
+                    .await
+                    .expect("answered in time")
+                    .unwrap()
+                    .unwrap();
+                assert_eq!(&frame[..4], &(c * 10 + answered).to_be_bytes());
+                answered += 1;
+            }
+            answered
+        }));
+    }
+    for c in conns {
+        // Every request is answered: the budget slows readers down, it refuses nothing.
+        assert_eq!(c.await.unwrap(), 6);
+    }
+    let memory = &b.ctx.request_memory;
+    assert!(
+        memory.peak() <= BUDGET,
+        "{} request bytes were buffered at once, over the budget of {BUDGET}",
+        memory.peak()
+    );
+    assert!(memory.peak() >= 60 << 10, "peak {}", memory.peak());
+    assert_eq!(memory.buffered(), 0);
+    let end = client.list_offset("t", 0, -1).await.unwrap();
+    assert_eq!(end, 1 + 8 * 6);
+    b.stop.send(()).unwrap();
+    b.served.await.unwrap();
+}

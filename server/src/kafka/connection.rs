@@ -12,7 +12,7 @@ use futures_util::stream::FuturesOrdered;
 use futures_util::{SinkExt as _, StreamExt as _};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::time::Instant;
-use tokio_util::codec::{FramedRead, FramedWrite};
+use tokio_util::codec::FramedWrite;
 use tokio_util::sync::CancellationToken;
 
 use super::dispatch::{self, Pending};
@@ -62,7 +62,7 @@ where
 {
     let _open = ListenerStats::enter(&ctx.stats.connections);
     let (rd, wr) = tokio::io::split(io);
-    let mut frames = FramedRead::new(rd, codec::frame_codec(ctx.max_request_bytes));
+    let mut frames = codec::FrameReader::new(rd, ctx.max_request_bytes, &ctx.request_memory);
     let mut out = FramedWrite::new(wr, codec::frame_codec(usize::MAX));
     let mut in_flight: FuturesOrdered<Pending<'_>> = FuturesOrdered::new();
     let mut reading = true;
@@ -84,7 +84,7 @@ where
             () = tokio::time::sleep_until(next_check), if reading && in_flight.is_empty() => {
                 next_check = Instant::now() + check_every;
                 let quiet = active.elapsed();
-                if !frames.read_buffer().is_empty() && quiet >= ctx.request_read_timeout {
+                if frames.partial() && quiet >= ctx.request_read_timeout {
                     anyhow::bail!(
                         "a request frame was still incomplete after {quiet:?} (request_read_timeout_ms)"
                     );
@@ -98,12 +98,13 @@ where
                 Some(frame) => {
                     active = Instant::now();
                     next_check = active + check_every;
-                    let frame = frame?.freeze();
+                    let (frame, reservation) = frame?;
                     let counted = ListenerStats::enter(&ctx.stats.in_flight);
                     let pending = dispatch::start(frame, ctx, &mut session)?;
                     in_flight.push_back(Box::pin(async move {
                         let answer = pending.await;
-                        drop(counted);
+                        // The request's bytes count until it is answered.
+                        drop((counted, reservation));
                         answer
                     }));
                 }

@@ -32,12 +32,13 @@ pub mod errors;
 pub mod handlers;
 pub mod listener;
 
-pub use codec::frame_codec;
+pub use codec::{FrameReader, frame_codec};
 pub use connection::Session;
 pub use dispatch::handle_frame;
 pub use errors::error_code;
 pub use listener::serve;
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use weir_core::Node;
@@ -72,6 +73,80 @@ pub struct Context {
     pub request_read_timeout: std::time::Duration,
     /// What the listener is doing right now.
     pub stats: ListenerStats,
+    /// The bytes of request frames buffered at once, over every connection.
+    pub request_memory: RequestMemory,
+}
+
+/// A node-wide budget for buffered request frames (`max_buffered_request_bytes`):
+/// a connection reserves a frame's size before reading it and keeps the
+/// reservation until the request is answered. When the budget is spent, reading
+/// stops and TCP pushes back on the clients until answers free room.
+#[derive(Debug)]
+pub struct RequestMemory {
+    budget: Arc<tokio::sync::Semaphore>,
+    limit: usize,
+    buffered: AtomicUsize,
+    peak: AtomicUsize,
+}
+
+impl RequestMemory {
+    /// A budget of `limit` bytes (at least 1, at most 4 GiB - 1).
+    pub fn new(limit: usize) -> Self {
+        let limit = limit.clamp(1, u32::MAX as usize);
+        RequestMemory {
+            budget: Arc::new(tokio::sync::Semaphore::new(limit)),
+            limit,
+            buffered: AtomicUsize::new(0),
+            peak: AtomicUsize::new(0),
+        }
+    }
+
+    /// Waits until `bytes` fit in the budget (a frame larger than the whole budget
+    /// waits for all of it) and reserves them.
+    pub async fn reserve(&self, bytes: usize) -> Reservation<'_> {
+        // `limit` fits in a u32 (see `new`).
+        let permits = bytes.clamp(1, self.limit) as u32;
+        // The semaphore is never closed, so this waits until the bytes fit.
+        let permit = self.budget.clone().acquire_many_owned(permits).await.ok();
+        let now = self.buffered.fetch_add(bytes, Ordering::Relaxed) + bytes;
+        self.peak.fetch_max(now, Ordering::Relaxed);
+        Reservation {
+            memory: self,
+            bytes,
+            _permit: permit,
+        }
+    }
+
+    /// Bytes reserved right now.
+    pub fn buffered(&self) -> usize {
+        self.buffered.load(Ordering::Relaxed)
+    }
+
+    /// The most bytes ever reserved at once.
+    pub fn peak(&self) -> usize {
+        self.peak.load(Ordering::Relaxed)
+    }
+
+    /// The budget, in bytes.
+    pub fn limit(&self) -> usize {
+        self.limit
+    }
+}
+
+/// Bytes of [`RequestMemory`] held by one request frame; returned when dropped.
+#[derive(Debug)]
+pub struct Reservation<'a> {
+    memory: &'a RequestMemory,
+    bytes: usize,
+    _permit: Option<tokio::sync::OwnedSemaphorePermit>,
+}
+
+impl Drop for Reservation<'_> {
+    fn drop(&mut self) {
+        self.memory
+            .buffered
+            .fetch_sub(self.bytes, Ordering::Relaxed);
+    }
 }
 
 /// Counters the listener and its connections keep up to date.

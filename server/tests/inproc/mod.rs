@@ -11,7 +11,7 @@ use kafka_protocol::messages::*;
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 use tokio::net::TcpListener;
 use weir_core::{Node, NodeConfig};
-use weir_server::kafka::{Context, ListenerStats, serve};
+use weir_server::kafka::{Context, ListenerStats, RequestMemory, serve};
 
 /// A broker being served until `stop` fires.
 pub struct Broker {
@@ -47,6 +47,7 @@ pub async fn broker(node: impl FnOnce(&mut NodeConfig), ctx: impl FnOnce(&mut Co
         connections_max_idle: Duration::from_secs(600),
         request_read_timeout: Duration::from_secs(30),
         stats: ListenerStats::default(),
+        request_memory: RequestMemory::new(64 << 20),
     };
     ctx(&mut context);
     let ctx = Arc::new(context);
