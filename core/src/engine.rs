@@ -63,6 +63,10 @@ pub struct Capabilities {
     /// child process can write, be killed with SIGKILL, and another process reopen the
     /// directory.
     pub process_kill: bool,
+    /// Files the engine holds open for each partition it hosts, at least (0 when
+    /// partitions share the engine's files). The node refuses partitions that would
+    /// need more open files than half of its open-file limit.
+    pub files_per_partition: usize,
 }
 
 impl Capabilities {
@@ -72,6 +76,7 @@ impl Capabilities {
             file_crash_simulation: true,
             reopen: true,
             process_kill: true,
+            files_per_partition: 0,
         }
     }
 
@@ -82,6 +87,7 @@ impl Capabilities {
             file_crash_simulation: false,
             reopen: true,
             process_kill: true,
+            files_per_partition: 0,
         }
     }
 
@@ -92,7 +98,14 @@ impl Capabilities {
             file_crash_simulation: false,
             reopen: true,
             process_kill: false,
+            files_per_partition: 0,
         }
+    }
+
+    /// The same capabilities, holding `n` files open per partition.
+    pub const fn with_files_per_partition(mut self, n: usize) -> Self {
+        self.files_per_partition = n;
+        self
     }
 }
 

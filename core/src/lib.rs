@@ -48,7 +48,9 @@ pub use engine::{
 pub use error::{Error, LeaderHint, Result};
 pub use ids::{GroupId, NodeId, Offset, TopicPartition};
 pub use node::{Node, NodeConfig};
-pub use pipeline::{Acks, FetchPartition, Fetched, OffsetSpec, ProduceTicket, validate_topic_name};
+pub use pipeline::{
+    Acks, FetchPartition, Fetched, OffsetSpec, ProduceCredit, ProduceTicket, validate_topic_name,
+};
 pub use raft::driver::{GroupStatus, Role};
 pub use registry::Registry;
 pub use transport::{GroupMessage, Inbound, PeerTransport, Transport};

@@ -139,6 +139,12 @@ pub struct Config {
     pub request_read_timeout_ms: u64,
     /// Largest record batch accepted, in bytes.
     pub max_batch_bytes: usize,
+    /// Bytes of produce proposals not yet decided, over every partition; produce
+    /// requests wait for room before proposing.
+    pub max_pending_produce_bytes: usize,
+    /// Bytes of peer messages one partition's (or the metadata's) Raft group holds
+    /// in its mailbox; more are dropped (Raft resends) until it catches up.
+    pub max_queued_peer_bytes_per_group: usize,
     /// Most partitions one topic may have.
     pub max_partitions_per_topic: i32,
     /// Most partitions in the cluster, over all topics.
@@ -200,6 +206,8 @@ impl Default for Config {
             connections_max_idle_ms: 600_000,
             request_read_timeout_ms: 30_000,
             max_batch_bytes: 1 << 20,
+            max_pending_produce_bytes: 256 << 20,
+            max_queued_peer_bytes_per_group: 64 << 20,
             max_partitions_per_topic: 1000,
             max_partitions: 10_000,
             max_auto_create_per_request: 16,
@@ -282,6 +290,17 @@ impl Config {
             "max_buffered_request_bytes ({}) must be at least max_request_bytes ({}) and below 4 GiB",
             self.max_buffered_request_bytes,
             self.max_request_bytes
+        );
+        anyhow::ensure!(
+            self.max_pending_produce_bytes >= self.max_batch_bytes
+                && self.max_pending_produce_bytes < 1 << 32,
+            "max_pending_produce_bytes ({}) must be at least max_batch_bytes ({}) and below 4 GiB",
+            self.max_pending_produce_bytes,
+            self.max_batch_bytes
+        );
+        anyhow::ensure!(
+            self.max_queued_peer_bytes_per_group >= 2 << 20,
+            "max_queued_peer_bytes_per_group must be at least 2 MiB (a Raft message carries up to 1 MiB of entries)"
         );
         anyhow::ensure!(
             self.max_connections >= 1 && self.max_connections_per_ip >= 1,

@@ -159,6 +159,10 @@ pub async fn run(
     node_cfg.compact_interval = Duration::from_millis(config.compact_interval_ms);
     node_cfg.max_partitions_per_topic = config.max_partitions_per_topic;
     node_cfg.max_partitions = config.max_partitions;
+    node_cfg.max_pending_produce_bytes = config.max_pending_produce_bytes;
+    node_cfg.max_queued_peer_bytes_per_group = config.max_queued_peer_bytes_per_group;
+    // RLIM_INFINITY reads as u64::MAX: nothing to budget.
+    node_cfg.open_file_limit = rlimit::open_files().ok().filter(|&n| n < u64::MAX);
     #[cfg(feature = "negative-controls")]
     {
         node_cfg.unsafe_bypass_leader_check = config.unsafe_bypass_leader_check;

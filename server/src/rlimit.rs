@@ -13,14 +13,7 @@
 /// # Errors
 /// When the limits cannot be read or set (the soft limit is then unchanged).
 pub fn raise_open_files() -> std::io::Result<u64> {
-    let mut lim = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit writes one rlimit through a valid pointer to a local.
-    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
-        return Err(std::io::Error::last_os_error());
-    }
+    let mut lim = limits()?;
     if lim.rlim_cur < lim.rlim_max {
         let raised = libc::rlimit {
             rlim_cur: lim.rlim_max,
@@ -33,4 +26,25 @@ pub fn raise_open_files() -> std::io::Result<u64> {
         lim = raised;
     }
     Ok(lim.rlim_cur)
+}
+
+/// The soft limit on open files in force now.
+///
+/// # Errors
+/// When the limit cannot be read.
+pub fn open_files() -> std::io::Result<u64> {
+    Ok(limits()?.rlim_cur)
+}
+
+/// The soft and hard limits on open files.
+fn limits() -> std::io::Result<libc::rlimit> {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes one rlimit through a valid pointer to a local.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(lim)
 }

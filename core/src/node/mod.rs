@@ -20,6 +20,7 @@ use crate::engine::Engine;
 use crate::error::{Error, LeaderHint, Result};
 use crate::ids::{GroupId, NodeId};
 use crate::metadata::{Metadata, MetadataMachine, PartitionMeta};
+use crate::pipeline::budget::ProduceBudget;
 use crate::raft::driver::{GroupHandle, GroupMsg, GroupStatus, Role};
 use crate::raft::fatal::Fatal;
 use crate::raft::fatal::Supervised;
@@ -58,6 +59,17 @@ pub struct NodeConfig {
     /// Most partitions in the cluster, over all topics (each is a Raft group with
     /// its files and memory on every replica).
     pub max_partitions: usize,
+    /// Bytes of produce proposals not yet decided, over every group; producers wait
+    /// for room before proposing (see [`Node::reserve_produce`]).
+    pub max_pending_produce_bytes: usize,
+    /// Bytes of peer messages one group's mailbox holds; more are dropped (Raft
+    /// resends) until the group catches up.
+    pub max_queued_peer_bytes_per_group: usize,
+    /// The process's open-file limit, if the node should keep its partitions'
+    /// files within half of it (the other half is for connections, peers and the
+    /// Raft log): topics past that are refused, rather than failing to open files
+    /// later, which would stop the node. `None`: not checked.
+    pub open_file_limit: Option<u64>,
     /// **For negative-control tests only.** Skips the leadership check of the
     /// produce pipeline and the driver, so that followers propose (raft-rs forwards
     /// the proposal) and track it by their own (index, term) — which is wrong. The
@@ -84,6 +96,9 @@ impl NodeConfig {
             compact_interval: Duration::from_secs(2),
             max_partitions_per_topic: 1000,
             max_partitions: 10_000,
+            max_pending_produce_bytes: 256 << 20,
+            max_queued_peer_bytes_per_group: 64 << 20,
+            open_file_limit: None,
             #[cfg(feature = "negative-controls")]
             unsafe_bypass_leader_check: false,
         }
@@ -136,6 +151,8 @@ struct Inner {
     batches_applied: Arc<watch::Sender<u64>>,
     /// Wakes the registration loop (a replica became leader).
     announce: Arc<Notify>,
+    /// Bytes of produce proposals not yet decided.
+    produce_budget: ProduceBudget,
 }
 
 /// A running node; cheap to clone.
@@ -159,9 +176,15 @@ impl Inbound for NodeInbound {
     fn deliver(&self, _from: NodeId, msgs: Vec<GroupMessage>) {
         if let Some(inner) = self.0.upgrade() {
             let groups = inner.groups.read();
+            let max = inner.cfg.max_queued_peer_bytes_per_group;
             for m in msgs {
-                if let Some(h) = groups.get(&m.group) {
-                    let _ = h.handle.tx.send(GroupMsg::Step(m.msg));
+                if let Some(h) = groups.get(&m.group)
+                    && !h.handle.step(m.msg, max)
+                {
+                    tracing::debug!(
+                        node = inner.cfg.id, group = %m.group,
+                        "dropped a peer message: the group's inbox is full"
+                    );
                 }
             }
         }
@@ -196,6 +219,7 @@ impl Node {
             Writer::spawn(engine.clone(), transport.clone(), fatal.clone())
                 .map_err(|e| Error::io("starting the Raft writer thread", e))?;
         let (machine, meta) = MetadataMachine::new();
+        let cfg_budget = cfg.max_pending_produce_bytes;
         let inner = Arc::new(Inner {
             cfg,
             engine,
@@ -208,6 +232,7 @@ impl Node {
             tasks: Mutex::new(Vec::new()),
             batches_applied: Arc::new(watch::channel(0).0),
             announce: Arc::new(Notify::new()),
+            produce_budget: ProduceBudget::new(cfg_budget),
         });
         let voters = inner.cfg.voters.clone();
         inner.start_group(GroupId::METADATA, &voters, 0, machine)?;
@@ -378,6 +403,39 @@ impl Node {
             });
         }
         Ok(st)
+    }
+
+    /// Bytes of produce proposals made and not yet decided, over every group.
+    pub fn pending_produce_bytes(&self) -> usize {
+        self.inner.produce_budget.pending()
+    }
+
+    /// Bytes of peer messages waiting in `group`'s mailbox (`None` when it is not
+    /// hosted here).
+    pub fn queued_peer_bytes(&self, group: GroupId) -> Option<usize> {
+        self.inner
+            .groups
+            .read()
+            .get(&group)
+            .map(|h| h.handle.inbox_bytes())
+    }
+
+    /// The most bytes of produce proposals ever pending at once.
+    pub fn peak_pending_produce_bytes(&self) -> usize {
+        self.inner.produce_budget.peak()
+    }
+
+    /// The node's produce budget.
+    pub(crate) fn produce_budget(&self) -> &ProduceBudget {
+        &self.inner.produce_budget
+    }
+
+    /// How many partitions this node's open-file limit allows (see
+    /// [`NodeConfig::open_file_limit`]); `None` when unlimited.
+    pub fn partitions_allowed_by_open_files(&self) -> Option<usize> {
+        let per = self.inner.engine.capabilities().files_per_partition;
+        let limit = self.inner.cfg.open_file_limit?;
+        (per > 0).then(|| usize::try_from(limit / 2).unwrap_or(usize::MAX) / per)
     }
 
     /// The node's configuration.

@@ -10,11 +10,13 @@
 //! * [`topics`] — create and delete topics through the metadata group; the leader,
 //!   in-sync replicas and controller as clients are told of them.
 
+pub(crate) mod budget;
 pub mod fetch;
 pub mod offsets;
 pub mod produce;
 pub mod topics;
 
+pub use budget::ProduceCredit;
 pub use fetch::{FetchPartition, Fetched};
 pub use offsets::OffsetSpec;
 pub use produce::{Acks, ProduceTicket};

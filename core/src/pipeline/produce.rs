@@ -13,6 +13,7 @@ use crate::engine::Appended;
 use crate::entry::encode_produce;
 use crate::error::{Error, Result};
 use crate::node::Node;
+use crate::pipeline::budget::ProduceCredit;
 use crate::raft::driver::{Applied, GroupMsg};
 
 /// How many replicas must have a batch before a produce is answered.
@@ -62,9 +63,19 @@ impl ProduceTicket {
 }
 
 impl Node {
+    /// Reserves `bytes` of the node's produce budget
+    /// ([`NodeConfig::max_pending_produce_bytes`](crate::NodeConfig)), waiting while
+    /// it is spent: call it before [`Node::propose`] with an upper bound of what
+    /// the proposals will carry (a produce request's frame size). Bytes not handed
+    /// to a proposal return when the credit is dropped.
+    pub async fn reserve_produce(&self, bytes: usize) -> ProduceCredit {
+        self.produce_budget().reserve(bytes).await
+    }
+
     /// Proposes one RecordBatch to a partition: validates it, checks that this node
     /// leads the partition and puts the proposal in the group's mailbox before it
-    /// returns. Await the ticket for the outcome.
+    /// returns, with its share of `credit` (held until the proposal is decided).
+    /// Await the ticket for the outcome.
     ///
     /// # Errors
     /// [`Error::NotFound`] for an unknown partition; [`Error::TooLarge`],
@@ -76,6 +87,7 @@ impl Node {
         partition: i32,
         batch_bytes: &[u8],
         acks: Acks,
+        credit: &mut ProduceCredit,
     ) -> Result<ProduceTicket> {
         let limit = self.config().max_batch_bytes;
         if batch_bytes.len() > limit {
@@ -90,15 +102,21 @@ impl Node {
             self.leader_check(&p, &h)?;
         }
         let data = encode_produce(batch_bytes);
+        let bytes = Some(credit.take(data.len()));
         let what = format!("{topic}-{partition}");
         if acks == Acks::None {
-            let _ = h.tx.send(GroupMsg::Propose { data, reply: None });
+            let _ = h.tx.send(GroupMsg::Propose {
+                data,
+                reply: None,
+                bytes,
+            });
             return Ok(ProduceTicket { reply: None, what });
         }
         let (tx, rx) = oneshot::channel();
         h.tx.send(GroupMsg::Propose {
             data,
             reply: Some(tx),
+            bytes,
         })
         .map_err(|_| Error::Shutdown)?;
         Ok(ProduceTicket {
@@ -107,8 +125,9 @@ impl Node {
         })
     }
 
-    /// Produces one RecordBatch to a partition: [`Node::propose`], then (for
-    /// [`Acks::All`]) waits up to `timeout` until it is applied, returning its offsets.
+    /// Produces one RecordBatch to a partition: [`Node::reserve_produce`] and
+    /// [`Node::propose`], then (for [`Acks::All`]) waits up to `timeout` until it is
+    /// applied, returning its offsets.
     ///
     /// # Errors
     /// Those of [`Node::propose`] and [`ProduceTicket::wait`].
@@ -120,7 +139,8 @@ impl Node {
         acks: Acks,
         timeout: Duration,
     ) -> Result<Option<Appended>> {
-        self.propose(topic, partition, batch_bytes, acks)?
+        let mut credit = self.reserve_produce(batch_bytes.len() + 1).await;
+        self.propose(topic, partition, batch_bytes, acks, &mut credit)?
             .wait(timeout)
             .await
     }

@@ -67,6 +67,15 @@ impl Node {
                 cfg.max_partitions
             )));
         }
+        if let Some(allowed) = self.partitions_allowed_by_open_files()
+            && total.saturating_add(partitions.max(0) as usize) > allowed
+        {
+            return Err(Error::LimitExceeded(format!(
+                "topic {name}: {partitions} more partitions would need more files open than this node's open-file limit allows ({allowed} partitions of the {} engine in half of the limit of {}; the cluster has {total}); raise the limit (ulimit -n, LimitNOFILE)",
+                self.engine().name(),
+                cfg.open_file_limit.unwrap_or_default()
+            )));
+        }
         let replicas = meta.assign(name, partitions, replication)?;
         let cmd = MetaCommand::CreateTopic {
             name: name.to_string(),

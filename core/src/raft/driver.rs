@@ -18,6 +18,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use raft::eraftpb::{EntryType, Message, MessageType};
@@ -27,6 +28,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use crate::engine::{Appended, Engine, LogState};
 use crate::error::{Error, LeaderHint, Result};
 use crate::ids::{GroupId, NodeId};
+use crate::pipeline::budget::ProposalBytes;
 use crate::raft::fatal::Fatal;
 use crate::raft::storage::EngineStorage;
 use crate::raft::writer::{WriteReq, Writer};
@@ -46,12 +48,18 @@ pub(crate) type Reply = oneshot::Sender<Result<Applied>>;
 
 /// Messages to a group's task.
 pub(crate) enum GroupMsg {
-    /// Propose on the leader; elsewhere answer `NotLeader` with a hint.
-    Propose { data: Vec<u8>, reply: Option<Reply> },
+    /// Propose on the leader; elsewhere answer `NotLeader` with a hint. `bytes`
+    /// (a produce's share of the node's budget) is held until the proposal is
+    /// decided.
+    Propose {
+        data: Vec<u8>,
+        reply: Option<Reply>,
+        bytes: Option<ProposalBytes>,
+    },
     /// Propose wherever this replica is, without a reply: followers forward it to
     /// the leader, and the proposer learns the outcome by watching applied state.
     ProposeUnanswered { data: Vec<u8> },
-    /// A message from a peer.
+    /// A message from a peer, counted in [`GroupHandle::inbox`] by [`peer_bytes`].
     Step(Message),
     /// A peer could not be reached.
     Unreachable(NodeId),
@@ -164,6 +172,39 @@ pub(crate) struct DriverParts {
 pub(crate) struct GroupHandle {
     pub(crate) tx: mpsc::UnboundedSender<GroupMsg>,
     pub(crate) status: watch::Receiver<GroupStatus>,
+    /// Bytes of peer messages in the mailbox (see [`GroupHandle::step`]).
+    pub(crate) inbox: Arc<AtomicUsize>,
+}
+
+impl GroupHandle {
+    /// Queues a peer's message unless `max_bytes` of peer messages are queued
+    /// already; then it is dropped (Raft tolerates lost messages: the leader
+    /// resends what is not acknowledged) and `false` is returned. Proposals and the
+    /// writer's persistence notices are never dropped; only what peers send is
+    /// bounded here, so that a group that falls behind (a slow disk) cannot make
+    /// its mailbox grow without bound.
+    pub(crate) fn step(&self, msg: Message, max_bytes: usize) -> bool {
+        let bytes = peer_bytes(&msg);
+        if self.inbox.load(Ordering::Relaxed) + bytes > max_bytes {
+            return false;
+        }
+        self.inbox.fetch_add(bytes, Ordering::Relaxed);
+        if self.tx.send(GroupMsg::Step(msg)).is_err() {
+            self.inbox.fetch_sub(bytes, Ordering::Relaxed);
+        }
+        true
+    }
+
+    /// Bytes of peer messages waiting in the mailbox.
+    pub(crate) fn inbox_bytes(&self) -> usize {
+        self.inbox.load(Ordering::Relaxed)
+    }
+}
+
+/// What a peer's message counts for in a group's inbox: its entries' data and a
+/// fixed overhead.
+pub(crate) fn peer_bytes(msg: &Message) -> usize {
+    64 + msg.entries.iter().map(|e| e.data.len() + 32).sum::<usize>()
 }
 
 /// What woke a group's task.
@@ -174,14 +215,25 @@ enum Woke {
     Msg(GroupMsg),
 }
 
+/// A proposal awaiting its decision.
+struct Pending {
+    term: u64,
+    reply: Option<Reply>,
+    _bytes: Option<ProposalBytes>,
+}
+
 struct Driver<S: StateMachine> {
     p: DriverParts,
     sm: S,
     rx: mpsc::UnboundedReceiver<GroupMsg>,
     tx: mpsc::UnboundedSender<GroupMsg>,
-    pending: BTreeMap<u64, (u64, Reply)>,
+    /// Proposals made here and not yet decided, by index: their term, where the
+    /// answer goes (if anywhere) and their share of the produce budget.
+    pending: BTreeMap<u64, Pending>,
     status: watch::Sender<GroupStatus>,
     was_leader: bool,
+    /// Shared with [`GroupHandle::inbox`].
+    inbox: Arc<AtomicUsize>,
 }
 
 /// Starts a group's task on the current tokio runtime.
@@ -191,7 +243,9 @@ pub(crate) fn spawn<S: StateMachine>(
 ) -> (GroupHandle, crate::raft::fatal::Supervised) {
     let (tx, rx) = mpsc::unbounded_channel();
     let (status, status_rx) = watch::channel(GroupStatus::default());
+    let inbox = Arc::new(AtomicUsize::new(0));
     let driver = Driver {
+        inbox: inbox.clone(),
         p: parts,
         sm,
         rx,
@@ -206,6 +260,7 @@ pub(crate) fn spawn<S: StateMachine>(
         GroupHandle {
             tx,
             status: status_rx,
+            inbox,
         },
         task,
     )
@@ -230,8 +285,10 @@ impl<S: StateMachine> Driver<S> {
             }
         };
         self.status.send_modify(|s| s.stopped = true);
-        for (_, (_, reply)) in std::mem::take(&mut self.pending) {
-            let _ = reply.send(Err(Error::Shutdown));
+        for (_, p) in std::mem::take(&mut self.pending) {
+            if let Some(reply) = p.reply {
+                let _ = reply.send(Err(Error::Shutdown));
+            }
         }
         if let Some(r) = stop_reply {
             let _ = r.send(());
@@ -288,22 +345,23 @@ impl<S: StateMachine> Driver<S> {
     /// Handles one message; `Some` when the task must stop.
     fn handle(&mut self, msg: GroupMsg) -> Option<oneshot::Sender<()>> {
         match msg {
-            GroupMsg::Propose { data, reply } => self.propose(data, reply),
+            GroupMsg::Propose { data, reply, bytes } => self.propose(data, reply, bytes),
             GroupMsg::ProposeUnanswered { data } => {
                 let _ = self.p.node.propose(vec![], data);
             }
-            GroupMsg::Step(m) if m.msg_type == MessageType::MsgSnapshot => {
-                // weir installs no snapshots yet (its leaders never send one: the
-                // Raft log is compacted only through what every replica has). A peer
-                // that sends one anyway is refused; it must never stop this node.
-                tracing::warn!(
-                    group = %self.p.group, from = m.from, term = m.term,
-                    index = m.get_snapshot().get_metadata().index,
-                    "refused a Raft snapshot from a peer: snapshots are not supported yet"
-                );
-            }
             GroupMsg::Step(m) => {
-                if let Err(e) = self.p.node.step(m) {
+                self.inbox.fetch_sub(peer_bytes(&m), Ordering::Relaxed);
+                if m.msg_type == MessageType::MsgSnapshot {
+                    // weir installs no snapshots yet (its leaders never send one:
+                    // the Raft log is compacted only through what every replica
+                    // has). A peer that sends one anyway is refused; it must never
+                    // stop this node.
+                    tracing::warn!(
+                        group = %self.p.group, from = m.from, term = m.term,
+                        index = m.get_snapshot().get_metadata().index,
+                        "refused a Raft snapshot from a peer: snapshots are not supported yet"
+                    );
+                } else if let Err(e) = self.p.node.step(m) {
                     tracing::debug!(group = %self.p.group, error = %e, "dropped a Raft message");
                 }
             }
@@ -318,7 +376,7 @@ impl<S: StateMachine> Driver<S> {
         None
     }
 
-    fn propose(&mut self, data: Vec<u8>, reply: Option<Reply>) {
+    fn propose(&mut self, data: Vec<u8>, reply: Option<Reply>, bytes: Option<ProposalBytes>) {
         if self.p.node.raft.state != StateRole::Leader && !self.p.unsafe_bypass_leader_check {
             if let Some(r) = reply {
                 let _ = r.send(Err(Error::NotLeader {
@@ -332,8 +390,13 @@ impl<S: StateMachine> Driver<S> {
             Ok(()) => {
                 let index = self.p.node.raft.raft_log.last_index();
                 let term = self.p.node.raft.term;
-                if let Some(r) = reply {
-                    self.pending.insert(index, (term, r));
+                if reply.is_some() || bytes.is_some() {
+                    let p = Pending {
+                        term,
+                        reply,
+                        _bytes: bytes,
+                    };
+                    self.pending.insert(index, p);
                 }
             }
             Err(e) => {
@@ -463,9 +526,12 @@ impl<S: StateMachine> Driver<S> {
                 if *entry.key() > e.index {
                     break;
                 }
-                let (index, (term, reply)) = entry.remove_entry();
+                let (index, p) = entry.remove_entry();
+                let Some(reply) = p.reply else {
+                    continue;
+                };
                 let answer = match outcome.take() {
-                    Some(o) if index == e.index && term == e.term => o,
+                    Some(o) if index == e.index && p.term == e.term => o,
                     _ => Err(Error::NotLeader {
                         group: self.p.group,
                         hint: self.hint(),

@@ -552,6 +552,8 @@ impl Engine for SegmentEngine {
     }
 
     fn capabilities(&self) -> Capabilities {
-        Capabilities::files()
+        // A segment's log, offset index and time index stay open (mapped); an
+        // empty partition has one segment, and each rolled one adds three more.
+        Capabilities::files().with_files_per_partition(3)
     }
 }

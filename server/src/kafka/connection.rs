@@ -100,7 +100,9 @@ where
                     next_check = active + check_every;
                     let (frame, reservation) = frame?;
                     let counted = ListenerStats::enter(&ctx.stats.in_flight);
-                    let pending = dispatch::start(frame, ctx, &mut session)?;
+                    // A produce may wait here for room in the node's produce budget:
+                    // this connection reads nothing more meanwhile.
+                    let pending = dispatch::start(frame, ctx, &mut session).await?;
                     in_flight.push_back(Box::pin(async move {
                         let answer = pending.await;
                         // The request's bytes count until it is answered.

@@ -55,13 +55,14 @@ struct Request {
     correlation_id: i32,
 }
 
-/// Decodes one request frame, does the synchronous part of its handling (a
-/// produce's proposals are made before this returns) and returns the rest.
+/// Decodes one request frame, does the first part of its handling (a produce
+/// waits for room in the node's produce budget and makes its proposals before
+/// this returns) and returns the rest.
 ///
 /// # Errors
 /// A frame too small to hold a header, an unknown or unsupported API or version
 /// (other than ApiVersions, which is answered), or an undecodable request.
-pub fn start<'a>(
+pub async fn start<'a>(
     mut frame: Bytes,
     ctx: &'a Context,
     session: &mut Session,
@@ -71,6 +72,7 @@ pub fn start<'a>(
         "request frame of {} bytes is too small",
         frame.len()
     );
+    let frame_bytes = frame.len();
     let raw_key = i16::from_be_bytes([frame[0], frame[1]]);
     let version = i16::from_be_bytes([frame[2], frame[3]]);
     let correlation_id = i32::from_be_bytes([frame[4], frame[5], frame[6], frame[7]]);
@@ -117,8 +119,11 @@ pub fn start<'a>(
             ))
         }),
         RequestKind::Produce(r) => {
+            // The proposals carry less than the frame did. Waiting here holds up the
+            // connection's next request, which is the backpressure.
+            let credit = ctx.node.reserve_produce(frame_bytes).await;
             // Proposals are made here, before the next request is read.
-            let produced = handlers::produce::start(r, version, ctx);
+            let produced = handlers::produce::start(r, version, ctx, credit);
             respond(
                 req,
                 async move { produced.await.map(ResponseKind::Produce) },
@@ -183,7 +188,7 @@ fn respond<'a>(
 /// As [`start`], and a response that cannot be encoded.
 pub async fn handle_frame(frame: Bytes, ctx: &Context) -> anyhow::Result<Option<Bytes>> {
     let mut session = Session::new(std::net::SocketAddr::from(([127, 0, 0, 1], 0)));
-    start(frame, ctx, &mut session)?.await
+    start(frame, ctx, &mut session).await?.await
 }
 
 fn encode(req: &Request, resp: &ResponseKind) -> anyhow::Result<Bytes> {

@@ -5,20 +5,21 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use kafka_protocol::messages::*;
-use weir_core::{Acks, Appended, Error, ProduceTicket};
+use weir_core::{Acks, Appended, Error, ProduceCredit, ProduceTicket};
 
 use super::{auto_create, host_port, str_bytes, topic_name};
 use crate::kafka::Context;
 use crate::kafka::errors::error_code;
 
 /// Validates and proposes every partition's batch now (in request order, so one
-/// connection's batches reach each partition in the order it sent them), and
-/// returns the rest of the handling: await each proposal, then answer (`None` for
-/// acks=0).
+/// connection's batches reach each partition in the order it sent them), each
+/// with its share of `credit`, and returns the rest of the handling: await each
+/// proposal, then answer (`None` for acks=0).
 pub fn start(
     req: ProduceRequest,
     version: i16,
     ctx: &Context,
+    mut credit: ProduceCredit,
 ) -> impl Future<Output = Option<ProduceResponse>> + Send + '_ {
     let acks = if req.acks == 0 { Acks::None } else { Acks::All };
     let timeout = Duration::from_millis(req.timeout_ms.max(1) as u64);
@@ -34,7 +35,7 @@ pub fn start(
         }
         for p in &t.partition_data {
             let records = p.records.as_deref().unwrap_or_default();
-            let ticket = ctx.node.propose(&name, p.index, records, acks);
+            let ticket = ctx.node.propose(&name, p.index, records, acks, &mut credit);
             slots.push((name.clone(), p.index, ticket));
         }
     }
