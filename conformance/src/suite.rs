@@ -7,6 +7,9 @@
 //! the arguments `cargo test` passes (filters, `--exact`, `--nocapture`,
 //! `--test-threads`, `--ignored`, `--list`).
 
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU64, Ordering};
+
 pub use libtest_mimic::Trial;
 
 use crate::{CaseResult, Outcome};
@@ -41,4 +44,22 @@ fn verdict(r: CaseResult) -> Result<(), libtest_mimic::Failed> {
 /// passes it, runs what it selects and exits with the verdict.
 pub fn run(trials: Vec<Trial>) -> ! {
     libtest_mimic::run(&libtest_mimic::Arguments::from_args(), trials).exit()
+}
+
+/// Panics anywhere in this process so far. The first call installs a panic hook
+/// that counts every panic (then prints it as before), so that a case can notice a
+/// panic in a task it never joins, such as a transport's connection task: compare
+/// the count before and after. Process-wide, so a case that reads it is only exact
+/// while no other trial panics at the same time (a panicking trial fails anyway).
+pub fn panics_so_far() -> u64 {
+    static COUNT: AtomicU64 = AtomicU64::new(0);
+    static HOOK: OnceLock<()> = OnceLock::new();
+    HOOK.get_or_init(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            COUNT.fetch_add(1, Ordering::SeqCst);
+            previous(info);
+        }));
+    });
+    COUNT.load(Ordering::SeqCst)
 }

@@ -303,28 +303,50 @@ pub async fn transport_message_at_frame_limit<H: TransportHarness>(h: Arc<H>) ->
     Ok(Outcome::Passed)
 }
 
-/// Garbage and over-limit frames close their connection; the transport keeps working.
+/// Garbage and over-limit frames close their connection, deliver nothing and panic
+/// no transport task; the transport keeps working.
 pub async fn transport_rejects_oversized_and_garbage_frames<H: TransportHarness>(
     h: Arc<H>,
 ) -> CaseResult {
-    use tokio::io::AsyncWriteExt;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let panics = crate::suite::panics_so_far();
     let (lb, addr_b) = listener().await?;
     let b = h.start(2, lb, BTreeMap::new(), "c", MAX_FRAME, 64)?;
     let rec = Arc::new(Recorder::default());
     b.register(rec.clone());
-    let bad: Vec<Vec<u8>> = vec![
-        b"GET / HTTP/1.1\r\nHost: x\r\n\r\n".to_vec(),
-        vec![0xff; 4096],
-        h.oversized_frame(1, "c", MAX_FRAME * 4),
-        Vec::new(),
+    let bad: Vec<(&str, Vec<u8>)> = vec![
+        (
+            "an HTTP request",
+            b"GET / HTTP/1.1\r\nHost: x\r\n\r\n".to_vec(),
+        ),
+        ("4 KiB of 0xff", vec![0xff; 4096]),
+        (
+            "an over-limit frame",
+            h.oversized_frame(1, "c", MAX_FRAME * 4),
+        ),
+        ("nothing", Vec::new()),
     ];
-    for bytes in bad {
+    for (what, bytes) in bad {
         let mut s = tokio::net::TcpStream::connect(&addr_b).await?;
         let _ = s.write_all(&bytes).await;
         let _ = s.shutdown().await;
+        // Only once the transport has read the bytes and closed the connection does
+        // "nothing was delivered" say anything.
+        let mut sink = [0u8; 1024];
+        let closed = tokio::time::timeout(Duration::from_secs(10), async {
+            while let Ok(n) = s.read(&mut sink).await {
+                if n == 0 {
+                    break;
+                }
+            }
+        })
+        .await;
+        ensure!(
+            closed.is_ok(),
+            "the transport kept a connection open 10 s after {what}"
+        );
     }
-    ensure_eq!(rec.count(), 0, "nothing delivered from bad connections");
-    // A proper peer still gets through.
+    // A proper peer still gets through…
     let (la, _) = listener().await?;
     let a = h.start(1, la, BTreeMap::from([(2, addr_b)]), "c", MAX_FRAME, 64)?;
     a.register(Arc::new(Recorder::default()));
@@ -332,6 +354,20 @@ pub async fn transport_rejects_oversized_and_garbage_frames<H: TransportHarness>
     wait_until("delivery after bad frames", 20, || rec.count() >= 10).await?;
     a.shutdown();
     b.shutdown();
+    // …and it alone: the bad connections delivered nothing, even late.
+    let from_bad = rec
+        .received
+        .lock()
+        .iter()
+        .filter(|(_, m)| m.group != GroupId(1))
+        .count();
+    ensure_eq!(from_bad, 0, "messages delivered from bad connections");
+    ensure_eq!(rec.count(), 10, "messages delivered");
+    let panicked = crate::suite::panics_so_far() - panics;
+    ensure!(
+        panicked == 0,
+        "{panicked} panic(s) in transport tasks while bad frames were rejected"
+    );
     Ok(Outcome::Passed)
 }
 
@@ -480,6 +516,12 @@ pub async fn transport_dead_peer_queue_is_bounded<H: TransportHarness>(h: Arc<H>
     ensure!(
         max_seen <= bound,
         "queue grew to {max_seen} batches, bound {bound}"
+    );
+    // A dead peer's queue fills: a transport that never reports a queue length
+    // cannot show its bound.
+    ensure!(
+        max_seen >= 1,
+        "the queue of a dead peer never reported a batch after 100,000 sends (PeerTransport::queued)"
     );
     a.shutdown();
     Ok(Outcome::Passed)
