@@ -58,6 +58,13 @@ pub enum Error {
     /// The caller passed something malformed (a bad batch, an out-of-order index).
     #[error("invalid input: {0}")]
     Invalid(String),
+    /// A topic name that cannot exist (Kafka's INVALID_TOPIC_EXCEPTION).
+    #[error("invalid topic: {0}")]
+    InvalidTopic(String),
+    /// A record batch uses a compression codec weir does not know (Kafka's
+    /// UNSUPPORTED_COMPRESSION_TYPE).
+    #[error("record batch compression codec {0} is not supported (none, gzip, snappy, lz4, zstd)")]
+    UnsupportedCompression(u8),
     /// A record batch is larger than the configured limit (Kafka's MESSAGE_TOO_LARGE).
     #[error("record batch of {size} bytes exceeds the limit of {limit}")]
     TooLarge {

@@ -139,6 +139,9 @@ pub struct Config {
     pub request_read_timeout_ms: u64,
     /// Largest record batch accepted, in bytes.
     pub max_batch_bytes: usize,
+    /// The most bytes a compressed batch's records may expand to; more is refused
+    /// as a decompression bomb.
+    pub max_decompressed_batch_bytes: usize,
     /// Bytes of produce proposals not yet decided, over every partition; produce
     /// requests wait for room before proposing.
     pub max_pending_produce_bytes: usize,
@@ -206,6 +209,7 @@ impl Default for Config {
             connections_max_idle_ms: 600_000,
             request_read_timeout_ms: 30_000,
             max_batch_bytes: 1 << 20,
+            max_decompressed_batch_bytes: 64 << 20,
             max_pending_produce_bytes: 256 << 20,
             max_queued_peer_bytes_per_group: 64 << 20,
             max_partitions_per_topic: 1000,
@@ -290,6 +294,12 @@ impl Config {
             "max_buffered_request_bytes ({}) must be at least max_request_bytes ({}) and below 4 GiB",
             self.max_buffered_request_bytes,
             self.max_request_bytes
+        );
+        anyhow::ensure!(
+            self.max_decompressed_batch_bytes >= self.max_batch_bytes,
+            "max_decompressed_batch_bytes ({}) must be at least max_batch_bytes ({})",
+            self.max_decompressed_batch_bytes,
+            self.max_batch_bytes
         );
         anyhow::ensure!(
             self.max_pending_produce_bytes >= self.max_batch_bytes

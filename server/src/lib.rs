@@ -160,6 +160,7 @@ pub async fn run(
     node_cfg.max_partitions_per_topic = config.max_partitions_per_topic;
     node_cfg.max_partitions = config.max_partitions;
     node_cfg.max_pending_produce_bytes = config.max_pending_produce_bytes;
+    node_cfg.max_decompressed_batch_bytes = config.max_decompressed_batch_bytes;
     node_cfg.max_queued_peer_bytes_per_group = config.max_queued_peer_bytes_per_group;
     // RLIM_INFINITY reads as u64::MAX: nothing to budget.
     node_cfg.open_file_limit = rlimit::open_files().ok().filter(|&n| n < u64::MAX);

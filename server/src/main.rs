@@ -82,6 +82,9 @@ struct BenchCli {
     /// Concurrent consumers (splitting the partitions).
     #[arg(long, default_value_t = 1)]
     consumers: usize,
+    /// Compression of produced batches: none, gzip, snappy, lz4 or zstd.
+    #[arg(long, default_value = "none", value_parser = ["none", "gzip", "snappy", "lz4", "zstd"])]
+    compression: String,
     /// Print JSON instead of a summary line.
     #[arg(long)]
     json: bool,
@@ -279,6 +282,13 @@ async fn bench(cli: BenchCli) -> anyhow::Result<()> {
         linger: std::time::Duration::from_millis(cli.linger_ms),
         in_flight: cli.in_flight,
         consumers: cli.consumers,
+        compression: match cli.compression.as_str() {
+            "gzip" => kafka_protocol::records::Compression::Gzip,
+            "snappy" => kafka_protocol::records::Compression::Snappy,
+            "lz4" => kafka_protocol::records::Compression::Lz4,
+            "zstd" => kafka_protocol::records::Compression::Zstd,
+            _ => kafka_protocol::records::Compression::None,
+        },
     };
     let mut reports = Vec::new();
     if cli.mode == "probe" {

@@ -26,6 +26,10 @@
 use crate::error::{Error, Result};
 use crate::ids::Offset;
 
+mod validate;
+
+pub use validate::validate_records;
+
 /// Size of the RecordBatch v2 header, before the first record.
 pub const HEADER_LEN: usize = 61;
 /// Bytes before `batchLength`'s count starts (baseOffset + batchLength).

@@ -62,6 +62,9 @@ pub struct NodeConfig {
     /// Bytes of produce proposals not yet decided, over every group; producers wait
     /// for room before proposing (see [`Node::reserve_produce`]).
     pub max_pending_produce_bytes: usize,
+    /// The most bytes a compressed batch's records may decompress to; more is
+    /// refused as a decompression bomb.
+    pub max_decompressed_batch_bytes: usize,
     /// Bytes of peer messages one group's mailbox holds; more are dropped (Raft
     /// resends) until the group catches up.
     pub max_queued_peer_bytes_per_group: usize,
@@ -97,6 +100,7 @@ impl NodeConfig {
             max_partitions_per_topic: 1000,
             max_partitions: 10_000,
             max_pending_produce_bytes: 256 << 20,
+            max_decompressed_batch_bytes: 64 << 20,
             max_queued_peer_bytes_per_group: 64 << 20,
             open_file_limit: None,
             #[cfg(feature = "negative-controls")]

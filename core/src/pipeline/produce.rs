@@ -78,8 +78,11 @@ impl Node {
     /// Await the ticket for the outcome.
     ///
     /// # Errors
-    /// [`Error::NotFound`] for an unknown partition; [`Error::TooLarge`],
-    /// [`Error::Invalid`] or [`Error::Corrupt`] for a bad batch; [`Error::NotLeader`]
+    /// [`Error::InvalidTopic`] for a name no topic can have; [`Error::NotFound`]
+    /// for an unknown partition; [`Error::TooLarge`],
+    /// [`Error::Invalid`], [`Error::UnsupportedCompression`] or [`Error::Corrupt`]
+    /// for a bad batch (checked as Kafka's log validator does: see
+    /// [`batch::validate_records`]); [`Error::NotLeader`]
     /// (with a hint) when this node does not lead it; [`Error::Shutdown`].
     pub fn propose(
         &self,
@@ -89,6 +92,7 @@ impl Node {
         acks: Acks,
         credit: &mut ProduceCredit,
     ) -> Result<ProduceTicket> {
+        crate::pipeline::topics::validate_topic_name(topic)?;
         let limit = self.config().max_batch_bytes;
         if batch_bytes.len() > limit {
             return Err(Error::TooLarge {
@@ -96,7 +100,14 @@ impl Node {
                 limit,
             });
         }
-        batch::verify_produced(batch_bytes)?;
+        let header = batch::verify_produced(batch_bytes)?;
+        let max = self.config().max_decompressed_batch_bytes;
+        if header.compression() == 0 {
+            batch::validate_records(batch_bytes, &header, max)?;
+        } else {
+            // Decompressing may take milliseconds: off the async workers.
+            crate::raft::blocking(|| batch::validate_records(batch_bytes, &header, max))?;
+        }
         let (p, h) = self.locate(topic, partition)?;
         if !self.config().bypass_leader_check() {
             self.leader_check(&p, &h)?;

@@ -18,13 +18,13 @@ const ISR_MAX_LAG_ENTRIES: u64 = 10_000;
 /// Kafka's topic-name rule: 1..=249 of `[a-zA-Z0-9._-]`, not `.` or `..`.
 ///
 /// # Errors
-/// [`Error::Invalid`] naming the problem.
+/// [`Error::InvalidTopic`] naming the problem.
 pub fn validate_topic_name(name: &str) -> Result<()> {
     let ok_chars = name
         .bytes()
         .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-');
     if name.is_empty() || name.len() > 249 || !ok_chars || name == "." || name == ".." {
-        return Err(Error::Invalid(format!(
+        return Err(Error::InvalidTopic(format!(
             "topic name {name:?} must be 1-249 characters of [a-zA-Z0-9._-] and not '.' or '..'"
         )));
     }

@@ -18,6 +18,12 @@ pub fn response_error(e: &Error) -> ResponseError {
         Error::Corrupt(_) => ResponseError::CorruptMessage,
         Error::TooLarge { .. } => ResponseError::MessageTooLarge,
         Error::Invalid(_) => ResponseError::InvalidRecord,
+        Error::UnsupportedCompression(_) => ResponseError::UnsupportedCompressionType,
+        Error::InvalidTopic(_) => ResponseError::InvalidTopicException,
+        // A stopping node: the client retries, finding the partition's next leader.
+        Error::Shutdown => ResponseError::NotLeaderOrFollower,
+        Error::Unsupported(_) => ResponseError::UnsupportedVersion,
+        Error::Config(_) => ResponseError::InvalidConfig,
         Error::Timeout(_) => ResponseError::RequestTimedOut,
         Error::AlreadyExists(_) => ResponseError::TopicAlreadyExists,
         Error::LimitExceeded(_) => ResponseError::PolicyViolation,
@@ -41,5 +47,9 @@ mod tests {
         assert_eq!(error_code(&Error::NotFound("t".into())), 3);
         assert_eq!(error_code(&Error::Timeout("t".into())), 7);
         assert_eq!(error_code(&Error::Poisoned("x".into())), 56);
+        // A stopping node answers with a code clients retry (elsewhere), never -1.
+        assert_eq!(error_code(&Error::Shutdown), 6);
+        assert_eq!(error_code(&Error::UnsupportedCompression(7)), 76);
+        assert_eq!(error_code(&Error::InvalidTopic("a/b".into())), 17);
     }
 }
