@@ -332,9 +332,54 @@ impl Config {
         );
         anyhow::ensure!(self.raft_tick_ms >= 1, "raft_tick_ms must be at least 1");
         anyhow::ensure!(
+            self.max_batch_bytes >= weir_core::batch::HEADER_LEN,
+            "max_batch_bytes ({}) must be at least {} (one record batch header)",
+            self.max_batch_bytes,
+            weir_core::batch::HEADER_LEN
+        );
+        anyhow::ensure!(
+            self.max_batch_bytes <= self.max_request_bytes,
+            "max_batch_bytes ({}) must not exceed max_request_bytes ({}): no request could carry such a batch",
+            self.max_batch_bytes,
+            self.max_request_bytes
+        );
+        for (id, addr) in &self.peers {
+            check_peer_address(*id, addr)?;
+        }
+        self.check_plugin_sections()?;
+        anyhow::ensure!(
             self.flush_interval_ms >= 1 && self.compact_interval_ms >= 1,
             "flush_interval_ms and compact_interval_ms must be at least 1"
         );
+        Ok(())
+    }
+
+    /// Settings in the section of an engine or transport that is not the chosen
+    /// one would silently do nothing: refused, naming the section.
+    fn check_plugin_sections(&self) -> anyhow::Result<()> {
+        let engines = [
+            (EngineKind::Segment, "engine_segment", &self.engine_segment),
+            (EngineKind::Rocksdb, "engine_rocksdb", &self.engine_rocksdb),
+            (EngineKind::Redb, "engine_redb", &self.engine_redb),
+        ];
+        for (kind, section, table) in engines {
+            anyhow::ensure!(
+                table.is_empty() || kind == self.engine,
+                "[{section}] is set but engine = {:?}: remove the section or choose that engine",
+                self.engine.name()
+            );
+        }
+        let transports = [
+            (TransportKind::Grpc, "transport_grpc", &self.transport_grpc),
+            (TransportKind::Tcp, "transport_tcp", &self.transport_tcp),
+        ];
+        for (kind, section, table) in transports {
+            anyhow::ensure!(
+                table.is_empty() || kind == self.transport,
+                "[{section}] is set but transport = {:?}: remove the section or choose that transport",
+                self.transport.name()
+            );
+        }
         Ok(())
     }
 
@@ -344,6 +389,28 @@ impl Config {
             .clone()
             .unwrap_or_else(|| self.kafka_listen.to_string())
     }
+}
+
+/// A peer address must be HOST:PORT with a port other than 0, and resolve.
+fn check_peer_address(id: u64, addr: &str) -> anyhow::Result<()> {
+    let Some((host, port)) = addr.rsplit_once(':') else {
+        anyhow::bail!("peer {id}: {addr:?} is not HOST:PORT");
+    };
+    let port: u16 = port
+        .parse()
+        .ok()
+        .filter(|p| *p != 0)
+        .ok_or_else(|| anyhow::anyhow!("peer {id}: {addr:?} has no valid port (1-65535)"))?;
+    anyhow::ensure!(!host.is_empty(), "peer {id}: {addr:?} has no host");
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let resolved = std::net::ToSocketAddrs::to_socket_addrs(&(host, port))
+        .map(|mut a| a.next().is_some())
+        .unwrap_or(false);
+    anyhow::ensure!(
+        resolved,
+        "peer {id}: {addr:?} does not resolve to an address"
+    );
+    Ok(())
 }
 
 #[cfg(test)]
@@ -361,9 +428,9 @@ mod tests {
     #[test]
     fn defaults_and_partial_files() {
         let c: Config =
-            toml::from_str("engine = \"memory\"\n[engine_segment]\nsegment_bytes = 1048576\n")
+            toml::from_str("engine = \"segment\"\n[engine_segment]\nsegment_bytes = 1048576\n")
                 .unwrap();
-        assert_eq!(c.engine, EngineKind::Memory);
+        assert_eq!(c.engine, EngineKind::Segment);
         assert_eq!(
             c.engine_segment.get("segment_bytes"),
             Some(&toml::Value::Integer(1 << 20))
@@ -397,6 +464,35 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("unsafe_bypass_leader_check"), "{e}");
+    }
+
+    fn refusal(toml_text: &str) -> String {
+        let c: Config = toml::from_str(toml_text).unwrap();
+        c.validate()
+            .expect_err(&format!("accepted: {toml_text}"))
+            .to_string()
+    }
+
+    #[test]
+    fn config_that_cannot_work_is_refused() {
+        let peers = "peer_listen = \"127.0.0.1:9093\"\n[peers]\n";
+        let e = refusal(&format!("{peers}2 = \"notanaddr\"\n"));
+        assert!(e.contains("peer 2") && e.contains("notanaddr"), "{e}");
+        let e = refusal(&format!("{peers}2 = \"127.0.0.1:0\"\n"));
+        assert!(e.contains("peer 2"), "{e}");
+        let ok: Config = toml::from_str(&format!("{peers}2 = \"localhost:9093\"\n")).unwrap();
+        ok.validate().unwrap();
+
+        assert!(refusal("max_batch_bytes = 0\n").contains("max_batch_bytes"));
+        assert!(refusal("max_batch_bytes = 200000000\n").contains("max_batch_bytes"));
+
+        // Settings for a plug-in that is not the one chosen are a mistake, not a no-op.
+        let e = refusal("engine = \"segment\"\n[engine_redb]\ncache_bytes = 1\n");
+        assert!(e.contains("[engine_redb]") && e.contains("segment"), "{e}");
+        let e = refusal("engine = \"memory\"\n[engine_segment]\nsegment_bytes = 1\n");
+        assert!(e.contains("[engine_segment]"), "{e}");
+        let e = refusal("transport = \"grpc\"\n[transport_tcp]\nqueue_batches = 1\n");
+        assert!(e.contains("[transport_tcp]"), "{e}");
     }
 
     #[test]

@@ -10,6 +10,7 @@
 //! * [`tools`] — the `topics`, `produce` and `consume` commands, with record
 //!   batches encoded and decoded by `kafka_protocol::records` (every codec).
 //! * [`rlimit`] — the open-file limit, raised to the hard limit at start.
+//! * [`stamp`] — the node and cluster a data directory belongs to, checked at start.
 //! * [`registry`] — the plug-ins compiled in, one `#[cfg(feature)]` line each.
 //! * [`run`] — start-up: open the configured engine and transport, start the node,
 //!   serve Kafka until shutdown.
@@ -24,6 +25,7 @@ pub mod config;
 pub mod fuzzing;
 pub mod kafka;
 pub mod rlimit;
+pub mod stamp;
 pub mod tools;
 
 use std::sync::Arc;
@@ -145,6 +147,9 @@ pub async fn run(
     shutdown: impl std::future::Future<Output = ()>,
 ) -> anyhow::Result<()> {
     config.validate()?;
+    if config.engine != config::EngineKind::Memory {
+        stamp::check_or_write(&config.data_dir, config.node_id, &config.cluster_id)?;
+    }
     let engine = open_engine(&config)?;
     let (transport, register) = open_transport(&config).await?;
     let mut voters: Vec<NodeId> = config.peers.keys().copied().collect();
