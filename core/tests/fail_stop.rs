@@ -210,3 +210,46 @@ async fn a_snapshot_from_a_peer_is_refused_without_stopping_the_node() {
     assert_eq!(node.fatal_error(), None);
     node.shutdown().await;
 }
+
+/// A partition log lost after its Raft log was compacted (a removed directory or
+/// table) stops the node at start with the loss named, instead of serving the
+/// partition empty from offset 0.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_partition_log_lost_after_compaction_stops_the_node_at_start() {
+    let engine = Arc::new(MemoryEngine::new());
+    let mut cfg = NodeConfig::new(1, vec![1], "127.0.0.1:9092");
+    cfg.tick = Duration::from_millis(10);
+    cfg.flush_interval = Duration::from_millis(20);
+    cfg.compact_interval = Duration::from_millis(20);
+    let node = Node::start(cfg.clone(), engine.clone(), Arc::new(Nobody)).expect("starts");
+    node.wait_leader(GroupId::METADATA, Duration::from_secs(10))
+        .await
+        .expect("metadata leader");
+    node.create_topic("t", 1, 1, Default::default(), Duration::from_secs(10))
+        .await
+        .expect("topic created");
+    for _ in 0..20 {
+        produce_eventually(&node).await.expect("produce");
+    }
+    let group = node.metadata().partition("t", 0).expect("partition").group;
+    // Wait until the partition's Raft log is compacted (its log flushed first).
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while engine.raft_first_index(group).expect("first index") <= 2 {
+        assert!(tokio::time::Instant::now() < deadline, "never compacted");
+        produce_eventually(&node).await.expect("produce");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    node.shutdown().await;
+    // The partition's data is lost; its Raft state is not.
+    engine.log_remove(group).expect("remove");
+
+    let node = Node::start(cfg, engine.clone(), Arc::new(Nobody)).expect("starts");
+    let why = tokio::time::timeout(Duration::from_secs(10), node.wait_fatal())
+        .await
+        .expect("the node stopped within 10 s");
+    assert!(
+        why.contains("corrupt data") && why.contains("compacted through"),
+        "{why}"
+    );
+    node.shutdown().await;
+}

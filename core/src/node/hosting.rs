@@ -100,6 +100,19 @@ impl Inner {
 
     fn start_partition(&self, p: &PartitionMeta) -> Result<()> {
         let applied = self.engine.log_state(p.group)?.applied_index;
+        // The Raft log is compacted only through what the partition log holds
+        // durably, so it never starts past the next entry to apply — unless the
+        // partition log was lost (a deleted directory or table) or rolled back.
+        let first = self.engine.raft_first_index(p.group)?;
+        if first > applied + 1 {
+            return Err(Error::Corrupt(format!(
+                "{}: its partition log has applied Raft entries through {applied}, but the Raft log was compacted through {}: the records of entries {}..={} are gone (was the partition's data removed?)",
+                p.group,
+                first - 1,
+                applied + 1,
+                first - 1
+            )));
+        }
         let sm = PartitionMachine {
             group: p.group,
             engine: self.engine.clone(),

@@ -170,6 +170,12 @@ pub struct Config {
     pub index_interval_bytes: u64,
     /// Size after which the Raft write-ahead log starts a new file. Default 64 MiB.
     pub wal_file_bytes: u64,
+    /// **Recovery only.** Open a damaged directory anyway, dropping what cannot be
+    /// had (logged as errors, one line per loss): partition logs without a Raft
+    /// log, and the offsets of missing first segments. Without it such a directory is refused
+    /// with `corrupt data: …` naming what is missing. Default false; set it for
+    /// one start and remove it.
+    pub accept_data_loss: bool,
 }
 
 impl Default for Config {
@@ -178,6 +184,7 @@ impl Default for Config {
             segment_bytes: 64 << 20,
             index_interval_bytes: 4096,
             wal_file_bytes: 64 << 20,
+            accept_data_loss: false,
         }
     }
 }
@@ -220,6 +227,19 @@ fn partition_dir(root: &Path, g: GroupId) -> PathBuf {
     root.join("partitions").join(format!("{:020}", g.0))
 }
 
+/// Refuses what a damaged directory lost, or (with `accept_data_loss`) logs it and
+/// goes on.
+pub(crate) fn lost(accept: bool, what: String) -> Result<(), SegError> {
+    if accept {
+        tracing::error!(loss = %what, "accept_data_loss: dropped");
+        Ok(())
+    } else {
+        Err(SegError::Corrupt(format!(
+            "{what}. To start anyway and drop it, set accept_data_loss = true in [engine_segment] for one start"
+        )))
+    }
+}
+
 /// Marks a partition directory that is being deleted (see `log_remove`).
 const REMOVED_MARK: &str = ".removed.";
 
@@ -250,6 +270,29 @@ impl SegmentEngine {
         let lock = lock_dir(dir)?;
         let durability = Arc::new(Durability::default());
         let started = std::time::Instant::now();
+        let accept_loss = config.accept_data_loss;
+        if accept_loss {
+            tracing::warn!(dir = %dir.display(), "accept_data_loss is set: damage is dropped, not refused; remove the setting after this start");
+        }
+        let pdir = dir.join("partitions");
+        if !dir.join("wal").exists() {
+            // The Raft state is gone (hard state, membership, metadata), so partition
+            // logs here belong to nothing that can be recovered. Checked before the
+            // WAL is created, so that a refusal changes nothing.
+            for entry in fs::read_dir(&pdir).ctx(|| format!("listing {}", pdir.display()))? {
+                let entry = entry.ctx(|| format!("listing {}", pdir.display()))?;
+                lost(
+                    accept_loss,
+                    format!(
+                        "{} is missing while partition logs exist ({}): the Raft state of this node is gone",
+                        dir.join("wal").display(),
+                        entry.path().display()
+                    ),
+                )?;
+                fs::remove_dir_all(entry.path())
+                    .ctx(|| format!("removing {}", entry.path().display()))?;
+            }
+        }
         let wal = Wal::open(&dir.join("wal"), config.wal_file_bytes, durability.clone())?;
         let wal_ms = started.elapsed().as_millis();
         let shape = Shape {
@@ -257,7 +300,6 @@ impl SegmentEngine {
             index_interval: config.index_interval_bytes,
         };
         let mut partitions = HashMap::new();
-        let pdir = dir.join("partitions");
         for entry in fs::read_dir(&pdir).ctx(|| format!("listing {}", pdir.display()))? {
             let entry = entry.ctx(|| format!("listing {}", pdir.display()))?;
             let name = entry.file_name().to_string_lossy().into_owned();
@@ -271,7 +313,7 @@ impl SegmentEngine {
                 tracing::warn!(path = %entry.path().display(), "ignoring unexpected entry in partitions/");
                 continue;
             };
-            match Partition::open(&entry.path(), shape)? {
+            match Partition::open(&entry.path(), shape, accept_loss)? {
                 Some(p) => {
                     partitions.insert(GroupId(g), Arc::new(Mutex::new(p)));
                 }
@@ -481,7 +523,8 @@ impl PartitionStore for SegmentEngine {
         self.durability.check()?;
         let p = self.partition_or_create(group)?;
         let mut p = p.lock();
-        self.durability.write_result(p.delete_prefix(offset))
+        let d = &self.durability;
+        d.write_result(p.delete_prefix(offset, d))
     }
 
     fn log_remove(&self, group: GroupId) -> Result<()> {

@@ -57,7 +57,13 @@ impl Partition {
 
     /// Opens the partition log in `dir`; `None` when it holds no segment (a removal
     /// that was interrupted).
-    pub(crate) fn open(dir: &Path, shape: Shape) -> Result<Option<Partition>, SegError> {
+    /// A first segment that starts past the durable start offset means segments
+    /// are missing: refused, or with `accept_loss` logged and skipped.
+    pub(crate) fn open(
+        dir: &Path,
+        shape: Shape,
+        accept_loss: bool,
+    ) -> Result<Option<Partition>, SegError> {
         let mut bases = Vec::new();
         for entry in fs::read_dir(dir).ctx(|| format!("listing {}", dir.display()))? {
             let entry = entry.ctx(|| format!("listing {}", dir.display()))?;
@@ -100,6 +106,21 @@ impl Partition {
         }
         let tail_state = segments[&tail].state();
         let first = bases[0];
+        // delete_prefix makes its start offset durable before it deletes a segment,
+        // so the first segment never starts past the durable start offset.
+        if first > tail_state.marks.start_offset {
+            crate::lost(
+                accept_loss,
+                format!(
+                    "{}: the log starts at offset {} but its first segment found starts at {}: segments holding offsets {}..{} are missing",
+                    dir.display(),
+                    tail_state.marks.start_offset,
+                    first,
+                    tail_state.marks.start_offset,
+                    first
+                ),
+            )?;
+        }
         let state = LogState {
             start_offset: tail_state.marks.start_offset.max(first),
             next_offset: tail_state.next_offset,
@@ -182,10 +203,13 @@ impl Partition {
         self.state.applied_index = self.state.applied_index.max(raft_index);
     }
 
-    pub(crate) fn delete_prefix(&mut self, offset: Offset) -> Result<(), SegError> {
+    pub(crate) fn delete_prefix(&mut self, offset: Offset, d: &Durability) -> Result<(), SegError> {
         let start = offset.min(self.state.next_offset);
         if start > self.state.start_offset {
             self.state.start_offset = start;
+            // The new start is durable before any segment goes, so that a first
+            // segment past the durable start always means damage (see `open`).
+            self.flush(d)?;
             self.drop_segments_below_start()?;
         }
         Ok(())

@@ -9,6 +9,7 @@ fn open(dir: &std::path::Path) -> weir_core::Result<SegmentEngine> {
         segment_bytes,
         index_interval_bytes,
         wal_file_bytes,
+        ..Config::default()
     };
     SegmentEngine::open(dir, c)
 }

@@ -13,6 +13,7 @@ fn config() -> Config {
         segment_bytes: 64 << 10,
         index_interval_bytes: 1024,
         wal_file_bytes: 256 << 10,
+        ..Config::default()
     }
 }
 
