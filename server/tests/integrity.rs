@@ -84,13 +84,7 @@ async fn produce(ctx: &weir_server::kafka::Context, batch: Vec<u8>) -> (i16, Str
 async fn malformed_batches_are_refused_with_kafkas_codes_and_nothing_is_stored() {
     let b = broker(|n| n.max_decompressed_batch_bytes = 1 << 20, |_| {}).await;
     let ctx = &b.ctx;
-    let wait = std::time::Duration::from_secs(10);
-    ctx.node
-        .create_topic("t", 1, 1, Default::default(), wait)
-        .await
-        .unwrap();
-    let group = ctx.node.metadata().partition("t", 0).unwrap().group;
-    ctx.node.wait_leader(group, wait).await.unwrap();
+    inproc::one_partition_topic(ctx, "t").await;
     let (code, _, base) = produce(ctx, three_records()).await;
     assert_eq!((code, base), (0, 0), "a good batch first");
 

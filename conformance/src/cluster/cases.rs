@@ -52,10 +52,12 @@ pub async fn cluster_single_node_produce_and_fetch<H: ClusterHarness, N: NetHarn
         Some(60),
         "latest"
     );
-    // Batch v holds records stamped 1000+v ..= 1002+v: 1005 is first reached by batch 3.
+    // Batch v holds records stamped 1000+v ..= 1002+v: 1005 is first reached by batch
+    // 3 (offsets 9-11), at its third record, offset 11 (as Kafka answers: the
+    // record, not the start of its batch).
     ensure_eq!(
         n.list_offset("t", 1, weir_core::OffsetSpec::Timestamp(1005))?,
-        Some(9),
+        Some(11),
         "by timestamp"
     );
     ensure!(

@@ -28,7 +28,7 @@ use crate::ids::Offset;
 
 mod validate;
 
-pub use validate::validate_records;
+pub use validate::{find_timestamp, set_max_timestamp, validate_records};
 
 /// Size of the RecordBatch v2 header, before the first record.
 pub const HEADER_LEN: usize = 61;

@@ -15,30 +15,88 @@ use crate::error::{Error, Result};
 
 /// Attribute bit: the batch belongs to a transaction.
 const TRANSACTIONAL: i16 = 0x10;
+/// Attribute bit: the timestamps are the broker's append time.
+const LOG_APPEND_TIME: i16 = 0x08;
 
-/// Checks the records of a batch whose header and CRC were verified.
-/// `max_decompressed` bounds what a compressed batch may expand to.
+/// Checks the records of a batch whose header and CRC were verified, and returns
+/// the largest record timestamp (what the header's max timestamp must say; some
+/// clients leave it at -1). `max_decompressed` bounds what a compressed batch may
+/// expand to.
 ///
 /// # Errors
 /// [`Error::Invalid`] for records that disagree with the header, a transactional
 /// batch without a producer id, or compressed data that does not decompress (or
 /// decompresses past the bound); [`Error::UnsupportedCompression`] for a codec
 /// other than none, gzip, snappy, lz4 and zstd.
-pub fn validate_records(batch: &[u8], h: &BatchHeader, max_decompressed: usize) -> Result<()> {
+pub fn validate_records(batch: &[u8], h: &BatchHeader, max_decompressed: usize) -> Result<i64> {
     if h.attributes & TRANSACTIONAL != 0 && h.producer_id < 0 {
         return Err(Error::Invalid(
             "a transactional record batch must carry a producer id".into(),
         ));
     }
+    let mut max_delta = i64::MIN;
+    let mut seen = |_offset_delta: i64, ts_delta: i64| {
+        max_delta = max_delta.max(ts_delta);
+        false
+    };
+    match h.compression() {
+        0 => walk_records(&batch[HEADER_LEN..], h.record_count, &mut seen)?,
+        _ => walk_records(
+            &records_of(batch, h, max_decompressed)?,
+            h.record_count,
+            &mut seen,
+        )?,
+    }
+    Ok(h.base_timestamp.saturating_add(max_delta))
+}
+
+/// The records of a batch, decompressed when they are compressed.
+fn records_of(batch: &[u8], h: &BatchHeader, max_decompressed: usize) -> Result<Vec<u8>> {
     let body = &batch[HEADER_LEN..];
     match h.compression() {
-        0 => walk_records(body, h.record_count),
-        codec @ 1..=4 => {
-            let records = decompress(codec, body, max_decompressed)?;
-            walk_records(&records, h.record_count)
-        }
+        0 => Ok(body.to_vec()),
+        codec @ 1..=4 => decompress(codec, body, max_decompressed),
         codec => Err(Error::UnsupportedCompression(codec)),
     }
+}
+
+/// The offset and timestamp of the first record of a (verified, stored) batch whose
+/// timestamp is at least `timestamp`, if one is. A LogAppendTime batch's records
+/// all carry the batch's max timestamp.
+///
+/// # Errors
+/// As [`validate_records`].
+pub fn find_timestamp(
+    batch: &[u8],
+    h: &BatchHeader,
+    timestamp: i64,
+    max_decompressed: usize,
+) -> Result<Option<(i64, i64)>> {
+    if h.attributes & LOG_APPEND_TIME != 0 {
+        return Ok((h.max_timestamp >= timestamp).then_some((h.base_offset, h.max_timestamp)));
+    }
+    let records = if h.compression() == 0 {
+        batch[HEADER_LEN..].to_vec()
+    } else {
+        records_of(batch, h, max_decompressed)?
+    };
+    let mut found = None;
+    walk_records(&records, h.record_count, &mut |offset_delta, ts_delta| {
+        let ts = h.base_timestamp.saturating_add(ts_delta);
+        if ts >= timestamp {
+            found = Some((h.base_offset + offset_delta, ts));
+            return true;
+        }
+        false
+    })?;
+    Ok(found)
+}
+
+/// Rewrites a batch's max timestamp and its CRC (which covers it).
+pub fn set_max_timestamp(batch: &mut [u8], max_timestamp: i64) {
+    batch[35..43].copy_from_slice(&max_timestamp.to_be_bytes());
+    let crc = super::compute_crc(batch);
+    batch[17..21].copy_from_slice(&crc.to_be_bytes());
 }
 
 /// The codec's name, for messages.
@@ -157,8 +215,10 @@ fn varint(buf: &[u8], at: &mut usize) -> Option<i64> {
 }
 
 /// Walks `count` records laid end to end in `buf`: each one's length must fit, its
-/// offset delta must be its position, and nothing may be left over.
-fn walk_records(buf: &[u8], count: i32) -> Result<()> {
+/// offset delta must be its position, and nothing may be left over. `each` sees
+/// every record's offset delta and timestamp delta, and stops the walk (early, with
+/// nothing more checked) by returning true.
+fn walk_records(buf: &[u8], count: i32, each: &mut dyn FnMut(i64, i64) -> bool) -> Result<()> {
     let invalid = |why: String| Error::Invalid(format!("record batch: {why}"));
     let mut at = 0usize;
     let mut n: i64 = 0;
@@ -179,13 +239,16 @@ fn walk_records(buf: &[u8], count: i32) -> Result<()> {
             .ok_or_else(|| invalid(format!("record {n} runs past the end of the batch")))?;
         let record = &buf[..end];
         let mut field = at + 1; // attributes (one byte)
-        let _timestamp_delta = varint(record, &mut field);
+        let timestamp_delta = varint(record, &mut field);
         let delta = varint(record, &mut field)
             .ok_or_else(|| invalid(format!("record {n} is truncated")))?;
         if delta != n {
             return Err(invalid(format!(
                 "record {n} has offset delta {delta} (expected {n})"
             )));
+        }
+        if each(delta, timestamp_delta.unwrap_or(0)) {
+            return Ok(());
         }
         at = end;
         n += 1;
@@ -220,6 +283,31 @@ mod tests {
     }
 
     #[test]
+    fn max_timestamps_and_timestamp_lookups_come_from_the_records() {
+        let mut b = BatchBuilder::new(1000)
+            .record_at(1000, None, Some(b"a"), &[])
+            .record_at(3000, None, Some(b"b"), &[])
+            .record_at(2000, None, Some(b"c"), &[])
+            .build();
+        // A client that leaves the max timestamp at -1 (Sarama).
+        set_max_timestamp(&mut b, -1);
+        let h = header(&b);
+        assert_eq!(validate_records(&b, &h, 1 << 20).expect("valid"), 3000);
+        set_max_timestamp(&mut b, 3000);
+        let h = header(&b);
+        assert_eq!(h.max_timestamp, 3000);
+        assert_eq!(
+            find_timestamp(&b, &h, 1500, 1 << 20).expect("ok"),
+            Some((1, 3000))
+        );
+        assert_eq!(
+            find_timestamp(&b, &h, 1000, 1 << 20).expect("ok"),
+            Some((0, 1000))
+        );
+        assert_eq!(find_timestamp(&b, &h, 3001, 1 << 20).expect("ok"), None);
+    }
+
+    #[test]
     fn records_walk_catches_count_and_delta_mismatches() {
         let b = BatchBuilder::new(0)
             .record(None, Some(b"a"))
@@ -227,12 +315,14 @@ mod tests {
             .record(None, Some(b"c"))
             .build();
         let body = &b[HEADER_LEN..];
-        assert!(walk_records(body, 3).is_ok());
-        let e = walk_records(body, 1).expect_err("three records, header says one");
+        assert!(walk_records(body, 3, &mut |_, _| false).is_ok());
+        let e =
+            walk_records(body, 1, &mut |_, _| false).expect_err("three records, header says one");
         assert!(e.to_string().contains("holds more"), "{e}");
-        let e = walk_records(body, 4).expect_err("three records, header says four");
+        let e =
+            walk_records(body, 4, &mut |_, _| false).expect_err("three records, header says four");
         assert!(e.to_string().contains("holds 3"), "{e}");
-        assert!(walk_records(&body[..body.len() - 1], 3).is_err());
+        assert!(walk_records(&body[..body.len() - 1], 3, &mut |_, _| false).is_err());
     }
 
     #[test]

@@ -102,17 +102,22 @@ impl Node {
         }
         let header = batch::verify_produced(batch_bytes)?;
         let max = self.config().max_decompressed_batch_bytes;
-        if header.compression() == 0 {
-            batch::validate_records(batch_bytes, &header, max)?;
+        let max_timestamp = if header.compression() == 0 {
+            batch::validate_records(batch_bytes, &header, max)?
         } else {
             // Decompressing may take milliseconds: off the async workers.
-            crate::raft::blocking(|| batch::validate_records(batch_bytes, &header, max))?;
-        }
+            crate::raft::blocking(|| batch::validate_records(batch_bytes, &header, max))?
+        };
         let (p, h) = self.locate(topic, partition)?;
         if !self.config().bypass_leader_check() {
             self.leader_check(&p, &h)?;
         }
-        let data = encode_produce(batch_bytes);
+        let mut data = encode_produce(batch_bytes);
+        if header.max_timestamp != max_timestamp {
+            // The header's max timestamp is what time lookups index: the records
+            // decide it, as in Kafka's log validator.
+            batch::set_max_timestamp(&mut data[1..], max_timestamp);
+        }
         let bytes = Some(credit.take(data.len()));
         let what = format!("{topic}-{partition}");
         if acks == Acks::None {

@@ -89,6 +89,22 @@ def confluent(bootstrap, topic, count, partitions):
         if msg.offset() != len(got[msg.partition()]):
             fail(f"partition {msg.partition()}: offset {msg.offset()} out of order")
         got[msg.partition()].append((msg.key(), msg.value(), dict(msg.headers() or []).get("h")))
+
+    # Offsets for times inside one batch: ten records 10 ms apart, lingered into
+    # one batch; the first at or after base+55 is the seventh (offset 6).
+    times = f"{topic}-times"
+    base = 1_700_000_000_000
+    producer = Producer({"bootstrap.servers": bootstrap, "acks": "all", "linger.ms": 200,
+                         "message.timeout.ms": 30000})
+    for i in range(10):
+        with_retries("produce with a timestamp",
+                     lambda: producer.produce(times, value=b"t%d" % i, partition=0, timestamp=base + i * 10))
+    if producer.flush(60):
+        fail("timestamped records undelivered")
+    found = with_retries("offsets_for_times", lambda: consumer.offsets_for_times(
+        [TopicPartition(times, 0, base + 55)], timeout=10))
+    if found[0].offset != 6:
+        fail(f"offsets_for_times(base+55): offset {found[0].offset}, want 6 (the record, not its batch)")
     consumer.close()
     return want, got
 

@@ -71,6 +71,17 @@ pub async fn broker(node: impl FnOnce(&mut NodeConfig), ctx: impl FnOnce(&mut Co
     }
 }
 
+/// Creates a topic of one partition on the broker's node and waits for its leader.
+pub async fn one_partition_topic(ctx: &Context, name: &str) {
+    let wait = Duration::from_secs(10);
+    ctx.node
+        .create_topic(name, 1, 1, Default::default(), wait)
+        .await
+        .unwrap();
+    let group = ctx.node.metadata().partition(name, 0).unwrap().group;
+    ctx.node.wait_leader(group, wait).await.unwrap();
+}
+
 /// Waits (bounded) until `cond` holds.
 pub async fn until(what: &str, cond: impl Fn() -> bool) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);

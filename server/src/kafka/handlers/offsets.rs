@@ -25,15 +25,27 @@ pub fn handle(req: ListOffsetsRequest, version: i16, ctx: &Context) -> ListOffse
                     let r = list_offsets_response::ListOffsetsPartitionResponse::default()
                         .with_partition_index(p.partition_index)
                         .with_timestamp(-1);
-                    match ctx.node.list_offset(&name, p.partition_index, spec) {
-                        Ok(offset) => {
+                    let looked_up = match spec {
+                        OffsetSpec::Timestamp(ts) => ctx
+                            .node
+                            .offset_for_timestamp(&name, p.partition_index, ts)
+                            .map(|found| found.map_or((None, -1), |(o, t)| (Some(o), t))),
+                        spec => ctx
+                            .node
+                            .list_offset(&name, p.partition_index, spec)
+                            .map(|o| (o, -1)),
+                    };
+                    match looked_up {
+                        Ok((offset, timestamp)) => {
                             let epoch = ctx
                                 .node
                                 .metadata()
                                 .partition(&name, p.partition_index)
                                 .and_then(|m| ctx.node.group_status(m.group))
                                 .map_or(-1, |s| s.term as i32);
-                            let r = r.with_offset(offset.unwrap_or(-1));
+                            let r = r
+                                .with_offset(offset.unwrap_or(-1))
+                                .with_timestamp(timestamp);
                             if version >= 4 {
                                 r.with_leader_epoch(epoch)
                             } else {
