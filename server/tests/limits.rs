@@ -119,3 +119,51 @@ async fn one_metadata_request_auto_creates_a_bounded_number_of_topics() {
     })
     .await;
 }
+
+/// Names with Kafka's internal prefix are never auto-created as ordinary topics: a
+/// client looking up `__consumer_offsets` used to create a one-partition user topic.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn internal_topic_names_are_not_auto_created() {
+    let b = broker(|_| {}, |_| {}).await;
+    let names = [
+        "__consumer_offsets",
+        "__transaction_state",
+        "__weir_anything",
+        "ordinary",
+    ];
+    let req = MetadataRequest::default()
+        .with_topics(Some(
+            names
+                .iter()
+                .map(|n| {
+                    metadata_request::MetadataRequestTopic::default()
+                        .with_name(Some(TopicName(StrBytes::from_static_str(n))))
+                })
+                .collect(),
+        ))
+        .with_allow_auto_topic_creation(true);
+    let ResponseKind::Metadata(r) =
+        call(&b.ctx, ApiKey::Metadata, 12, RequestKind::Metadata(req)).await
+    else {
+        panic!("not a Metadata response");
+    };
+    let codes: Vec<i16> = r.topics.iter().map(|t| t.error_code).collect();
+    let unknown = ResponseError::UnknownTopicOrPartition.code();
+    assert_eq!(
+        codes,
+        vec![
+            unknown,
+            unknown,
+            unknown,
+            ResponseError::LeaderNotAvailable.code()
+        ],
+        "{names:?}"
+    );
+    let ctx = b.ctx.clone();
+    inproc::until("the ordinary topic exists", || {
+        ctx.node.metadata().topics.contains_key("ordinary")
+    })
+    .await;
+    let topics: Vec<String> = ctx.node.metadata().topics.keys().cloned().collect();
+    assert_eq!(topics, vec!["ordinary".to_string()]);
+}

@@ -326,6 +326,7 @@ fn three_node_cluster_serves_clients_through_a_node_that_leads_nothing_grpc() {
     three_node_cluster_serves_clients_through_a_node_that_leads_nothing("grpc");
 }
 
+#[cfg(feature = "transport-tcp")]
 #[test]
 fn three_node_cluster_serves_clients_through_a_node_that_leads_nothing_tcp() {
     three_node_cluster_serves_clients_through_a_node_that_leads_nothing("tcp");
@@ -370,6 +371,7 @@ fn killing_the_leader_keeps_producing_and_the_node_catches_up_grpc() {
     killing_the_leader_keeps_producing_and_the_node_catches_up("grpc");
 }
 
+#[cfg(feature = "transport-tcp")]
 #[test]
 fn killing_the_leader_keeps_producing_and_the_node_catches_up_tcp() {
     killing_the_leader_keeps_producing_and_the_node_catches_up("tcp");

@@ -39,10 +39,19 @@ pub(crate) fn host_port(addr: &str) -> (String, i32) {
     }
 }
 
+/// Topic names with this prefix are internal (Kafka's and weir's own).
+pub(crate) const INTERNAL_PREFIX: &str = "__";
+
 /// Starts creating `name` with the defaults, without waiting, if this request's
 /// auto-creation budget (`max_auto_create_per_request`, counted down in `budget`)
-/// allows it; false when it does not.
+/// allows it and the name is not internal; false when it does not.
 pub(crate) fn auto_create(ctx: &Context, name: &str, budget: &mut usize) -> bool {
+    if name.starts_with(INTERNAL_PREFIX) {
+        // Kafka's internal topics (__consumer_offsets, __transaction_state) and
+        // weir's own are never ordinary topics made by a lookup.
+        tracing::debug!(topic = %name, "not auto-creating an internal topic name");
+        return false;
+    }
     if *budget == 0 {
         tracing::debug!(topic = %name, "not auto-creating: max_auto_create_per_request reached");
         return false;
