@@ -8,27 +8,13 @@ use std::time::Duration;
 use weir_core::batch::BatchBuilder;
 use weir_core::eraftpb::{Entry, Message, MessageType};
 use weir_core::memory::MemoryEngine;
-use weir_core::{Acks, GroupId, GroupMessage, Node, NodeConfig, NodeId, OffsetSpec, Transport};
+use weir_core::{Acks, GroupId, GroupMessage, Node, NodeConfig, OffsetSpec};
 
-struct Nobody;
+mod common;
 
-impl Transport for Nobody {
-    fn send(&self, _to: NodeId, _msgs: Vec<GroupMessage>) {}
-}
-
-/// A single node on the memory engine, registered and leading its metadata group.
+/// A single node on the memory engine.
 async fn single_node(adjust: impl FnOnce(&mut NodeConfig)) -> Node {
-    let mut cfg = NodeConfig::new(1, vec![1], "127.0.0.1:9092");
-    cfg.tick = Duration::from_millis(10);
-    adjust(&mut cfg);
-    let node = Node::start(cfg, Arc::new(MemoryEngine::new()), Arc::new(Nobody)).expect("starts");
-    node.wait_leader(GroupId::METADATA, Duration::from_secs(10))
-        .await
-        .expect("metadata leader");
-    while node.metadata().brokers.is_empty() {
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    node
+    common::single_node(Arc::new(MemoryEngine::new()), adjust).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -12,9 +12,11 @@ use weir_core::eraftpb::{
     ConfState, Entry, HardState, Message, MessageType, Snapshot, SnapshotMetadata,
 };
 use weir_core::memory::MemoryEngine;
+
+mod common;
 use weir_core::{
     Acks, Appended, Capabilities, Engine, Error, GroupId, GroupMessage, LogState, Node, NodeConfig,
-    NodeId, PartitionStore, RaftLogStore, RaftState, Result, Transport,
+    PartitionStore, RaftLogStore, RaftState, Result,
 };
 
 /// The memory engine, except that reading a term of any partition group's Raft log
@@ -111,24 +113,11 @@ impl Engine for CorruptPartitionTerms {
     }
 }
 
-struct Nobody;
+use common::Nobody;
 
-impl Transport for Nobody {
-    fn send(&self, _to: NodeId, _msgs: Vec<GroupMessage>) {}
-}
-
-/// A single node on `engine`, registered and leading its metadata group.
+/// A single node on `engine`.
 async fn single_node(engine: Arc<dyn Engine>) -> Node {
-    let mut cfg = NodeConfig::new(1, vec![1], "127.0.0.1:9092");
-    cfg.tick = Duration::from_millis(10);
-    let node = Node::start(cfg, engine, Arc::new(Nobody)).expect("node starts");
-    node.wait_leader(GroupId::METADATA, Duration::from_secs(10))
-        .await
-        .expect("metadata leader");
-    while node.metadata().brokers.is_empty() {
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    node
+    common::single_node(engine, |_| {}).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

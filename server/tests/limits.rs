@@ -83,10 +83,8 @@ async fn the_node_enforces_its_partition_limits_whoever_asks() {
     assert_eq!(total, 12);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn one_metadata_request_auto_creates_a_bounded_number_of_topics() {
-    let b = broker(|_| {}, |c| c.max_auto_create_per_request = 5).await;
-    let names: Vec<String> = (0..50).map(|i| format!("auto-{i}")).collect();
+/// One Metadata request for `names`, allowing auto-creation: each topic's error code.
+async fn metadata_codes(ctx: &weir_server::kafka::Context, names: &[String]) -> Vec<i16> {
     let req = MetadataRequest::default()
         .with_topics(Some(
             names
@@ -99,11 +97,18 @@ async fn one_metadata_request_auto_creates_a_bounded_number_of_topics() {
         ))
         .with_allow_auto_topic_creation(true);
     let ResponseKind::Metadata(r) =
-        call(&b.ctx, ApiKey::Metadata, 12, RequestKind::Metadata(req)).await
+        call(ctx, ApiKey::Metadata, 12, RequestKind::Metadata(req)).await
     else {
         panic!("not a Metadata response");
     };
-    let codes: Vec<i16> = r.topics.iter().map(|t| t.error_code).collect();
+    r.topics.iter().map(|t| t.error_code).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_metadata_request_auto_creates_a_bounded_number_of_topics() {
+    let b = broker(|_| {}, |c| c.max_auto_create_per_request = 5).await;
+    let names: Vec<String> = (0..50).map(|i| format!("auto-{i}")).collect();
+    let codes = metadata_codes(&b.ctx, &names).await;
     let pending = codes
         .iter()
         .filter(|&&c| c == ResponseError::LeaderNotAvailable.code())
@@ -130,24 +135,9 @@ async fn internal_topic_names_are_not_auto_created() {
         "__transaction_state",
         "__weir_anything",
         "ordinary",
-    ];
-    let req = MetadataRequest::default()
-        .with_topics(Some(
-            names
-                .iter()
-                .map(|n| {
-                    metadata_request::MetadataRequestTopic::default()
-                        .with_name(Some(TopicName(StrBytes::from_static_str(n))))
-                })
-                .collect(),
-        ))
-        .with_allow_auto_topic_creation(true);
-    let ResponseKind::Metadata(r) =
-        call(&b.ctx, ApiKey::Metadata, 12, RequestKind::Metadata(req)).await
-    else {
-        panic!("not a Metadata response");
-    };
-    let codes: Vec<i16> = r.topics.iter().map(|t| t.error_code).collect();
+    ]
+    .map(String::from);
+    let codes = metadata_codes(&b.ctx, &names).await;
     let unknown = ResponseError::UnknownTopicOrPartition.code();
     assert_eq!(
         codes,

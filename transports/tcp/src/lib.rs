@@ -300,13 +300,28 @@ pub fn decode_frames(buf: &Bytes, max: usize) -> Result<Vec<GroupMessage>> {
 }
 
 fn handshake(id: &Identity) -> Vec<u8> {
-    let mut h = Vec::with_capacity(16 + id.cluster_id.len());
+    hello(id.node, &id.cluster_id)
+}
+
+fn hello(node: NodeId, cluster_id: &str) -> Vec<u8> {
+    let mut h = Vec::with_capacity(16 + cluster_id.len());
     h.extend_from_slice(MAGIC);
     h.extend_from_slice(&VERSION.to_be_bytes());
-    h.extend_from_slice(&(id.cluster_id.len() as u16).to_be_bytes());
-    h.extend_from_slice(id.cluster_id.as_bytes());
-    h.extend_from_slice(&id.node.to_be_bytes());
+    h.extend_from_slice(&(cluster_id.len() as u16).to_be_bytes());
+    h.extend_from_slice(cluster_id.as_bytes());
+    h.extend_from_slice(&node.to_be_bytes());
     h
+}
+
+/// For tests of bad input (the transport suite's over-limit case): the bytes a
+/// peer `from` of `cluster_id` sends to open a connection, then the header of a
+/// frame that declares `len` bytes (CRC 0), then 1 KiB of it.
+pub fn handshake_then_oversized_frame(from: NodeId, cluster_id: &str, len: usize) -> Vec<u8> {
+    let mut b = hello(from, cluster_id);
+    b.extend_from_slice(&u32::try_from(len).unwrap_or(u32::MAX).to_be_bytes());
+    b.extend_from_slice(&0u32.to_be_bytes());
+    b.extend_from_slice(&[0u8; 1024]);
+    b
 }
 
 async fn sender(

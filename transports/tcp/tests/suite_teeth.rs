@@ -118,15 +118,7 @@ impl TransportHarness for Harness {
     }
 
     fn oversized_frame(&self, from: NodeId, cluster: &str, len: usize) -> Vec<u8> {
-        let mut b = b"WEIR".to_vec();
-        b.extend_from_slice(&1u16.to_be_bytes());
-        b.extend_from_slice(&(cluster.len() as u16).to_be_bytes());
-        b.extend_from_slice(cluster.as_bytes());
-        b.extend_from_slice(&from.to_be_bytes());
-        b.extend_from_slice(&(len as u32).to_be_bytes());
-        b.extend_from_slice(&0u32.to_be_bytes());
-        b.extend_from_slice(&[0u8; 1024]);
-        b
+        weir_transport_tcp::handshake_then_oversized_frame(from, cluster, len)
     }
 }
 
