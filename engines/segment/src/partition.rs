@@ -109,7 +109,7 @@ impl Partition {
         // delete_prefix makes its start offset durable before it deletes a segment,
         // so the first segment never starts past the durable start offset.
         if first > tail_state.marks.start_offset {
-            crate::lost(
+            crate::config::lost(
                 accept_loss,
                 format!(
                     "{}: the log starts at offset {} but its first segment found starts at {}: segments holding offsets {}..{} are missing",
