@@ -8,6 +8,7 @@
 //! its offset delta. Uncompressed batches cost one pass over those few bytes per
 //! record; compressed ones are decompressed once (streaming, stopped at the bound).
 
+use std::borrow::Cow;
 use std::io::Read;
 
 use super::{BatchHeader, HEADER_LEN};
@@ -39,23 +40,24 @@ pub fn validate_records(batch: &[u8], h: &BatchHeader, max_decompressed: usize) 
         max_delta = max_delta.max(ts_delta);
         false
     };
-    match h.compression() {
-        0 => walk_records(&batch[HEADER_LEN..], h.record_count, &mut seen)?,
-        _ => walk_records(
-            &records_of(batch, h, max_decompressed)?,
-            h.record_count,
-            &mut seen,
-        )?,
-    }
+    walk_records(
+        &records_of(batch, h, max_decompressed)?,
+        h.record_count,
+        &mut seen,
+    )?;
     Ok(h.base_timestamp.saturating_add(max_delta))
 }
 
-/// The records of a batch, decompressed when they are compressed.
-fn records_of(batch: &[u8], h: &BatchHeader, max_decompressed: usize) -> Result<Vec<u8>> {
+/// The records of a batch: in place, or decompressed when they are compressed.
+fn records_of<'a>(
+    batch: &'a [u8],
+    h: &BatchHeader,
+    max_decompressed: usize,
+) -> Result<Cow<'a, [u8]>> {
     let body = &batch[HEADER_LEN..];
     match h.compression() {
-        0 => Ok(body.to_vec()),
-        codec @ 1..=4 => decompress(codec, body, max_decompressed),
+        0 => Ok(Cow::Borrowed(body)),
+        codec @ 1..=4 => decompress(codec, body, max_decompressed).map(Cow::Owned),
         codec => Err(Error::UnsupportedCompression(codec)),
     }
 }
@@ -75,11 +77,7 @@ pub fn find_timestamp(
     if h.attributes & LOG_APPEND_TIME != 0 {
         return Ok((h.max_timestamp >= timestamp).then_some((h.base_offset, h.max_timestamp)));
     }
-    let records = if h.compression() == 0 {
-        batch[HEADER_LEN..].to_vec()
-    } else {
-        records_of(batch, h, max_decompressed)?
-    };
+    let records = records_of(batch, h, max_decompressed)?;
     let mut found = None;
     walk_records(&records, h.record_count, &mut |offset_delta, ts_delta| {
         let ts = h.base_timestamp.saturating_add(ts_delta);
