@@ -150,6 +150,10 @@ pub async fn run(
     if config.engine != config::EngineKind::Memory {
         stamp::check_or_write(&config.data_dir, config.node_id, &config.cluster_id)?;
     }
+    // What is left of the open-file limit once the descriptors open now
+    // (inherited ones, the listener) are counted, before the engine opens its
+    // partitions' files (the budget counts those itself); RLIM_INFINITY: none.
+    let descriptors_left = rlimit::descriptors_left();
     let engine = open_engine(&config)?;
     let (transport, register) = open_transport(&config).await?;
     let mut voters: Vec<NodeId> = config.peers.keys().copied().collect();
@@ -167,8 +171,7 @@ pub async fn run(
     node_cfg.max_pending_produce_bytes = config.max_pending_produce_bytes;
     node_cfg.max_decompressed_batch_bytes = config.max_decompressed_batch_bytes;
     node_cfg.max_queued_peer_bytes_per_group = config.max_queued_peer_bytes_per_group;
-    // RLIM_INFINITY reads as u64::MAX: nothing to budget.
-    node_cfg.open_file_limit = rlimit::open_files().ok().filter(|&n| n < u64::MAX);
+    node_cfg.open_file_limit = descriptors_left;
     #[cfg(feature = "negative-controls")]
     {
         node_cfg.unsafe_bypass_leader_check = config.unsafe_bypass_leader_check;

@@ -36,6 +36,26 @@ pub fn open_files() -> std::io::Result<u64> {
     Ok(limits()?.rlim_cur)
 }
 
+/// How many descriptors this process holds open now (those inherited from its
+/// parent among them: a supervisor or CI runner may pass many down). They count
+/// against the open-file limit like the node's own.
+///
+/// # Errors
+/// When `/proc/self/fd` cannot be read.
+pub fn open_descriptors() -> std::io::Result<u64> {
+    // The directory listing holds one descriptor of its own while it is read.
+    let n = std::fs::read_dir("/proc/self/fd")?.count() as u64;
+    Ok(n.saturating_sub(1))
+}
+
+/// The descriptors the node may still open: the soft limit less those open now;
+/// `None` when the limit is infinite or cannot be read.
+pub fn descriptors_left() -> Option<u64> {
+    let limit = open_files().ok().filter(|&n| n < u64::MAX)?;
+    let open = open_descriptors().unwrap_or(0);
+    Some(limit.saturating_sub(open))
+}
+
 /// The soft and hard limits on open files.
 fn limits() -> std::io::Result<libc::rlimit> {
     let mut lim = libc::rlimit {

@@ -52,19 +52,42 @@ fn serve_raises_the_soft_open_file_limit_to_the_hard_one() {
 }
 
 /// Starts `weir serve` (segment engine) under an open-file limit of 256, soft and
-/// hard, and waits until it listens.
-fn serve_under_256_files(dir: &std::path::Path, port: u16) -> std::process::Child {
-    let child = Command::new("prlimit")
-        .arg("--nofile=256:256")
+/// hard, holding `inherited` descriptors from its parent (as a CI runner or a
+/// supervisor may pass down), and waits until it listens. Its log goes to
+/// `log`.
+fn serve_under_256_files(
+    dir: &std::path::Path,
+    port: u16,
+    inherited: usize,
+    log: &std::path::Path,
+) -> std::process::Child {
+    let log = std::fs::File::create(log).expect("a log file");
+    // bash closes what this test inherited itself (its own runner's), opens
+    // `inherited` descriptors without close-on-exec, then becomes prlimit, which
+    // becomes weir.
+    let script = r#"
+        for f in /proc/$$/fd/*; do
+            f=${f##*/}
+            if [ "$f" -gt 2 ]; then eval "exec $f<&-"; fi
+        done 2>/dev/null
+        n=$1; shift
+        for _ in $(seq 1 "$n"); do exec {fd}</dev/null; done
+        exec prlimit --nofile=256:256 "$@"
+    "#;
+    let child = Command::new("bash")
+        .arg("-c")
+        .arg(script)
+        .arg("bash")
+        .arg(inherited.to_string())
         .arg(env!("CARGO_BIN_EXE_weir"))
         .args(["serve", "--engine", "segment", "--kafka-listen"])
         .arg(format!("127.0.0.1:{port}"))
         .arg("--data-dir")
         .arg(dir)
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(log)
         .spawn()
-        .expect("prlimit runs weir serve");
+        .expect("bash runs prlimit, which runs weir serve");
     let deadline = Instant::now() + Duration::from_secs(20);
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
         assert!(Instant::now() < deadline, "weir never listened");
@@ -73,15 +96,30 @@ fn serve_under_256_files(dir: &std::path::Path, port: u16) -> std::process::Chil
     child
 }
 
+/// The last lines weir logged, for a failure message.
+fn log_tail(log: &std::path::Path) -> String {
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(20)..].join("\n")
+}
+
 /// Each segment-engine partition holds three files open. Topics past what the
 /// open-file limit allows are refused (POLICY_VIOLATION); before, the node
 /// opened files until it failed, stopped, and could not start again under the
 /// same limit.
+///
+/// The node is started holding 150 descriptors from its parent, as a CI runner
+/// or a supervisor may pass down: the budget is what is left of the limit, not
+/// the limit (counting the limit alone, CI's runner made the node stop at its
+/// first topic).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn partitions_past_the_open_file_limit_are_refused_and_the_node_restarts() {
+    const INHERITED: usize = 150;
     let dir = tempfile::tempdir().expect("a temporary directory");
+    let log = dir.path().join("weir.log");
+    let data = dir.path().join("data");
     let port = weir_conformance::net::stable_port();
-    let mut child = serve_under_256_files(dir.path(), port);
+    let mut child = serve_under_256_files(&data, port, INHERITED, &log);
     let bootstrap = format!("127.0.0.1:{port}");
     let mut client = weir_server::client::Client::new(&bootstrap);
     let (mut created, mut refused) = (Vec::new(), Vec::new());
@@ -93,11 +131,16 @@ async fn partitions_past_the_open_file_limit_are_refused_and_the_node_restarts()
         }
         assert!(
             child.try_wait().expect("child status").is_none(),
-            "the node stopped after {} topics of 10 partitions",
-            created.len()
+            "the node stopped after {} topics of 10 partitions: {}",
+            created.len(),
+            log_tail(&log)
         );
     }
-    assert!(!created.is_empty(), "no topic was created: {refused:?}");
+    assert!(
+        !created.is_empty(),
+        "no topic was created: {refused:?}\n{}",
+        log_tail(&log)
+    );
     // Every created partition works.
     let batch = bytes::Bytes::from(
         weir_core::batch::BatchBuilder::new(0)
@@ -108,8 +151,9 @@ async fn partitions_past_the_open_file_limit_are_refused_and_the_node_restarts()
         let produced = client.produce(name, 9, batch.clone()).await;
         assert!(
             child.try_wait().expect("child status").is_none(),
-            "the node stopped hosting {} topics of 10 partitions",
-            created.len()
+            "the node stopped hosting {} topics of 10 partitions: {}",
+            created.len(),
+            log_tail(&log)
         );
         produced.expect("produce");
     }
@@ -117,13 +161,14 @@ async fn partitions_past_the_open_file_limit_are_refused_and_the_node_restarts()
         refused
             .iter()
             .all(|e| e.contains("error 44") && e.contains("open-file")),
-        "refusals name the limit: {refused:?}"
+        "refusals name the limit: {refused:?}\n{}",
+        log_tail(&log)
     );
     assert!(!refused.is_empty(), "200 partitions fit in 256 files?");
     // A restart under the same limit opens them all again.
     let _ = child.kill();
     let _ = child.wait();
-    let mut child = serve_under_256_files(dir.path(), port);
+    let mut child = serve_under_256_files(&data, port, INHERITED, &log);
     let mut client = weir_server::client::Client::new(&bootstrap);
     for name in &created {
         let end = tokio::time::timeout(Duration::from_secs(20), async {
@@ -138,7 +183,11 @@ async fn partitions_past_the_open_file_limit_are_refused_and_the_node_restarts()
         .expect("the partition is served after the restart");
         assert_eq!(end, 1, "{name}");
     }
-    assert!(child.try_wait().expect("child status").is_none());
+    assert!(
+        child.try_wait().expect("child status").is_none(),
+        "{}",
+        log_tail(&log)
+    );
     let _ = child.kill();
     let _ = child.wait();
 }

@@ -68,10 +68,12 @@ pub struct NodeConfig {
     /// Bytes of peer messages one group's mailbox holds; more are dropped (Raft
     /// resends) until the group catches up.
     pub max_queued_peer_bytes_per_group: usize,
-    /// The process's open-file limit, if the node should keep its partitions'
-    /// files within half of it (the other half is for connections, peers and the
-    /// Raft log): topics past that are refused, rather than failing to open files
-    /// later, which would stop the node. `None`: not checked.
+    /// The descriptors the node may open: the process's open-file limit less those
+    /// already open when the node starts (inherited ones count against the limit
+    /// too). The node keeps its partitions' files within half of it (the other
+    /// half is for connections, peers and the Raft log): topics past that are
+    /// refused, rather than failing to open files later, which would stop the
+    /// node. `None`: not checked.
     pub open_file_limit: Option<u64>,
     /// **For negative-control tests only.** Skips the leadership check of the
     /// produce pipeline and the driver, so that followers propose (raft-rs forwards

@@ -71,7 +71,7 @@ impl Node {
             && total.saturating_add(partitions.max(0) as usize) > allowed
         {
             return Err(Error::LimitExceeded(format!(
-                "topic {name}: {partitions} more partitions would need more files open than this node's open-file limit allows ({allowed} partitions of the {} engine in half of the limit of {}; the cluster has {total}); raise the limit (ulimit -n, LimitNOFILE)",
+                "topic {name}: {partitions} more partitions would need more files open than this node's open-file limit allows ({allowed} partitions of the {} engine in half of the {} descriptors the limit leaves; the cluster has {total}); raise the limit (ulimit -n, LimitNOFILE)",
                 self.engine().name(),
                 cfg.open_file_limit.unwrap_or_default()
             )));
