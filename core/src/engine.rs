@@ -341,6 +341,29 @@ pub trait Engine: RaftLogStore + PartitionStore + 'static {
 
     /// What the engine offers beyond the required contract.
     fn capabilities(&self) -> Capabilities;
+
+    /// Bytes free for the engine's data on its file system (what an unprivileged
+    /// writer may still use), for the node's free-space floor
+    /// (`min_free_bytes`); `None` when the engine keeps no files or cannot tell.
+    /// Engines that keep files answer [`free_bytes`] of their directory.
+    fn free_bytes(&self) -> Option<u64> {
+        None
+    }
+}
+
+/// Bytes an unprivileged writer may still use on the file system holding `path`
+/// (`statvfs`: available blocks times the fragment size).
+///
+/// # Errors
+/// When the file system cannot be asked.
+pub fn free_bytes(path: &std::path::Path) -> Result<u64> {
+    let st = rustix::fs::statvfs(path).map_err(|e| {
+        Error::io(
+            format!("reading the free space of {}", path.display()),
+            e.into(),
+        )
+    })?;
+    Ok(st.f_bavail.saturating_mul(st.f_frsize))
 }
 
 // ------------------------------------------------------------------ helpers

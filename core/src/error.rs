@@ -96,6 +96,12 @@ pub enum Error {
     /// The process must stop; restarting recovers from what is durable.
     #[error("storage is poisoned by an earlier failure and accepts no writes: {0}")]
     Poisoned(String),
+    /// The disk holding the data is full (ENOSPC, EDQUOT) or below the free-space
+    /// floor (`min_free_bytes`). Nothing was written; unlike
+    /// [`Error::Poisoned`], the store stays usable, and writes succeed again once
+    /// space is freed (Kafka's KAFKA_STORAGE_ERROR, which clients retry).
+    #[error("the disk is full: {0}")]
+    StorageFull(String),
     /// The request did not complete in time; it may or may not have taken effect.
     #[error("timed out: {0}")]
     Timeout(String),
@@ -124,9 +130,19 @@ impl Error {
     pub fn is_retriable(&self) -> bool {
         matches!(
             self,
-            Error::NotLeader { .. } | Error::Timeout(_) | Error::Unavailable(_)
+            Error::NotLeader { .. }
+                | Error::Timeout(_)
+                | Error::Unavailable(_)
+                | Error::StorageFull(_)
         )
     }
+}
+
+/// Whether an I/O error says the file system is out of space (ENOSPC) or quota
+/// (EDQUOT): what an engine turns into [`Error::StorageFull`] once it has undone
+/// the partial write.
+pub fn is_out_of_space(e: &std::io::Error) -> bool {
+    e.kind() == std::io::ErrorKind::StorageFull || e.kind() == std::io::ErrorKind::QuotaExceeded
 }
 
 impl From<Error> for raft::Error {

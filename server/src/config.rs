@@ -145,6 +145,10 @@ pub struct Config {
     /// Bytes of produce proposals not yet decided, over every partition; produce
     /// requests wait for room before proposing.
     pub max_pending_produce_bytes: usize,
+    /// Bytes that must stay free on the data directory's file system; produce is
+    /// answered KAFKA_STORAGE_ERROR below it, so that the Raft log's own records
+    /// still fit. 0 turns the floor off (a full disk then only makes writes wait).
+    pub min_free_bytes: u64,
     /// Bytes of peer messages one partition's (or the metadata's) Raft group holds
     /// in its mailbox; more are dropped (Raft resends) until it catches up.
     pub max_queued_peer_bytes_per_group: usize,
@@ -211,6 +215,7 @@ impl Default for Config {
             max_batch_bytes: 1 << 20,
             max_decompressed_batch_bytes: 64 << 20,
             max_pending_produce_bytes: 256 << 20,
+            min_free_bytes: 256 << 20,
             max_queued_peer_bytes_per_group: 64 << 20,
             max_partitions_per_topic: 1000,
             max_partitions: 10_000,

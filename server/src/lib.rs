@@ -169,6 +169,7 @@ pub async fn run(
     node_cfg.max_partitions_per_topic = config.max_partitions_per_topic;
     node_cfg.max_partitions = config.max_partitions;
     node_cfg.max_pending_produce_bytes = config.max_pending_produce_bytes;
+    node_cfg.min_free_bytes = config.min_free_bytes;
     node_cfg.max_decompressed_batch_bytes = config.max_decompressed_batch_bytes;
     node_cfg.max_queued_peer_bytes_per_group = config.max_queued_peer_bytes_per_group;
     node_cfg.open_file_limit = descriptors_left;

@@ -89,6 +89,7 @@ impl Inner {
             writer,
             transport: self.transport.clone(),
             fatal: self.fatal.clone(),
+            space: self.space.clone(),
             tick: self.cfg.tick,
             unsafe_bypass_leader_check: self.cfg.bypass_leader_check(),
         };
@@ -148,11 +149,19 @@ pub(super) async fn reconcile(node: Weak<Inner>, mut meta: watch::Receiver<Arc<M
             .map(|(_, p)| (p.group, p.clone()))
             .collect();
         let running: Vec<GroupId> = inner.groups.read().keys().copied().collect();
+        // Replicas that could not start for want of disk space, tried again.
+        let mut retry = false;
         for (g, p) in &wanted {
-            if !running.contains(g)
-                && let Err(e) = inner.start_partition(p)
-            {
-                inner.fatal.raise(format!("starting {g}: {e}"));
+            if running.contains(g) {
+                continue;
+            }
+            match inner.start_partition(p) {
+                Ok(()) => {}
+                Err(e @ Error::StorageFull(_)) => {
+                    tracing::warn!(node = inner.cfg.id, group = %g, error = %e, "replica not started yet: retried once space is freed");
+                    retry = true;
+                }
+                Err(e) => inner.fatal.raise(format!("starting {g}: {e}")),
             }
         }
         for g in running {
@@ -175,7 +184,14 @@ pub(super) async fn reconcile(node: Weak<Inner>, mut meta: watch::Receiver<Arc<M
             tracing::info!(node = inner.cfg.id, group = %g, "partition replica removed");
         }
         drop(inner);
-        if meta.changed().await.is_err() {
+        if retry {
+            tokio::select! {
+                changed = meta.changed() => if changed.is_err() {
+                    return;
+                },
+                () = tokio::time::sleep(std::time::Duration::from_secs(1)) => {}
+            }
+        } else if meta.changed().await.is_err() {
             return;
         }
     }

@@ -8,6 +8,7 @@
 
 mod hosting;
 mod register;
+pub(crate) mod space;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Weak};
@@ -68,6 +69,11 @@ pub struct NodeConfig {
     /// Bytes of peer messages one group's mailbox holds; more are dropped (Raft
     /// resends) until the group catches up.
     pub max_queued_peer_bytes_per_group: usize,
+    /// Bytes that must stay free on the data directory's file system: produce is
+    /// refused with [`Error::StorageFull`] below it, so that the Raft log's own
+    /// records can still be written. 0 turns the floor off (a write that finds
+    /// the disk full still only waits; it never stops the node).
+    pub min_free_bytes: u64,
     /// The descriptors the node may open: the process's open-file limit less those
     /// already open when the node starts (inherited ones count against the limit
     /// too). The node keeps its partitions' files within half of it (the other
@@ -104,6 +110,7 @@ impl NodeConfig {
             max_pending_produce_bytes: 256 << 20,
             max_decompressed_batch_bytes: 64 << 20,
             max_queued_peer_bytes_per_group: 64 << 20,
+            min_free_bytes: 256 << 20,
             open_file_limit: None,
             #[cfg(feature = "negative-controls")]
             unsafe_bypass_leader_check: false,
@@ -159,6 +166,8 @@ struct Inner {
     announce: Arc<Notify>,
     /// Bytes of produce proposals not yet decided.
     produce_budget: ProduceBudget,
+    /// The free-space floor and the groups waiting for space.
+    space: Arc<space::Space>,
 }
 
 /// A running node; cheap to clone.
@@ -226,6 +235,7 @@ impl Node {
                 .map_err(|e| Error::io("starting the Raft writer thread", e))?;
         let (machine, meta) = MetadataMachine::new();
         let cfg_budget = cfg.max_pending_produce_bytes;
+        let space = Arc::new(space::Space::new(engine.clone(), cfg.min_free_bytes));
         let inner = Arc::new(Inner {
             cfg,
             engine,
@@ -239,6 +249,7 @@ impl Node {
             batches_applied: Arc::new(watch::channel(0).0),
             announce: Arc::new(Notify::new()),
             produce_budget: ProduceBudget::new(cfg_budget),
+            space,
         });
         let voters = inner.cfg.voters.clone();
         inner.start_group(GroupId::METADATA, &voters, 0, machine)?;
@@ -434,6 +445,11 @@ impl Node {
     /// The node's produce budget.
     pub(crate) fn produce_budget(&self) -> &ProduceBudget {
         &self.inner.produce_budget
+    }
+
+    /// The node's free-space floor and stalled groups.
+    pub(crate) fn space(&self) -> &space::Space {
+        &self.inner.space
     }
 
     /// How many partitions this node's open-file limit allows (see

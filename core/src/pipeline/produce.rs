@@ -83,7 +83,8 @@ impl Node {
     /// [`Error::Invalid`], [`Error::UnsupportedCompression`] or [`Error::Corrupt`]
     /// for a bad batch (checked as Kafka's log validator does: see
     /// [`batch::validate_records`]); [`Error::NotLeader`]
-    /// (with a hint) when this node does not lead it; [`Error::Shutdown`].
+    /// (with a hint) when this node does not lead it; [`Error::StorageFull`] below
+    /// the free-space floor or while the disk is full; [`Error::Shutdown`].
     pub fn propose(
         &self,
         topic: &str,
@@ -112,6 +113,7 @@ impl Node {
         if !self.config().bypass_leader_check() {
             self.leader_check(&p, &h)?;
         }
+        self.space().check_produce()?;
         let mut data = encode_produce(batch_bytes);
         if header.max_timestamp != max_timestamp {
             // The header's max timestamp is what time lookups index: the records

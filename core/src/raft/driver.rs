@@ -28,6 +28,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use crate::engine::{Appended, Engine, LogState};
 use crate::error::{Error, LeaderHint, Result};
 use crate::ids::{GroupId, NodeId};
+use crate::node::space::{Space, Stalled};
 use crate::pipeline::budget::ProposalBytes;
 use crate::raft::fatal::Fatal;
 use crate::raft::storage::EngineStorage;
@@ -162,6 +163,8 @@ pub(crate) struct DriverParts {
     pub(crate) writer: Writer,
     pub(crate) transport: SharedTransport,
     pub(crate) fatal: Fatal,
+    /// The node's free-space state: a group waiting for space counts there.
+    pub(crate) space: Arc<Space>,
     pub(crate) tick: Duration,
     /// Negative-control switch: propose even when not the leader. Never in production.
     pub(crate) unsafe_bypass_leader_check: bool,
@@ -215,6 +218,30 @@ enum Woke {
     Msg(GroupMsg),
 }
 
+/// What a turn of the loop left the task to do.
+enum Turn {
+    /// Wait for the next tick or message.
+    Go,
+    /// Stop (with the reply to a `Stop`, if that was why).
+    Stop(Option<oneshot::Sender<()>>),
+    /// A Ready waits for space on a full disk.
+    Full,
+}
+
+/// A Ready whose handling stopped at a full disk ([`Error::StorageFull`]: the
+/// engine wrote nothing of the failed step). It stays outstanding — nothing is
+/// stepped, readied or acknowledged past it — and is retried, from the step that
+/// failed, until space is freed.
+struct Unfinished {
+    rd: raft::Ready,
+    /// Committed entries not applied yet.
+    committed: Vec<raft::eraftpb::Entry>,
+    /// The last committed index, until the applied entries are reported.
+    apply_through: Option<u64>,
+    entries_written: bool,
+    hard_state_written: bool,
+}
+
 /// A proposal awaiting its decision.
 struct Pending {
     term: u64,
@@ -234,6 +261,10 @@ struct Driver<S: StateMachine> {
     was_leader: bool,
     /// Shared with [`GroupHandle::inbox`].
     inbox: Arc<AtomicUsize>,
+    /// The Ready waiting for space, if the disk is full.
+    unfinished: Option<Unfinished>,
+    /// Counts this group as waiting for space while the disk is full.
+    stalled: Option<Stalled>,
 }
 
 /// Starts a group's task on the current tokio runtime.
@@ -253,6 +284,8 @@ pub(crate) fn spawn<S: StateMachine>(
         pending: BTreeMap::new(),
         status,
         was_leader: false,
+        unfinished: None,
+        stalled: None,
     };
     let what = format!("the Raft driver of {}", driver.p.group);
     let task = driver.p.fatal.clone().spawn_supervised(what, driver.run());
@@ -271,6 +304,12 @@ impl<S: StateMachine> Driver<S> {
         let mut ticker = tokio::time::interval(self.p.tick);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let stop_reply = loop {
+            if self.unfinished.is_some() {
+                match self.wait_for_space().await {
+                    Some(stop) => break stop,
+                    None => continue,
+                }
+            }
             let woke = tokio::select! {
                 _ = ticker.tick() => Woke::Tick,
                 m = self.rx.recv() => match m {
@@ -280,7 +319,7 @@ impl<S: StateMachine> Driver<S> {
             };
             // Everything from here to the next wait calls the engine, which may wait
             // for the disk: off the async workers (issue 14 item 4).
-            if let Some(stop) = crate::raft::blocking(|| self.turn(woke)) {
+            if let Turn::Stop(stop) = crate::raft::blocking(|| self.turn(woke)) {
                 break stop;
             }
         };
@@ -296,16 +335,22 @@ impl<S: StateMachine> Driver<S> {
     }
 
     /// One turn of the loop: handles what woke the task and whatever else is queued,
-    /// then one round of Readies. `Some` when the task must stop (with the reply
-    /// to a `Stop`, if that was why).
-    fn turn(&mut self, woke: Woke) -> Option<Option<oneshot::Sender<()>>> {
+    /// then one round of Readies.
+    fn turn(&mut self, woke: Woke) -> Turn {
         let mut stop = None;
         match woke {
             Woke::Tick => {
                 self.p.node.tick();
-                if let Err(e) = self.sm.on_tick() {
-                    self.p.fatal.raise(format!("{}: {e}", self.p.group));
-                    return Some(None);
+                match self.sm.on_tick() {
+                    Ok(()) => {}
+                    // A flush that found the disk full is tried again next tick.
+                    Err(e @ Error::StorageFull(_)) => {
+                        tracing::debug!(group = %self.p.group, error = %e, "flush deferred");
+                    }
+                    Err(e) => {
+                        self.p.fatal.raise(format!("{}: {e}", self.p.group));
+                        return Turn::Stop(None);
+                    }
                 }
             }
             Woke::Msg(m) => stop = self.handle(m),
@@ -321,17 +366,89 @@ impl<S: StateMachine> Driver<S> {
             }
         }
         if stop.is_some() {
-            return Some(stop);
+            return Turn::Stop(stop);
         }
         // Decided on the state the previous Ready left; its entry goes out in this one.
         self.propose_compaction();
-        if let Err(e) = self.on_ready() {
-            self.p.fatal.raise(format!("{}: {e}", self.p.group));
-            return Some(None);
+        self.handle_readies()
+    }
+
+    /// Handles the Readies (the unfinished one first), then publishes the status.
+    fn handle_readies(&mut self) -> Turn {
+        match self.on_ready() {
+            Ok(()) => {}
+            Err(Error::StorageFull(why)) => {
+                self.began_waiting_for_space(&why);
+                return Turn::Full;
+            }
+            Err(e) => {
+                self.p.fatal.raise(format!("{}: {e}", self.p.group));
+                return Turn::Stop(None);
+            }
+        }
+        if self.stalled.take().is_some() {
+            tracing::info!(group = %self.p.group, "space was freed: writes resume");
         }
         self.publish();
         self.notice_leadership();
-        None
+        Turn::Go
+    }
+
+    /// A write found the disk full: counts the group as waiting (produce on this
+    /// node answers KAFKA_STORAGE_ERROR) and answers the proposals waiting here
+    /// with that error at once. Their entries may still be committed later (the
+    /// outcome is unknown to the client, as after a timeout).
+    fn began_waiting_for_space(&mut self, why: &str) {
+        if self.stalled.is_none() {
+            tracing::warn!(
+                group = %self.p.group, error = %why,
+                "the disk is full: this group's writes wait until space is freed"
+            );
+            self.stalled = Some(self.p.space.stall());
+        }
+        for (_, p) in std::mem::take(&mut self.pending) {
+            if let Some(reply) = p.reply {
+                let _ = reply.send(Err(Error::StorageFull(why.to_string())));
+            }
+        }
+    }
+
+    /// While a Ready waits for space: retries it, backing off up to a second;
+    /// meanwhile answers proposals with [`Error::StorageFull`], drops peer
+    /// messages (Raft sends them again), holds persistence acknowledgements back
+    /// until the Ready is advanced, and stops when told. `Some` to stop.
+    async fn wait_for_space(&mut self) -> Option<Option<oneshot::Sender<()>>> {
+        let mut backoff = Duration::from_millis(20);
+        let mut persisted = Vec::new();
+        let out = loop {
+            tokio::select! {
+                () = tokio::time::sleep(backoff) => {
+                    match crate::raft::blocking(|| self.handle_readies()) {
+                        Turn::Go => break None,
+                        Turn::Full => backoff = (backoff * 2).min(Duration::from_secs(1)),
+                        Turn::Stop(stop) => break Some(stop),
+                    }
+                }
+                m = self.rx.recv() => match m {
+                    None => break Some(None),
+                    Some(GroupMsg::Stop(reply)) => break Some(Some(reply)),
+                    Some(GroupMsg::Persisted(number)) => persisted.push(number),
+                    Some(GroupMsg::Propose { reply: Some(reply), .. }) => {
+                        let _ = reply.send(Err(Error::StorageFull(
+                            "this group's writes wait for free space".into(),
+                        )));
+                    }
+                    Some(GroupMsg::Step(m)) => {
+                        self.inbox.fetch_sub(peer_bytes(&m), Ordering::Relaxed);
+                    }
+                    Some(_) => {}
+                }
+            }
+        };
+        for number in persisted {
+            self.p.node.on_persist_ready(number);
+        }
+        out
     }
 
     fn hint(&self) -> Option<LeaderHint> {
@@ -446,6 +563,9 @@ impl<S: StateMachine> Driver<S> {
     }
 
     fn on_ready(&mut self) -> Result<()> {
+        if let Some(u) = self.unfinished.take() {
+            self.finish_ready(u)?;
+        }
         while self.p.node.has_ready() {
             let mut rd = self.p.node.ready();
             if !rd.messages().is_empty() {
@@ -455,25 +575,63 @@ impl<S: StateMachine> Driver<S> {
                 return Err(Error::Unsupported("installing Raft snapshots".into()));
             }
             let committed = rd.take_committed_entries();
-            self.apply(committed)?;
-            if !rd.entries().is_empty() {
-                self.p.engine.raft_append(self.p.group, rd.entries())?;
-                self.p.node.mut_store().remember(rd.entries());
+            let u = Unfinished {
+                apply_through: committed.last().map(|e| e.index),
+                committed,
+                rd,
+                entries_written: false,
+                hard_state_written: false,
+            };
+            self.finish_ready(u)?;
+        }
+        Ok(())
+    }
+
+    /// Applies a Ready's committed entries, writes its entries and hard state and
+    /// hands it to the writer. At a full disk, keeps it as `unfinished` (returning
+    /// the [`Error::StorageFull`]) to be retried from the step that failed.
+    fn finish_ready(&mut self, mut u: Unfinished) -> Result<()> {
+        if let Err(e) = self.write_ready(&mut u) {
+            if matches!(e, Error::StorageFull(_)) {
+                self.unfinished = Some(u);
             }
-            if let Some(hs) = rd.hs() {
+            return Err(e);
+        }
+        let mut rd = u.rd;
+        let req = WriteReq {
+            group: self.p.group,
+            number: rd.number(),
+            must_sync: rd.must_sync(),
+            messages: rd.take_persisted_messages(),
+            reply: self.tx.clone(),
+        };
+        self.p.node.advance_append_async(rd);
+        if !self.p.writer.submit(req) {
+            return Err(Error::Shutdown);
+        }
+        Ok(())
+    }
+
+    /// The steps of a Ready that write, each done once.
+    fn write_ready(&mut self, u: &mut Unfinished) -> Result<()> {
+        self.apply(&mut u.committed)?;
+        if let Some(last) = u.apply_through.take() {
+            self.sm.after_apply()?;
+            self.p.node.advance_apply_to(last);
+            self.p.node.mut_store().forget_through(last);
+        }
+        if !u.entries_written {
+            if !u.rd.entries().is_empty() {
+                self.p.engine.raft_append(self.p.group, u.rd.entries())?;
+                self.p.node.mut_store().remember(u.rd.entries());
+            }
+            u.entries_written = true;
+        }
+        if !u.hard_state_written {
+            if let Some(hs) = u.rd.hs() {
                 self.p.engine.raft_set_hard_state(self.p.group, hs)?;
             }
-            let req = WriteReq {
-                group: self.p.group,
-                number: rd.number(),
-                must_sync: rd.must_sync(),
-                messages: rd.take_persisted_messages(),
-                reply: self.tx.clone(),
-            };
-            self.p.node.advance_append_async(rd);
-            if !self.p.writer.submit(req) {
-                return Err(Error::Shutdown);
-            }
+            u.hard_state_written = true;
         }
         Ok(())
     }
@@ -488,61 +646,66 @@ impl<S: StateMachine> Driver<S> {
         self.was_leader = leader;
     }
 
-    fn apply(&mut self, entries: Vec<raft::eraftpb::Entry>) -> Result<()> {
-        let Some(last) = entries.last().map(|e| e.index) else {
-            return Ok(());
-        };
-        for e in entries {
-            let mut outcome = Some(
-                if e.entry_type == EntryType::EntryNormal && !e.data.is_empty() {
-                    match self.sm.apply(e.index, e.term, &e.data) {
-                        Ok(o) => Ok(o),
-                        Err(err @ Error::Invalid(_)) => {
-                            self.sm.skip(e.index)?;
-                            Err(err)
-                        }
-                        Err(fatal) => return Err(fatal),
-                    }
-                } else {
-                    if matches!(
-                        e.entry_type,
-                        EntryType::EntryConfChange | EntryType::EntryConfChangeV2
-                    ) && !e.data.is_empty()
-                    {
-                        // weir proposes no membership change yet, so a committed one
-                        // came from a bug or a foreign peer: every replica refuses it
-                        // alike (voters stay as they are), and says so.
-                        tracing::error!(
-                            group = %self.p.group, index = e.index, term = e.term,
-                            "refused a committed Raft membership change: not supported yet; voters are unchanged"
-                        );
-                    }
-                    self.sm.skip(e.index)?;
-                    Ok(Applied::Command)
-                },
-            );
-            // Everything pending at or below this index is decided now.
-            while let Some(entry) = self.pending.first_entry() {
-                if *entry.key() > e.index {
-                    break;
-                }
-                let (index, p) = entry.remove_entry();
-                let Some(reply) = p.reply else {
-                    continue;
-                };
-                let answer = match outcome.take() {
-                    Some(o) if index == e.index && p.term == e.term => o,
-                    _ => Err(Error::NotLeader {
-                        group: self.p.group,
-                        hint: self.hint(),
-                    }),
-                };
-                let _ = reply.send(answer);
+    /// Applies committed entries in order, removing each one applied; an error
+    /// leaves the entry that failed and those after it in `entries`.
+    fn apply(&mut self, entries: &mut Vec<raft::eraftpb::Entry>) -> Result<()> {
+        for i in 0..entries.len() {
+            if let Err(e) = self.apply_one(&entries[i]) {
+                entries.drain(..i);
+                return Err(e);
             }
         }
-        self.sm.after_apply()?;
-        self.p.node.advance_apply_to(last);
-        self.p.node.mut_store().forget_through(last);
+        entries.clear();
+        Ok(())
+    }
+
+    fn apply_one(&mut self, e: &raft::eraftpb::Entry) -> Result<()> {
+        let mut outcome = Some(
+            if e.entry_type == EntryType::EntryNormal && !e.data.is_empty() {
+                match self.sm.apply(e.index, e.term, &e.data) {
+                    Ok(o) => Ok(o),
+                    Err(err @ Error::Invalid(_)) => {
+                        self.sm.skip(e.index)?;
+                        Err(err)
+                    }
+                    Err(fatal) => return Err(fatal),
+                }
+            } else {
+                if matches!(
+                    e.entry_type,
+                    EntryType::EntryConfChange | EntryType::EntryConfChangeV2
+                ) && !e.data.is_empty()
+                {
+                    // weir proposes no membership change yet, so a committed one
+                    // came from a bug or a foreign peer: every replica refuses it
+                    // alike (voters stay as they are), and says so.
+                    tracing::error!(
+                        group = %self.p.group, index = e.index, term = e.term,
+                        "refused a committed Raft membership change: not supported yet; voters are unchanged"
+                    );
+                }
+                self.sm.skip(e.index)?;
+                Ok(Applied::Command)
+            },
+        );
+        // Everything pending at or below this index is decided now.
+        while let Some(entry) = self.pending.first_entry() {
+            if *entry.key() > e.index {
+                break;
+            }
+            let (index, p) = entry.remove_entry();
+            let Some(reply) = p.reply else {
+                continue;
+            };
+            let answer = match outcome.take() {
+                Some(o) if index == e.index && p.term == e.term => o,
+                _ => Err(Error::NotLeader {
+                    group: self.p.group,
+                    hint: self.hint(),
+                }),
+            };
+            let _ = reply.send(answer);
+        }
         Ok(())
     }
 

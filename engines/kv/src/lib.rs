@@ -140,6 +140,12 @@ pub trait KvStore: Send + Sync + 'static {
     /// # Errors
     /// On a failed read.
     fn last_key(&self, table: Table, from: &[u8], to: &[u8]) -> Result<Option<Vec<u8>>>;
+
+    /// Bytes free on the file system holding the database (see
+    /// [`Engine::free_bytes`]); `None` when it cannot tell.
+    fn free_bytes(&self) -> Option<u64> {
+        None
+    }
 }
 
 /// A storage engine over a [`KvStore`]; see the [module docs](self).
@@ -317,5 +323,9 @@ impl<S: KvStore> Engine for KvEngine<S> {
 
     fn capabilities(&self) -> Capabilities {
         self.capabilities
+    }
+
+    fn free_bytes(&self) -> Option<u64> {
+        self.store.free_bytes()
     }
 }

@@ -185,6 +185,15 @@ impl RedbStore {
 }
 
 impl KvStore for RedbStore {
+    fn free_bytes(&self) -> Option<u64> {
+        let dir = if self.path.is_dir() {
+            self.path.as_path()
+        } else {
+            self.path.parent()?
+        };
+        weir_core::engine::free_bytes(dir).ok()
+    }
+
     const NAME: &'static str = NAME;
 
     fn write(&self, ops: Vec<KvOp>) -> Result<()> {

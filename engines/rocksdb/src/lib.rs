@@ -200,6 +200,15 @@ impl RocksStore {
 }
 
 impl KvStore for RocksStore {
+    fn free_bytes(&self) -> Option<u64> {
+        let dir = if self.path.is_dir() {
+            self.path.as_path()
+        } else {
+            self.path.parent()?
+        };
+        weir_core::engine::free_bytes(dir).ok()
+    }
+
     const NAME: &'static str = NAME;
 
     fn write(&self, ops: Vec<KvOp>) -> Result<()> {

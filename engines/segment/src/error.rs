@@ -14,6 +14,20 @@ pub(crate) enum SegError {
     /// Our own state could not be encoded (a bug, never written as empty bytes).
     #[error("{0}")]
     Encode(String),
+    /// The file system is full; the partial write was undone, so nothing changed
+    /// and the engine stays usable (never poisons).
+    #[error("{0}")]
+    Full(String),
+}
+
+/// An I/O error while `what`: [`SegError::Full`] when it says the disk is full
+/// (call it only where the partial write is undone), else [`SegError::Io`].
+pub(crate) fn full_or_io(what: String, e: std::io::Error) -> SegError {
+    if weir_core::error::is_out_of_space(&e) {
+        SegError::Full(format!("{what}: {e}"))
+    } else {
+        SegError::Io(what, e)
+    }
 }
 
 impl From<SegError> for Error {
@@ -23,6 +37,7 @@ impl From<SegError> for Error {
             SegError::Corrupt(m) => Error::Corrupt(m),
             SegError::Config(m) => Error::Config(m),
             SegError::Encode(m) => Error::Invalid(m),
+            SegError::Full(m) => Error::StorageFull(m),
         }
     }
 }

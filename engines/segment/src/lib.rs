@@ -535,4 +535,8 @@ impl Engine for SegmentEngine {
         // empty partition has one segment, and each rolled one adds three more.
         Capabilities::files().with_files_per_partition(3)
     }
+
+    fn free_bytes(&self) -> Option<u64> {
+        weir_core::engine::free_bytes(&self.dir).ok()
+    }
 }

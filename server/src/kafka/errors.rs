@@ -27,7 +27,9 @@ pub fn response_error(e: &Error) -> ResponseError {
         Error::Timeout(_) => ResponseError::RequestTimedOut,
         Error::AlreadyExists(_) => ResponseError::TopicAlreadyExists,
         Error::LimitExceeded(_) => ResponseError::PolicyViolation,
-        Error::Io { .. } | Error::Poisoned(_) => ResponseError::KafkaStorageError,
+        Error::Io { .. } | Error::Poisoned(_) | Error::StorageFull(_) => {
+            ResponseError::KafkaStorageError
+        }
         _ => ResponseError::UnknownServerError,
     }
 }
@@ -47,6 +49,7 @@ mod tests {
         assert_eq!(error_code(&Error::NotFound("t".into())), 3);
         assert_eq!(error_code(&Error::Timeout("t".into())), 7);
         assert_eq!(error_code(&Error::Poisoned("x".into())), 56);
+        assert_eq!(error_code(&Error::StorageFull("x".into())), 56);
         // A stopping node answers with a code clients retry (elsewhere), never -1.
         assert_eq!(error_code(&Error::Shutdown), 6);
         assert_eq!(error_code(&Error::UnsupportedCompression(7)), 76);

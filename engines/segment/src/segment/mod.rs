@@ -21,7 +21,7 @@ use weir_core::batch::{self, BatchHeader};
 use weir_core::{Appended, Error, Offset};
 
 use crate::durability::{Durability, sync_dir};
-use crate::error::{IoContext, SegError};
+use crate::error::{IoContext, SegError, full_or_io};
 use crate::format::{Checkpoint, HEADER_LEN, Magic, decode_header, encode_header};
 
 mod recovery;
@@ -90,12 +90,17 @@ pub(super) fn clear_stale(map: &mut MmapMut, from: usize, size: usize) {
 /// Appended bytes that [`Segment::start_writeback`] hands to writeback at once.
 pub(super) const WRITEBACK_BYTES: u64 = 1 << 20;
 
+/// Bytes of an index file [`Mapped::reserve`] allocates at a time.
+const RESERVE_STEP: u64 = 16 << 10;
+
 /// A mapped file.
 #[derive(Debug)]
 pub(super) struct Mapped {
     path: PathBuf,
     file: File,
     map: MmapMut,
+    /// Bytes from the start known to have blocks allocated (see [`Mapped::reserve`]).
+    reserved: u64,
 }
 
 impl Mapped {
@@ -120,7 +125,47 @@ impl Mapped {
             path: path.to_path_buf(),
             file,
             map,
+            reserved: 0,
         })
+    }
+
+    /// Allocates the file's blocks through `upto` bytes (a step ahead, within the
+    /// file) before anything is stored there through the map. The files are
+    /// sized sparse; a store to a page without a block on a full file system
+    /// kills the process with SIGBUS, while `fallocate` answers ENOSPC, which is
+    /// [`SegError::Full`] here.
+    fn reserve(&mut self, upto: u64) -> Result<(), SegError> {
+        if upto <= self.reserved {
+            return Ok(());
+        }
+        let len = self.map.len() as u64;
+        let to = upto.next_multiple_of(RESERVE_STEP).min(len);
+        if to <= self.reserved {
+            return Ok(());
+        }
+        // SAFETY: a plain syscall on a descriptor this map owns; no memory is passed.
+        let rc = unsafe {
+            libc::fallocate(
+                self.file.as_raw_fd(),
+                0,
+                self.reserved as libc::off64_t,
+                (to - self.reserved) as libc::off64_t,
+            )
+        };
+        if rc != 0 {
+            let e = std::io::Error::last_os_error();
+            if e.raw_os_error() == Some(libc::EOPNOTSUPP) {
+                // The file system cannot reserve blocks: stores allocate them.
+                self.reserved = len;
+                return Ok(());
+            }
+            return Err(full_or_io(
+                format!("reserving space in {}", self.path.display()),
+                e,
+            ));
+        }
+        self.reserved = to;
+        Ok(())
     }
 
     fn grow(&mut self, len: u64) -> Result<(), SegError> {
@@ -201,7 +246,10 @@ impl Segment {
             let mut header = encode_header(Magic::Segment, base as u64);
             let at = checkpoint.slot_offset();
             header[at..at + 64].copy_from_slice(&checkpoint.encode());
-            f.write_all_at(&header, 0).ctx(what)?;
+            if let Err(e) = f.write_all_at(&header, 0) {
+                let _ = fs::remove_file(&tmp);
+                return Err(full_or_io(what(), e));
+            }
             f.set_len(capacity.max(HEADER_LEN)).ctx(what)?;
             durability.sync_file(&f, what)?;
         }
@@ -321,12 +369,15 @@ impl Segment {
         let mut head = [0u8; 16];
         head.copy_from_slice(&bytes[..16]);
         batch::stamp(&mut head, base, epoch);
+        self.reserve_indexes()?;
+        // A write the disk has no room for changes nothing: the end stays where
+        // it was, and the bytes past it are overwritten by the next append.
         let what = || format!("appending to {}", self.log.path.display());
-        self.log.file.write_all_at(&head, pos).ctx(what)?;
         self.log
             .file
-            .write_all_at(&bytes[16..], pos + 16)
-            .ctx(what)?;
+            .write_all_at(&head, pos)
+            .and_then(|()| self.log.file.write_all_at(&bytes[16..], pos + 16))
+            .map_err(|e| full_or_io(what(), e))?;
         let stamped = BatchHeader {
             base_offset: base,
             leader_epoch: epoch,
@@ -346,6 +397,14 @@ impl Segment {
     /// `fdatasync`, which runs on the group's task, finds little left to write.
     /// Durability is unchanged: only `fdatasync` counts. Best effort: an error here
     /// shows again at the flush.
+    /// Allocates room in the index files for the entries the next batch may add.
+    pub(super) fn reserve_indexes(&mut self) -> Result<(), SegError> {
+        self.index
+            .reserve(((self.offsets.len() + 1) * INDEX_ENTRY) as u64)?;
+        self.time
+            .reserve(((self.times.len() + 1) * TIME_ENTRY) as u64)
+    }
+
     fn start_writeback(&mut self) {
         let end = self.state.end;
         if end - self.written_back < WRITEBACK_BYTES {

@@ -75,6 +75,7 @@ impl Segment {
                     h.base_offset, self.state.next_offset
                 )));
             }
+            self.reserve_indexes()?;
             self.note_batch(&h, pos);
             pos += len as u64;
             self.state.end = pos;

@@ -39,7 +39,10 @@ impl Wal {
             .truncate(true)
             .open(&tmp)
             .ctx(what)?;
-        file.write_all_at(&buf, 0).ctx(what)?;
+        if let Err(e) = file.write_all_at(&buf, 0) {
+            let _ = fs::remove_file(&tmp);
+            return Err(full_or_io(what(), e));
+        }
         (&file).seek(SeekFrom::Start(buf.len() as u64)).ctx(what)?;
         self.durability.sync_file(&file, what)?;
         fs::rename(&tmp, &path).ctx(what)?;
@@ -149,7 +152,19 @@ impl Wal {
         let f = &self.files[&seq];
         let pos = self.pos;
         let total: usize = slices.iter().map(|s| s.len()).sum();
-        write_all_vectored(&f.file, slices).ctx(|| format!("appending to {}", f.path.display()))?;
+        if let Err(e) = write_all_vectored(&f.file, slices) {
+            let what = format!("appending to {}", f.path.display());
+            if !weir_core::error::is_out_of_space(&e) {
+                return Err(SegError::Io(what, e));
+            }
+            // A full disk: cut what part of the records got written, so that the
+            // file ends where the log does and the write can be tried again.
+            f.file
+                .set_len(pos)
+                .and_then(|()| (&*f.file).seek(SeekFrom::Start(pos)))
+                .ctx(|| format!("undoing a partial write to {}", f.path.display()))?;
+            return Err(full_or_io(what, e));
+        }
         self.pos += total as u64;
         self.dirty = true;
         let mut at = pos;
@@ -167,7 +182,15 @@ impl Wal {
             at += len as u64;
         }
         if self.pos >= self.file_bytes {
-            self.roll()?;
+            match self.roll() {
+                // The records are written; the next file waits for space, and
+                // this one grows meanwhile.
+                Err(SegError::Full(why)) => tracing::warn!(
+                    error = %why,
+                    "no room to start the next WAL file; the current one grows until space is freed"
+                ),
+                r => r?,
+            }
         }
         Ok(())
     }

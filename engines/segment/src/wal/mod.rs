@@ -25,7 +25,7 @@ use weir_core::eraftpb::{ConfState, Entry, EntryType, HardState, SnapshotMetadat
 use weir_core::{Error, GroupId, RaftState};
 
 use crate::durability::{Durability, sync_dir};
-use crate::error::{IoContext, SegError};
+use crate::error::{IoContext, SegError, full_or_io};
 use crate::format::{Checkpoint, HEADER_LEN, Magic, decode_header, encode_header};
 
 mod files;
@@ -460,7 +460,16 @@ impl Wal {
             GroupId(0),
             &[&job.pos.to_le_bytes()],
         );
-        self.write(buf, vec![(GroupId(0), Record::SyncMark, len)])?;
+        match self.write(buf, vec![(GroupId(0), Record::SyncMark, len)]) {
+            // The sync itself succeeded; its mark only lets replay tell damage
+            // below it from a torn tail. Without room for it, the file stays
+            // dirty and the next sync writes one.
+            Err(SegError::Full(why)) => {
+                tracing::debug!(error = %why, "no room for a WAL sync mark");
+                return Ok(());
+            }
+            r => r?,
+        }
         self.dirty = still_dirty;
         if !still_dirty {
             // Nothing was written during the sync: every record that killed an entry
