@@ -102,6 +102,14 @@ pub enum Error {
     /// space is freed (Kafka's KAFKA_STORAGE_ERROR, which clients retry).
     #[error("the disk is full: {0}")]
     StorageFull(String),
+    /// The caller's leader epoch is older than the leader's (Kafka's
+    /// FENCED_LEADER_EPOCH): it should refresh its metadata.
+    #[error("fenced leader epoch: {0}")]
+    FencedLeaderEpoch(String),
+    /// The caller's leader epoch is newer than this leader knows (Kafka's
+    /// UNKNOWN_LEADER_EPOCH): this node lags; retry.
+    #[error("unknown leader epoch: {0}")]
+    UnknownLeaderEpoch(String),
     /// The request did not complete in time; it may or may not have taken effect.
     #[error("timed out: {0}")]
     Timeout(String),
@@ -134,6 +142,8 @@ impl Error {
                 | Error::Timeout(_)
                 | Error::Unavailable(_)
                 | Error::StorageFull(_)
+                | Error::FencedLeaderEpoch(_)
+                | Error::UnknownLeaderEpoch(_)
         )
     }
 }

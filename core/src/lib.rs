@@ -49,7 +49,8 @@ pub use error::{Error, LeaderHint, Result};
 pub use ids::{GroupId, NodeId, Offset, TopicPartition};
 pub use node::{Node, NodeConfig};
 pub use pipeline::{
-    Acks, FetchPartition, Fetched, OffsetSpec, ProduceCredit, ProduceTicket, validate_topic_name,
+    Acks, EpochEnd, FetchPartition, Fetched, OffsetSpec, ProduceCredit, ProduceTicket,
+    validate_topic_name,
 };
 pub use raft::driver::{GroupStatus, Role};
 pub use registry::Registry;

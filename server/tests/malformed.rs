@@ -168,7 +168,10 @@ async fn malformed_requests_close_only_their_connection() {
                 .collect(),
         ),
         ("unknown api key", frame(9999, 0, &[0, 0])),
-        ("unsupported produce version", frame(0, 1, &[0, 0, 0, 0])),
+        // Produce v0-v2 are advertised (KAFKA-18659), never served.
+        ("produce v0", frame(0, 0, &[0, 0, 0, 0])),
+        ("produce v1", frame(0, 1, &[0, 0, 0, 0])),
+        ("produce v2", frame(0, 2, &[0, 0, 0, 0])),
         ("garbage produce body", frame(0, 9, &[0xff; 40])),
         ("garbage metadata body", frame(3, 12, &[0x80; 13])),
         ("truncated fetch body", frame(1, 11, &[0, 1])),
@@ -201,11 +204,14 @@ async fn malformed_requests_close_only_their_connection() {
     ResponseHeader::decode(&mut body, 0).unwrap();
     let v = ApiVersionsResponse::decode(&mut body, 0).unwrap();
     assert_eq!(v.error_code, 35);
-    assert!(
-        v.api_keys
-            .iter()
-            .any(|k| k.api_key == ApiKey::Produce as i16)
-    );
+    // Produce is advertised from v0, as Kafka 4.0 does, so that librdkafka before
+    // 2.11.1 compresses (it checks for v0); requests below v3 close (above).
+    let produce = v
+        .api_keys
+        .iter()
+        .find(|k| k.api_key == ApiKey::Produce as i16)
+        .expect("Produce is advertised");
+    assert_eq!((produce.min_version, produce.max_version), (0, 12));
     produce_one(addr, b"after").await;
     assert_eq!(fetch_count(addr).await, 2, "both batches are there");
     let _ = stop.send(());

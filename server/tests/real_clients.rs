@@ -462,7 +462,40 @@ fn compressed_batches_are_stored_and_served_as_sent() {
         );
         let got = String::from_utf8(out.stdout).unwrap();
         assert_eq!(got, lines, "{codec} round trip");
+        // Stored with the codec kcat was asked for: librdkafka before 2.11.1
+        // compresses only when the broker advertises Produce v0 (KAFKA-18659),
+        // and silently sent these uncompressed before weir did.
+        let want = match codec {
+            "gzip" => 1,
+            "snappy" => 2,
+            "lz4" => 3,
+            _ => 4,
+        };
+        // (librdkafka sends a batch uncompressed when compressing would not
+        // shrink it, so a small one may be stored with codec 0.)
+        let seen = stored_codecs(&b.bootstrap(), &topic);
+        assert!(
+            seen.contains(&want) && seen.iter().all(|&c| c == want || c == 0),
+            "{codec}: batches stored with codecs {seen:?}"
+        );
     }
+}
+
+/// The compression codec of every batch stored in partition 0 of `topic`.
+fn stored_codecs(bootstrap: &str, topic: &str) -> Vec<u8> {
+    let rt = tokio::runtime::Runtime::new().expect("a runtime");
+    rt.block_on(async {
+        let mut client = weir_server::client::Client::new(bootstrap);
+        let (bytes, _) = client
+            .fetch(topic, 0, 0, Duration::ZERO)
+            .await
+            .expect("fetch");
+        let codecs: Vec<u8> = weir_core::batch::iter_batches(&bytes)
+            .map(|b| b.expect("a whole batch").0.compression())
+            .collect();
+        assert!(!codecs.is_empty(), "nothing stored in {topic}");
+        codecs
+    })
 }
 
 fn weir(args: &[&str], input: Option<&str>) -> String {

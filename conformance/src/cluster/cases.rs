@@ -495,3 +495,83 @@ pub async fn cluster_topic_delete_and_recreate<H: ClusterHarness, N: NetHarness>
     c.shutdown().await;
     Ok(Outcome::Passed)
 }
+
+/// Leader epochs (Raft terms) end where the next one's batches start
+/// (OffsetForLeaderEpoch, KIP-101): one node, three batches, a restart (a new
+/// term), two more batches; then every kind of question, and the fencing of the
+/// caller's current epoch.
+pub async fn cluster_leader_epochs_end_where_the_next_begins<H: ClusterHarness, N: NetHarness>(
+    h: Arc<H>,
+    net: Arc<N>,
+) -> CaseResult {
+    use weir_core::EpochEnd;
+    let mut c = Cluster::start(h, net, 1, 9).await?;
+    c.create_topic(1, "e", 1, 1).await?;
+    let g = c.group("e", 0)?;
+    c.leader(g).await?;
+    for v in 0..3u64 {
+        c.produce("e", 0, &produced_batch(1, 0, v, 10), WAIT)
+            .await?;
+    }
+    let term = |c: &Cluster<H, N>| c.node(1).group_status(g).map_or(0, |s| s.term as i32);
+    let first = term(&c);
+    c.restart(1).await?;
+    c.wait_for(WAIT, "the topic after the restart", |c| {
+        c.group("e", 0).is_ok()
+    })
+    .await?;
+    c.leader(g).await?;
+    for v in 3..5u64 {
+        c.produce("e", 0, &produced_batch(1, 0, v, 10), WAIT)
+            .await?;
+    }
+    let second = term(&c);
+    ensure!(
+        second > first,
+        "a restart starts a new term ({first} → {second})"
+    );
+    let n = c.node(1);
+    let at = |epoch| n.end_offset_for_epoch("e", 0, -1, epoch);
+    let end = |epoch, end_offset| EpochEnd { epoch, end_offset };
+    ensure_eq!(
+        at(first)?,
+        end(first, 3),
+        "the first epoch ends at the second's first batch"
+    );
+    ensure_eq!(
+        at(second)?,
+        end(second, 5),
+        "the current epoch ends at the log end"
+    );
+    ensure_eq!(
+        at(first - 1)?,
+        end(first - 1, 0),
+        "an epoch older than the log"
+    );
+    ensure_eq!(
+        at(second + 1)?,
+        EpochEnd::UNDEFINED,
+        "an epoch newer than the leader's"
+    );
+    ensure_eq!(at(-1)?, EpochEnd::UNDEFINED, "no epoch");
+    if second > first + 1 {
+        // Epochs between the two without batches end where the second starts.
+        ensure_eq!(at(first + 1)?, end(first, 3), "an epoch without batches");
+    }
+    ensure!(
+        matches!(
+            n.end_offset_for_epoch("e", 0, first, first),
+            Err(Error::FencedLeaderEpoch(_))
+        ),
+        "an older current epoch is fenced"
+    );
+    ensure!(
+        matches!(
+            n.end_offset_for_epoch("e", 0, second + 1, first),
+            Err(Error::UnknownLeaderEpoch(_))
+        ),
+        "a newer current epoch is unknown"
+    );
+    c.shutdown().await;
+    Ok(Outcome::Passed)
+}

@@ -158,6 +158,7 @@ where
         cluster_raft_logs_are_compacted,
         cluster_five_nodes_many_partitions,
         cluster_topic_delete_and_recreate,
+        cluster_leader_epochs_end_where_the_next_begins,
         cluster_randomized_churn,
     )
 }

@@ -18,6 +18,6 @@ pub mod topics;
 
 pub use budget::ProduceCredit;
 pub use fetch::{FetchPartition, Fetched};
-pub use offsets::OffsetSpec;
+pub use offsets::{EpochEnd, OffsetSpec};
 pub use produce::{Acks, ProduceTicket};
 pub use topics::validate_topic_name;

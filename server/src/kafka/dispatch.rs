@@ -20,6 +20,7 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::Produce, 3, 12),
     (ApiKey::Fetch, 4, 12),
     (ApiKey::ListOffsets, 1, 8),
+    (ApiKey::OffsetForLeaderEpoch, 2, 4),
     (ApiKey::Metadata, 0, 12),
     (ApiKey::FindCoordinator, 0, 4),
     (ApiKey::ApiVersions, 0, 3),
@@ -35,6 +36,21 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::OffsetCommit, 2, 9),
     (ApiKey::OffsetFetch, 1, 7),
 ];
+
+/// The versions of `key` ApiVersions advertises: what weir answers, except
+/// that Produce is advertised from v0, as Kafka 4.0 does (KAFKA-18659):
+/// librdkafka before 2.11.1 (Debian's kcat among its users) checks for Produce
+/// v0 before it compresses, and sends gzip, snappy and lz4 batches uncompressed
+/// to a broker that does not list it. A Produce request below v3 is still
+/// refused, by closing the connection, as Kafka does.
+pub fn advertised(key: ApiKey) -> Option<(i16, i16)> {
+    let (lo, hi) = supported(key)?;
+    Some(if key == ApiKey::Produce {
+        (0, hi)
+    } else {
+        (lo, hi)
+    })
+}
 
 /// The versions of `key` weir answers, if any.
 pub fn supported(key: ApiKey) -> Option<(i16, i16)> {
@@ -139,6 +155,11 @@ pub async fn start<'a>(
                 r, version, ctx,
             )))
         }),
+        RequestKind::OffsetForLeaderEpoch(r) => respond(req, async move {
+            Some(ResponseKind::OffsetForLeaderEpoch(
+                handlers::offsets::epochs(r, ctx),
+            ))
+        }),
         RequestKind::CreateTopics(r) => respond(req, async move {
             Some(ResponseKind::CreateTopics(
                 handlers::topics::create(r, version, ctx).await,
@@ -212,7 +233,7 @@ fn api_versions() -> ApiVersionsResponse {
     let keys = SUPPORTED
         .iter()
         .filter_map(|(k, _, _)| {
-            let (lo, hi) = supported(*k)?;
+            let (lo, hi) = advertised(*k)?;
             Some(
                 api_versions_response::ApiVersion::default()
                     .with_api_key(*k as i16)

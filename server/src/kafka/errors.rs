@@ -25,6 +25,8 @@ pub fn response_error(e: &Error) -> ResponseError {
         Error::Unsupported(_) => ResponseError::UnsupportedVersion,
         Error::Config(_) => ResponseError::InvalidConfig,
         Error::Timeout(_) => ResponseError::RequestTimedOut,
+        Error::FencedLeaderEpoch(_) => ResponseError::FencedLeaderEpoch,
+        Error::UnknownLeaderEpoch(_) => ResponseError::UnknownLeaderEpoch,
         Error::AlreadyExists(_) => ResponseError::TopicAlreadyExists,
         Error::LimitExceeded(_) => ResponseError::PolicyViolation,
         Error::Io { .. } | Error::Poisoned(_) | Error::StorageFull(_) => {

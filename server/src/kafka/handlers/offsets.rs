@@ -1,4 +1,5 @@
-//! ListOffsets: the log start, the high watermark, or an offset by timestamp.
+//! ListOffsets: the log start, the high watermark, or an offset by timestamp;
+//! OffsetForLeaderEpoch: where a leader epoch ends.
 
 use kafka_protocol::messages::*;
 use weir_core::OffsetSpec;
@@ -62,4 +63,42 @@ pub fn handle(req: ListOffsetsRequest, version: i16, ctx: &Context) -> ListOffse
         })
         .collect();
     ListOffsetsResponse::default().with_topics(topics)
+}
+
+/// Where each asked-for leader epoch ends (KIP-101, KIP-320), so that a client
+/// that saw a leader change can tell whether the log it read was truncated.
+pub fn epochs(req: OffsetForLeaderEpochRequest, ctx: &Context) -> OffsetForLeaderEpochResponse {
+    let topics = req
+        .topics
+        .iter()
+        .map(|t| {
+            let name = t.topic.0.to_string();
+            let parts = t
+                .partitions
+                .iter()
+                .map(|p| {
+                    let r = offset_for_leader_epoch_response::EpochEndOffset::default()
+                        .with_partition(p.partition);
+                    match ctx.node.end_offset_for_epoch(
+                        &name,
+                        p.partition,
+                        p.current_leader_epoch,
+                        p.leader_epoch,
+                    ) {
+                        Ok(end) => r
+                            .with_leader_epoch(end.epoch)
+                            .with_end_offset(end.end_offset),
+                        Err(e) => r
+                            .with_error_code(error_code(&e))
+                            .with_leader_epoch(-1)
+                            .with_end_offset(-1),
+                    }
+                })
+                .collect();
+            offset_for_leader_epoch_response::OffsetForLeaderTopicResult::default()
+                .with_topic(t.topic.clone())
+                .with_partitions(parts)
+        })
+        .collect();
+    OffsetForLeaderEpochResponse::default().with_topics(topics)
 }
