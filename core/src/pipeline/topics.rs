@@ -36,9 +36,8 @@ impl Node {
     /// Works on any node: followers forward the proposal to the metadata leader.
     ///
     /// # Errors
-    /// [`Error::Invalid`] for a bad name or counts, [`Error::LimitExceeded`] past
-    /// `max_partitions_per_topic` or `max_partitions`, [`Error::AlreadyExists`],
-    /// [`Error::Timeout`] when no metadata leader committed it in time.
+    /// Those of [`Node::check_new_topic`]; [`Error::Timeout`] when no metadata
+    /// leader committed it in time.
     pub async fn create_topic(
         &self,
         name: &str,
@@ -47,6 +46,76 @@ impl Node {
         configs: BTreeMap<String, String>,
         timeout: Duration,
     ) -> Result<()> {
+        let replicas = self.check_new_topic(name, partitions, replication)?;
+        self.propose_topic(name, replicas, configs, timeout).await
+    }
+
+    /// Creates a topic whose partitions' replicas are named (partition `i` on
+    /// `replicas[i]`, the first of them preferred), as `kafka-topics
+    /// --replica-assignment` asks.
+    ///
+    /// # Errors
+    /// [`Error::Invalid`] for an assignment that names a broker that is not
+    /// registered, names one twice, or gives partitions different replica
+    /// counts; then as [`Node::create_topic`].
+    pub async fn create_topic_assigned(
+        &self,
+        name: &str,
+        replicas: Vec<Vec<NodeId>>,
+        configs: BTreeMap<String, String>,
+        timeout: Duration,
+    ) -> Result<()> {
+        self.check_assignment(name, &replicas)?;
+        self.propose_topic(name, replicas, configs, timeout).await
+    }
+
+    /// Checks an assignment for [`Node::create_topic_assigned`] (what
+    /// `validate_only` asks).
+    ///
+    /// # Errors
+    /// As [`Node::create_topic_assigned`], without the timeout.
+    pub fn check_assignment(&self, name: &str, replicas: &[Vec<NodeId>]) -> Result<()> {
+        let rf = replicas.first().map_or(0, Vec::len);
+        let partitions = i32::try_from(replicas.len()).unwrap_or(i32::MAX);
+        self.check_new_topic(name, partitions, rf.max(1))?;
+        let meta = self.metadata();
+        for (i, r) in replicas.iter().enumerate() {
+            if r.is_empty() || r.len() != rf {
+                return Err(Error::Invalid(format!(
+                    "topic {name}: partition {i} has {} replicas; every partition needs the same number, at least one",
+                    r.len()
+                )));
+            }
+            for (j, n) in r.iter().enumerate() {
+                if !meta.brokers.contains_key(n) {
+                    return Err(Error::Invalid(format!(
+                        "topic {name}: partition {i} names broker {n}, which is not registered"
+                    )));
+                }
+                if r[..j].contains(n) {
+                    return Err(Error::Invalid(format!(
+                        "topic {name}: partition {i} names broker {n} twice"
+                    )));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Everything [`Node::create_topic`] checks before proposing (what
+    /// `validate_only` asks); returns the replicas it would assign.
+    ///
+    /// # Errors
+    /// [`Error::InvalidTopic`] for a bad name, [`Error::AlreadyExists`],
+    /// [`Error::LimitExceeded`] past `max_partitions_per_topic`, `max_partitions`
+    /// or the open-file budget, [`Error::Invalid`] for counts no cluster can
+    /// have (no partitions, more replicas than brokers).
+    pub fn check_new_topic(
+        &self,
+        name: &str,
+        partitions: i32,
+        replication: usize,
+    ) -> Result<Vec<Vec<NodeId>>> {
         validate_topic_name(name)?;
         let meta = self.metadata();
         if meta.topics.contains_key(name) {
@@ -76,7 +145,16 @@ impl Node {
                 cfg.open_file_limit.unwrap_or_default()
             )));
         }
-        let replicas = meta.assign(name, partitions, replication)?;
+        meta.assign(name, partitions, replication)
+    }
+
+    async fn propose_topic(
+        &self,
+        name: &str,
+        replicas: Vec<Vec<NodeId>>,
+        configs: BTreeMap<String, String>,
+        timeout: Duration,
+    ) -> Result<()> {
         let cmd = MetaCommand::CreateTopic {
             name: name.to_string(),
             replicas,
@@ -84,6 +162,37 @@ impl Node {
         };
         self.propose_meta(cmd, timeout, |m| m.topics.contains_key(name))
             .await
+    }
+
+    /// Waits until metadata names a leader for every partition of `name`, so that
+    /// a client reading Metadata next sees them all.
+    ///
+    /// # Errors
+    /// [`Error::NotFound`] when the topic is gone, [`Error::Timeout`] when some
+    /// partition has no leader by then.
+    pub async fn wait_topic_leaders(&self, name: &str, timeout: Duration) -> Result<()> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        let mut meta = self.watch_metadata();
+        loop {
+            {
+                let m = meta.borrow_and_update();
+                let t = m
+                    .topics
+                    .get(name)
+                    .ok_or_else(|| Error::NotFound(format!("topic {name}")))?;
+                let missing = t.partitions.iter().filter(|p| p.leader.is_none()).count();
+                if missing == 0 {
+                    return Ok(());
+                }
+                if tokio::time::Instant::now() >= deadline {
+                    return Err(Error::Timeout(format!(
+                        "topic {name} was created, but {missing} of its {} partitions have no leader yet",
+                        t.partitions.len()
+                    )));
+                }
+            }
+            let _ = tokio::time::timeout_at(deadline, meta.changed()).await;
+        }
     }
 
     /// Deletes a topic through group 0 and waits until this node has applied it.

@@ -10,9 +10,12 @@ use super::str_bytes;
 use crate::kafka::Context;
 use crate::kafka::errors::error_code;
 
-/// Creates topics (or only validates them, with `validate_only`).
+/// Creates topics (or only validates them, with `validate_only`), answering once
+/// every partition of each has a leader (within the request's timeout), so that
+/// a client reading Metadata next does not cache LEADER_NOT_AVAILABLE.
 pub async fn create(req: CreateTopicsRequest, version: i16, ctx: &Context) -> CreateTopicsResponse {
     let timeout = Duration::from_millis(req.timeout_ms.clamp(1, 60_000) as u64);
+    let deadline = tokio::time::Instant::now() + timeout;
     let brokers = ctx.node.metadata().brokers.len().max(1);
     let mut results = Vec::new();
     for t in req.topics {
@@ -37,10 +40,7 @@ pub async fn create(req: CreateTopicsRequest, version: i16, ctx: &Context) -> Cr
             })
             .collect();
         let r = if !t.assignments.is_empty() {
-            Err((
-                ResponseError::InvalidReplicaAssignment.code(),
-                "manual replica assignment is not supported".to_string(),
-            ))
+            create_assigned(&t, &name, configs, req.validate_only, timeout, ctx).await
         } else if partitions < 1 || partitions > ctx.max_partitions_per_topic {
             Err((
                 ResponseError::InvalidPartitions.code(),
@@ -57,12 +57,19 @@ pub async fn create(req: CreateTopicsRequest, version: i16, ctx: &Context) -> Cr
         } else if let Err(e) = weir_core::validate_topic_name(&name) {
             Err((ResponseError::InvalidTopicException.code(), e.to_string()))
         } else if req.validate_only {
-            Ok(())
+            ctx.node
+                .check_new_topic(&name, partitions, rf)
+                .map(drop)
+                .map_err(|e| (error_code(&e), e.to_string()))
         } else {
             ctx.node
                 .create_topic(&name, partitions, rf, configs, timeout)
                 .await
                 .map_err(|e| (error_code(&e), e.to_string()))
+        };
+        let r = match r {
+            Ok(()) if !req.validate_only => wait_leaders(&name, deadline, ctx).await,
+            r => r,
         };
         let mut res = create_topics_response::CreatableTopicResult::default().with_name(t.name);
         if version >= 5 {
@@ -78,6 +85,82 @@ pub async fn create(req: CreateTopicsRequest, version: i16, ctx: &Context) -> Cr
         });
     }
     CreateTopicsResponse::default().with_topics(results)
+}
+
+/// A topic with its replicas named, per partition (`--replica-assignment`).
+async fn create_assigned(
+    t: &create_topics_request::CreatableTopic,
+    name: &str,
+    configs: BTreeMap<String, String>,
+    validate_only: bool,
+    timeout: Duration,
+    ctx: &Context,
+) -> Result<(), (i16, String)> {
+    let invalid = |msg: String| (ResponseError::InvalidReplicaAssignment.code(), msg);
+    if t.num_partitions != -1 || t.replication_factor != -1 {
+        return Err((
+            ResponseError::InvalidRequest.code(),
+            "with replica assignments, num_partitions and replication_factor must be -1".into(),
+        ));
+    }
+    let mut assigned: Vec<(i32, Vec<i32>)> = t
+        .assignments
+        .iter()
+        .map(|a| {
+            (
+                a.partition_index,
+                a.broker_ids.iter().map(|b| b.0).collect(),
+            )
+        })
+        .collect();
+    assigned.sort_unstable_by_key(|(p, _)| *p);
+    if assigned.len() > ctx.max_partitions_per_topic as usize {
+        return Err((
+            ResponseError::InvalidPartitions.code(),
+            format!(
+                "{} partitions: 1 to max_partitions_per_topic = {} allowed",
+                assigned.len(),
+                ctx.max_partitions_per_topic
+            ),
+        ));
+    }
+    let mut replicas = Vec::with_capacity(assigned.len());
+    for (i, (p, brokers)) in assigned.into_iter().enumerate() {
+        if p != i as i32 {
+            return Err(invalid(format!(
+                "partitions must be numbered 0 to {} without gaps",
+                t.assignments.len() - 1
+            )));
+        }
+        let ids: Option<Vec<weir_core::NodeId>> =
+            brokers.iter().map(|&b| u64::try_from(b).ok()).collect();
+        replicas.push(ids.ok_or_else(|| invalid(format!("partition {p}: negative broker id")))?);
+    }
+    let code = |e: weir_core::Error| match e {
+        weir_core::Error::Invalid(m) => invalid(m),
+        e => (error_code(&e), e.to_string()),
+    };
+    if validate_only {
+        return ctx.node.check_assignment(name, &replicas).map_err(code);
+    }
+    ctx.node
+        .create_topic_assigned(name, replicas, configs, timeout)
+        .await
+        .map_err(code)
+}
+
+/// Waits (until the request's deadline) for every partition of a created topic
+/// to have a leader; REQUEST_TIMED_OUT when some do not, as Kafka answers.
+async fn wait_leaders(
+    name: &str,
+    deadline: tokio::time::Instant,
+    ctx: &Context,
+) -> Result<(), (i16, String)> {
+    let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+    ctx.node
+        .wait_topic_leaders(name, left)
+        .await
+        .map_err(|e| (error_code(&e), e.to_string()))
 }
 
 /// Deletes topics by name.
