@@ -351,8 +351,8 @@ pub trait Engine: RaftLogStore + PartitionStore + 'static {
     }
 }
 
-/// Bytes an unprivileged writer may still use on the file system holding `path`
-/// (`statvfs`: available blocks times the fragment size).
+/// Bytes an unprivileged writer may still use on the file system holding `path`,
+/// a directory or a file (`statvfs`: available blocks times the fragment size).
 ///
 /// # Errors
 /// When the file system cannot be asked.

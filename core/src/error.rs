@@ -102,6 +102,11 @@ pub enum Error {
     /// space is freed (Kafka's KAFKA_STORAGE_ERROR, which clients retry).
     #[error("the disk is full: {0}")]
     StorageFull(String),
+    /// A record's timestamp is outside the topic's bounds
+    /// (`message.timestamp.before.max.ms`, `after.max.ms`; Kafka's
+    /// INVALID_TIMESTAMP).
+    #[error("invalid timestamp: {0}")]
+    InvalidTimestamp(String),
     /// The caller's leader epoch is older than the leader's (Kafka's
     /// FENCED_LEADER_EPOCH): it should refresh its metadata.
     #[error("fenced leader epoch: {0}")]

@@ -50,7 +50,7 @@ pub use ids::{GroupId, NodeId, Offset, TopicPartition};
 pub use node::{Node, NodeConfig};
 pub use pipeline::{
     Acks, EpochEnd, FetchPartition, Fetched, OffsetSpec, ProduceCredit, ProduceTicket,
-    validate_topic_name,
+    validate_topic_configs, validate_topic_name,
 };
 pub use raft::driver::{GroupStatus, Role};
 pub use registry::Registry;

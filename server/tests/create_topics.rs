@@ -100,14 +100,19 @@ async fn validate_only_checks_everything_and_creates_nothing() {
             creatable("bad/name", 1, 1),
             creatable("too-many", 100_000, 1),
             creatable("rf", 1, 3),
+            creatable("cfg", 1, 1).with_configs(vec![
+                create_topics_request::CreatableTopicConfig::default()
+                    .with_name(StrBytes::from_static_str("message.timestamp.type"))
+                    .with_value(Some(StrBytes::from_static_str("WhenItArrives"))),
+            ]),
         ],
         true,
     )
     .await;
     let codes: Vec<i16> = got.iter().map(|(c, _)| *c).collect();
     // TOPIC_ALREADY_EXISTS, INVALID_TOPIC_EXCEPTION, INVALID_PARTITIONS,
-    // INVALID_REPLICATION_FACTOR.
-    assert_eq!(codes, vec![0, 36, 17, 37, 38], "{got:?}");
+    // INVALID_REPLICATION_FACTOR, INVALID_CONFIG.
+    assert_eq!(codes, vec![0, 36, 17, 37, 38, 40], "{got:?}");
     assert!(
         !b.ctx.node.metadata().topics.contains_key("fine"),
         "validate_only created the topic"

@@ -28,7 +28,9 @@ use crate::ids::Offset;
 
 mod validate;
 
-pub use validate::{find_timestamp, set_max_timestamp, validate_records};
+pub use validate::{
+    find_timestamp, set_log_append_time, set_max_timestamp, validate_record_times, validate_records,
+};
 
 /// Size of the RecordBatch v2 header, before the first record.
 pub const HEADER_LEN: usize = 61;

@@ -22,7 +22,7 @@ const LOG_APPEND_TIME: i16 = 0x08;
 /// Checks the records of a batch whose header and CRC were verified, and returns
 /// the largest record timestamp (what the header's max timestamp must say; some
 /// clients leave it at -1). `max_decompressed` bounds what a compressed batch may
-/// expand to.
+/// expand to. [`validate_record_times`] also returns the smallest.
 ///
 /// # Errors
 /// [`Error::Invalid`] for records that disagree with the header, a transactional
@@ -30,13 +30,27 @@ const LOG_APPEND_TIME: i16 = 0x08;
 /// decompresses past the bound); [`Error::UnsupportedCompression`] for a codec
 /// other than none, gzip, snappy, lz4 and zstd.
 pub fn validate_records(batch: &[u8], h: &BatchHeader, max_decompressed: usize) -> Result<i64> {
+    validate_record_times(batch, h, max_decompressed).map(|(_, max)| max)
+}
+
+/// [`validate_records`], returning the smallest and the largest record
+/// timestamp (for `message.timestamp.before.max.ms` and `after.max.ms`).
+///
+/// # Errors
+/// As [`validate_records`].
+pub fn validate_record_times(
+    batch: &[u8],
+    h: &BatchHeader,
+    max_decompressed: usize,
+) -> Result<(i64, i64)> {
     if h.attributes & TRANSACTIONAL != 0 && h.producer_id < 0 {
         return Err(Error::Invalid(
             "a transactional record batch must carry a producer id".into(),
         ));
     }
-    let mut max_delta = i64::MIN;
+    let (mut min_delta, mut max_delta) = (i64::MAX, i64::MIN);
     let mut seen = |_offset_delta: i64, ts_delta: i64| {
+        min_delta = min_delta.min(ts_delta);
         max_delta = max_delta.max(ts_delta);
         false
     };
@@ -45,7 +59,10 @@ pub fn validate_records(batch: &[u8], h: &BatchHeader, max_decompressed: usize) 
         h.record_count,
         &mut seen,
     )?;
-    Ok(h.base_timestamp.saturating_add(max_delta))
+    Ok((
+        h.base_timestamp.saturating_add(min_delta),
+        h.base_timestamp.saturating_add(max_delta),
+    ))
 }
 
 /// The records of a batch: in place, or decompressed when they are compressed.
@@ -95,6 +112,15 @@ pub fn set_max_timestamp(batch: &mut [u8], max_timestamp: i64) {
     batch[35..43].copy_from_slice(&max_timestamp.to_be_bytes());
     let crc = super::compute_crc(batch);
     batch[17..21].copy_from_slice(&crc.to_be_bytes());
+}
+
+/// Marks a batch as LogAppendTime (attribute bit 3) with the broker's `now` as
+/// its max timestamp, and recomputes its CRC: what a topic with
+/// `message.timestamp.type=LogAppendTime` stores.
+pub fn set_log_append_time(batch: &mut [u8], now: i64) {
+    let attributes = i16::from_be_bytes([batch[21], batch[22]]) | LOG_APPEND_TIME;
+    batch[21..23].copy_from_slice(&attributes.to_be_bytes());
+    set_max_timestamp(batch, now);
 }
 
 /// The codec's name, for messages.

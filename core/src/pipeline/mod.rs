@@ -20,4 +20,4 @@ pub use budget::ProduceCredit;
 pub use fetch::{FetchPartition, Fetched};
 pub use offsets::{EpochEnd, OffsetSpec};
 pub use produce::{Acks, ProduceTicket};
-pub use topics::validate_topic_name;
+pub use topics::{validate_topic_configs, validate_topic_name};

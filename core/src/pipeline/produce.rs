@@ -32,9 +32,18 @@ pub struct ProduceTicket {
     reply: Option<oneshot::Receiver<Result<Applied>>>,
     /// "topic-partition", for errors.
     what: String,
+    /// The broker's time stamped on the batch, for a LogAppendTime topic.
+    log_append_time: Option<i64>,
 }
 
 impl ProduceTicket {
+    /// The time the broker stamped on the batch when its topic's
+    /// `message.timestamp.type` is `LogAppendTime` (Produce answers it as
+    /// `log_append_time_ms`); `None` for CreateTime topics.
+    pub fn log_append_time(&self) -> Option<i64> {
+        self.log_append_time
+    }
+
     /// Waits until the batch is applied and returns its offsets (`None` for
     /// [`Acks::None`]).
     ///
@@ -62,6 +71,55 @@ impl ProduceTicket {
     }
 }
 
+/// A topic's timestamp configs (Kafka's names and meanings).
+struct TopicTimes {
+    /// `message.timestamp.type=LogAppendTime`: the broker's time is the batch's.
+    log_append_time: bool,
+    /// `message.timestamp.before.max.ms`: how far in the past a record may be.
+    before_max_ms: Option<i64>,
+    /// `message.timestamp.after.max.ms`: how far in the future.
+    after_max_ms: Option<i64>,
+}
+
+impl TopicTimes {
+    fn of(meta: &crate::metadata::Metadata, topic: &str) -> TopicTimes {
+        let configs = meta.topics.get(topic).map(|t| &t.configs);
+        let get = |k: &str| configs.and_then(|c| c.get(k));
+        let ms = |k: &str| get(k).and_then(|v| v.trim().parse::<i64>().ok());
+        TopicTimes {
+            log_append_time: get("message.timestamp.type").is_some_and(|v| v == "LogAppendTime"),
+            before_max_ms: ms("message.timestamp.before.max.ms"),
+            after_max_ms: ms("message.timestamp.after.max.ms"),
+        }
+    }
+
+    /// Refuses records outside the topic's bounds around `now` (KIP-937).
+    fn check(&self, topic: &str, min: i64, max: i64, now: i64) -> Result<()> {
+        if let Some(before) = self.before_max_ms
+            && min < now.saturating_sub(before)
+        {
+            return Err(Error::InvalidTimestamp(format!(
+                "{topic}: record timestamp {min} is more than message.timestamp.before.max.ms = {before} before the broker's time {now}"
+            )));
+        }
+        if let Some(after) = self.after_max_ms
+            && max > now.saturating_add(after)
+        {
+            return Err(Error::InvalidTimestamp(format!(
+                "{topic}: record timestamp {max} is more than message.timestamp.after.max.ms = {after} after the broker's time {now}"
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// The wall clock in ms since the epoch.
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
 impl Node {
     /// Reserves `bytes` of the node's produce budget
     /// ([`NodeConfig::max_pending_produce_bytes`](crate::NodeConfig)), waiting while
@@ -83,7 +141,9 @@ impl Node {
     /// [`Error::Invalid`], [`Error::UnsupportedCompression`] or [`Error::Corrupt`]
     /// for a bad batch (checked as Kafka's log validator does: see
     /// [`batch::validate_records`]); [`Error::NotLeader`]
-    /// (with a hint) when this node does not lead it; [`Error::StorageFull`] below
+    /// (with a hint) when this node does not lead it; [`Error::InvalidTimestamp`]
+    /// for records outside the topic's `message.timestamp.before.max.ms` /
+    /// `after.max.ms`; [`Error::StorageFull`] below
     /// the free-space floor or while the disk is full; [`Error::Shutdown`].
     pub fn propose(
         &self,
@@ -103,32 +163,44 @@ impl Node {
         }
         let header = batch::verify_produced(batch_bytes)?;
         let max = self.config().max_decompressed_batch_bytes;
-        let max_timestamp = if header.compression() == 0 {
-            batch::validate_records(batch_bytes, &header, max)?
+        let (min_timestamp, max_timestamp) = if header.compression() == 0 {
+            batch::validate_record_times(batch_bytes, &header, max)?
         } else {
             // Decompressing may take milliseconds: off the async workers.
-            crate::raft::blocking(|| batch::validate_records(batch_bytes, &header, max))?
+            crate::raft::blocking(|| batch::validate_record_times(batch_bytes, &header, max))?
         };
+        let times = TopicTimes::of(&self.metadata(), topic);
+        let now = now_ms();
+        if !times.log_append_time {
+            times.check(topic, min_timestamp, max_timestamp, now)?;
+        }
         let (p, h) = self.locate(topic, partition)?;
         if !self.config().bypass_leader_check() {
             self.leader_check(&p, &h)?;
         }
         self.space().check_produce()?;
         let mut data = encode_produce(batch_bytes);
-        if header.max_timestamp != max_timestamp {
+        if times.log_append_time {
+            batch::set_log_append_time(&mut data[1..], now);
+        } else if header.max_timestamp != max_timestamp {
             // The header's max timestamp is what time lookups index: the records
             // decide it, as in Kafka's log validator.
             batch::set_max_timestamp(&mut data[1..], max_timestamp);
         }
         let bytes = Some(credit.take(data.len()));
         let what = format!("{topic}-{partition}");
+        let log_append_time = times.log_append_time.then_some(now);
         if acks == Acks::None {
             let _ = h.tx.send(GroupMsg::Propose {
                 data,
                 reply: None,
                 bytes,
             });
-            return Ok(ProduceTicket { reply: None, what });
+            return Ok(ProduceTicket {
+                reply: None,
+                what,
+                log_append_time,
+            });
         }
         let (tx, rx) = oneshot::channel();
         h.tx.send(GroupMsg::Propose {
@@ -140,6 +212,7 @@ impl Node {
         Ok(ProduceTicket {
             reply: Some(rx),
             what,
+            log_append_time,
         })
     }
 

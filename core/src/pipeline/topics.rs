@@ -31,12 +31,37 @@ pub fn validate_topic_name(name: &str) -> Result<()> {
     Ok(())
 }
 
+/// Checks the values of the topic configs weir acts on: `message.timestamp.type`
+/// is `CreateTime` or `LogAppendTime`; `message.timestamp.before.max.ms` and
+/// `after.max.ms` are milliseconds (a non-negative integer).
+///
+/// # Errors
+/// [`Error::Config`] naming the config and the value (Kafka's INVALID_CONFIG).
+pub fn validate_topic_configs(configs: &BTreeMap<String, String>) -> Result<()> {
+    for (k, v) in configs {
+        let ok = match k.as_str() {
+            "message.timestamp.type" => v == "CreateTime" || v == "LogAppendTime",
+            "message.timestamp.before.max.ms" | "message.timestamp.after.max.ms" => {
+                v.trim().parse::<i64>().is_ok_and(|ms| ms >= 0)
+            }
+            _ => true,
+        };
+        if !ok {
+            return Err(Error::Config(format!(
+                "topic config {k} = {v:?} is not valid"
+            )));
+        }
+    }
+    Ok(())
+}
+
 impl Node {
     /// Creates a topic through group 0 and waits until this node has applied it.
     /// Works on any node: followers forward the proposal to the metadata leader.
     ///
     /// # Errors
-    /// Those of [`Node::check_new_topic`]; [`Error::Timeout`] when no metadata
+    /// Those of [`Node::check_new_topic`] and [`validate_topic_configs`];
+    /// [`Error::Timeout`] when no metadata
     /// leader committed it in time.
     pub async fn create_topic(
         &self,
@@ -47,6 +72,7 @@ impl Node {
         timeout: Duration,
     ) -> Result<()> {
         let replicas = self.check_new_topic(name, partitions, replication)?;
+        validate_topic_configs(&configs)?;
         self.propose_topic(name, replicas, configs, timeout).await
     }
 
@@ -66,6 +92,7 @@ impl Node {
         timeout: Duration,
     ) -> Result<()> {
         self.check_assignment(name, &replicas)?;
+        validate_topic_configs(&configs)?;
         self.propose_topic(name, replicas, configs, timeout).await
     }
 

@@ -186,12 +186,8 @@ impl RedbStore {
 
 impl KvStore for RedbStore {
     fn free_bytes(&self) -> Option<u64> {
-        let dir = if self.path.is_dir() {
-            self.path.as_path()
-        } else {
-            self.path.parent()?
-        };
-        weir_core::engine::free_bytes(dir).ok()
+        // statvfs takes any path on the file system, the database file too.
+        weir_core::engine::free_bytes(&self.path).ok()
     }
 
     const NAME: &'static str = NAME;

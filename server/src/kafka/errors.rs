@@ -26,6 +26,7 @@ pub fn response_error(e: &Error) -> ResponseError {
         Error::Config(_) => ResponseError::InvalidConfig,
         Error::Timeout(_) => ResponseError::RequestTimedOut,
         Error::FencedLeaderEpoch(_) => ResponseError::FencedLeaderEpoch,
+        Error::InvalidTimestamp(_) => ResponseError::InvalidTimestamp,
         Error::UnknownLeaderEpoch(_) => ResponseError::UnknownLeaderEpoch,
         Error::AlreadyExists(_) => ResponseError::TopicAlreadyExists,
         Error::LimitExceeded(_) => ResponseError::PolicyViolation,

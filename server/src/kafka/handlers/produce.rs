@@ -42,7 +42,10 @@ pub fn start(
     async move {
         let waits = slots.into_iter().map(|(name, index, ticket)| async move {
             let r = match ticket {
-                Ok(t) => t.wait(timeout).await,
+                Ok(t) => {
+                    let stamped = t.log_append_time();
+                    t.wait(timeout).await.map(|a| a.map(|a| (a, stamped)))
+                }
                 Err(e) => Err(e),
             };
             (name, index, r)
@@ -52,12 +55,12 @@ pub fn start(
     }
 }
 
+/// A partition's outcome: its offsets and the time a LogAppendTime topic
+/// stamped (for acks=all), or the error.
+type Outcome = weir_core::Result<Option<(Appended, Option<i64>)>>;
+
 /// The response for each partition's outcome, grouped by topic.
-fn answer(
-    results: Vec<(String, i32, weir_core::Result<Option<Appended>>)>,
-    version: i16,
-    ctx: &Context,
-) -> ProduceResponse {
+fn answer(results: Vec<(String, i32, Outcome)>, version: i16, ctx: &Context) -> ProduceResponse {
     let meta = ctx.node.metadata();
     let mut endpoints: BTreeMap<u64, produce_response::NodeEndpoint> = BTreeMap::new();
     let mut by_topic: BTreeMap<String, Vec<produce_response::PartitionProduceResponse>> =
@@ -67,7 +70,11 @@ fn answer(
             .with_index(index)
             .with_log_append_time_ms(-1);
         match r {
-            Ok(Some(a)) => pr = pr.with_base_offset(a.base_offset),
+            Ok(Some((a, stamped))) => {
+                pr = pr
+                    .with_base_offset(a.base_offset)
+                    .with_log_append_time_ms(stamped.unwrap_or(-1));
+            }
             Ok(None) => {}
             Err(e) => {
                 if let (Error::NotLeader { hint: Some(h), .. }, true) = (&e, version >= 10) {

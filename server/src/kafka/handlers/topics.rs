@@ -59,7 +59,7 @@ pub async fn create(req: CreateTopicsRequest, version: i16, ctx: &Context) -> Cr
         } else if req.validate_only {
             ctx.node
                 .check_new_topic(&name, partitions, rf)
-                .map(drop)
+                .and_then(|_| weir_core::validate_topic_configs(&configs))
                 .map_err(|e| (error_code(&e), e.to_string()))
         } else {
             ctx.node
