@@ -282,6 +282,52 @@ fn kafka_python_round_trip() {
     python_roundtrip("kafka-python");
 }
 
+/// kafkajs, a pure-JavaScript client: create a topic and produce at once (no
+/// retries), gzip, offsets for a time inside a batch, DescribeConfigs defaults,
+/// metadata (server/tests/clients/js/admin.js; kafkajs consumes only through
+/// consumer groups, which weir does not offer yet).
+#[test]
+fn kafkajs_creates_produces_and_looks_up() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/clients/js");
+    assert!(
+        dir.join("node_modules/kafkajs/package.json").exists(),
+        "kafkajs is not installed; scripts/test installs it (npm ci in {})",
+        dir.display()
+    );
+    let b = Broker::start();
+    let out = Command::new("node")
+        .arg(dir.join("admin.js"))
+        .args([&b.bootstrap(), "kjs"])
+        .env("KAFKAJS_NO_PARTITIONER_WARNING", "1")
+        .output()
+        .expect("node is needed (scripts/test installs it)");
+    assert!(
+        out.status.success(),
+        "kafkajs failed:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// confluent-kafka's AdminClient: create a topic with a config, Metadata right
+/// after it (leaders known), DescribeConfigs of the topic and of the broker.
+#[test]
+fn confluent_kafka_admin_creates_and_describes() {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/clients/describe_configs.py");
+    let b = Broker::start();
+    let out = Command::new("python3")
+        .arg(&script)
+        .args([&b.bootstrap(), "described"])
+        .output()
+        .expect("python3 is needed (scripts/test installs the clients)");
+    assert!(
+        out.status.success(),
+        "confluent-kafka admin failed:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 fn kcat_lines(bootstrap: &str, topic: &str, lines: &str) {
     run(
         Command::new("kcat")

@@ -447,6 +447,12 @@ impl Node {
         &self.inner.produce_budget
     }
 
+    /// The largest record batch this node accepts
+    /// ([`NodeConfig::max_batch_bytes`]).
+    pub fn max_batch_bytes(&self) -> usize {
+        self.inner.cfg.max_batch_bytes
+    }
+
     /// The node's free-space floor and stalled groups.
     pub(crate) fn space(&self) -> &space::Space {
         &self.inner.space

@@ -1,4 +1,6 @@
-//! DescribeConfigs.
+//! DescribeConfigs: every topic config weir knows with its value, where the
+//! value comes from (the topic, the broker's config, a default) and what lies
+//! beneath it (synonyms), and this broker's own settings.
 
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::*;
@@ -6,56 +8,277 @@ use kafka_protocol::messages::*;
 use super::str_bytes;
 use crate::kafka::Context;
 
-/// Topic configs as stored in metadata (resource type 2); brokers (type 4) have
-/// none that clients can set yet.
+use describe_configs_response::{
+    DescribeConfigsResourceResult as Entry, DescribeConfigsResult, DescribeConfigsSynonym,
+};
+
+const TOPIC: i8 = 2;
+const BROKER: i8 = 4;
+
+/// Kafka's `ConfigSource`.
+mod source {
+    pub(super) const DYNAMIC_TOPIC: i8 = 1;
+    pub(super) const STATIC_BROKER: i8 = 4;
+    pub(super) const DEFAULT: i8 = 5;
+}
+
+/// Kafka's `ConfigType`.
+mod kind {
+    pub(super) const BOOLEAN: i8 = 1;
+    pub(super) const STRING: i8 = 2;
+    pub(super) const INT: i8 = 3;
+    pub(super) const LONG: i8 = 5;
+    pub(super) const LIST: i8 = 7;
+}
+
+/// A topic config weir knows: its name, the broker config beneath it, its type,
+/// and what it means here.
+struct Known {
+    name: &'static str,
+    broker: &'static str,
+    kind: i8,
+    doc: &'static str,
+}
+
+const KNOWN: &[Known] = &[
+    Known {
+        name: "cleanup.policy",
+        broker: "log.cleanup.policy",
+        kind: kind::LIST,
+        doc: "delete: old data goes by retention (weir does not delete anything yet; compaction is not offered)",
+    },
+    Known {
+        name: "compression.type",
+        broker: "compression.type",
+        kind: kind::STRING,
+        doc: "producer: batches are stored as the producer compressed them",
+    },
+    Known {
+        name: "max.message.bytes",
+        broker: "message.max.bytes",
+        kind: kind::INT,
+        doc: "the largest record batch accepted (weir's max_batch_bytes)",
+    },
+    Known {
+        name: "message.timestamp.type",
+        broker: "log.message.timestamp.type",
+        kind: kind::STRING,
+        doc: "CreateTime (the producer's) or LogAppendTime (the broker stamps its own time on each batch)",
+    },
+    Known {
+        name: "message.timestamp.before.max.ms",
+        broker: "log.message.timestamp.before.max.ms",
+        kind: kind::LONG,
+        doc: "how far before the broker's time a record's timestamp may be (CreateTime topics); older ones are refused with INVALID_TIMESTAMP",
+    },
+    Known {
+        name: "message.timestamp.after.max.ms",
+        broker: "log.message.timestamp.after.max.ms",
+        kind: kind::LONG,
+        doc: "how far after the broker's time a record's timestamp may be (CreateTime topics); later ones are refused with INVALID_TIMESTAMP",
+    },
+    Known {
+        name: "retention.ms",
+        broker: "log.retention.ms",
+        kind: kind::LONG,
+        doc: "-1: weir keeps every record (time-based retention is not implemented yet)",
+    },
+    Known {
+        name: "retention.bytes",
+        broker: "log.retention.bytes",
+        kind: kind::LONG,
+        doc: "-1: weir keeps every record (size-based retention is not implemented yet)",
+    },
+    Known {
+        name: "unclean.leader.election.enable",
+        broker: "unclean.leader.election.enable",
+        kind: kind::BOOLEAN,
+        doc: "false: a partition's leader is elected by Raft and always holds every committed record",
+    },
+];
+
+/// A topic config's value when the topic does not set it, and its source.
+fn default_of(name: &str, ctx: &Context) -> (String, i8) {
+    match name {
+        "cleanup.policy" => ("delete".into(), source::DEFAULT),
+        "compression.type" => ("producer".into(), source::DEFAULT),
+        "max.message.bytes" => (
+            ctx.node.max_batch_bytes().to_string(),
+            source::STATIC_BROKER,
+        ),
+        "message.timestamp.type" => ("CreateTime".into(), source::DEFAULT),
+        "message.timestamp.before.max.ms" | "message.timestamp.after.max.ms" => {
+            (i64::MAX.to_string(), source::DEFAULT)
+        }
+        "retention.ms" | "retention.bytes" => ("-1".into(), source::DEFAULT),
+        _ => ("false".into(), source::DEFAULT),
+    }
+}
+
+/// Describes topics (resource type 2) and this broker (type 4).
 pub fn describe(req: DescribeConfigsRequest, ctx: &Context) -> DescribeConfigsResponse {
-    const TOPIC: i8 = 2;
-    const BROKER: i8 = 4;
-    const TOPIC_CONFIG_SOURCE: i8 = 1;
-    let meta = ctx.node.metadata();
     let results = req
         .resources
-        .into_iter()
+        .iter()
         .map(|r| {
-            let res = describe_configs_response::DescribeConfigsResult::default()
+            let res = DescribeConfigsResult::default()
                 .with_resource_type(r.resource_type)
                 .with_resource_name(r.resource_name.clone());
-            match r.resource_type {
-                TOPIC => match meta.topics.get(r.resource_name.as_str()) {
-                    None => res
-                        .with_error_code(ResponseError::UnknownTopicOrPartition.code())
-                        .with_error_message(Some(str_bytes(&format!(
-                            "unknown topic {}",
-                            r.resource_name.as_str()
-                        )))),
-                    Some(t) => {
-                        let wanted = |k: &str| {
-                            r.configuration_keys
-                                .as_ref()
-                                .is_none_or(|keys| keys.iter().any(|w| w.as_str() == k))
-                        };
-                        let configs = t
-                            .configs
-                            .iter()
-                            .filter(|(k, _)| wanted(k))
-                            .map(|(k, v)| {
-                                describe_configs_response::DescribeConfigsResourceResult::default()
-                                    .with_name(str_bytes(k))
-                                    .with_value(Some(str_bytes(v)))
-                                    .with_config_source(TOPIC_CONFIG_SOURCE)
-                            })
-                            .collect();
-                        res.with_configs(configs)
-                    }
-                },
-                BROKER => res,
-                other => res
-                    .with_error_code(ResponseError::InvalidRequest.code())
-                    .with_error_message(Some(str_bytes(&format!(
-                        "resource type {other} is not supported"
-                    )))),
+            let wanted = |k: &str| {
+                r.configuration_keys
+                    .as_ref()
+                    .is_none_or(|keys| keys.iter().any(|w| w.as_str() == k))
+            };
+            let described = match r.resource_type {
+                TOPIC => topic(r.resource_name.as_str(), &req, ctx),
+                BROKER => broker(r.resource_name.as_str(), &req, ctx),
+                other => Err((
+                    ResponseError::InvalidRequest,
+                    format!("resource type {other} is not supported (2 topic, 4 broker)"),
+                )),
+            };
+            match described {
+                Ok(entries) => res.with_configs(
+                    entries
+                        .into_iter()
+                        .filter(|e| wanted(e.name.as_str()))
+                        .collect(),
+                ),
+                Err((e, msg)) => res
+                    .with_error_code(e.code())
+                    .with_error_message(Some(str_bytes(&msg))),
             }
         })
         .collect();
     DescribeConfigsResponse::default().with_results(results)
+}
+
+type Described = Result<Vec<Entry>, (ResponseError, String)>;
+
+fn entry(name: &str, value: &str, kind: i8, doc: &str, req: &DescribeConfigsRequest) -> Entry {
+    Entry::default()
+        .with_name(str_bytes(name))
+        .with_value(Some(str_bytes(value)))
+        .with_config_type(kind)
+        .with_documentation(req.include_documentation.then(|| str_bytes(doc)))
+}
+
+fn synonym(name: &str, value: &str, source: i8) -> DescribeConfigsSynonym {
+    DescribeConfigsSynonym::default()
+        .with_name(str_bytes(name))
+        .with_value(Some(str_bytes(value)))
+        .with_source(source)
+}
+
+fn topic(name: &str, req: &DescribeConfigsRequest, ctx: &Context) -> Described {
+    let meta = ctx.node.metadata();
+    let Some(t) = meta.topics.get(name) else {
+        return Err((
+            ResponseError::UnknownTopicOrPartition,
+            format!("unknown topic {name}"),
+        ));
+    };
+    let mut out = Vec::new();
+    for k in KNOWN {
+        let (default, default_source) = default_of(k.name, ctx);
+        let set = t.configs.get(k.name);
+        let (value, source) = match set {
+            Some(v) => (v.as_str(), source::DYNAMIC_TOPIC),
+            None => (default.as_str(), default_source),
+        };
+        let mut e = entry(k.name, value, k.kind, k.doc, req).with_config_source(source);
+        if req.include_synonyms {
+            // In order of precedence: the topic's own value, then the broker's.
+            let mut synonyms = Vec::new();
+            if let Some(v) = set {
+                synonyms.push(synonym(k.name, v, source::DYNAMIC_TOPIC));
+            }
+            synonyms.push(synonym(k.broker, &default, default_source));
+            e = e.with_synonyms(synonyms);
+        }
+        out.push(e);
+    }
+    // Configs set on the topic that weir stores but does not act on.
+    for (k, v) in &t.configs {
+        if KNOWN.iter().all(|known| known.name != k) {
+            let doc = "stored with the topic; weir does not act on it";
+            let mut e =
+                entry(k, v, kind::STRING, doc, req).with_config_source(source::DYNAMIC_TOPIC);
+            if req.include_synonyms {
+                e = e.with_synonyms(vec![synonym(k, v, source::DYNAMIC_TOPIC)]);
+            }
+            out.push(e);
+        }
+    }
+    Ok(out)
+}
+
+fn broker(name: &str, req: &DescribeConfigsRequest, ctx: &Context) -> Described {
+    let id = ctx.node.id().to_string();
+    if name.is_empty() {
+        // The cluster-wide dynamic defaults: weir has none.
+        return Ok(Vec::new());
+    }
+    if name != id {
+        return Err((
+            ResponseError::InvalidRequest,
+            format!("this is broker {id}: ask broker {name} for its own configs"),
+        ));
+    }
+    let settings: [(&str, String, i8, &str); 7] = [
+        (
+            "broker.id",
+            id.clone(),
+            kind::INT,
+            "this node's id (node_id)",
+        ),
+        (
+            "num.partitions",
+            ctx.default_partitions.to_string(),
+            kind::INT,
+            "partitions of an auto-created topic (default_partitions)",
+        ),
+        (
+            "default.replication.factor",
+            ctx.default_replication.to_string(),
+            kind::INT,
+            "replicas of an auto-created topic (default_replication)",
+        ),
+        (
+            "auto.create.topics.enable",
+            ctx.auto_create.to_string(),
+            kind::BOOLEAN,
+            "whether Metadata and Produce create unknown topics (auto_create_topics)",
+        ),
+        (
+            "message.max.bytes",
+            ctx.node.max_batch_bytes().to_string(),
+            kind::INT,
+            "the largest record batch accepted (max_batch_bytes)",
+        ),
+        (
+            "socket.request.max.bytes",
+            ctx.max_request_bytes.to_string(),
+            kind::INT,
+            "the largest request accepted (max_request_bytes)",
+        ),
+        (
+            "log.message.timestamp.type",
+            "CreateTime".into(),
+            kind::STRING,
+            "the timestamp type of topics that do not set message.timestamp.type",
+        ),
+    ];
+    Ok(settings
+        .iter()
+        .map(|(k, v, ty, doc)| {
+            let mut e = entry(k, v, *ty, doc, req)
+                .with_config_source(source::STATIC_BROKER)
+                .with_read_only(true);
+            if req.include_synonyms {
+                e = e.with_synonyms(vec![synonym(k, v, source::STATIC_BROKER)]);
+            }
+            e
+        })
+        .collect())
 }
