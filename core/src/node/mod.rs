@@ -383,7 +383,16 @@ impl Node {
         topic: &str,
         partition: i32,
     ) -> Result<(PartitionMeta, GroupHandle)> {
-        let meta = self.metadata();
+        self.locate_in(&self.metadata(), topic, partition)
+    }
+
+    /// [`Node::locate`] in a metadata state the caller holds.
+    pub(crate) fn locate_in(
+        &self,
+        meta: &Metadata,
+        topic: &str,
+        partition: i32,
+    ) -> Result<(PartitionMeta, GroupHandle)> {
         let p = meta
             .partition(topic, partition)
             .ok_or_else(|| Error::NotFound(format!("topic {topic} partition {partition}")))?

@@ -169,16 +169,17 @@ impl Node {
             // Decompressing may take milliseconds: off the async workers.
             crate::raft::blocking(|| batch::validate_record_times(batch_bytes, &header, max))?
         };
-        let times = TopicTimes::of(&self.metadata(), topic);
-        let now = now_ms();
-        if !times.log_append_time {
-            times.check(topic, min_timestamp, max_timestamp, now)?;
-        }
-        let (p, h) = self.locate(topic, partition)?;
+        let meta = self.metadata();
+        let (p, h) = self.locate_in(&meta, topic, partition)?;
         if !self.config().bypass_leader_check() {
             self.leader_check(&p, &h)?;
         }
         self.space().check_produce()?;
+        let times = TopicTimes::of(&meta, topic);
+        let now = now_ms();
+        if !times.log_append_time {
+            times.check(topic, min_timestamp, max_timestamp, now)?;
+        }
         let mut data = encode_produce(batch_bytes);
         if times.log_append_time {
             batch::set_log_append_time(&mut data[1..], now);
