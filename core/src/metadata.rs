@@ -42,6 +42,11 @@ pub struct PartitionMeta {
 pub struct Topic {
     /// The topic's name.
     pub name: String,
+    /// The topic's id (KIP-516), a UUID's 16 bytes: every replica derives the
+    /// same one when it applies the creation (see [`topic_id`]), and a topic
+    /// created again under the same name gets another.
+    #[serde(default)]
+    pub id: [u8; 16],
     /// Its partitions, by index.
     pub partitions: Vec<PartitionMeta>,
     /// Topic-level configuration (Kafka names, e.g. `retention.ms`).
@@ -61,7 +66,37 @@ pub struct Metadata {
     pub applied: u64,
 }
 
+/// The id of a topic named `name` whose first partition is Raft group
+/// `first_group`: group ids are never handed out twice, so neither is an id. A
+/// version-4-shaped UUID (random-looking bits, the version and variant set),
+/// never nil.
+pub fn topic_id(name: &str, first_group: GroupId) -> [u8; 16] {
+    // splitmix64, over the group id and an FNV-1a hash of the name.
+    fn mix(mut z: u64) -> u64 {
+        z = z.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+    let fnv = name.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    });
+    let hi = mix(first_group.0);
+    let lo = mix(fnv ^ hi);
+    let mut id = [0u8; 16];
+    id[..8].copy_from_slice(&hi.to_be_bytes());
+    id[8..].copy_from_slice(&lo.to_be_bytes());
+    id[6] = (id[6] & 0x0f) | 0x40;
+    id[8] = (id[8] & 0x3f) | 0x80;
+    id
+}
+
 impl Metadata {
+    /// The topic with id `id`, if it exists.
+    pub fn topic_by_id(&self, id: [u8; 16]) -> Option<&Topic> {
+        self.topics.values().find(|t| t.id == id)
+    }
+
     /// The partition behind `topic`/`partition`, if it exists.
     pub fn partition(&self, topic: &str, partition: i32) -> Option<&PartitionMeta> {
         let t = self.topics.get(topic)?;
@@ -181,6 +216,7 @@ impl MetadataMachine {
                 if st.topics.contains_key(&name) || replicas.is_empty() {
                     return;
                 }
+                let id = topic_id(&name, GroupId(st.next_group + 1));
                 let partitions = replicas
                     .into_iter()
                     .enumerate()
@@ -198,6 +234,7 @@ impl MetadataMachine {
                     name.clone(),
                     Topic {
                         name,
+                        id,
                         partitions,
                         configs,
                     },

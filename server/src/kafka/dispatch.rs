@@ -15,17 +15,18 @@ use super::handlers;
 use super::{Context, handlers::groups};
 
 /// The APIs and versions weir answers (intersected with what the crate decodes).
-/// Produce and Fetch stop at 12: later versions name topics by id only.
+/// Produce stops at 12 (13 names topics by id only); Fetch from 13 and
+/// DeleteTopics 6 name them by id (KIP-516), which Metadata (v10+) reports.
 pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::Produce, 3, 12),
-    (ApiKey::Fetch, 4, 12),
+    (ApiKey::Fetch, 4, 16),
     (ApiKey::ListOffsets, 1, 8),
     (ApiKey::OffsetForLeaderEpoch, 2, 4),
     (ApiKey::Metadata, 0, 12),
     (ApiKey::FindCoordinator, 0, 4),
     (ApiKey::ApiVersions, 0, 3),
     (ApiKey::CreateTopics, 2, 7),
-    (ApiKey::DeleteTopics, 1, 5),
+    (ApiKey::DeleteTopics, 1, 6),
     (ApiKey::DescribeConfigs, 1, 4),
     // Group APIs: answered with COORDINATOR_NOT_AVAILABLE (see `handlers::groups`).
     // OffsetFetch stops at 7: later versions batch several groups.

@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use bytes::Bytes;
+use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::*;
 use weir_core::{Error, FetchPartition, Fetched};
 
@@ -11,12 +12,29 @@ use crate::kafka::Context;
 use crate::kafka::errors::error_code;
 
 /// Reads every partition asked for, waiting up to `max_wait_ms` for `min_bytes`.
+/// From v13 topics are named by id (KIP-516); an id no topic has is answered
+/// UNKNOWN_TOPIC_ID.
 pub async fn handle(req: FetchRequest, version: i16, ctx: &Context) -> FetchResponse {
-    let names: Vec<String> = req.topics.iter().map(|t| t.topic.0.to_string()).collect();
+    let meta = ctx.node.metadata();
+    // Each topic's name, or `None` for an unknown id.
+    let names: Vec<Option<String>> = req
+        .topics
+        .iter()
+        .map(|t| {
+            if version >= 13 {
+                meta.topic_by_id(*t.topic_id.as_bytes())
+                    .map(|t| t.name.clone())
+            } else {
+                Some(t.topic.0.to_string())
+            }
+        })
+        .collect();
+    drop(meta);
     let parts: Vec<FetchPartition<'_>> = req
         .topics
         .iter()
         .zip(&names)
+        .filter_map(|(t, name)| name.as_deref().map(|n| (t, n)))
         .flat_map(|(t, name)| {
             t.partitions.iter().map(move |p| FetchPartition {
                 topic: name,
@@ -39,18 +57,29 @@ pub async fn handle(req: FetchRequest, version: i16, ctx: &Context) -> FetchResp
     let responses = req
         .topics
         .iter()
-        .map(|t| {
+        .zip(&names)
+        .map(|(t, name)| {
             let partitions = t
                 .partitions
                 .iter()
-                .map(|p| {
-                    let r = results.next().unwrap_or(Err(Error::Shutdown));
-                    partition_data(p.partition, r, version)
+                .map(|p| match name {
+                    Some(_) => {
+                        let r = results.next().unwrap_or(Err(Error::Shutdown));
+                        partition_data(p.partition, r, version)
+                    }
+                    None => fetch_response::PartitionData::default()
+                        .with_partition_index(p.partition)
+                        .with_error_code(ResponseError::UnknownTopicId.code())
+                        .with_high_watermark(-1)
+                        .with_records(Some(Bytes::new())),
                 })
                 .collect();
-            fetch_response::FetchableTopicResponse::default()
-                .with_topic(t.topic.clone())
-                .with_partitions(partitions)
+            let r = fetch_response::FetchableTopicResponse::default().with_partitions(partitions);
+            if version >= 13 {
+                r.with_topic_id(t.topic_id)
+            } else {
+                r.with_topic(t.topic.clone())
+            }
         })
         .collect();
     FetchResponse::default().with_responses(responses)

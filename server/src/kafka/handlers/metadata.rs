@@ -6,16 +6,32 @@ use kafka_protocol::messages::*;
 use super::{auto_create, host_port, str_bytes, topic_name};
 use crate::kafka::Context;
 
-/// Brokers, the controller, and the topics asked for (all when none are named) with
-/// each partition's leader, replicas and in-sync replicas. Unknown topics are
-/// auto-created when allowed, and answered LEADER_NOT_AVAILABLE meanwhile.
+/// Brokers, the controller, and the topics asked for (all when none are named;
+/// by name, or by id from v10) with each topic's id and each partition's leader,
+/// replicas and in-sync replicas. Unknown topics are auto-created when allowed,
+/// and answered LEADER_NOT_AVAILABLE meanwhile; unknown ids UNKNOWN_TOPIC_ID.
 pub async fn handle(req: MetadataRequest, version: i16, ctx: &Context) -> MetadataResponse {
     let meta = ctx.node.metadata();
+    let mut topics = Vec::new();
     let wanted: Vec<String> = match &req.topics {
         None => meta.topics.keys().cloned().collect(),
         Some(ts) => ts
             .iter()
-            .filter_map(|t| t.name.as_ref().map(|n| n.0.to_string()))
+            .filter_map(|t| match &t.name {
+                Some(n) => Some(n.0.to_string()),
+                None if !t.topic_id.is_nil() => {
+                    let found = meta.topic_by_id(*t.topic_id.as_bytes());
+                    if found.is_none() {
+                        topics.push(
+                            metadata_response::MetadataResponseTopic::default()
+                                .with_topic_id(t.topic_id)
+                                .with_error_code(ResponseError::UnknownTopicId.code()),
+                        );
+                    }
+                    found.map(|t| t.name.clone())
+                }
+                None => None,
+            })
             .collect(),
     };
     let may_create = ctx.auto_create && (version < 4 || req.allow_auto_topic_creation);
@@ -31,7 +47,6 @@ pub async fn handle(req: MetadataRequest, version: i16, ctx: &Context) -> Metada
         })
         .collect();
     let controller = ctx.node.controller().map_or(-1, |id| id as i32);
-    let mut topics = Vec::new();
     let mut budget = ctx.max_auto_create_per_request;
     for name in wanted {
         let t =
@@ -78,6 +93,11 @@ pub async fn handle(req: MetadataRequest, version: i16, ctx: &Context) -> Metada
                 }
             })
             .collect();
+        let t = if version >= 10 {
+            t.with_topic_id(uuid::Uuid::from_bytes(topic.id))
+        } else {
+            t
+        };
         topics.push(t.with_partitions(partitions));
     }
     let mut resp = MetadataResponse::default()

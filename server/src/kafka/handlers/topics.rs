@@ -163,18 +163,41 @@ async fn wait_leaders(
         .map_err(|e| (error_code(&e), e.to_string()))
 }
 
-/// Deletes topics by name.
+/// Deletes topics by name, or (v6) by id; an id no topic has is answered
+/// UNKNOWN_TOPIC_ID.
 pub async fn delete(req: DeleteTopicsRequest, version: i16, ctx: &Context) -> DeleteTopicsResponse {
     let timeout = Duration::from_millis(req.timeout_ms.clamp(1, 60_000) as u64);
+    let mut results = Vec::new();
     let names: Vec<TopicName> = if version >= 6 {
-        req.topics.into_iter().filter_map(|t| t.name).collect()
+        let meta = ctx.node.metadata();
+        req.topics
+            .into_iter()
+            .filter_map(|t| {
+                if let Some(n) = t.name {
+                    return Some(n);
+                }
+                let found = meta.topic_by_id(*t.topic_id.as_bytes());
+                if found.is_none() {
+                    results.push(
+                        delete_topics_response::DeletableTopicResult::default()
+                            .with_topic_id(t.topic_id)
+                            .with_error_code(ResponseError::UnknownTopicId.code())
+                            .with_error_message(Some(str_bytes("no topic has this id"))),
+                    );
+                }
+                found.map(|t| super::topic_name(&t.name))
+            })
+            .collect()
     } else {
         req.topic_names
     };
-    let mut results = Vec::new();
     for n in names {
+        let id = ctx.node.metadata().topics.get(n.0.as_str()).map(|t| t.id);
         let r = ctx.node.delete_topic(&n.0, timeout).await;
-        let res = delete_topics_response::DeletableTopicResult::default().with_name(Some(n));
+        let mut res = delete_topics_response::DeletableTopicResult::default().with_name(Some(n));
+        if let (Some(id), true) = (id, version >= 6) {
+            res = res.with_topic_id(uuid::Uuid::from_bytes(id));
+        }
         results.push(match r {
             Ok(()) => res,
             Err(e) if version >= 5 => res
