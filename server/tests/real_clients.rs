@@ -255,20 +255,29 @@ fn python_roundtrip(client: &str) {
     python_roundtrip_on(client, "segment");
 }
 
+/// Runs a client's script to its end; the test fails with its output unless it
+/// succeeded.
+fn run_client(what: &str, cmd: &mut Command) {
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("{what}: cannot run {cmd:?} ({e}); scripts/test installs it"));
+    assert!(
+        out.status.success(),
+        "{what} failed:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 fn python_roundtrip_on(client: &str, engine: &'static str) {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/clients/roundtrip.py");
     let b = Broker::start_on(engine);
     let topic = format!("py-{client}");
-    let out = Command::new("python3")
-        .arg(&script)
-        .args([&b.bootstrap(), &topic, client, "3000", "3"])
-        .output()
-        .expect("python3 is needed (scripts/test installs the clients)");
-    assert!(
-        out.status.success(),
-        "{client} round trip failed:\n{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
+    run_client(
+        &format!("{client} round trip"),
+        Command::new("python3")
+            .arg(&script)
+            .args([&b.bootstrap(), &topic, client, "3000", "3"]),
     );
 }
 
@@ -295,17 +304,12 @@ fn kafkajs_creates_produces_and_looks_up() {
         dir.display()
     );
     let b = Broker::start();
-    let out = Command::new("node")
-        .arg(dir.join("admin.js"))
-        .args([&b.bootstrap(), "kjs"])
-        .env("KAFKAJS_NO_PARTITIONER_WARNING", "1")
-        .output()
-        .expect("node is needed (scripts/test installs it)");
-    assert!(
-        out.status.success(),
-        "kafkajs failed:\n{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
+    run_client(
+        "kafkajs",
+        Command::new("node")
+            .arg(dir.join("admin.js"))
+            .args([&b.bootstrap(), "kjs"])
+            .env("KAFKAJS_NO_PARTITIONER_WARNING", "1"),
     );
 }
 
@@ -315,16 +319,11 @@ fn kafkajs_creates_produces_and_looks_up() {
 fn confluent_kafka_admin_creates_and_describes() {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/clients/describe_configs.py");
     let b = Broker::start();
-    let out = Command::new("python3")
-        .arg(&script)
-        .args([&b.bootstrap(), "described"])
-        .output()
-        .expect("python3 is needed (scripts/test installs the clients)");
-    assert!(
-        out.status.success(),
-        "confluent-kafka admin failed:\n{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
+    run_client(
+        "confluent-kafka admin",
+        Command::new("python3")
+            .arg(&script)
+            .args([&b.bootstrap(), "described"]),
     );
 }
 
