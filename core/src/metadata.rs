@@ -60,6 +60,9 @@ pub struct Metadata {
     pub brokers: BTreeMap<NodeId, Broker>,
     /// Topics by name.
     pub topics: BTreeMap<String, Topic>,
+    /// Topic names by id (Fetch v13+ names topics by id on every request).
+    #[serde(default)]
+    pub topic_ids: BTreeMap<[u8; 16], String>,
     /// The next partition group id to hand out.
     pub next_group: u64,
     /// The group-0 index this state reflects.
@@ -94,7 +97,7 @@ pub fn topic_id(name: &str, first_group: GroupId) -> [u8; 16] {
 impl Metadata {
     /// The topic with id `id`, if it exists.
     pub fn topic_by_id(&self, id: [u8; 16]) -> Option<&Topic> {
-        self.topics.values().find(|t| t.id == id)
+        self.topics.get(self.topic_ids.get(&id)?)
     }
 
     /// The partition behind `topic`/`partition`, if it exists.
@@ -217,6 +220,7 @@ impl MetadataMachine {
                     return;
                 }
                 let id = topic_id(&name, GroupId(st.next_group + 1));
+                st.topic_ids.insert(id, name.clone());
                 let partitions = replicas
                     .into_iter()
                     .enumerate()
@@ -241,7 +245,9 @@ impl MetadataMachine {
                 );
             }
             MetaCommand::DeleteTopic { name } => {
-                st.topics.remove(&name);
+                if let Some(t) = st.topics.remove(&name) {
+                    st.topic_ids.remove(&t.id);
+                }
             }
             MetaCommand::LeaderChanged { group, node, term } => {
                 for t in st.topics.values_mut() {
