@@ -147,14 +147,23 @@ pub async fn run(
     shutdown: impl std::future::Future<Output = ()>,
 ) -> anyhow::Result<()> {
     config.validate()?;
-    if config.engine != config::EngineKind::Memory {
-        stamp::check_or_write(&config.data_dir, config.node_id, &config.cluster_id)?;
-    }
+    let stamped = if config.engine == config::EngineKind::Memory {
+        None
+    } else {
+        Some(stamp::check_or_write(
+            &config.data_dir,
+            config.node_id,
+            &config.cluster_id,
+        )?)
+    };
     // What is left of the open-file limit once the descriptors open now
     // (inherited ones, the listener) are counted, before the engine opens its
     // partitions' files (the budget counts those itself); RLIM_INFINITY: none.
     let descriptors_left = rlimit::descriptors_left();
     let engine = open_engine(&config)?;
+    if let Some(s) = &stamped {
+        stamp::check_engine(&config.data_dir, s, engine.as_ref())?;
+    }
     let (transport, register) = open_transport(&config).await?;
     let mut voters: Vec<NodeId> = config.peers.keys().copied().collect();
     voters.push(config.node_id);
@@ -182,8 +191,11 @@ pub async fn run(
             );
         }
     }
-    let node = Node::start(node_cfg, engine, transport)?;
+    let node = Node::start(node_cfg, engine.clone(), transport)?;
     register(node.inbound());
+    if let Some(s) = stamped.filter(|s| !s.holds_raft_state) {
+        tokio::spawn(mark_holding(config.data_dir.clone(), s, engine));
+    }
     tracing::info!(
         node = config.node_id,
         kafka = %kafka.local_addr().map(|a| a.to_string()).unwrap_or_default(),
@@ -221,6 +233,24 @@ pub async fn run(
         None => {
             tracing::info!("weir stopped");
             Ok(())
+        }
+    }
+}
+
+/// Records in the data directory's stamp, once group 0's state is durable, that
+/// the engine holds Raft state (see [`stamp::check_engine`]).
+async fn mark_holding(dir: std::path::PathBuf, stamped: stamp::Stamp, engine: Arc<dyn Engine>) {
+    for _ in 0..600 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let (dir, s, e) = (dir.clone(), stamped.clone(), engine.clone());
+        match tokio::task::spawn_blocking(move || stamp::mark_holding(&dir, &s, e.as_ref())).await {
+            Ok(Ok(true)) => return,
+            Ok(Ok(false)) => {}
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "could not record in the stamp that the engine holds Raft state");
+                return;
+            }
+            Err(_) => return,
         }
     }
 }

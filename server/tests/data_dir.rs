@@ -11,12 +11,22 @@ fn serve(
     node: &str,
     config: Option<&std::path::Path>,
 ) -> std::process::Child {
+    serve_on("segment", dir, port, node, config)
+}
+
+fn serve_on(
+    engine: &str,
+    dir: &std::path::Path,
+    port: u16,
+    node: &str,
+    config: Option<&std::path::Path>,
+) -> std::process::Child {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_weir"));
     cmd.arg("serve");
     if let Some(c) = config {
         cmd.arg("--config").arg(c);
     }
-    cmd.args(["--engine", "segment", "--node-id", node, "--kafka-listen"])
+    cmd.args(["--engine", engine, "--node-id", node, "--kafka-listen"])
         .arg(format!("127.0.0.1:{port}"))
         .arg("--data-dir")
         .arg(dir)
@@ -76,5 +86,68 @@ fn a_data_directory_refuses_another_node_or_cluster() {
     assert!(
         refused(again, port).is_none(),
         "node 1 could not start on its own directory"
+    );
+}
+
+/// A directory that held this node's Raft log but whose engine opens empty (its
+/// files deleted, a volume not mounted) is refused, instead of starting a blank
+/// node that would bootstrap a metadata group of its own (issue 15 item 3).
+#[test]
+fn an_engine_that_lost_its_files_is_refused() {
+    lost_files_refused("segment");
+}
+
+#[cfg(feature = "engine-redb")]
+#[test]
+fn a_redb_engine_that_lost_its_files_is_refused() {
+    lost_files_refused("redb");
+}
+
+#[cfg(feature = "engine-rocksdb")]
+#[test]
+fn a_rocksdb_engine_that_lost_its_files_is_refused() {
+    lost_files_refused("rocksdb");
+}
+
+fn lost_files_refused(engine: &str) {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let data = dir.path().join("data");
+    let port = weir_conformance::net::stable_port();
+    let mut first = serve_on(engine, &data, port, "1", None);
+    // The stamp records that the engine holds durable Raft state.
+    let stamp = data.join("weir.id");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !std::fs::read_to_string(&stamp)
+        .unwrap_or_default()
+        .contains("holds_raft_state = true")
+    {
+        assert!(
+            Instant::now() < deadline,
+            "{engine}: the stamp never recorded Raft state: {:?}",
+            std::fs::read_to_string(&stamp)
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = first.kill();
+    let _ = first.wait();
+    // A restart with the files in place is fine.
+    let again = serve_on(engine, &data, port, "1", None);
+    assert!(
+        refused(again, port).is_none(),
+        "{engine}: a whole directory is served"
+    );
+    // The engine's files go; the stamp stays.
+    for entry in std::fs::read_dir(&data).expect("the data directory") {
+        let path = entry.expect("an entry").path();
+        if path.file_name().is_some_and(|n| n != "weir.id") {
+            let _ = std::fs::remove_dir_all(&path);
+            let _ = std::fs::remove_file(&path);
+        }
+    }
+    let err = refused(serve_on(engine, &data, port, "1", None), port)
+        .expect("a directory whose engine lost its files is refused");
+    assert!(
+        err.contains("corrupt data:") && err.contains("opened empty") && err.contains("weir.id"),
+        "{engine}: {err}"
     );
 }
