@@ -35,6 +35,10 @@ use crate::raft::storage::EngineStorage;
 use crate::raft::writer::{WriteReq, Writer};
 use crate::transport::{GroupMessage, SharedTransport};
 
+mod ready;
+
+use ready::Unfinished;
+
 /// What applying a committed entry yielded: a proposal's answer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Applied {
@@ -228,20 +232,6 @@ enum Turn {
     Full,
 }
 
-/// A Ready whose handling stopped at a full disk ([`Error::StorageFull`]: the
-/// engine wrote nothing of the failed step). It stays outstanding — nothing is
-/// stepped, readied or acknowledged past it — and is retried, from the step that
-/// failed, until space is freed.
-struct Unfinished {
-    rd: raft::Ready,
-    /// Committed entries not applied yet.
-    committed: Vec<raft::eraftpb::Entry>,
-    /// The last committed index, until the applied entries are reported.
-    apply_through: Option<u64>,
-    entries_written: bool,
-    hard_state_written: bool,
-}
-
 /// A proposal awaiting its decision.
 struct Pending {
     term: u64,
@@ -394,63 +384,6 @@ impl<S: StateMachine> Driver<S> {
         Turn::Go
     }
 
-    /// A write found the disk full: counts the group as waiting (produce on this
-    /// node answers KAFKA_STORAGE_ERROR) and answers the proposals waiting here
-    /// with that error at once. Their entries may still be committed later (the
-    /// outcome is unknown to the client, as after a timeout).
-    fn began_waiting_for_space(&mut self, why: &str) {
-        if self.stalled.is_none() {
-            tracing::warn!(
-                group = %self.p.group, error = %why,
-                "the disk is full: this group's writes wait until space is freed"
-            );
-            self.stalled = Some(self.p.space.stall());
-        }
-        for (_, p) in std::mem::take(&mut self.pending) {
-            if let Some(reply) = p.reply {
-                let _ = reply.send(Err(Error::StorageFull(why.to_string())));
-            }
-        }
-    }
-
-    /// While a Ready waits for space: retries it, backing off up to a second;
-    /// meanwhile answers proposals with [`Error::StorageFull`], drops peer
-    /// messages (Raft sends them again), holds persistence acknowledgements back
-    /// until the Ready is advanced, and stops when told. `Some` to stop.
-    async fn wait_for_space(&mut self) -> Option<Option<oneshot::Sender<()>>> {
-        let mut backoff = Duration::from_millis(20);
-        let mut persisted = Vec::new();
-        let out = loop {
-            tokio::select! {
-                () = tokio::time::sleep(backoff) => {
-                    match crate::raft::blocking(|| self.handle_readies()) {
-                        Turn::Go => break None,
-                        Turn::Full => backoff = (backoff * 2).min(Duration::from_secs(1)),
-                        Turn::Stop(stop) => break Some(stop),
-                    }
-                }
-                m = self.rx.recv() => match m {
-                    None => break Some(None),
-                    Some(GroupMsg::Stop(reply)) => break Some(Some(reply)),
-                    Some(GroupMsg::Persisted(number)) => persisted.push(number),
-                    Some(GroupMsg::Propose { reply: Some(reply), .. }) => {
-                        let _ = reply.send(Err(Error::StorageFull(
-                            "this group's writes wait for free space".into(),
-                        )));
-                    }
-                    Some(GroupMsg::Step(m)) => {
-                        self.inbox.fetch_sub(peer_bytes(&m), Ordering::Relaxed);
-                    }
-                    Some(_) => {}
-                }
-            }
-        };
-        for number in persisted {
-            self.p.node.on_persist_ready(number);
-        }
-        out
-    }
-
     fn hint(&self) -> Option<LeaderHint> {
         let leader = self.p.node.raft.leader_id;
         (leader != 0).then_some(LeaderHint {
@@ -562,80 +495,6 @@ impl<S: StateMachine> Driver<S> {
         }
     }
 
-    fn on_ready(&mut self) -> Result<()> {
-        if let Some(u) = self.unfinished.take() {
-            self.finish_ready(u)?;
-        }
-        while self.p.node.has_ready() {
-            let mut rd = self.p.node.ready();
-            if !rd.messages().is_empty() {
-                self.send(rd.take_messages());
-            }
-            if !rd.snapshot().is_empty() {
-                return Err(Error::Unsupported("installing Raft snapshots".into()));
-            }
-            let committed = rd.take_committed_entries();
-            let u = Unfinished {
-                apply_through: committed.last().map(|e| e.index),
-                committed,
-                rd,
-                entries_written: false,
-                hard_state_written: false,
-            };
-            self.finish_ready(u)?;
-        }
-        Ok(())
-    }
-
-    /// Applies a Ready's committed entries, writes its entries and hard state and
-    /// hands it to the writer. At a full disk, keeps it as `unfinished` (returning
-    /// the [`Error::StorageFull`]) to be retried from the step that failed.
-    fn finish_ready(&mut self, mut u: Unfinished) -> Result<()> {
-        if let Err(e) = self.write_ready(&mut u) {
-            if matches!(e, Error::StorageFull(_)) {
-                self.unfinished = Some(u);
-            }
-            return Err(e);
-        }
-        let mut rd = u.rd;
-        let req = WriteReq {
-            group: self.p.group,
-            number: rd.number(),
-            must_sync: rd.must_sync(),
-            messages: rd.take_persisted_messages(),
-            reply: self.tx.clone(),
-        };
-        self.p.node.advance_append_async(rd);
-        if !self.p.writer.submit(req) {
-            return Err(Error::Shutdown);
-        }
-        Ok(())
-    }
-
-    /// The steps of a Ready that write, each done once.
-    fn write_ready(&mut self, u: &mut Unfinished) -> Result<()> {
-        self.apply(&mut u.committed)?;
-        if let Some(last) = u.apply_through.take() {
-            self.sm.after_apply()?;
-            self.p.node.advance_apply_to(last);
-            self.p.node.mut_store().forget_through(last);
-        }
-        if !u.entries_written {
-            if !u.rd.entries().is_empty() {
-                self.p.engine.raft_append(self.p.group, u.rd.entries())?;
-                self.p.node.mut_store().remember(u.rd.entries());
-            }
-            u.entries_written = true;
-        }
-        if !u.hard_state_written {
-            if let Some(hs) = u.rd.hs() {
-                self.p.engine.raft_set_hard_state(self.p.group, hs)?;
-            }
-            u.hard_state_written = true;
-        }
-        Ok(())
-    }
-
     /// Tells the state machine when this replica has just become leader: after the
     /// status saying so is published, so that whoever it wakes sees it.
     fn notice_leadership(&mut self) {
@@ -644,69 +503,6 @@ impl<S: StateMachine> Driver<S> {
             self.sm.on_leader(self.p.node.raft.term);
         }
         self.was_leader = leader;
-    }
-
-    /// Applies committed entries in order, removing each one applied; an error
-    /// leaves the entry that failed and those after it in `entries`.
-    fn apply(&mut self, entries: &mut Vec<raft::eraftpb::Entry>) -> Result<()> {
-        for i in 0..entries.len() {
-            if let Err(e) = self.apply_one(&entries[i]) {
-                entries.drain(..i);
-                return Err(e);
-            }
-        }
-        entries.clear();
-        Ok(())
-    }
-
-    fn apply_one(&mut self, e: &raft::eraftpb::Entry) -> Result<()> {
-        let mut outcome = Some(
-            if e.entry_type == EntryType::EntryNormal && !e.data.is_empty() {
-                match self.sm.apply(e.index, e.term, &e.data) {
-                    Ok(o) => Ok(o),
-                    Err(err @ Error::Invalid(_)) => {
-                        self.sm.skip(e.index)?;
-                        Err(err)
-                    }
-                    Err(fatal) => return Err(fatal),
-                }
-            } else {
-                if matches!(
-                    e.entry_type,
-                    EntryType::EntryConfChange | EntryType::EntryConfChangeV2
-                ) && !e.data.is_empty()
-                {
-                    // weir proposes no membership change yet, so a committed one
-                    // came from a bug or a foreign peer: every replica refuses it
-                    // alike (voters stay as they are), and says so.
-                    tracing::error!(
-                        group = %self.p.group, index = e.index, term = e.term,
-                        "refused a committed Raft membership change: not supported yet; voters are unchanged"
-                    );
-                }
-                self.sm.skip(e.index)?;
-                Ok(Applied::Command)
-            },
-        );
-        // Everything pending at or below this index is decided now.
-        while let Some(entry) = self.pending.first_entry() {
-            if *entry.key() > e.index {
-                break;
-            }
-            let (index, p) = entry.remove_entry();
-            let Some(reply) = p.reply else {
-                continue;
-            };
-            let answer = match outcome.take() {
-                Some(o) if index == e.index && p.term == e.term => o,
-                _ => Err(Error::NotLeader {
-                    group: self.p.group,
-                    hint: self.hint(),
-                }),
-            };
-            let _ = reply.send(answer);
-        }
-        Ok(())
     }
 
     fn publish(&self) {
