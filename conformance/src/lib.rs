@@ -43,6 +43,7 @@ pub mod kill;
 pub mod model;
 pub mod net;
 pub mod suite;
+pub mod tmpfs;
 pub mod transport;
 
 /// The result of one conformance case.

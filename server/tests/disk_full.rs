@@ -1,8 +1,8 @@
 //! A full disk is an error code, never an exit (issue 15 item 5, TESTING.md §4).
 //!
-//! Each test runs `weir serve` with its data directory on a small tmpfs of its own
-//! (`unshare --mount`, with `--map-root-user` when not root: nothing is mounted
-//! outside the node's own mount namespace and nothing is left behind), fills the file system with a
+//! Each test runs `weir serve` with its data directory on a small tmpfs in a
+//! mount namespace of its own (`weir_conformance::tmpfs`: nothing is mounted
+//! outside it, nothing is left behind), fills the file system with a
 //! filler file reached through `/proc/PID/root`, and produces until the disk
 //! says no. Produce must then answer KAFKA_STORAGE_ERROR (56), the node must stay
 //! up and serve reads, and once the filler is deleted writes resume on their own;
@@ -44,12 +44,7 @@ impl FullNode {
         )
         .expect("the config file");
         let log = dir.join("weir.log");
-        let script = r#"mount -t tmpfs -o "size=$1" weir-disk-full "$2" && shift 2 && exec "$@""#;
-        let child = Command::new("unshare")
-            .args(namespace_args())
-            .args(["sh", "-c", script, "sh"])
-            .arg(format!("{size_mib}m"))
-            .arg(&mount)
+        let child = weir_conformance::tmpfs::command(&format!("{size_mib}m"), &mount)
             .arg(env!("CARGO_BIN_EXE_weir"))
             .arg("serve")
             .arg("--config")
@@ -313,19 +308,4 @@ async fn produce_is_refused_below_the_free_space_floor() {
         "the floor let the disk fill:\n{}",
         node.log_tail()
     );
-}
-
-/// `unshare`'s arguments for a mount namespace of the test's own: root needs
-/// nothing more (no user namespace to depend on); anyone else maps itself to
-/// root in a user namespace, which mounting a tmpfs needs.
-fn namespace_args() -> &'static [&'static str] {
-    let root = Command::new("id")
-        .arg("-u")
-        .output()
-        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0");
-    if root {
-        &["--mount"]
-    } else {
-        &["--mount", "--map-root-user"]
-    }
 }

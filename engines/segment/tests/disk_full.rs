@@ -4,13 +4,12 @@
 //! not poisoned, reads go on, writes succeed once space is freed, and a reopen
 //! finds exactly what was acknowledged.
 //!
-//! The test runs itself again in a mount namespace of its own (`unshare --mount`,
-//! with `--map-root-user` when not root) with a small tmpfs on its directory, so that the disk
-//! really fills and nothing is mounted outside the test.
+//! The test runs itself again in a mount namespace of its own with a small
+//! tmpfs on its directory (`weir_conformance::tmpfs`), so that the disk really
+//! fills and nothing is mounted outside the test.
 
 use std::io::Write as _;
 use std::path::Path;
-use std::process::Command;
 
 use weir_core::engine::{PartitionStore as _, RaftLogStore as _};
 use weir_core::eraftpb::Entry;
@@ -163,11 +162,7 @@ fn a_full_disk_refuses_writes_without_poisoning_and_they_resume_when_space_is_fr
     }
     let dir = tempfile::tempdir().expect("a temporary directory");
     let exe = std::env::current_exe().expect("the test binary");
-    let script = r#"mount -t tmpfs -o size=2m weir-disk-full "$1" && shift && exec "$@""#;
-    let out = Command::new("unshare")
-        .args(namespace_args())
-        .args(["sh", "-c", script, "sh"])
-        .arg(dir.path())
+    let out = weir_conformance::tmpfs::command("2m", dir.path())
         .arg(exe)
         .args([
             "--exact",
@@ -189,19 +184,4 @@ fn a_full_disk_refuses_writes_without_poisoning_and_they_resume_when_space_is_fr
         "{}",
         String::from_utf8_lossy(&out.stdout)
     );
-}
-
-/// `unshare`'s arguments for a mount namespace of the test's own: root needs
-/// nothing more (no user namespace to depend on); anyone else maps itself to
-/// root in a user namespace, which mounting a tmpfs needs.
-fn namespace_args() -> &'static [&'static str] {
-    let root = Command::new("id")
-        .arg("-u")
-        .output()
-        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0");
-    if root {
-        &["--mount"]
-    } else {
-        &["--mount", "--map-root-user"]
-    }
 }
