@@ -5,7 +5,7 @@
 //! them.
 
 use std::io::{BufRead as _, Write as _};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use kafka_protocol::indexmap::IndexMap;
@@ -235,12 +235,6 @@ pub async fn topics(bootstrap: String, command: TopicsCommand) -> anyhow::Result
     Ok(())
 }
 
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
-}
-
 /// Runs `weir produce`: standard input's lines as records, in batches.
 ///
 /// # Errors
@@ -272,7 +266,11 @@ pub async fn produce(args: ProduceArgs) -> anyhow::Result<()> {
             .into_iter()
             .map(|(k, v)| (k, Some(Bytes::from(v))))
             .collect();
-        let encoded = encode_batch(&records, now_ms(), args.compression.into())?;
+        let encoded = encode_batch(
+            &records,
+            weir_core::batch::now_ms(),
+            args.compression.into(),
+        )?;
         c.produce(&args.topic, args.partition, encoded).await?;
         total += records.len();
     }

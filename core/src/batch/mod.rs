@@ -211,6 +211,13 @@ pub fn stamp(batch: &mut [u8], base_offset: Offset, leader_epoch: i32) {
     batch[12..16].copy_from_slice(&leader_epoch.to_be_bytes());
 }
 
+/// The wall clock in ms since the Unix epoch, as record timestamps count time.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
 /// Splits a buffer holding consecutive batches into them, checking each one.
 ///
 /// Yields `Err` once at the first malformed or corrupt batch, then stops. A trailing

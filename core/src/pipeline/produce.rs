@@ -113,13 +113,6 @@ impl TopicTimes {
     }
 }
 
-/// The wall clock in ms since the epoch.
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-}
-
 impl Node {
     /// Reserves `bytes` of the node's produce budget
     /// ([`NodeConfig::max_pending_produce_bytes`](crate::NodeConfig)), waiting while
@@ -176,7 +169,7 @@ impl Node {
         }
         self.space().check_produce()?;
         let times = TopicTimes::of(&meta, topic);
-        let now = now_ms();
+        let now = batch::now_ms();
         if !times.log_append_time {
             times.check(topic, min_timestamp, max_timestamp, now)?;
         }
