@@ -12,6 +12,7 @@ use weir_core::eraftpb::{
     ConfState, Entry, HardState, Message, MessageType, Snapshot, SnapshotMetadata,
 };
 use weir_core::memory::MemoryEngine;
+use weir_core::node::recover::accept_loss;
 
 mod common;
 use weir_core::{
@@ -232,13 +233,37 @@ async fn a_partition_log_lost_after_compaction_stops_the_node_at_start() {
     // The partition's data is lost; its Raft state is not.
     engine.log_remove(group).expect("remove");
 
-    let node = Node::start(cfg, engine.clone(), Arc::new(Nobody)).expect("starts");
+    let node = Node::start(cfg.clone(), engine.clone(), Arc::new(Nobody)).expect("starts");
     let why = tokio::time::timeout(Duration::from_secs(10), node.wait_fatal())
         .await
         .expect("the node stopped within 10 s");
     assert!(
-        why.contains("corrupt data") && why.contains("compacted through"),
+        why.contains("corrupt data")
+            && why.contains("compacted through")
+            && why.contains(&format!("weir recover --accept-loss {group}")),
         "{why}"
     );
+    node.shutdown().await;
+
+    // The operator accepts the loss: the group starts again and takes produce, at
+    // the offsets after what remains (nothing, here).
+    let first = engine.raft_first_index(group).expect("first index");
+    let loss = accept_loss(engine.as_ref(), group)
+        .expect("recovers")
+        .expect("a loss to accept");
+    assert_eq!(
+        (loss.first_entry, loss.last_entry),
+        (1, first - 1),
+        "{loss}"
+    );
+    assert_eq!(loss.next_offset, 0);
+    assert_eq!(accept_loss(engine.as_ref(), group).expect("again"), None);
+    assert!(accept_loss(engine.as_ref(), GroupId::METADATA).is_err());
+    assert!(accept_loss(engine.as_ref(), GroupId(999)).is_err());
+    let node = Node::start(cfg, engine.clone(), Arc::new(Nobody)).expect("starts");
+    produce_eventually(&node)
+        .await
+        .expect("produce after recovery");
+    assert_eq!(node.fatal_error(), None);
     node.shutdown().await;
 }

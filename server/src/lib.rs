@@ -24,6 +24,7 @@ pub mod client;
 pub mod config;
 pub mod fuzzing;
 pub mod kafka;
+pub mod recover;
 pub mod rlimit;
 pub mod stamp;
 pub mod tools;

@@ -34,6 +34,19 @@ enum Command {
     Bench(BenchCli),
     /// List the storage engines and transports compiled into this binary.
     Plugins,
+    /// Repair a stopped node's data directory as a refusal at start says to.
+    Recover(RecoverArgs),
+}
+
+/// What to recover; the node is named by the same config and flags as `serve`.
+#[derive(clap::Args, Debug)]
+struct RecoverArgs {
+    /// Start these partition groups (as the refusal names them, e.g. g7) without
+    /// the records the refusal says are gone. Those records are dropped for good.
+    #[arg(long = "accept-loss", required = true, num_args = 1.., value_parser = weir_server::recover::parse_group)]
+    accept_loss: Vec<weir_core::GroupId>,
+    #[command(flatten)]
+    node: ServeArgs,
 }
 
 #[derive(clap::Args, Debug)]
@@ -219,6 +232,7 @@ fn main() -> std::process::ExitCode {
             Ok(())
         }
         Command::Serve(args) => serve(args),
+        Command::Recover(args) => recover(args),
         Command::Topics { bootstrap, command } => {
             tokio_main(weir_server::tools::topics(bootstrap, command))
         }
@@ -256,6 +270,17 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             })?;
         weir_server::run(config, listener, shutdown_signal()).await
     })
+}
+
+fn recover(args: RecoverArgs) -> anyhow::Result<()> {
+    let config = args.node.config()?;
+    for (group, loss) in weir_server::recover::accept_losses(&config, &args.accept_loss)? {
+        match loss {
+            Some(loss) => println!("{loss}"),
+            None => println!("{group}: nothing is missing; left unchanged"),
+        }
+    }
+    Ok(())
 }
 
 fn tokio_main(f: impl std::future::Future<Output = anyhow::Result<()>>) -> anyhow::Result<()> {

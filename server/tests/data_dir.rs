@@ -151,3 +151,78 @@ fn lost_files_refused(engine: &str) {
         "{engine}: {err}"
     );
 }
+
+/// Runs `weir ARGS` to completion (bounded by the command itself) and returns
+/// whether it succeeded, with its stdout and stderr.
+fn weir(args: &[&str], data: &std::path::Path) -> (bool, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_weir"))
+        .args(args)
+        .arg("--data-dir")
+        .arg(data)
+        .output()
+        .expect("weir runs");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+/// `weir recover` works on a stopped node's directory only, checks whose it is,
+/// and changes nothing where nothing is missing. (The loss it accepts is the
+/// cluster suite's `cluster_lost_partition_log_is_refused_until_the_loss_is_accepted`,
+/// for every engine.)
+#[test]
+fn recover_runs_on_a_stopped_node_and_names_what_it_did() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let data = dir.path().join("data");
+    let recover = [
+        "recover",
+        "--engine",
+        "segment",
+        "--node-id",
+        "1",
+        "--accept-loss",
+    ];
+    let (ok, out) = weir(&[&recover[..], &["g1"]].concat(), &data);
+    assert!(!ok && out.contains("holds no weir data directory"), "{out}");
+
+    let port = weir_conformance::net::stable_port();
+    let mut node = serve(&data, port, "1", None);
+    let bootstrap = format!("127.0.0.1:{port}");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let created = Command::new(env!("CARGO_BIN_EXE_weir"))
+            .args(["topics", "--bootstrap", &bootstrap, "create", "t"])
+            .output()
+            .expect("weir topics runs");
+        if created.status.success() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{created:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let (ok, out) = weir(&[&recover[..], &["g1"]].concat(), &data);
+    assert!(!ok && out.contains("is the node stopped?"), "{out}");
+    let _ = node.kill();
+    let _ = node.wait();
+
+    let (ok, out) = weir(&[&recover[..], &["g1"]].concat(), &data);
+    assert!(ok && out.contains("g1: nothing is missing"), "{out}");
+    let (ok, out) = weir(&[&recover[..], &["g99"]].concat(), &data);
+    assert!(!ok && out.contains("holds no Raft log of it"), "{out}");
+    let (ok, out) = weir(&[&recover[..], &["t-0"]].concat(), &data);
+    assert!(!ok && out.contains("is not a group"), "{out}");
+    let other = [
+        "recover",
+        "--engine",
+        "segment",
+        "--node-id",
+        "2",
+        "--accept-loss",
+        "g1",
+    ];
+    let (ok, out) = weir(&other, &data);
+    assert!(!ok && out.contains("belongs to node 1"), "{out}");
+}

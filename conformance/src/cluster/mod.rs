@@ -21,10 +21,12 @@ use crate::{CaseResult, Outcome, ensure, ensure_eq};
 mod cases;
 mod faults;
 mod fixture;
+mod recovery;
 
 pub use cases::*;
 pub use faults::*;
 pub use fixture::*;
+pub use recovery::*;
 
 /// How the cluster suite makes and restarts each node's engine.
 pub trait ClusterHarness: Send + Sync + 'static {
@@ -159,6 +161,7 @@ where
         cluster_five_nodes_many_partitions,
         cluster_topic_delete_and_recreate,
         cluster_leader_epochs_end_where_the_next_begins,
+        cluster_lost_partition_log_is_refused_until_the_loss_is_accepted,
         cluster_randomized_churn,
     )
 }

@@ -107,11 +107,12 @@ impl Inner {
         let first = self.engine.raft_first_index(p.group)?;
         if first > applied + 1 {
             return Err(Error::Corrupt(format!(
-                "{}: its partition log has applied Raft entries through {applied}, but the Raft log was compacted through {}: the records of entries {}..={} are gone (was the partition's data removed?)",
+                "{}: its partition log has applied Raft entries through {applied}, but the Raft log was compacted through {}: the records of entries {}..={} are gone (was the partition's data removed?). Restore them; or, to start the partition without them, stop this node and run `weir recover --accept-loss {}` with its config",
                 p.group,
                 first - 1,
                 applied + 1,
-                first - 1
+                first - 1,
+                p.group
             )));
         }
         let sm = PartitionMachine {

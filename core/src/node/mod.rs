@@ -7,6 +7,7 @@
 //! routed to groups by id; each group's task owns its `RawNode`.
 
 mod hosting;
+pub mod recover;
 mod register;
 pub(crate) mod space;
 
