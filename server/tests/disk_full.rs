@@ -38,7 +38,7 @@ impl FullNode {
         std::fs::write(
             &config_path,
             format!(
-                "kafka_listen = \"{bootstrap}\"\ndata_dir = \"{}\"\nengine = \"segment\"\n{config}",
+                "kafka_listen = \"{bootstrap}\"\ndata_dir = \"{}\"\n{config}",
                 mount.display()
             ),
         )
@@ -285,8 +285,7 @@ async fn fill_refuse_resume(config: &str, leave: u64) -> (FullNode, Vec<i16>) {
 /// files and their indexes hit ENOSPC, and none of it may stop the node.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_disk_answers_storage_errors_and_writes_resume_when_space_is_freed() {
-    let config =
-        "min_free_bytes = 0\n[engine_segment]\nsegment_bytes = 1048576\nwal_file_bytes = 1048576\n";
+    let config = "engine = \"segment\"\nmin_free_bytes = 0\n[engine_segment]\nsegment_bytes = 1048576\nwal_file_bytes = 1048576\n";
     let (node, _) = fill_refuse_resume(config, 3 << 20).await;
     let log = std::fs::read_to_string(&node.log).unwrap_or_default();
     assert!(
@@ -300,7 +299,7 @@ async fn a_full_disk_answers_storage_errors_and_writes_resume_when_space_is_free
 /// the Raft log's own records can still be written.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn produce_is_refused_below_the_free_space_floor() {
-    let config = "min_free_bytes = 4194304\n[engine_segment]\nsegment_bytes = 1048576\nwal_file_bytes = 1048576\n";
+    let config = "engine = \"segment\"\nmin_free_bytes = 4194304\n[engine_segment]\nsegment_bytes = 1048576\nwal_file_bytes = 1048576\n";
     let (node, _) = fill_refuse_resume(config, 6 << 20).await;
     let log = std::fs::read_to_string(&node.log).unwrap_or_default();
     assert!(
@@ -308,4 +307,23 @@ async fn produce_is_refused_below_the_free_space_floor() {
         "the floor let the disk fill:\n{}",
         node.log_tail()
     );
+}
+
+/// The database engines are kept off a full disk by the floor (an ENOSPC inside
+/// RocksDB or redb poisons the engine, and the node stops with the cause).
+#[cfg(feature = "engine-redb")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redb_refuses_produce_below_the_free_space_floor() {
+    let (mut node, _) =
+        fill_refuse_resume("engine = \"redb\"\nmin_free_bytes = 4194304\n", 6 << 20).await;
+    assert!(node.is_up());
+}
+
+/// As for redb.
+#[cfg(feature = "engine-rocksdb")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rocksdb_refuses_produce_below_the_free_space_floor() {
+    let (mut node, _) =
+        fill_refuse_resume("engine = \"rocksdb\"\nmin_free_bytes = 4194304\n", 6 << 20).await;
+    assert!(node.is_up());
 }
