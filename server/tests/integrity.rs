@@ -6,6 +6,7 @@
 
 #![allow(clippy::unwrap_used)] // test helpers outside #[test] functions
 
+mod common;
 mod inproc;
 
 use std::io::Write as _;
@@ -80,14 +81,11 @@ async fn produce(ctx: &weir_server::kafka::Context, batch: Vec<u8>) -> (i16, Str
     (p.error_code, msg, p.base_offset)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn malformed_batches_are_refused_with_kafkas_codes_and_nothing_is_stored() {
-    let b = broker(|n| n.max_decompressed_batch_bytes = 1 << 20, |_| {}).await;
-    let ctx = &b.ctx;
-    inproc::one_partition_topic(ctx, "t").await;
-    let (code, _, base) = produce(ctx, three_records()).await;
-    assert_eq!((code, base), (0, 0), "a good batch first");
-
+/// Each malformed batch kind with the code and words its refusal must carry: a
+/// count that lies, codec 7, "gzip" that is not, a bomb (8 MiB of zeros; refused
+/// under a 1 MiB `max_decompressed_batch_bytes`), transactional without a
+/// producer id.
+fn malformed() -> Vec<(&'static str, Vec<u8>, i16, &'static str)> {
     let mut count_lies = three_records();
     count_lies[23..27].copy_from_slice(&0i32.to_be_bytes()); // lastOffsetDelta
     count_lies[57..61].copy_from_slice(&1i32.to_be_bytes()); // records count
@@ -106,7 +104,7 @@ async fn malformed_batches_are_refused_with_kafkas_codes_and_nothing_is_stored()
     fix_crc(&mut transactional);
 
     let invalid = ResponseError::InvalidRecord.code();
-    let cases = [
+    vec![
         (
             "header counts 1 of 3 records",
             count_lies,
@@ -127,8 +125,18 @@ async fn malformed_batches_are_refused_with_kafkas_codes_and_nothing_is_stored()
             invalid,
             "producer id",
         ),
-    ];
-    for (what, batch, want, says) in cases {
+    ]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_batches_are_refused_with_kafkas_codes_and_nothing_is_stored() {
+    let b = broker(|n| n.max_decompressed_batch_bytes = 1 << 20, |_| {}).await;
+    let ctx = &b.ctx;
+    inproc::one_partition_topic(ctx, "t").await;
+    let (code, _, base) = produce(ctx, three_records()).await;
+    assert_eq!((code, base), (0, 0), "a good batch first");
+
+    for (what, batch, want, says) in malformed() {
         let (code, msg, _) = produce(ctx, batch).await;
         assert_eq!(code, want, "{what}: {msg}");
         assert!(msg.contains(says), "{what}: {msg:?} should say {says:?}");
@@ -187,4 +195,70 @@ async fn produce_to_an_invalid_topic_name_answers_invalid_topic() {
     }
     b.stop.send(()).unwrap();
     b.served.await.unwrap();
+}
+
+/// Over the wire to `weir serve` on each engine: every malformed batch between
+/// two good ones is refused with its code, and confluent-kafka and kafka-python
+/// then read the partition from its start to its end — the six good records at
+/// offsets 0..=5, nothing of the refused batches.
+fn malformed_batches_leave_the_partition_readable(engine: &str) {
+    let c = common::Cluster::start_with(
+        1,
+        "grpc",
+        &format!("engine = \"{engine}\"\nmax_decompressed_batch_bytes = 1048576\n"),
+    );
+    let bootstrap = c.bootstrap(0);
+    let topic = format!("malformed-{engine}");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let mut client = weir_server::client::Client::new(&bootstrap);
+        client.create_topic(&topic, 1, 1, &[]).await.unwrap();
+        let good = Bytes::from(three_records());
+        assert_eq!(client.produce(&topic, 0, good.clone()).await.unwrap(), 0);
+        for (what, batch, want, _) in malformed() {
+            let got = client
+                .produce_to(&bootstrap, &topic, 0, Bytes::from(batch))
+                .await
+                .unwrap();
+            assert_eq!(got, Err(want), "{engine}: {what}");
+        }
+        assert_eq!(client.produce(&topic, 0, good).await.unwrap(), 3);
+    });
+    let script =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/clients/read_values.py");
+    for reader in ["confluent", "kafka-python"] {
+        let out = std::process::Command::new("python3")
+            .arg(&script)
+            .args([&bootstrap, &topic, reader])
+            .output()
+            .expect("python3 runs (scripts/test installs the clients)");
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{engine}, {reader}: {text}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(
+            text.lines().collect::<Vec<_>>(),
+            ["0 a", "1 b", "2 c", "3 a", "4 b", "5 c"],
+            "{engine}, {reader}"
+        );
+    }
+}
+
+#[test]
+fn malformed_batches_leave_a_segment_partition_readable_by_real_clients() {
+    malformed_batches_leave_the_partition_readable("segment");
+}
+
+#[cfg(feature = "engine-redb")]
+#[test]
+fn malformed_batches_leave_a_redb_partition_readable_by_real_clients() {
+    malformed_batches_leave_the_partition_readable("redb");
+}
+
+#[cfg(feature = "engine-rocksdb")]
+#[test]
+fn malformed_batches_leave_a_rocksdb_partition_readable_by_real_clients() {
+    malformed_batches_leave_the_partition_readable("rocksdb");
 }
