@@ -11,6 +11,10 @@
 //!   [`PartitionStore::log_flush`] makes it so, and after a crash it is replayed from
 //!   the Raft log starting after its durable [`LogState::applied_index`].
 //!
+//! It also keeps one **state checkpoint** per group ([`StateStore`]): an opaque
+//! blob, replaced whole and durably, from which a state machine that derives its
+//! state from the log (a group coordinator) restarts.
+//!
 //! All methods take `&self`: an engine is shared by the node's group tasks and its
 //! writer, and synchronises internally. Calls for *different* groups may run
 //! concurrently; weir never issues concurrent writes for the *same* group.
@@ -334,8 +338,46 @@ pub trait PartitionStore: Send + Sync {
     fn log_flush(&self, group: GroupId) -> Result<()>;
 }
 
-/// A storage engine: both logs, a name and its capabilities.
-pub trait Engine: RaftLogStore + PartitionStore + 'static {
+/// Checkpoints of a state machine's derived state, one per group: what DESIGN §10
+/// calls "state next to the log". A group coordinator's offsets and groups (and a
+/// data partition's producer state) are a deterministic function of the applied
+/// log; a checkpoint of that function tied to an applied index lets a restart load
+/// it and replay only the Raft log after that index, and lets the Raft log be
+/// compacted through it.
+///
+/// The blob is opaque to the engine (the core frames it with its index and a
+/// checksum, see [`crate::checkpoint`]); the engine keeps the last one whole.
+///
+/// # Invariants (for one group)
+///
+/// * [`state_put`](Self::state_put) replaces the checkpoint atomically and durably:
+///   when it returns, a crash leaves the new blob; if it fails or a crash
+///   interrupts it, the group has the previous blob (or none), never a mix.
+/// * [`state_remove`](Self::state_remove) is durable when it returns.
+/// * Checkpoints are independent of the group's Raft log and partition log.
+pub trait StateStore: Send + Sync {
+    /// Replaces `group`'s checkpoint with `blob`; durable when it returns.
+    ///
+    /// # Errors
+    /// [`Error::StorageFull`] when the disk is full (the previous checkpoint
+    /// stays, and the engine is not poisoned); a failed sync poisons the engine.
+    fn state_put(&self, group: GroupId, blob: &[u8]) -> Result<()>;
+
+    /// `group`'s last checkpoint, if it has one.
+    ///
+    /// # Errors
+    /// [`Error::Io`] on a read failure.
+    fn state_get(&self, group: GroupId) -> Result<Option<Bytes>>;
+
+    /// Removes `group`'s checkpoint, if any; durable when it returns.
+    ///
+    /// # Errors
+    /// I/O failure poisons the engine.
+    fn state_remove(&self, group: GroupId) -> Result<()>;
+}
+
+/// A storage engine: both logs, the state checkpoints, a name and its capabilities.
+pub trait Engine: RaftLogStore + PartitionStore + StateStore + 'static {
     /// The engine's name as chosen in configuration (`"memory"`, `"segment"`, …).
     fn name(&self) -> &'static str;
 

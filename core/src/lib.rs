@@ -10,7 +10,9 @@
 //! * [`ids`] — node, group, offset and topic-partition identifiers.
 //! * [`error`] — the one public [`Error`] type, with kinds a caller can act on.
 //! * [`batch`] — Kafka RecordBatch v2 read in place: header, CRC-32C, stamping.
-//! * [`engine`] — the storage-engine contract: the Raft log and the partition log.
+//! * [`engine`] — the storage-engine contract: the Raft log, the partition log and
+//!   state checkpoints.
+//! * [`checkpoint`] — the frame of a state checkpoint: applied index, term, checksum.
 //! * [`memory`] — the in-memory reference engine, which models durability.
 //! * [`transport`] — the peer-transport contract. With the `testing` feature,
 //!   `memnet` is the in-memory network used by tests and `faults` injects
@@ -25,6 +27,7 @@
 //! * [`pipeline`] — what a node offers: produce, fetch, offsets and topic admin.
 
 pub mod batch;
+pub mod checkpoint;
 pub mod engine;
 pub mod entry;
 pub mod error;
@@ -43,7 +46,7 @@ pub mod registry;
 pub mod transport;
 
 pub use engine::{
-    Appended, Capabilities, Engine, LogState, PartitionStore, RaftLogStore, RaftState,
+    Appended, Capabilities, Engine, LogState, PartitionStore, RaftLogStore, RaftState, StateStore,
 };
 pub use error::{Error, LeaderHint, Result};
 pub use ids::{GroupId, NodeId, Offset, TopicPartition};

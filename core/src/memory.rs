@@ -18,7 +18,7 @@ use raft::eraftpb::{ConfState, Entry, HardState, SnapshotMetadata};
 use crate::batch;
 use crate::engine::{
     Appended, Capabilities, Engine, LogBounds, LogState, PartitionStore, RaftLogStore, RaftState,
-    check_append, check_log_append, check_read_range,
+    StateStore, check_append, check_log_append, check_read_range,
 };
 use crate::error::{Error, Result};
 use crate::ids::{GroupId, Offset};
@@ -56,6 +56,9 @@ struct State {
     logs: HashMap<GroupId, PartitionLog>,
     durable_logs: HashMap<GroupId, PartitionLog>,
     log_pending: HashMap<GroupId, Vec<LogOp>>,
+    /// State checkpoints: durable when put (unless syncs lie).
+    states: HashMap<GroupId, Bytes>,
+    durable_states: HashMap<GroupId, Bytes>,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -200,6 +203,8 @@ impl MemoryEngine {
                 durable_raft: st.durable_raft.clone(),
                 logs: st.durable_logs.clone(),
                 durable_logs: st.durable_logs.clone(),
+                states: st.durable_states.clone(),
+                durable_states: st.durable_states.clone(),
                 ..State::default()
             }),
             sync_lies: self.sync_lies,
@@ -460,6 +465,31 @@ impl PartitionStore for MemoryEngine {
         }
         for op in &pending {
             apply_log(&mut st.durable_logs, group, op);
+        }
+        Ok(())
+    }
+}
+
+impl StateStore for MemoryEngine {
+    fn state_put(&self, group: GroupId, blob: &[u8]) -> Result<()> {
+        let mut st = self.state.lock();
+        let blob = Bytes::copy_from_slice(blob);
+        if !self.sync_lies {
+            st.durable_states.insert(group, blob.clone());
+        }
+        st.states.insert(group, blob);
+        Ok(())
+    }
+
+    fn state_get(&self, group: GroupId) -> Result<Option<Bytes>> {
+        Ok(self.state.lock().states.get(&group).cloned())
+    }
+
+    fn state_remove(&self, group: GroupId) -> Result<()> {
+        let mut st = self.state.lock();
+        st.states.remove(&group);
+        if !self.sync_lies {
+            st.durable_states.remove(&group);
         }
         Ok(())
     }

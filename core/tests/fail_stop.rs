@@ -17,7 +17,7 @@ use weir_core::node::recover::accept_loss;
 mod common;
 use weir_core::{
     Acks, Appended, Capabilities, Engine, Error, GroupId, GroupMessage, LogState, Node, NodeConfig,
-    PartitionStore, RaftLogStore, RaftState, Result,
+    PartitionStore, RaftLogStore, RaftState, Result, StateStore,
 };
 
 /// The memory engine, except that reading a term of any partition group's Raft log
@@ -102,6 +102,18 @@ impl PartitionStore for CorruptPartitionTerms {
     }
     fn log_flush(&self, group: GroupId) -> Result<()> {
         self.0.log_flush(group)
+    }
+}
+
+impl StateStore for CorruptPartitionTerms {
+    fn state_put(&self, group: GroupId, blob: &[u8]) -> Result<()> {
+        self.0.state_put(group, blob)
+    }
+    fn state_get(&self, group: GroupId) -> Result<Option<Bytes>> {
+        self.0.state_get(group)
+    }
+    fn state_remove(&self, group: GroupId) -> Result<()> {
+        self.0.state_remove(group)
     }
 }
 

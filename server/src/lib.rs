@@ -226,7 +226,14 @@ pub async fn run(
             why = fatal_node.wait_fatal() => tracing::error!(error = %why, "stopping after a fatal error"),
         }
     };
-    kafka::serve(kafka, ctx, stop).await;
+    // Clients are answered once this node is registered in metadata: before, it
+    // knows no brokers, and CreateTopics would be refused for want of any.
+    // Connections wait in the listen queue meanwhile.
+    tokio::pin!(stop);
+    tokio::select! {
+        () = node.registered() => kafka::serve(kafka, ctx, &mut stop).await,
+        () = &mut stop => {}
+    }
     let fatal = node.fatal_error();
     node.shutdown().await;
     match fatal {

@@ -55,12 +55,36 @@ fn serve_raises_the_soft_open_file_limit_to_the_hard_one() {
 /// hard, holding `inherited` descriptors from its parent (as a CI runner or a
 /// supervisor may pass down), and waits until it listens. Its log goes to
 /// `log`.
+/// A child process killed when dropped, so that a failed assertion leaves no
+/// node running.
+struct Killed(std::process::Child);
+
+impl std::ops::Deref for Killed {
+    type Target = std::process::Child;
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Killed {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.0
+    }
+}
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 fn serve_under_256_files(
     dir: &std::path::Path,
     port: u16,
     inherited: usize,
     log: &std::path::Path,
-) -> std::process::Child {
+) -> Killed {
     let log = std::fs::File::create(log).expect("a log file");
     // bash closes what this test inherited itself (its own runner's), opens
     // `inherited` descriptors without close-on-exec, then becomes prlimit, which
@@ -88,6 +112,7 @@ fn serve_under_256_files(
         .stderr(log)
         .spawn()
         .expect("bash runs prlimit, which runs weir serve");
+    let child = Killed(child);
     let deadline = Instant::now() + Duration::from_secs(20);
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
         assert!(Instant::now() < deadline, "weir never listened");
@@ -127,7 +152,7 @@ async fn partitions_past_the_open_file_limit_are_refused_and_the_node_restarts()
         let name = format!("t{i}");
         match client.create_topic(&name, 10, 1, &[]).await {
             Ok(()) => created.push(name),
-            Err(e) => refused.push(e.to_string()),
+            Err(e) => refused.push(format!("{e:#}")),
         }
         assert!(
             child.try_wait().expect("child status").is_none(),

@@ -13,7 +13,9 @@ use bytes::Bytes;
 use rand::{Rng, SeedableRng, rngs::StdRng};
 use weir_core::batch::{self, BatchBuilder};
 use weir_core::eraftpb::{ConfState, Entry, EntryType, HardState, SnapshotMetadata};
-use weir_core::{Capabilities, Engine, Error, GroupId, LogState, PartitionStore, RaftLogStore};
+use weir_core::{
+    Capabilities, Engine, Error, GroupId, LogState, PartitionStore, RaftLogStore, StateStore,
+};
 
 use crate::crash::{self, Diff, Image};
 use crate::{CaseResult, Outcome, ensure, ensure_eq};
@@ -21,10 +23,12 @@ use crate::{CaseResult, Outcome, ensure, ensure_eq};
 mod crash_cases;
 mod log;
 mod raft;
+mod state;
 
 pub use crash_cases::*;
 pub use log::*;
 pub use raft::*;
+pub use state::*;
 
 /// How a conformance test makes and reopens engines.
 pub trait EngineHarness {
@@ -157,6 +161,8 @@ pub fn trials<H: EngineHarness + Send + Sync + 'static>(
         crash_raft_garbage_tail: Files, crash_raft_bit_flip: Files,
         crash_log_cut_every_byte: Files, crash_log_torn_pages: Files,
         crash_log_garbage_tail: Files, crash_log_bit_flip: Files,
+        state_put_get_replace_remove: Any, state_is_independent_of_the_logs: Any,
+        state_reopen_keeps_the_last_put: Reopen,
         model_random_operations: Any,
     );
     const KILL: &str = "crash_sigkill_writer";

@@ -178,6 +178,7 @@ pub(super) async fn reconcile(node: Weak<Inner>, mut meta: watch::Receiver<Arc<M
             let removed = inner
                 .engine
                 .log_remove(g)
+                .and_then(|()| inner.engine.state_remove(g))
                 .and_then(|()| inner.engine.raft_remove_group(g));
             if let Err(e) = removed {
                 inner.fatal.raise(format!("removing {g}: {e}"));

@@ -283,6 +283,18 @@ impl Node {
         self.inner.meta.borrow().clone()
     }
 
+    /// Waits until metadata has this node registered with its Kafka address (the
+    /// metadata group has a leader and applied the registration). Until then the
+    /// node knows no brokers, so a server should not answer clients before it.
+    pub async fn registered(&self) {
+        let mut meta = self.inner.meta.clone();
+        let id = self.inner.cfg.id;
+        let addr = self.inner.cfg.kafka_addr.clone();
+        let _ = meta
+            .wait_for(|m| m.brokers.get(&id).is_some_and(|b| b.kafka_addr == addr))
+            .await;
+    }
+
     /// A watch on metadata changes.
     pub fn watch_metadata(&self) -> watch::Receiver<Arc<Metadata>> {
         self.inner.meta.clone()

@@ -17,6 +17,7 @@
 //! | [`Table::RaftMeta`] | group (8 bytes) | CRC-32C, compaction point, hard state, conf state |
 //! | [`Table::Batches`] | group, base offset (16 bytes) | the stamped RecordBatch |
 //! | [`Table::LogMeta`] | group (8 bytes) | CRC-32C, start offset, next offset, applied index |
+//! | [`Table::States`] | group (8 bytes) | CRC-32C, the state checkpoint |
 //!
 //! Every call that changes the engine is one atomic [`KvStore::write`]: a batch and the
 //! log state that counts it, or a suffix overwrite and its new entries, land together
@@ -49,6 +50,7 @@ use weir_core::ids::{GroupId, Offset};
 mod codec;
 mod partition_log;
 mod raft_log;
+mod states;
 
 use codec::*;
 pub use codec::{group_key, key};
@@ -64,15 +66,18 @@ pub enum Table {
     Batches,
     /// Per-group partition-log state.
     LogMeta,
+    /// Per-group state checkpoints.
+    States,
 }
 
 impl Table {
     /// Every table, for stores that create them up front.
-    pub const ALL: [Table; 4] = [
+    pub const ALL: [Table; 5] = [
         Table::RaftLog,
         Table::RaftMeta,
         Table::Batches,
         Table::LogMeta,
+        Table::States,
     ];
 
     /// A stable name for the table (column-family or table name on disk).
@@ -82,6 +87,7 @@ impl Table {
             Table::RaftMeta => "raft_meta",
             Table::Batches => "partition_log",
             Table::LogMeta => "partition_meta",
+            Table::States => "states",
         }
     }
 }

@@ -164,6 +164,15 @@ impl RedbStore {
             .set_cache_size(cache)
             .open(&path)
             .map_err(|e| db_err(&path, "opening", e))?;
+        // A database from an earlier weir may lack a table added since.
+        let tx = db
+            .begin_write()
+            .map_err(|e| db_err(&path, "starting a transaction on", e))?;
+        for t in Table::ALL {
+            tx.open_table(def(t))
+                .map_err(|e| db_err(&path, "creating a table in", e))?;
+        }
+        tx.commit().map_err(|e| db_err(&path, "committing to", e))?;
         Ok(RedbStore { db, path })
     }
 

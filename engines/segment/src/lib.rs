@@ -28,6 +28,7 @@ mod error;
 mod format;
 mod partition;
 mod segment;
+mod state;
 mod wal;
 
 #[cfg(feature = "fuzzing")]
@@ -147,6 +148,7 @@ use crate::config::lost;
 use crate::durability::Durability;
 use crate::error::SegError;
 use crate::partition::{Partition, Shape};
+use crate::state::StateFiles;
 use crate::wal::Wal;
 
 /// The configuration name of this engine.
@@ -169,6 +171,7 @@ pub struct SegmentEngine {
     wal: Mutex<Wal>,
     partitions: RwLock<HashMap<GroupId, Arc<Mutex<Partition>>>>,
     durability: Arc<Durability>,
+    states: StateFiles,
     _lock: File,
 }
 
@@ -271,6 +274,7 @@ impl SegmentEngine {
             wal: Mutex::new(wal),
             partitions: RwLock::new(partitions),
             durability,
+            states: StateFiles::open(dir)?,
             _lock: lock,
         })
     }
@@ -522,6 +526,23 @@ fn lock_dir(dir: &Path) -> Result<File, SegError> {
                 return Err(SegError::Io(format!("locking {}", path.display()), e));
             }
         }
+    }
+}
+
+impl weir_core::StateStore for SegmentEngine {
+    fn state_put(&self, group: GroupId, blob: &[u8]) -> Result<()> {
+        self.durability.check()?;
+        let d = &self.durability;
+        d.write_result(self.states.put(group, blob, d))
+    }
+
+    fn state_get(&self, group: GroupId) -> Result<Option<Bytes>> {
+        Ok(self.states.get(group)?)
+    }
+
+    fn state_remove(&self, group: GroupId) -> Result<()> {
+        self.durability.check()?;
+        self.durability.write_result(self.states.remove(group))
     }
 }
 

@@ -101,3 +101,27 @@ fn a_missing_first_segment_is_refused() {
     let e = SegmentEngine::open(dir.path(), config(true)).expect("opens with accept_data_loss");
     assert_eq!(e.log_state(G).expect("state").start_offset, bases[1]);
 }
+
+/// A crash while a state checkpoint was being replaced (its temporary file
+/// written, not yet renamed) leaves the previous checkpoint, whole, and the
+/// temporary file is deleted at open.
+#[test]
+fn a_checkpoint_interrupted_before_its_rename_keeps_the_previous_one() {
+    use weir_core::StateStore;
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    {
+        let e = SegmentEngine::open(dir.path(), config(false)).expect("opens");
+        e.state_put(G, b"previous").expect("put");
+    }
+    let tmp = dir
+        .path()
+        .join("states")
+        .join(format!("{:020}.state.tmp", G.0));
+    std::fs::write(&tmp, b"half of the ne").expect("a torn temporary file");
+    let e = SegmentEngine::open(dir.path(), config(false)).expect("opens");
+    assert_eq!(
+        e.state_get(G).expect("get").as_deref(),
+        Some(&b"previous"[..])
+    );
+    assert!(!tmp.exists(), "the temporary file is deleted");
+}
