@@ -18,6 +18,62 @@ pub struct LeaderHint {
     pub term: u64,
 }
 
+/// Why a group coordinator refused a request, with Kafka's meaning (each maps to
+/// the Kafka error code of the same name).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum GroupError {
+    /// No coordinator yet (the internal topic is being created, or its partition
+    /// has no leader): retry FindCoordinator.
+    #[error("the group coordinator is not available yet")]
+    CoordinatorNotAvailable,
+    /// This node does not coordinate the group (any more): find it again.
+    #[error("this node is not the coordinator of the group")]
+    NotCoordinator,
+    /// The coordinator is still applying its partition's log: retry.
+    #[error("the coordinator is loading the group's state")]
+    LoadInProgress,
+    /// The member is not (or no longer) in the group: rejoin.
+    #[error("unknown member id {0:?}")]
+    UnknownMemberId(String),
+    /// The member's generation is not the group's: rejoin.
+    #[error("illegal generation {0}")]
+    IllegalGeneration(i32),
+    /// The group is rebalancing: rejoin.
+    #[error("the group is rebalancing")]
+    RebalanceInProgress,
+    /// A member joined without an id: join again with the one given (KIP-394).
+    #[error("a member id is required")]
+    MemberIdRequired(String),
+    /// A newer instance of a static member took its place.
+    #[error("static member {0:?} was fenced by a newer instance")]
+    FencedInstanceId(String),
+    /// The member's protocol type or protocols do not match the group's.
+    #[error("the member's protocols do not match the group's")]
+    InconsistentProtocol,
+    /// The group has `group_max_members` members already.
+    #[error("the group is full ({0} members)")]
+    MaxSizeReached(usize),
+    /// The session timeout is outside the coordinator's bounds.
+    #[error("session timeout {0} ms is outside the coordinator's bounds")]
+    InvalidSessionTimeout(i32),
+    /// The group does not exist.
+    #[error("group {0:?} does not exist")]
+    GroupIdNotFound(String),
+    /// The group has members, so it cannot be deleted (or its offsets).
+    #[error("group {0:?} is not empty")]
+    NonEmptyGroup(String),
+    /// An empty or otherwise unusable group id.
+    #[error("invalid group id {0:?}")]
+    InvalidGroupId(String),
+    /// An offset commit's metadata exceeds `offset_metadata_max_bytes`.
+    #[error("offset metadata of {0} bytes is too large")]
+    OffsetMetadataTooLarge(usize),
+    /// The partition's offsets are in use by the group's current members.
+    #[error("the group is subscribed to the topic")]
+    GroupSubscribedToTopic,
+}
+
 /// Everything that can go wrong in weir, grouped by what a caller can do about it.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -115,6 +171,9 @@ pub enum Error {
     /// UNKNOWN_LEADER_EPOCH): this node lags; retry.
     #[error("unknown leader epoch: {0}")]
     UnknownLeaderEpoch(String),
+    /// A consumer-group request the coordinator refuses (see [`GroupError`]).
+    #[error("{0}")]
+    Group(#[from] GroupError),
     /// The request did not complete in time; it may or may not have taken effect.
     #[error("timed out: {0}")]
     Timeout(String),

@@ -23,6 +23,7 @@
 //!   commit.
 //! * [`entry`] — the payload format of proposed Raft entries (tags and encoders).
 //! * [`metadata`] — group 0's state machine: brokers, topics, assignments, leaders.
+//! * [`groups`] — consumer groups: coordinator placement, committed offsets.
 //! * [`node`] — a node: hosting its groups, registering itself in metadata.
 //! * [`pipeline`] — what a node offers: produce, fetch, offsets and topic admin.
 
@@ -33,6 +34,7 @@ pub mod entry;
 pub mod error;
 #[cfg(feature = "testing")]
 pub mod faults;
+pub mod groups;
 pub mod ids;
 #[cfg(feature = "testing")]
 pub mod memnet;
@@ -48,7 +50,7 @@ pub mod transport;
 pub use engine::{
     Appended, Capabilities, Engine, LogState, PartitionStore, RaftLogStore, RaftState, StateStore,
 };
-pub use error::{Error, LeaderHint, Result};
+pub use error::{Error, GroupError, LeaderHint, Result};
 pub use ids::{GroupId, NodeId, Offset, TopicPartition};
 pub use node::{Node, NodeConfig};
 pub use pipeline::{

@@ -37,6 +37,17 @@ pub struct PartitionMeta {
     pub leader: Option<(NodeId, u64)>,
 }
 
+/// What a topic's partition groups run (DESIGN §10, group kinds).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum TopicKind {
+    /// A Kafka topic: each partition group keeps a partition log.
+    #[default]
+    Data,
+    /// `__consumer_offsets`: each partition group is a group coordinator, keeping
+    /// committed offsets and consumer groups (see [`crate::groups`]).
+    GroupCoordinator,
+}
+
 /// A topic.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Topic {
@@ -51,6 +62,16 @@ pub struct Topic {
     pub partitions: Vec<PartitionMeta>,
     /// Topic-level configuration (Kafka names, e.g. `retention.ms`).
     pub configs: BTreeMap<String, String>,
+    /// What its partition groups run.
+    #[serde(default)]
+    pub kind: TopicKind,
+}
+
+impl Topic {
+    /// Whether the cluster made it for itself (hidden from clients unless named).
+    pub fn is_internal(&self) -> bool {
+        self.kind != TopicKind::Data
+    }
 }
 
 /// The whole metadata state.
@@ -106,6 +127,13 @@ impl Metadata {
         usize::try_from(partition)
             .ok()
             .and_then(|i| t.partitions.get(i))
+    }
+
+    /// The group-coordinator topic (`__consumer_offsets`), once created.
+    pub fn coordinator_topic(&self) -> Option<&Topic> {
+        self.topics
+            .values()
+            .find(|t| t.kind == TopicKind::GroupCoordinator)
     }
 
     /// Every partition that has a replica on `node`.
@@ -170,6 +198,9 @@ pub enum MetaCommand {
         replicas: Vec<Vec<NodeId>>,
         /// Topic configs.
         configs: BTreeMap<String, String>,
+        /// What its partition groups run.
+        #[serde(default)]
+        kind: TopicKind,
     },
     /// Deletes a topic.
     DeleteTopic {
@@ -215,6 +246,7 @@ impl MetadataMachine {
                 name,
                 replicas,
                 configs,
+                kind,
             } => {
                 if st.topics.contains_key(&name) || replicas.is_empty() {
                     return;
@@ -241,6 +273,7 @@ impl MetadataMachine {
                         id,
                         partitions,
                         configs,
+                        kind,
                     },
                 );
             }
@@ -270,7 +303,7 @@ impl StateMachine for MetadataMachine {
         Ok(Applied::Command)
     }
 
-    fn skip(&mut self, index: u64) -> Result<()> {
+    fn skip(&mut self, index: u64, _term: u64) -> Result<()> {
         self.state.applied = index;
         Ok(())
     }

@@ -62,7 +62,7 @@ pub(crate) struct Compaction {
 }
 
 impl Compaction {
-    /// State for a replica whose partition log is durable at `applied` and whose Raft
+    /// State for a replica whose state is durable at `applied` and whose Raft
     /// log is compacted through `compacted`.
     pub(crate) fn new(applied: u64, compacted: u64) -> Self {
         Compaction {
@@ -75,6 +75,69 @@ impl Compaction {
             flushed_bytes: 0,
             proposed_at: Instant::now(),
         }
+    }
+
+    /// Entry `index` was applied; `data` says whether it changed the state (a
+    /// batch, a command worth compacting away).
+    pub(crate) fn applied(&mut self, index: u64, data: bool) {
+        self.applied = index;
+        if data {
+            self.last_batch = index;
+        }
+    }
+
+    /// What was applied is durable now; `bytes` were made durable.
+    pub(crate) fn made_durable(&mut self, bytes: u64) {
+        self.durable = self.applied;
+        self.flushed_bytes += bytes;
+    }
+
+    /// Whether applied entries are not durable yet.
+    pub(crate) fn has_undurable(&self) -> bool {
+        self.applied > self.durable
+    }
+
+    /// A committed compaction command at `index` allows compacting through
+    /// `through` (only ever below the command itself: it was proposed after it).
+    pub(crate) fn allow(&mut self, index: u64, through: u64) {
+        self.allowed = self.allowed.max(through.min(index.saturating_sub(1)));
+    }
+
+    /// Compacts `group`'s Raft log as far as a committed command allows and the
+    /// state is durable.
+    pub(crate) fn compact_raft_log(&mut self, engine: &dyn Engine, group: GroupId) -> Result<()> {
+        let to = self.allowed.min(self.durable);
+        if to > self.compacted {
+            engine.raft_compact(group, to)?;
+            self.compacted = to;
+            tracing::trace!(%group, index = to, "raft log compacted");
+        }
+        Ok(())
+    }
+
+    /// On the leader: a compaction command if one is due under `policy`, given
+    /// that every replica has matched `matched`.
+    pub(crate) fn propose(&mut self, matched: u64, policy: CompactPolicy) -> Option<Vec<u8>> {
+        let through = self.durable.min(matched);
+        let done = self.compacted.max(self.allowed).max(self.proposed);
+        // Only batches are worth a command: once the last one is covered, what is
+        // left (compaction commands, elections' empty entries) stays, or every
+        // command would call for the next one.
+        if through <= done || self.last_batch <= done {
+            return None;
+        }
+        if self.flushed_bytes < policy.bytes && self.proposed_at.elapsed() < policy.interval {
+            return None;
+        }
+        self.flushed_bytes = 0;
+        self.proposed = through;
+        self.proposed_at = Instant::now();
+        Some(encode_compact(through))
+    }
+
+    /// A new term: what an earlier one proposed may have been dropped.
+    pub(crate) fn new_term(&mut self) {
+        self.proposed = 0;
     }
 }
 
@@ -97,24 +160,15 @@ impl PartitionMachine {
     fn flush(&mut self) -> Result<()> {
         // Runs inside the driver's `raft::blocking` section, off the async workers.
         self.engine.log_flush(self.group)?;
-        let c = &mut self.compaction;
-        c.durable = c.applied;
-        c.flushed_bytes += std::mem::take(&mut self.unflushed);
+        self.compaction
+            .made_durable(std::mem::take(&mut self.unflushed));
         self.last_flush = Instant::now();
         self.compact_raft_log()
     }
 
-    /// Compacts the Raft log as far as a committed command allows and the partition
-    /// log is durable.
     fn compact_raft_log(&mut self) -> Result<()> {
-        let c = &mut self.compaction;
-        let to = c.allowed.min(c.durable);
-        if to > c.compacted {
-            self.engine.raft_compact(self.group, to)?;
-            c.compacted = to;
-            tracing::trace!(group = %self.group, index = to, "raft log compacted");
-        }
-        Ok(())
+        self.compaction
+            .compact_raft_log(self.engine.as_ref(), self.group)
     }
 }
 
@@ -126,25 +180,22 @@ impl StateMachine for PartitionMachine {
             PartitionEntry::Produce(batch) => {
                 let epoch = i32::try_from(term).unwrap_or(i32::MAX);
                 let appended = self.engine.log_append(self.group, index, epoch, batch)?;
-                self.compaction.applied = index;
-                self.compaction.last_batch = index;
+                self.compaction.applied(index, true);
                 self.unflushed += batch.len() as u64;
                 self.applied_batches = true;
                 Ok(Applied::Batch(appended))
             }
             PartitionEntry::Compact(through) => {
-                // Only ever below the command itself: it was proposed after it.
-                let c = &mut self.compaction;
-                c.allowed = c.allowed.max(through.min(index.saturating_sub(1)));
-                self.skip(index)?;
+                self.compaction.allow(index, through);
+                self.skip(index, term)?;
                 Ok(Applied::Command)
             }
         }
     }
 
-    fn skip(&mut self, index: u64) -> Result<()> {
+    fn skip(&mut self, index: u64, _term: u64) -> Result<()> {
         self.engine.log_mark_applied(self.group, index)?;
-        self.compaction.applied = index;
+        self.compaction.applied(index, false);
         Ok(())
     }
 
@@ -162,30 +213,14 @@ impl StateMachine for PartitionMachine {
     fn on_tick(&mut self) -> Result<()> {
         // Without new applies, data applied last still becomes durable (and its Raft
         // entries compactable) within the flush interval.
-        let c = &self.compaction;
-        if c.applied > c.durable && self.last_flush.elapsed() >= self.flush.interval {
+        if self.compaction.has_undurable() && self.last_flush.elapsed() >= self.flush.interval {
             self.flush()?;
         }
         Ok(())
     }
 
     fn compaction(&mut self, matched: u64) -> Option<Vec<u8>> {
-        let c = &mut self.compaction;
-        let through = c.durable.min(matched);
-        let done = c.compacted.max(c.allowed).max(c.proposed);
-        // Only batches are worth a command: once the last one is covered, what is
-        // left (compaction commands, elections' empty entries) stays, or every
-        // command would call for the next one.
-        if through <= done || c.last_batch <= done {
-            return None;
-        }
-        if c.flushed_bytes < self.compact.bytes && c.proposed_at.elapsed() < self.compact.interval {
-            return None;
-        }
-        c.flushed_bytes = 0;
-        c.proposed = through;
-        c.proposed_at = Instant::now();
-        Some(encode_compact(through))
+        self.compaction.propose(matched, self.compact)
     }
 
     fn log_state(&self) -> Option<LogState> {
@@ -193,8 +228,7 @@ impl StateMachine for PartitionMachine {
     }
 
     fn on_leader(&mut self, _term: u64) {
-        // What an earlier term proposed may have been dropped.
-        self.compaction.proposed = 0;
+        self.compaction.new_term();
         // The registration loop announces the new leader (its one path to metadata).
         self.announce.notify_one();
     }

@@ -152,6 +152,16 @@ pub struct Config {
     /// Bytes of peer messages one partition's (or the metadata's) Raft group holds
     /// in its mailbox; more are dropped (Raft resends) until it catches up.
     pub max_queued_peer_bytes_per_group: usize,
+    /// Partitions of `__consumer_offsets`, the internal topic whose partition
+    /// leaders coordinate consumer groups; fixed when the cluster first creates
+    /// it (on the first FindCoordinator).
+    pub group_partitions: i32,
+    /// The longest metadata string an offset commit may carry
+    /// (OFFSET_METADATA_TOO_LARGE past it).
+    pub offset_metadata_max_bytes: usize,
+    /// A group without members whose offsets were not committed for this many
+    /// minutes is dropped with its offsets (Kafka's `offsets.retention.minutes`).
+    pub offsets_retention_minutes: u64,
     /// Most partitions one topic may have.
     pub max_partitions_per_topic: i32,
     /// Most partitions in the cluster, over all topics.
@@ -217,6 +227,9 @@ impl Default for Config {
             max_pending_produce_bytes: 256 << 20,
             min_free_bytes: 256 << 20,
             max_queued_peer_bytes_per_group: 64 << 20,
+            group_partitions: 16,
+            offset_metadata_max_bytes: 4096,
+            offsets_retention_minutes: 7 * 24 * 60,
             max_partitions_per_topic: 1000,
             max_partitions: 10_000,
             max_auto_create_per_request: 16,
@@ -284,6 +297,15 @@ impl Config {
         anyhow::ensure!(
             self.default_partitions >= 1,
             "default_partitions must be at least 1"
+        );
+        anyhow::ensure!(
+            (1..=1000).contains(&self.group_partitions),
+            "group_partitions ({}) must be 1 to 1000",
+            self.group_partitions
+        );
+        anyhow::ensure!(
+            self.offsets_retention_minutes >= 1,
+            "offsets_retention_minutes must be at least 1"
         );
         anyhow::ensure!(
             self.default_replication >= 1,

@@ -183,6 +183,9 @@ pub async fn run(
     node_cfg.max_decompressed_batch_bytes = config.max_decompressed_batch_bytes;
     node_cfg.max_queued_peer_bytes_per_group = config.max_queued_peer_bytes_per_group;
     node_cfg.open_file_limit = descriptors_left;
+    node_cfg.group_partitions = config.group_partitions;
+    node_cfg.offset_metadata_max_bytes = config.offset_metadata_max_bytes;
+    node_cfg.offsets_retention = Duration::from_secs(config.offsets_retention_minutes * 60);
     #[cfg(feature = "negative-controls")]
     {
         node_cfg.unsafe_bypass_leader_check = config.unsafe_bypass_leader_check;

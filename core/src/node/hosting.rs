@@ -12,8 +12,9 @@ use tokio::sync::{oneshot, watch};
 
 use super::{Hosted, Inner};
 use crate::error::{Error, Result};
+use crate::groups::machine;
 use crate::ids::{GroupId, NodeId};
-use crate::metadata::{Metadata, PartitionMeta};
+use crate::metadata::{Metadata, PartitionMeta, TopicKind};
 use crate::partition::{CompactPolicy, Compaction, FlushPolicy, PartitionMachine};
 use crate::raft::driver::{self, DriverParts, GroupMsg, StateMachine};
 use crate::raft::logger::logger;
@@ -137,6 +138,49 @@ impl Inner {
     }
 }
 
+impl Inner {
+    /// Starts a group-coordinator replica: its state from the checkpoint, the
+    /// Raft log replayed after it.
+    fn start_coordinator(&self, p: &PartitionMeta) -> Result<()> {
+        let (store, applied) = machine::load(self.engine.as_ref(), p.group)?;
+        let first = self.engine.raft_first_index(p.group)?;
+        if first > applied + 1 {
+            return Err(Error::Corrupt(format!(
+                "{}: its coordinator checkpoint reflects Raft entries through {applied}, but the Raft log was compacted through {}: the commands of entries {}..={} are gone (was the checkpoint removed?)",
+                p.group,
+                first - 1,
+                applied + 1,
+                first - 1
+            )));
+        }
+        let replica = Arc::new(parking_lot::Mutex::new(machine::Replica {
+            store,
+            applied,
+            ..machine::Replica::default()
+        }));
+        self.coordinators.add(p.group, replica.clone());
+        let sm = machine::CoordinatorMachine {
+            group: p.group,
+            engine: self.engine.clone(),
+            replica,
+            checkpoint: FlushPolicy {
+                bytes: self.cfg.flush_bytes,
+                interval: self.cfg.flush_interval,
+            },
+            compact: CompactPolicy {
+                bytes: self.cfg.compact_bytes,
+                interval: self.cfg.compact_interval,
+            },
+            unsaved: 0,
+            last_save: Instant::now(),
+            compaction: Compaction::new(applied, first - 1),
+            retention: self.cfg.offsets_retention,
+            last_expiry: Instant::now(),
+        };
+        self.start_group(p.group, &p.replicas, applied, sm)
+    }
+}
+
 /// Starts the partition groups metadata assigns to this node and stops (and deletes)
 /// those whose topic was deleted.
 pub(super) async fn reconcile(node: Weak<Inner>, mut meta: watch::Receiver<Arc<Metadata>>) {
@@ -145,18 +189,22 @@ pub(super) async fn reconcile(node: Weak<Inner>, mut meta: watch::Receiver<Arc<M
         let Some(inner) = node.upgrade() else {
             return;
         };
-        let wanted: HashMap<GroupId, PartitionMeta> = m
+        let wanted: HashMap<GroupId, (PartitionMeta, TopicKind)> = m
             .hosted_by(inner.cfg.id)
-            .map(|(_, p)| (p.group, p.clone()))
+            .map(|(t, p)| (p.group, (p.clone(), t.kind)))
             .collect();
         let running: Vec<GroupId> = inner.groups.read().keys().copied().collect();
         // Replicas that could not start for want of disk space, tried again.
         let mut retry = false;
-        for (g, p) in &wanted {
+        for (g, (p, kind)) in &wanted {
             if running.contains(g) {
                 continue;
             }
-            match inner.start_partition(p) {
+            let started = match kind {
+                TopicKind::Data => inner.start_partition(p),
+                TopicKind::GroupCoordinator => inner.start_coordinator(p),
+            };
+            match started {
                 Ok(()) => {}
                 Err(e @ Error::StorageFull(_)) => {
                     tracing::warn!(node = inner.cfg.id, group = %g, error = %e, "replica not started yet: retried once space is freed");
@@ -175,6 +223,7 @@ pub(super) async fn reconcile(node: Weak<Inner>, mut meta: watch::Receiver<Arc<M
             let (tx, _rx) = oneshot::channel();
             let _ = h.handle.tx.send(GroupMsg::Stop(tx));
             h.task.await;
+            inner.coordinators.remove(g);
             let removed = inner
                 .engine
                 .log_remove(g)

@@ -20,6 +20,7 @@ use tokio::sync::{Notify, oneshot, watch};
 
 use crate::engine::Engine;
 use crate::error::{Error, LeaderHint, Result};
+use crate::groups::Coordinators;
 use crate::ids::{GroupId, NodeId};
 use crate::metadata::{Metadata, MetadataMachine, PartitionMeta};
 use crate::pipeline::budget::ProduceBudget;
@@ -75,6 +76,14 @@ pub struct NodeConfig {
     /// records can still be written. 0 turns the floor off (a write that finds
     /// the disk full still only waits; it never stops the node).
     pub min_free_bytes: u64,
+    /// Partitions of the internal group-coordinator topic (`__consumer_offsets`),
+    /// fixed when the cluster first creates it.
+    pub group_partitions: i32,
+    /// The longest metadata string an offset commit may carry.
+    pub offset_metadata_max_bytes: usize,
+    /// A group without members whose offsets were not committed for this long is
+    /// dropped with them (Kafka's `offsets.retention.minutes`).
+    pub offsets_retention: Duration,
     /// The descriptors the node may open: the process's open-file limit less those
     /// already open when the node starts (inherited ones count against the limit
     /// too). The node keeps its partitions' files within half of it (the other
@@ -112,6 +121,9 @@ impl NodeConfig {
             max_decompressed_batch_bytes: 64 << 20,
             max_queued_peer_bytes_per_group: 64 << 20,
             min_free_bytes: 256 << 20,
+            group_partitions: 16,
+            offset_metadata_max_bytes: 4096,
+            offsets_retention: Duration::from_secs(7 * 24 * 3600),
             open_file_limit: None,
             #[cfg(feature = "negative-controls")]
             unsafe_bypass_leader_check: false,
@@ -135,6 +147,12 @@ impl NodeConfig {
             return Err(Error::Config(format!(
                 "node {} is not among the voters {:?}",
                 self.id, self.voters
+            )));
+        }
+        if self.group_partitions < 1 {
+            return Err(Error::Config(format!(
+                "group_partitions = {} must be at least 1",
+                self.group_partitions
             )));
         }
         if self.heartbeat_ticks == 0 || self.election_ticks <= self.heartbeat_ticks {
@@ -169,6 +187,8 @@ struct Inner {
     produce_budget: ProduceBudget,
     /// The free-space floor and the groups waiting for space.
     space: Arc<space::Space>,
+    /// The group-coordinator replicas hosted here.
+    coordinators: Coordinators,
 }
 
 /// A running node; cheap to clone.
@@ -251,6 +271,7 @@ impl Node {
             announce: Arc::new(Notify::new()),
             produce_budget: ProduceBudget::new(cfg_budget),
             space,
+            coordinators: Coordinators::default(),
         });
         let voters = inner.cfg.voters.clone();
         inner.start_group(GroupId::METADATA, &voters, 0, machine)?;
@@ -491,6 +512,11 @@ impl Node {
     /// The node's configuration.
     pub(crate) fn config(&self) -> &NodeConfig {
         &self.inner.cfg
+    }
+
+    /// The group-coordinator replicas hosted here.
+    pub(crate) fn inner_coordinators(&self) -> &Coordinators {
+        &self.inner.coordinators
     }
 
     /// The engine.

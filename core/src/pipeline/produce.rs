@@ -129,7 +129,8 @@ impl Node {
     /// Await the ticket for the outcome.
     ///
     /// # Errors
-    /// [`Error::InvalidTopic`] for a name no topic can have; [`Error::NotFound`]
+    /// [`Error::InvalidTopic`] for a name no topic can have or an internal
+    /// topic; [`Error::NotFound`]
     /// for an unknown partition; [`Error::TooLarge`],
     /// [`Error::Invalid`], [`Error::UnsupportedCompression`] or [`Error::Corrupt`]
     /// for a bad batch (checked as Kafka's log validator does: see
@@ -163,6 +164,11 @@ impl Node {
             crate::raft::blocking(|| batch::validate_record_times(batch_bytes, &header, max))?
         };
         let meta = self.metadata();
+        if meta.topics.get(topic).is_some_and(|t| t.is_internal()) {
+            return Err(Error::InvalidTopic(format!(
+                "{topic} is internal: clients cannot produce to it"
+            )));
+        }
         let (p, h) = self.locate_in(&meta, topic, partition)?;
         if !self.config().bypass_leader_check() {
             self.leader_check(&p, &h)?;

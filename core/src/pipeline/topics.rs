@@ -7,7 +7,7 @@ use std::time::Duration;
 use crate::entry::encode_meta;
 use crate::error::{Error, LeaderHint, Result};
 use crate::ids::{GroupId, NodeId};
-use crate::metadata::{MetaCommand, Metadata, PartitionMeta};
+use crate::metadata::{MetaCommand, Metadata, PartitionMeta, TopicKind};
 use crate::node::Node;
 use crate::raft::driver::{GroupMsg, Role};
 
@@ -144,6 +144,11 @@ impl Node {
         replication: usize,
     ) -> Result<Vec<Vec<NodeId>>> {
         validate_topic_name(name)?;
+        if name == crate::groups::OFFSETS_TOPIC || name == "__transaction_state" {
+            return Err(Error::InvalidTopic(format!(
+                "{name} is internal: the cluster creates it itself"
+            )));
+        }
         let meta = self.metadata();
         if meta.topics.contains_key(name) {
             return Err(Error::AlreadyExists(format!("topic {name}")));
@@ -186,6 +191,7 @@ impl Node {
             name: name.to_string(),
             replicas,
             configs,
+            kind: TopicKind::Data,
         };
         self.propose_meta(cmd, timeout, |m| m.topics.contains_key(name))
             .await
@@ -225,10 +231,17 @@ impl Node {
     /// Deletes a topic through group 0 and waits until this node has applied it.
     ///
     /// # Errors
-    /// [`Error::NotFound`], [`Error::Timeout`].
+    /// [`Error::NotFound`], [`Error::InvalidTopic`] for an internal topic,
+    /// [`Error::Timeout`].
     pub async fn delete_topic(&self, name: &str, timeout: Duration) -> Result<()> {
-        if !self.metadata().topics.contains_key(name) {
-            return Err(Error::NotFound(format!("topic {name}")));
+        match self.metadata().topics.get(name) {
+            None => return Err(Error::NotFound(format!("topic {name}"))),
+            Some(t) if t.is_internal() => {
+                return Err(Error::InvalidTopic(format!(
+                    "{name} is internal: the cluster keeps it"
+                )));
+            }
+            Some(_) => {}
         }
         let cmd = MetaCommand::DeleteTopic {
             name: name.to_string(),

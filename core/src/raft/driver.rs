@@ -130,8 +130,9 @@ pub(crate) trait StateMachine: Send + 'static {
     /// the same) and is returned to the proposer; any other error is fatal.
     fn apply(&mut self, index: u64, term: u64, data: &[u8]) -> Result<Applied>;
 
-    /// Records a committed entry without data (elections' empty entries, conf changes).
-    fn skip(&mut self, index: u64) -> Result<()>;
+    /// Records a committed entry of `term` without data (elections' empty entries,
+    /// conf changes) or refused.
+    fn skip(&mut self, index: u64, term: u64) -> Result<()>;
 
     /// Called once per handled Ready after applying (flush policies).
     fn after_apply(&mut self) -> Result<()> {

@@ -23,19 +23,19 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::ListOffsets, 1, 8),
     (ApiKey::OffsetForLeaderEpoch, 2, 4),
     (ApiKey::Metadata, 0, 12),
-    (ApiKey::FindCoordinator, 0, 4),
+    (ApiKey::FindCoordinator, 0, 6),
     (ApiKey::ApiVersions, 0, 3),
     (ApiKey::CreateTopics, 2, 7),
     (ApiKey::DeleteTopics, 1, 6),
     (ApiKey::DescribeConfigs, 1, 4),
-    // Group APIs: answered with COORDINATOR_NOT_AVAILABLE (see `handlers::groups`).
-    // OffsetFetch stops at 7: later versions batch several groups.
+    // Membership APIs: answered with COORDINATOR_NOT_AVAILABLE for now (see
+    // `handlers::groups`). OffsetFetch 8-9 batch several groups.
     (ApiKey::JoinGroup, 0, 9),
     (ApiKey::SyncGroup, 0, 5),
     (ApiKey::Heartbeat, 0, 4),
     (ApiKey::LeaveGroup, 0, 5),
     (ApiKey::OffsetCommit, 2, 9),
-    (ApiKey::OffsetFetch, 1, 7),
+    (ApiKey::OffsetFetch, 1, 9),
 ];
 
 /// The versions of `key` ApiVersions advertises: what weir answers, except
@@ -177,11 +177,21 @@ pub async fn start<'a>(
             )))
         }),
         RequestKind::FindCoordinator(r) => respond(req, async move {
-            Some(ResponseKind::FindCoordinator(groups::find_coordinator(
-                r, version,
+            Some(ResponseKind::FindCoordinator(
+                groups::find_coordinator(r, version, ctx).await,
+            ))
+        }),
+        RequestKind::OffsetCommit(r) => respond(req, async move {
+            Some(ResponseKind::OffsetCommit(
+                groups::offset_commit(r, ctx).await,
+            ))
+        }),
+        RequestKind::OffsetFetch(r) => respond(req, async move {
+            Some(ResponseKind::OffsetFetch(groups::offset_fetch(
+                r, version, ctx,
             )))
         }),
-        other => match groups::answer(&other, version) {
+        other => match groups::answer(&other) {
             Some(r) => respond(req, async move { Some(r) }),
             None => anyhow::bail!("{key:?} is not handled"),
         },

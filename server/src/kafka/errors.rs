@@ -1,7 +1,7 @@
 //! The stable mapping from core errors to Kafka error codes, at the protocol edge.
 
 use kafka_protocol::error::ResponseError;
-use weir_core::Error;
+use weir_core::{Error, GroupError};
 
 /// The Kafka error code for a core error.
 pub fn error_code(e: &Error) -> i16 {
@@ -33,6 +33,29 @@ pub fn response_error(e: &Error) -> ResponseError {
         Error::Io { .. } | Error::Poisoned(_) | Error::StorageFull(_) => {
             ResponseError::KafkaStorageError
         }
+        Error::Group(g) => group_error(g),
+        _ => ResponseError::UnknownServerError,
+    }
+}
+
+fn group_error(e: &GroupError) -> ResponseError {
+    match e {
+        GroupError::CoordinatorNotAvailable => ResponseError::CoordinatorNotAvailable,
+        GroupError::NotCoordinator => ResponseError::NotCoordinator,
+        GroupError::LoadInProgress => ResponseError::CoordinatorLoadInProgress,
+        GroupError::UnknownMemberId(_) => ResponseError::UnknownMemberId,
+        GroupError::IllegalGeneration(_) => ResponseError::IllegalGeneration,
+        GroupError::RebalanceInProgress => ResponseError::RebalanceInProgress,
+        GroupError::MemberIdRequired(_) => ResponseError::MemberIdRequired,
+        GroupError::FencedInstanceId(_) => ResponseError::FencedInstanceId,
+        GroupError::InconsistentProtocol => ResponseError::InconsistentGroupProtocol,
+        GroupError::MaxSizeReached(_) => ResponseError::GroupMaxSizeReached,
+        GroupError::InvalidSessionTimeout(_) => ResponseError::InvalidSessionTimeout,
+        GroupError::GroupIdNotFound(_) => ResponseError::GroupIdNotFound,
+        GroupError::NonEmptyGroup(_) => ResponseError::NonEmptyGroup,
+        GroupError::InvalidGroupId(_) => ResponseError::InvalidGroupId,
+        GroupError::OffsetMetadataTooLarge(_) => ResponseError::OffsetMetadataTooLarge,
+        GroupError::GroupSubscribedToTopic => ResponseError::GroupSubscribedToTopic,
         _ => ResponseError::UnknownServerError,
     }
 }

@@ -113,7 +113,7 @@ impl<S: StateMachine> Driver<S> {
                 match self.sm.apply(e.index, e.term, &e.data) {
                     Ok(o) => Ok(o),
                     Err(err @ Error::Invalid(_)) => {
-                        self.sm.skip(e.index)?;
+                        self.sm.skip(e.index, e.term)?;
                         Err(err)
                     }
                     Err(fatal) => return Err(fatal),
@@ -132,7 +132,7 @@ impl<S: StateMachine> Driver<S> {
                         "refused a committed Raft membership change: not supported yet; voters are unchanged"
                     );
                 }
-                self.sm.skip(e.index)?;
+                self.sm.skip(e.index, e.term)?;
                 Ok(Applied::Command)
             },
         );

@@ -6,7 +6,8 @@ use kafka_protocol::messages::*;
 use super::{auto_create, host_port, str_bytes, topic_name};
 use crate::kafka::Context;
 
-/// Brokers, the controller, and the topics asked for (all when none are named;
+/// Brokers, the controller, and the topics asked for (all but internal ones when
+/// none are named;
 /// by name, or by id from v10) with each topic's id and each partition's leader,
 /// replicas and in-sync replicas. Unknown topics are auto-created when allowed,
 /// and answered LEADER_NOT_AVAILABLE meanwhile; unknown ids UNKNOWN_TOPIC_ID.
@@ -14,7 +15,14 @@ pub async fn handle(req: MetadataRequest, version: i16, ctx: &Context) -> Metada
     let meta = ctx.node.metadata();
     let mut topics = Vec::new();
     let wanted: Vec<String> = match &req.topics {
-        None => meta.topics.keys().cloned().collect(),
+        // Internal topics (`__consumer_offsets`) only when named, as Kafka's
+        // clients expect of a listing.
+        None => meta
+            .topics
+            .values()
+            .filter(|t| !t.is_internal())
+            .map(|t| t.name.clone())
+            .collect(),
         Some(ts) => ts
             .iter()
             .filter_map(|t| match &t.name {
@@ -98,7 +106,10 @@ pub async fn handle(req: MetadataRequest, version: i16, ctx: &Context) -> Metada
         } else {
             t
         };
-        topics.push(t.with_partitions(partitions));
+        topics.push(
+            t.with_partitions(partitions)
+                .with_is_internal(topic.is_internal()),
+        );
     }
     let mut resp = MetadataResponse::default()
         .with_brokers(brokers)

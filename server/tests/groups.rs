@@ -1,0 +1,263 @@
+//! Consumer-group coordination over the wire: FindCoordinator (creating
+//! `__consumer_offsets` on first use), OffsetCommit and OffsetFetch in their
+//! versions, the internal topic hidden and protected.
+
+#![allow(clippy::unwrap_used)] // test helpers outside #[test] functions
+
+mod inproc;
+
+use std::time::Duration;
+
+use kafka_protocol::messages::*;
+use kafka_protocol::protocol::StrBytes;
+use weir_server::kafka::Context;
+
+use inproc::{broker, call};
+
+fn s(v: &str) -> StrBytes {
+    StrBytes::from_string(v.to_string())
+}
+
+async fn find(ctx: &Context, version: i16, key: &str, key_type: i8) -> FindCoordinatorResponse {
+    let mut req = FindCoordinatorRequest::default().with_key_type(key_type);
+    req = if version >= 4 {
+        req.with_coordinator_keys(vec![s(key)])
+    } else {
+        req.with_key(s(key))
+    };
+    let ResponseKind::FindCoordinator(r) = call(
+        ctx,
+        ApiKey::FindCoordinator,
+        version,
+        RequestKind::FindCoordinator(req),
+    )
+    .await
+    else {
+        panic!("not a FindCoordinator response");
+    };
+    r
+}
+
+/// FindCoordinator until it names a node (the internal topic is created on the
+/// first call); returns the error codes seen before.
+async fn coordinator(ctx: &Context, group: &str) -> Vec<i16> {
+    let mut seen = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let r = find(ctx, 3, group, 0).await;
+        if r.error_code == 0 {
+            assert_eq!(r.node_id.0, 1);
+            assert!(r.port > 0 && !r.host.is_empty(), "{r:?}");
+            return seen;
+        }
+        seen.push(r.error_code);
+        assert!(tokio::time::Instant::now() < deadline, "{seen:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn commit(
+    ctx: &Context,
+    group: &str,
+    generation: i32,
+    member: &str,
+    offsets: &[(i32, i64, &str)],
+) -> Vec<i16> {
+    let req = OffsetCommitRequest::default()
+        .with_group_id(GroupId(s(group)))
+        .with_generation_id_or_member_epoch(generation)
+        .with_member_id(s(member))
+        .with_topics(vec![
+            offset_commit_request::OffsetCommitRequestTopic::default()
+                .with_name(TopicName(s("t")))
+                .with_partitions(
+                    offsets
+                        .iter()
+                        .map(|&(p, o, m)| {
+                            offset_commit_request::OffsetCommitRequestPartition::default()
+                                .with_partition_index(p)
+                                .with_committed_offset(o)
+                                .with_committed_leader_epoch(-1)
+                                .with_committed_metadata(Some(s(m)))
+                        })
+                        .collect(),
+                ),
+        ]);
+    let ResponseKind::OffsetCommit(r) =
+        call(ctx, ApiKey::OffsetCommit, 8, RequestKind::OffsetCommit(req)).await
+    else {
+        panic!("not an OffsetCommit response");
+    };
+    r.topics[0]
+        .partitions
+        .iter()
+        .map(|p| p.error_code)
+        .collect()
+}
+
+/// OffsetFetch v7 of partitions 0..3 of "t": (code, [(offset, metadata)]).
+async fn fetch_v7(ctx: &Context, group: &str) -> (i16, Vec<(i64, String)>) {
+    let req = OffsetFetchRequest::default()
+        .with_group_id(GroupId(s(group)))
+        .with_topics(Some(vec![
+            offset_fetch_request::OffsetFetchRequestTopic::default()
+                .with_name(TopicName(s("t")))
+                .with_partition_indexes(vec![0, 1, 2]),
+        ]));
+    let ResponseKind::OffsetFetch(r) =
+        call(ctx, ApiKey::OffsetFetch, 7, RequestKind::OffsetFetch(req)).await
+    else {
+        panic!("not an OffsetFetch response");
+    };
+    let got = r.topics.first().map_or(Vec::new(), |t| {
+        t.partitions
+            .iter()
+            .map(|p| {
+                (
+                    p.committed_offset,
+                    p.metadata
+                        .as_ref()
+                        .map(|m| m.to_string())
+                        .unwrap_or_default(),
+                )
+            })
+            .collect()
+    });
+    (r.error_code, got)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn offsets_are_committed_and_fetched_through_the_coordinator() {
+    let b = broker(|n| n.group_partitions = 4, |_| {}).await;
+    let ctx = &b.ctx;
+    let before = coordinator(ctx, "g1").await;
+    assert!(
+        before.iter().all(|&c| c == 15),
+        "COORDINATOR_NOT_AVAILABLE while the topic is created: {before:?}"
+    );
+    // Batched keys (v4), and transactions are not coordinated.
+    let r = find(ctx, 4, "g1", 0).await;
+    assert_eq!(r.coordinators[0].error_code, 0);
+    assert_eq!(r.coordinators[0].node_id.0, 1);
+    assert_eq!(find(ctx, 4, "tx", 1).await.coordinators[0].error_code, 15);
+    assert_eq!(find(ctx, 3, "", 0).await.error_code, 24, "INVALID_GROUP_ID");
+
+    // A client that assigns its partitions commits with generation -1.
+    assert_eq!(
+        commit(ctx, "g1", -1, "", &[(0, 10, "a"), (1, 20, "")]).await,
+        [0, 0]
+    );
+    assert_eq!(commit(ctx, "g1", -1, "", &[(0, 11, "b")]).await, [0]);
+    let big = "x".repeat(5000);
+    assert_eq!(commit(ctx, "g1", -1, "", &[(2, 1, &big)]).await, [12]);
+    // Nobody is a member of g1's (absent) generation.
+    assert_eq!(commit(ctx, "g1", 3, "m-1", &[(2, 1, "")]).await, [25]);
+    let (code, got) = fetch_v7(ctx, "g1").await;
+    assert_eq!(code, 0);
+    assert_eq!(
+        got,
+        [(11, "b".into()), (20, String::new()), (-1, String::new())]
+    );
+    let (code, got) = fetch_v7(ctx, "unknown").await;
+    assert_eq!((code, got.len()), (0, 3));
+    assert!(got.iter().all(|(o, _)| *o == -1));
+
+    // v8: several groups at once, and every committed partition (topics null).
+    let req = OffsetFetchRequest::default().with_groups(vec![
+        offset_fetch_request::OffsetFetchRequestGroup::default()
+            .with_group_id(GroupId(s("g1")))
+            .with_topics(None),
+        offset_fetch_request::OffsetFetchRequestGroup::default()
+            .with_group_id(GroupId(s("other")))
+            .with_topics(None),
+    ]);
+    let ResponseKind::OffsetFetch(r) =
+        call(ctx, ApiKey::OffsetFetch, 8, RequestKind::OffsetFetch(req)).await
+    else {
+        panic!("not an OffsetFetch response");
+    };
+    assert_eq!(r.groups.len(), 2);
+    assert_eq!(r.groups[0].error_code, 0);
+    let offsets: Vec<(i32, i64)> = r.groups[0].topics[0]
+        .partitions
+        .iter()
+        .map(|p| (p.partition_index, p.committed_offset))
+        .collect();
+    assert_eq!(offsets, [(0, 11), (1, 20)]);
+    assert!(r.groups[1].topics.is_empty());
+    b.stop.send(()).unwrap();
+    b.served.await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_internal_topic_is_hidden_and_protected() {
+    let b = broker(|n| n.group_partitions = 2, |_| {}).await;
+    let ctx = &b.ctx;
+    coordinator(ctx, "g").await;
+    let ResponseKind::Metadata(all) = call(
+        ctx,
+        ApiKey::Metadata,
+        12,
+        RequestKind::Metadata(MetadataRequest::default().with_topics(None)),
+    )
+    .await
+    else {
+        panic!("not a Metadata response");
+    };
+    assert!(
+        all.topics.iter().all(|t| t
+            .name
+            .as_ref()
+            .is_none_or(|n| n.as_str() != "__consumer_offsets")),
+        "listed: {:?}",
+        all.topics
+    );
+    let named = MetadataRequest::default().with_topics(Some(vec![
+        metadata_request::MetadataRequestTopic::default()
+            .with_name(Some(TopicName(s("__consumer_offsets")))),
+    ]));
+    let ResponseKind::Metadata(one) =
+        call(ctx, ApiKey::Metadata, 12, RequestKind::Metadata(named)).await
+    else {
+        panic!("not a Metadata response");
+    };
+    assert_eq!(one.topics[0].error_code, 0);
+    assert!(one.topics[0].is_internal);
+    assert_eq!(one.topics[0].partitions.len(), 2);
+
+    let err = ctx
+        .node
+        .delete_topic("__consumer_offsets", Duration::from_secs(5))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, weir_core::Error::InvalidTopic(_)), "{err}");
+    let err = ctx
+        .node
+        .create_topic(
+            "__transaction_state",
+            1,
+            1,
+            Default::default(),
+            Duration::from_secs(5),
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, weir_core::Error::InvalidTopic(_)), "{err}");
+    let batch = weir_core::batch::BatchBuilder::new(0)
+        .record(None, Some(b"x"))
+        .build();
+    let mut credit = ctx.node.reserve_produce(batch.len()).await;
+    let err = ctx
+        .node
+        .propose(
+            "__consumer_offsets",
+            0,
+            &batch,
+            weir_core::Acks::All,
+            &mut credit,
+        )
+        .unwrap_err();
+    assert!(matches!(err, weir_core::Error::InvalidTopic(_)), "{err}");
+    b.stop.send(()).unwrap();
+    b.served.await.unwrap();
+}
