@@ -162,6 +162,15 @@ pub struct Config {
     /// A group without members whose offsets were not committed for this many
     /// minutes is dropped with its offsets (Kafka's `offsets.retention.minutes`).
     pub offsets_retention_minutes: u64,
+    /// How long the first rebalance of an empty group waits for more members to
+    /// join (Kafka's `group.initial.rebalance.delay.ms`).
+    pub group_initial_rebalance_delay_ms: u64,
+    /// The shortest session timeout a group member may ask for.
+    pub group_min_session_timeout_ms: u64,
+    /// The longest session timeout a group member may ask for.
+    pub group_max_session_timeout_ms: u64,
+    /// Most members one group may have (GROUP_MAX_SIZE_REACHED past it).
+    pub group_max_members: usize,
     /// Most partitions one topic may have.
     pub max_partitions_per_topic: i32,
     /// Most partitions in the cluster, over all topics.
@@ -230,6 +239,10 @@ impl Default for Config {
             group_partitions: 16,
             offset_metadata_max_bytes: 4096,
             offsets_retention_minutes: 7 * 24 * 60,
+            group_initial_rebalance_delay_ms: 3000,
+            group_min_session_timeout_ms: 6000,
+            group_max_session_timeout_ms: 1_800_000,
+            group_max_members: 1000,
             max_partitions_per_topic: 1000,
             max_partitions: 10_000,
             max_auto_create_per_request: 16,
@@ -306,6 +319,16 @@ impl Config {
         anyhow::ensure!(
             self.offsets_retention_minutes >= 1,
             "offsets_retention_minutes must be at least 1"
+        );
+        anyhow::ensure!(
+            self.group_min_session_timeout_ms <= self.group_max_session_timeout_ms,
+            "group_min_session_timeout_ms ({}) must not exceed group_max_session_timeout_ms ({})",
+            self.group_min_session_timeout_ms,
+            self.group_max_session_timeout_ms
+        );
+        anyhow::ensure!(
+            self.group_max_members >= 1,
+            "group_max_members must be at least 1"
         );
         anyhow::ensure!(
             self.default_replication >= 1,

@@ -186,6 +186,11 @@ pub async fn run(
     node_cfg.group_partitions = config.group_partitions;
     node_cfg.offset_metadata_max_bytes = config.offset_metadata_max_bytes;
     node_cfg.offsets_retention = Duration::from_secs(config.offsets_retention_minutes * 60);
+    node_cfg.group_initial_rebalance_delay =
+        Duration::from_millis(config.group_initial_rebalance_delay_ms);
+    node_cfg.group_min_session_timeout = Duration::from_millis(config.group_min_session_timeout_ms);
+    node_cfg.group_max_session_timeout = Duration::from_millis(config.group_max_session_timeout_ms);
+    node_cfg.group_max_members = config.group_max_members;
     #[cfg(feature = "negative-controls")]
     {
         node_cfg.unsafe_bypass_leader_check = config.unsafe_bypass_leader_check;

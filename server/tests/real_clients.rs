@@ -293,8 +293,8 @@ fn kafka_python_round_trip() {
 
 /// kafkajs, a pure-JavaScript client: create a topic and produce at once (no
 /// retries), gzip, offsets for a time inside a batch, DescribeConfigs defaults,
-/// metadata (server/tests/clients/js/admin.js; kafkajs consumes only through
-/// consumer groups, which weir does not offer yet).
+/// metadata (server/tests/clients/js/admin.js; its consumers, which use groups,
+/// are group_clients.rs's).
 #[test]
 fn kafkajs_creates_produces_and_looks_up() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/clients/js");

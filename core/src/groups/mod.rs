@@ -16,6 +16,8 @@
 //! are not kept), and groups without members expire after
 //! `offsets_retention` without a commit (see [`store::GroupCommand::Expire`]).
 
+pub mod classic;
+mod live;
 pub(crate) mod machine;
 pub mod store;
 
@@ -53,7 +55,10 @@ pub fn partition_for(group: &str, partitions: usize) -> i32 {
 #[derive(Debug, Default)]
 pub(crate) struct Coordinators {
     replicas: RwLock<HashMap<GroupId, SharedReplica>>,
+    live: live::Live,
 }
+
+pub(crate) use live::run_timers;
 
 impl Coordinators {
     pub(crate) fn add(&self, group: GroupId, replica: SharedReplica) {
@@ -62,6 +67,11 @@ impl Coordinators {
 
     pub(crate) fn remove(&self, group: GroupId) {
         self.replicas.write().remove(&group);
+        self.live.drop_partition(group);
+    }
+
+    pub(crate) fn live(&self) -> &live::Live {
+        &self.live
     }
 
     fn get(&self, group: GroupId) -> Option<SharedReplica> {
@@ -232,26 +242,7 @@ impl Node {
             return Err(GroupError::OffsetMetadataTooLarge(o.metadata.len()).into());
         }
         let (g, replica) = self.coordinator_replica(group)?;
-        {
-            let r = replica.lock();
-            let stored = r.store.groups.get(group);
-            let generation = stored.and_then(|s| s.generation.as_ref());
-            let members = generation.map_or(0, |s| s.members.len());
-            if who.generation < 0 && who.member_id.is_empty() {
-                if members > 0 {
-                    return Err(GroupError::UnknownMemberId(String::new()).into());
-                }
-            } else {
-                let settled =
-                    generation.ok_or_else(|| GroupError::UnknownMemberId(who.member_id.clone()))?;
-                if !settled.members.iter().any(|m| m.member_id == who.member_id) {
-                    return Err(GroupError::UnknownMemberId(who.member_id.clone()).into());
-                }
-                if settled.generation != who.generation {
-                    return Err(GroupError::IllegalGeneration(who.generation).into());
-                }
-            }
-        }
+        self.check_commit(g, &replica, group, who)?;
         let now = crate::batch::now_ms();
         let cmd = GroupCommand::Commit {
             group: group.to_string(),

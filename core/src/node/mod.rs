@@ -84,6 +84,15 @@ pub struct NodeConfig {
     /// A group without members whose offsets were not committed for this long is
     /// dropped with them (Kafka's `offsets.retention.minutes`).
     pub offsets_retention: Duration,
+    /// The shortest session timeout a group member may ask for.
+    pub group_min_session_timeout: Duration,
+    /// The longest.
+    pub group_max_session_timeout: Duration,
+    /// Most members one group may have.
+    pub group_max_members: usize,
+    /// How long the first rebalance of an empty group waits for more members
+    /// (Kafka's `group.initial.rebalance.delay.ms`).
+    pub group_initial_rebalance_delay: Duration,
     /// The descriptors the node may open: the process's open-file limit less those
     /// already open when the node starts (inherited ones count against the limit
     /// too). The node keeps its partitions' files within half of it (the other
@@ -124,6 +133,10 @@ impl NodeConfig {
             group_partitions: 16,
             offset_metadata_max_bytes: 4096,
             offsets_retention: Duration::from_secs(7 * 24 * 3600),
+            group_min_session_timeout: Duration::from_secs(6),
+            group_max_session_timeout: Duration::from_secs(30 * 60),
+            group_max_members: 1000,
+            group_initial_rebalance_delay: Duration::from_secs(3),
             open_file_limit: None,
             #[cfg(feature = "negative-controls")]
             unsafe_bypass_leader_check: false,
@@ -189,6 +202,16 @@ struct Inner {
     space: Arc<space::Space>,
     /// The group-coordinator replicas hosted here.
     coordinators: Coordinators,
+}
+
+/// A node that does not keep it running (for its own background tasks).
+#[derive(Clone)]
+pub(crate) struct WeakNode(Weak<Inner>);
+
+impl WeakNode {
+    pub(crate) fn upgrade(&self) -> Option<Node> {
+        self.0.upgrade().map(|inner| Node { inner })
+    }
 }
 
 /// A running node; cheap to clone.
@@ -285,7 +308,14 @@ impl Node {
             "registering in metadata".into(),
             register::register(Arc::downgrade(&node.inner), node.inner.announce.clone()),
         );
-        node.inner.tasks.lock().extend([reconcile, register]);
+        let timers = fatal.spawn_supervised(
+            "timing group coordinators".into(),
+            crate::groups::run_timers(WeakNode(Arc::downgrade(&node.inner))),
+        );
+        node.inner
+            .tasks
+            .lock()
+            .extend([reconcile, register, timers]);
         Ok(node)
     }
 

@@ -28,8 +28,7 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::CreateTopics, 2, 7),
     (ApiKey::DeleteTopics, 1, 6),
     (ApiKey::DescribeConfigs, 1, 4),
-    // Membership APIs: answered with COORDINATOR_NOT_AVAILABLE for now (see
-    // `handlers::groups`). OffsetFetch 8-9 batch several groups.
+    // Consumer groups (classic protocol). OffsetFetch 8-9 batch several groups.
     (ApiKey::JoinGroup, 0, 9),
     (ApiKey::SyncGroup, 0, 5),
     (ApiKey::Heartbeat, 0, 4),
@@ -191,10 +190,30 @@ pub async fn start<'a>(
                 r, version, ctx,
             )))
         }),
-        other => match groups::answer(&other) {
-            Some(r) => respond(req, async move { Some(r) }),
-            None => anyhow::bail!("{key:?} is not handled"),
-        },
+        RequestKind::JoinGroup(r) => {
+            let (client, host) = handlers::membership::client_of(session);
+            respond(req, async move {
+                Some(ResponseKind::JoinGroup(
+                    handlers::membership::join(r, version, ctx, client, host).await,
+                ))
+            })
+        }
+        RequestKind::SyncGroup(r) => respond(req, async move {
+            Some(ResponseKind::SyncGroup(
+                handlers::membership::sync(r, ctx).await,
+            ))
+        }),
+        RequestKind::Heartbeat(r) => respond(req, async move {
+            Some(ResponseKind::Heartbeat(handlers::membership::heartbeat(
+                r, ctx,
+            )))
+        }),
+        RequestKind::LeaveGroup(r) => respond(req, async move {
+            Some(ResponseKind::LeaveGroup(
+                handlers::membership::leave(r, version, ctx).await,
+            ))
+        }),
+        _ => anyhow::bail!("{key:?} is not handled"),
     })
 }
 

@@ -1,7 +1,6 @@
-//! Consumer-group APIs: FindCoordinator, OffsetCommit, OffsetFetch over the
-//! core's coordinators ([`weir_core::groups`]). The classic membership APIs
-//! (JoinGroup, SyncGroup, Heartbeat, LeaveGroup) still answer
-//! COORDINATOR_NOT_AVAILABLE: clients that `assign()` partitions and commit work.
+//! Consumer-group APIs over the core's coordinators ([`weir_core::groups`]):
+//! FindCoordinator, OffsetCommit and OffsetFetch here; the classic membership
+//! APIs (JoinGroup, SyncGroup, Heartbeat, LeaveGroup) in [`super::membership`].
 
 use std::time::Duration;
 
@@ -13,32 +12,10 @@ use weir_core::{Error, GroupError};
 use super::{Context, host_port, str_bytes};
 use crate::kafka::errors::error_code;
 
-const NO_COORDINATOR: i16 = ResponseError::CoordinatorNotAvailable.code();
+pub(crate) const NO_COORDINATOR: i16 = ResponseError::CoordinatorNotAvailable.code();
 
 /// How long an offset commit may take to be replicated.
 const COMMIT_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// The answer to a membership request (not served yet), or `None` for
-/// requests that are not one.
-pub(crate) fn answer(req: &RequestKind) -> Option<ResponseKind> {
-    Some(match req {
-        RequestKind::JoinGroup(_) => ResponseKind::JoinGroup(
-            JoinGroupResponse::default()
-                .with_error_code(NO_COORDINATOR)
-                .with_generation_id(-1),
-        ),
-        RequestKind::SyncGroup(_) => {
-            ResponseKind::SyncGroup(SyncGroupResponse::default().with_error_code(NO_COORDINATOR))
-        }
-        RequestKind::Heartbeat(_) => {
-            ResponseKind::Heartbeat(HeartbeatResponse::default().with_error_code(NO_COORDINATOR))
-        }
-        RequestKind::LeaveGroup(_) => {
-            ResponseKind::LeaveGroup(LeaveGroupResponse::default().with_error_code(NO_COORDINATOR))
-        }
-        _ => return None,
-    })
-}
 
 /// One key's coordinator: (node id, host, port, error code, message).
 async fn coordinator_of(

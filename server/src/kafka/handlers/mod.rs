@@ -5,6 +5,7 @@
 pub mod configs;
 pub mod fetch;
 pub mod groups;
+pub mod membership;
 pub mod metadata;
 pub mod offsets;
 pub mod produce;

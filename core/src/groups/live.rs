@@ -1,0 +1,301 @@
+//! The coordinator's live side: classic groups' protocol state per hosted
+//! coordinator partition, fed by JoinGroup, SyncGroup, Heartbeat and LeaveGroup,
+//! ticked by a timer task, and persisted (settled generations) through the
+//! partition's Raft group.
+//!
+//! Live state belongs to one leadership term of one partition: when the
+//! replica's leadership changes it is dropped (waiting requests get
+//! NOT_COORDINATOR) and rebuilt from the stored generations on first use.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
+
+use crate::error::{GroupError, Result};
+use crate::groups::classic::{
+    ClassicGroup, JoinRequest, JoinResponse, Limits, State, SyncRequest, SyncResponse,
+};
+use crate::groups::machine::SharedReplica;
+use crate::groups::store::{GroupCommand, StoredGeneration, encode_command};
+use crate::ids::GroupId;
+use crate::node::{Node, WeakNode};
+use crate::raft::driver::{GroupMsg, Role};
+
+/// How often sessions and join phases are checked.
+const TICK: Duration = Duration::from_millis(100);
+/// How long a persisted generation may take.
+const PERSIST_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The live groups of one coordinator partition, for one leadership term.
+#[derive(Debug, Default)]
+pub(crate) struct LivePartition {
+    leader_terms: u64,
+    groups: HashMap<String, ClassicGroup>,
+}
+
+/// Live state of every coordinator partition hosted here.
+#[derive(Debug, Default)]
+pub(crate) struct Live {
+    partitions: Mutex<HashMap<GroupId, LivePartition>>,
+}
+
+impl Live {
+    /// Runs `f` on `group`'s live state in partition `g`, built from what the
+    /// replica stored when this term first touches it. Without live or stored
+    /// state, `f` gets `None` unless `create`.
+    fn with<T>(
+        &self,
+        g: GroupId,
+        replica: &SharedReplica,
+        group: &str,
+        create: bool,
+        f: impl FnOnce(Option<&mut ClassicGroup>) -> T,
+    ) -> T {
+        let mut parts = self.partitions.lock();
+        let (terms, stored) = {
+            let r = replica.lock();
+            (
+                r.leader_terms,
+                r.store.groups.get(group).and_then(|s| s.generation.clone()),
+            )
+        };
+        let p = parts.entry(g).or_default();
+        if p.leader_terms != terms {
+            *p = LivePartition {
+                leader_terms: terms,
+                groups: HashMap::new(),
+            };
+        }
+        if !p.groups.contains_key(group) {
+            let restored = match stored {
+                Some(s) => Some(ClassicGroup::restore(group, &s, Instant::now())),
+                None if create => Some(ClassicGroup::new(group)),
+                None => None,
+            };
+            if let Some(c) = restored {
+                p.groups.insert(group.to_string(), c);
+            }
+        }
+        f(p.groups.get_mut(group))
+    }
+
+    /// Drops a partition's live state (leadership lost, replica removed).
+    pub(crate) fn drop_partition(&self, g: GroupId) {
+        self.partitions.lock().remove(&g);
+    }
+}
+
+impl Node {
+    fn limits(&self) -> Limits {
+        let c = self.config();
+        Limits {
+            min_session: c.group_min_session_timeout,
+            max_session: c.group_max_session_timeout,
+            max_members: c.group_max_members,
+            initial_delay: c.group_initial_rebalance_delay,
+        }
+    }
+
+    /// JoinGroup: waits until the join phase completes (or answers at once).
+    ///
+    /// # Errors
+    /// The [`GroupError`]s Kafka defines for JoinGroup, and those of finding the
+    /// coordinator.
+    pub async fn join_group(&self, req: JoinRequest) -> Result<JoinResponse> {
+        if req.group.is_empty() {
+            return Err(GroupError::InvalidGroupId(req.group).into());
+        }
+        let (g, replica) = self.coordinator_replica(&req.group)?;
+        let wait = Duration::from_millis(
+            u64::try_from(req.rebalance_timeout_ms.max(req.session_timeout_ms)).unwrap_or(0),
+        ) + self.config().group_initial_rebalance_delay
+            + Duration::from_secs(5);
+        let limits = self.limits();
+        let group = req.group.clone();
+        let rx = self.live().with(g, &replica, &group, true, |c| match c {
+            Some(c) => c.join(req, Instant::now(), &limits),
+            None => Err(GroupError::CoordinatorNotAvailable.into()),
+        })?;
+        await_answer(rx, wait).await
+    }
+
+    /// SyncGroup: the member's assignment once the leader's is persisted.
+    ///
+    /// # Errors
+    /// The [`GroupError`]s Kafka defines for SyncGroup.
+    pub async fn sync_group(&self, req: SyncRequest, timeout: Duration) -> Result<SyncResponse> {
+        let (g, replica) = self.coordinator_replica(&req.group)?;
+        let group = req.group.clone();
+        let member = req.member_id.clone();
+        let (rx, persist) = self.live().with(g, &replica, &group, false, |c| match c {
+            Some(c) => c.sync(req, Instant::now()),
+            None => Err(GroupError::UnknownMemberId(member).into()),
+        })?;
+        if let Some(settled) = persist {
+            let generation = settled.generation;
+            let outcome = self.persist_generation(g, &group, settled).await;
+            self.live().with(g, &replica, &group, false, |c| {
+                if let Some(c) = c {
+                    c.persisted(generation, outcome);
+                }
+            });
+        }
+        await_answer(rx, timeout).await
+    }
+
+    /// Heartbeat.
+    ///
+    /// # Errors
+    /// The [`GroupError`]s Kafka defines for Heartbeat.
+    pub fn heartbeat(
+        &self,
+        group: &str,
+        member_id: &str,
+        instance_id: Option<&str>,
+        generation: i32,
+    ) -> Result<()> {
+        let (g, replica) = self.coordinator_replica(group)?;
+        self.live().with(g, &replica, group, false, |c| match c {
+            Some(c) => c.heartbeat(member_id, instance_id, generation, Instant::now()),
+            None => Err(GroupError::UnknownMemberId(member_id.to_string()).into()),
+        })
+    }
+
+    /// LeaveGroup for each `(member id, instance id)`; one result per member.
+    ///
+    /// # Errors
+    /// Finding the coordinator fails; per member, the [`GroupError`]s Kafka
+    /// defines for LeaveGroup.
+    pub async fn leave_group(
+        &self,
+        group: &str,
+        members: &[(String, Option<String>)],
+    ) -> Result<Vec<Result<()>>> {
+        let (g, replica) = self.coordinator_replica(group)?;
+        let limits = self.limits();
+        let (results, persist) = self.live().with(g, &replica, group, false, |c| {
+            let Some(c) = c else {
+                let unknown = |m: &String| Err(GroupError::UnknownMemberId(m.clone()).into());
+                return (members.iter().map(|(m, _)| unknown(m)).collect(), None);
+            };
+            let mut persist = None;
+            let results = members
+                .iter()
+                .map(|(m, i)| {
+                    c.leave(m, i.as_deref(), Instant::now(), &limits)
+                        .map(|p| persist = p.or(persist.take()))
+                })
+                .collect();
+            (results, persist)
+        });
+        if let Some(settled) = persist {
+            // The group emptied: its offsets stay, its members go.
+            let _ = self.persist_generation(g, group, settled).await;
+        }
+        Ok(results)
+    }
+
+    /// The live state a commit is checked against (Kafka's validateOffsetCommit).
+    pub(crate) fn check_commit(
+        &self,
+        g: GroupId,
+        replica: &SharedReplica,
+        group: &str,
+        who: &super::Committer,
+    ) -> Result<()> {
+        self.live().with(g, replica, group, false, |c| {
+            let Some(c) = c else {
+                return if who.generation < 0 {
+                    Ok(())
+                } else {
+                    Err(GroupError::IllegalGeneration(who.generation).into())
+                };
+            };
+            if who.generation < 0 && c.state == State::Empty {
+                return Ok(());
+            }
+            if c.state == State::CompletingRebalance {
+                return Err(GroupError::RebalanceInProgress.into());
+            }
+            c.check_member(&who.member_id, who.instance_id.as_deref(), who.generation)
+        })
+    }
+
+    async fn persist_generation(
+        &self,
+        g: GroupId,
+        group: &str,
+        settled: StoredGeneration,
+    ) -> Result<()> {
+        let cmd = GroupCommand::Generation {
+            group: group.to_string(),
+            generation: settled,
+            now_ms: crate::batch::now_ms(),
+        };
+        self.propose_group_command(g, &cmd, PERSIST_TIMEOUT).await
+    }
+
+    fn live(&self) -> &Live {
+        self.inner_coordinators().live()
+    }
+}
+
+async fn await_answer<T>(
+    rx: tokio::sync::oneshot::Receiver<Result<T>>,
+    wait: Duration,
+) -> Result<T> {
+    match tokio::time::timeout(wait, rx).await {
+        Ok(Ok(r)) => r,
+        // The live state was dropped: leadership moved.
+        Ok(Err(_)) => Err(GroupError::NotCoordinator.into()),
+        Err(_) => Err(GroupError::RebalanceInProgress.into()),
+    }
+}
+
+/// Ticks every live group of every coordinator partition this node leads:
+/// expires sessions and join phases, persists groups that emptied, and drops
+/// the live state of partitions it no longer leads.
+pub(crate) async fn run_timers(node: WeakNode) {
+    loop {
+        tokio::time::sleep(TICK).await;
+        let Some(node) = node.upgrade() else {
+            return;
+        };
+        let limits = node.limits();
+        let now = Instant::now();
+        let mut persist = Vec::new();
+        {
+            let mut parts = node.live().partitions.lock();
+            parts.retain(|g, _| {
+                node.group_status(*g)
+                    .is_some_and(|s| s.role == Role::Leader)
+            });
+            for (g, p) in parts.iter_mut() {
+                for (id, c) in p.groups.iter_mut() {
+                    if let Some(settled) = c.tick(now, &limits) {
+                        persist.push((*g, id.clone(), settled));
+                    }
+                }
+            }
+        }
+        for (g, group, settled) in persist {
+            let cmd = GroupCommand::Generation {
+                group,
+                generation: settled,
+                now_ms: crate::batch::now_ms(),
+            };
+            match encode_command(&cmd) {
+                Ok(data) => node.send_to_group(
+                    g,
+                    GroupMsg::Propose {
+                        data,
+                        reply: None,
+                        bytes: None,
+                    },
+                ),
+                Err(e) => tracing::error!(error = %e, "cannot persist an emptied group"),
+            }
+        }
+    }
+}

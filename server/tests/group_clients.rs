@@ -1,0 +1,71 @@
+//! Consumer groups through real clients (subscribe(), the way applications
+//! consume): confluent-kafka, kafka-python 3 and kafkajs members of one group
+//! share a topic's partitions, take over a leaving member's, resume at committed
+//! offsets, and (Python clients) keep a static member's partitions across its
+//! restart — on one node and on a three-node cluster.
+
+#![allow(clippy::unwrap_used)] // test helpers outside #[test] functions
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+
+use common::Cluster;
+
+/// Runs a client script to its end; fails with its output unless it succeeded.
+fn run_client(what: &str, cmd: &mut Command) {
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("{what}: cannot run {cmd:?} ({e}); scripts/test installs it"));
+    assert!(
+        out.status.success(),
+        "{what} failed:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn python_groups(client: &str, nodes: usize) {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/clients/groups.py");
+    let c = Cluster::start_with(nodes, "grpc", "engine = \"segment\"\n");
+    run_client(
+        &format!("{client} groups on {nodes} node(s)"),
+        Command::new("python3")
+            .arg(&script)
+            .args([&c.all(), &format!("groups-{nodes}"), client]),
+    );
+}
+
+#[test]
+fn confluent_kafka_consumer_groups() {
+    python_groups("confluent", 1);
+}
+
+#[test]
+fn kafka_python_consumer_groups() {
+    python_groups("kafka-python", 1);
+}
+
+#[test]
+fn confluent_kafka_consumer_groups_on_three_nodes() {
+    python_groups("confluent", 3);
+}
+
+#[test]
+fn kafkajs_consumer_groups() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/clients/js");
+    assert!(
+        dir.join("node_modules/kafkajs/package.json").exists(),
+        "kafkajs is not installed; scripts/test installs it (npm ci in {})",
+        dir.display()
+    );
+    let c = Cluster::start_with(1, "grpc", "engine = \"segment\"\n");
+    run_client(
+        "kafkajs groups",
+        Command::new("node")
+            .arg(dir.join("groups.js"))
+            .args([&c.bootstrap(0), "groups-js"])
+            .env("KAFKAJS_NO_PARTITIONER_WARNING", "1"),
+    );
+}
