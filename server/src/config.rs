@@ -208,6 +208,12 @@ pub struct Config {
     /// `weir_core::NodeConfig::unsafe_bypass_leader_check`). Logged loudly.
     #[cfg(feature = "negative-controls")]
     pub unsafe_bypass_leader_check: bool,
+    /// **Negative-control tests only** (builds with the `negative-controls`
+    /// feature): the group coordinator keeps committed offsets in its node's
+    /// memory instead of replicating them (see
+    /// `weir_core::NodeConfig::unsafe_group_offsets_in_memory`).
+    #[cfg(feature = "negative-controls")]
+    pub unsafe_group_offsets_in_memory: bool,
 }
 
 impl Default for Config {
@@ -258,6 +264,8 @@ impl Default for Config {
             transport_tcp: toml::Table::new(),
             #[cfg(feature = "negative-controls")]
             unsafe_bypass_leader_check: false,
+            #[cfg(feature = "negative-controls")]
+            unsafe_group_offsets_in_memory: false,
         }
     }
 }

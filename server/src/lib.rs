@@ -194,6 +194,12 @@ pub async fn run(
     #[cfg(feature = "negative-controls")]
     {
         node_cfg.unsafe_bypass_leader_check = config.unsafe_bypass_leader_check;
+        node_cfg.unsafe_group_offsets_in_memory = config.unsafe_group_offsets_in_memory;
+        if config.unsafe_group_offsets_in_memory {
+            tracing::error!(
+                "unsafe_group_offsets_in_memory is on: committed offsets are NOT replicated (negative-control tests only)"
+            );
+        }
         if config.unsafe_bypass_leader_check {
             tracing::error!(
                 "unsafe_bypass_leader_check is on: acknowledgements are NOT trustworthy (negative-control tests only)"

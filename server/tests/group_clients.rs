@@ -47,6 +47,13 @@ fn kafka_python_consumer_groups() {
     python_groups("kafka-python", 1);
 }
 
+/// Incremental rebalancing (KIP-429): the client runs it over the classic
+/// protocol; the coordinator relays it as it relays eager assignments.
+#[test]
+fn confluent_kafka_cooperative_consumer_groups() {
+    python_groups("confluent-cooperative", 1);
+}
+
 #[test]
 fn confluent_kafka_consumer_groups_on_three_nodes() {
     python_groups("confluent", 3);
@@ -67,5 +74,19 @@ fn kafkajs_consumer_groups() {
             .arg(dir.join("groups.js"))
             .args([&c.bootstrap(0), "groups-js"])
             .env("KAFKAJS_NO_PARTITIONER_WARNING", "1"),
+    );
+}
+
+/// confluent-kafka's AdminClient lists, describes, resets and deletes a group
+/// (clients/admin_groups.py).
+#[test]
+fn confluent_kafka_admin_manages_groups() {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/clients/admin_groups.py");
+    let c = Cluster::start_with(1, "grpc", "engine = \"segment\"\n");
+    run_client(
+        "confluent-kafka group admin",
+        Command::new("python3")
+            .arg(&script)
+            .args([&c.bootstrap(0), "groups-admin"]),
     );
 }

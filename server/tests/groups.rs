@@ -186,6 +186,80 @@ async fn offsets_are_committed_and_fetched_through_the_coordinator() {
         .collect();
     assert_eq!(offsets, [(0, 11), (1, 20)]);
     assert!(r.groups[1].topics.is_empty());
+
+    // Administration: listed and described (Empty: committed offsets only),
+    // one partition's offset deleted, then the group.
+    let ResponseKind::ListGroups(l) = call(
+        ctx,
+        ApiKey::ListGroups,
+        4,
+        RequestKind::ListGroups(ListGroupsRequest::default()),
+    )
+    .await
+    else {
+        panic!("not a ListGroups response");
+    };
+    let listed: Vec<(String, String)> = l
+        .groups
+        .iter()
+        .map(|g| (g.group_id.to_string(), g.group_state.to_string()))
+        .collect();
+    assert_eq!(listed, [("g1".to_string(), "Empty".to_string())]);
+    let ResponseKind::DescribeGroups(d) = call(
+        ctx,
+        ApiKey::DescribeGroups,
+        5,
+        RequestKind::DescribeGroups(
+            DescribeGroupsRequest::default()
+                .with_groups(vec![GroupId(s("g1")), GroupId(s("nope"))]),
+        ),
+    )
+    .await
+    else {
+        panic!("not a DescribeGroups response");
+    };
+    assert_eq!(d.groups[0].group_state.as_str(), "Empty");
+    assert_eq!(d.groups[1].group_state.as_str(), "Dead");
+    let req = OffsetDeleteRequest::default()
+        .with_group_id(GroupId(s("g1")))
+        .with_topics(vec![
+            offset_delete_request::OffsetDeleteRequestTopic::default()
+                .with_name(TopicName(s("t")))
+                .with_partitions(vec![
+                    offset_delete_request::OffsetDeleteRequestPartition::default()
+                        .with_partition_index(1),
+                ]),
+        ]);
+    let ResponseKind::OffsetDelete(o) =
+        call(ctx, ApiKey::OffsetDelete, 0, RequestKind::OffsetDelete(req)).await
+    else {
+        panic!("not an OffsetDelete response");
+    };
+    assert_eq!(o.error_code, 0);
+    assert_eq!(o.topics[0].partitions[0].error_code, 0);
+    let (_, got) = fetch_v7(ctx, "g1").await;
+    assert_eq!(got[1].0, -1, "partition 1's offset is gone");
+    assert_eq!(got[0].0, 11, "partition 0's stays");
+    let delete = |g: &str| {
+        RequestKind::DeleteGroups(
+            DeleteGroupsRequest::default().with_groups_names(vec![GroupId(s(g))]),
+        )
+    };
+    let ResponseKind::DeleteGroups(del) = call(ctx, ApiKey::DeleteGroups, 2, delete("g1")).await
+    else {
+        panic!("not a DeleteGroups response");
+    };
+    assert_eq!(del.results[0].error_code, 0);
+    let ResponseKind::DeleteGroups(del) = call(ctx, ApiKey::DeleteGroups, 2, delete("g1")).await
+    else {
+        panic!("not a DeleteGroups response");
+    };
+    assert_eq!(del.results[0].error_code, 69, "GROUP_ID_NOT_FOUND");
+    let (_, got) = fetch_v7(ctx, "g1").await;
+    assert!(
+        got.iter().all(|(o, _)| *o == -1),
+        "offsets went with the group"
+    );
     b.stop.send(()).unwrap();
     b.served.await.unwrap();
 }

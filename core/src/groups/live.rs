@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use parking_lot::Mutex;
 
 use crate::error::{GroupError, Result};
+use crate::groups::admin::DescribedGroup;
 use crate::groups::classic::{
     ClassicGroup, JoinRequest, JoinResponse, Limits, State, SyncRequest, SyncResponse,
 };
@@ -78,6 +79,33 @@ impl Live {
             }
         }
         f(p.groups.get_mut(group))
+    }
+
+    /// `group` as DescribeGroups shows it: its live state, or the stored one;
+    /// `Dead` when neither knows it.
+    pub(crate) fn describe(
+        &self,
+        g: GroupId,
+        replica: &SharedReplica,
+        group: &str,
+    ) -> DescribedGroup {
+        let known = replica.lock().store.groups.contains_key(group);
+        self.with(g, replica, group, false, |c| match c {
+            Some(c) => c.describe(),
+            None => DescribedGroup {
+                state: if known { State::Empty.name() } else { "Dead" },
+                protocol_type: String::new(),
+                protocol: String::new(),
+                members: Vec::new(),
+            },
+        })
+    }
+
+    /// Forgets `group`'s live state (deleted).
+    pub(crate) fn forget(&self, g: GroupId, group: &str) {
+        if let Some(p) = self.partitions.lock().get_mut(&g) {
+            p.groups.remove(group);
+        }
     }
 
     /// Drops a partition's live state (leadership lost, replica removed).
@@ -236,7 +264,7 @@ impl Node {
         self.propose_group_command(g, &cmd, PERSIST_TIMEOUT).await
     }
 
-    fn live(&self) -> &Live {
+    pub(crate) fn live(&self) -> &Live {
         self.inner_coordinators().live()
     }
 }

@@ -16,6 +16,7 @@
 //! are not kept), and groups without members expire after
 //! `offsets_retention` without a commit (see [`store::GroupCommand::Expire`]).
 
+pub mod admin;
 pub mod classic;
 mod live;
 pub(crate) mod machine;
@@ -56,6 +57,10 @@ pub fn partition_for(group: &str, partitions: usize) -> i32 {
 pub(crate) struct Coordinators {
     replicas: RwLock<HashMap<GroupId, SharedReplica>>,
     live: live::Live,
+    /// The negative control's unreplicated offsets (see
+    /// `NodeConfig::unsafe_group_offsets_in_memory`).
+    #[cfg(feature = "negative-controls")]
+    in_memory: parking_lot::Mutex<HashMap<(String, String, i32), CommittedOffset>>,
 }
 
 pub(crate) use live::run_timers;
@@ -76,6 +81,14 @@ impl Coordinators {
 
     fn get(&self, group: GroupId) -> Option<SharedReplica> {
         self.replicas.read().get(&group).cloned()
+    }
+
+    fn replicas(&self) -> Vec<(GroupId, SharedReplica)> {
+        self.replicas
+            .read()
+            .iter()
+            .map(|(g, r)| (*g, r.clone()))
+            .collect()
     }
 }
 
@@ -244,6 +257,20 @@ impl Node {
         let (g, replica) = self.coordinator_replica(group)?;
         self.check_commit(g, &replica, group, who)?;
         let now = crate::batch::now_ms();
+        #[cfg(feature = "negative-controls")]
+        if self.config().unsafe_group_offsets_in_memory {
+            let mut m = self.inner_coordinators().in_memory.lock();
+            for o in offsets {
+                let c = CommittedOffset {
+                    offset: o.offset,
+                    leader_epoch: o.leader_epoch,
+                    metadata: o.metadata,
+                    commit_ms: now,
+                };
+                m.insert((group.to_string(), o.topic, o.partition), c);
+            }
+            return Ok(());
+        }
         let cmd = GroupCommand::Commit {
             group: group.to_string(),
             offsets: offsets
@@ -277,6 +304,16 @@ impl Node {
         partitions: Option<&[(String, i32)]>,
     ) -> Result<Vec<Committed>> {
         let (_, replica) = self.coordinator_replica(group)?;
+        #[cfg(feature = "negative-controls")]
+        if self.config().unsafe_group_offsets_in_memory {
+            let m = self.inner_coordinators().in_memory.lock();
+            let get = |t: &str, p: i32| m.get(&(group.to_string(), t.to_string(), p)).cloned();
+            return Ok(partitions
+                .unwrap_or_default()
+                .iter()
+                .map(|(t, p)| (t.clone(), *p, get(t, *p)))
+                .collect());
+        }
         let r = replica.lock();
         let stored = r.store.groups.get(group);
         let get = |t: &str, p: i32| {

@@ -107,6 +107,12 @@ pub struct NodeConfig {
     /// production; builds without the `negative-controls` feature do not have it.
     #[cfg(feature = "negative-controls")]
     pub unsafe_bypass_leader_check: bool,
+    /// **For negative-control tests only.** The group coordinator keeps
+    /// committed offsets in this node's memory instead of replicating them
+    /// through its partition's Raft log, so that a coordinator failover loses
+    /// them: the failover test turns it on to show that its checker notices.
+    #[cfg(feature = "negative-controls")]
+    pub unsafe_group_offsets_in_memory: bool,
 }
 
 impl NodeConfig {
@@ -140,6 +146,8 @@ impl NodeConfig {
             open_file_limit: None,
             #[cfg(feature = "negative-controls")]
             unsafe_bypass_leader_check: false,
+            #[cfg(feature = "negative-controls")]
+            unsafe_group_offsets_in_memory: false,
         }
     }
 

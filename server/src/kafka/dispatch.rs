@@ -35,6 +35,10 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::LeaveGroup, 0, 5),
     (ApiKey::OffsetCommit, 2, 9),
     (ApiKey::OffsetFetch, 1, 9),
+    (ApiKey::ListGroups, 0, 5),
+    (ApiKey::DescribeGroups, 0, 5),
+    (ApiKey::DeleteGroups, 0, 2),
+    (ApiKey::OffsetDelete, 0, 0),
 ];
 
 /// The versions of `key` ApiVersions advertises: what weir answers, except
@@ -211,6 +215,26 @@ pub async fn start<'a>(
         RequestKind::LeaveGroup(r) => respond(req, async move {
             Some(ResponseKind::LeaveGroup(
                 handlers::membership::leave(r, version, ctx).await,
+            ))
+        }),
+        RequestKind::ListGroups(r) => respond(req, async move {
+            Some(ResponseKind::ListGroups(handlers::group_admin::list(
+                r, ctx,
+            )))
+        }),
+        RequestKind::DescribeGroups(r) => respond(req, async move {
+            Some(ResponseKind::DescribeGroups(
+                handlers::group_admin::describe(r, ctx),
+            ))
+        }),
+        RequestKind::DeleteGroups(r) => respond(req, async move {
+            Some(ResponseKind::DeleteGroups(
+                handlers::group_admin::delete(r, ctx).await,
+            ))
+        }),
+        RequestKind::OffsetDelete(r) => respond(req, async move {
+            Some(ResponseKind::OffsetDelete(
+                handlers::group_admin::delete_offsets(r, ctx).await,
             ))
         }),
         _ => anyhow::bail!("{key:?} is not handled"),

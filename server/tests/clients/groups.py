@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Consumer groups through a real client library (subscribe(), not assign()).
 
-usage: groups.py BOOTSTRAP TOPIC {confluent,kafka-python}
+usage: groups.py BOOTSTRAP TOPIC {confluent,confluent-cooperative,kafka-python}
 
 On a new 6-partition topic with 600 records:
 1. three members of one group get two partitions each and together read every
@@ -27,6 +27,8 @@ def fail(msg):
 
 
 class Confluent:
+    strategy = None
+
     def __init__(self, bootstrap):
         self.bootstrap = bootstrap
 
@@ -56,6 +58,8 @@ class Confluent:
                 "enable.auto.commit": False, "session.timeout.ms": 10000, "heartbeat.interval.ms": 500}
         if instance:
             conf["group.instance.id"] = instance
+        if self.strategy:
+            conf["partition.assignment.strategy"] = self.strategy
         c = Consumer(conf)
         m = ConfluentMember(c)
         c.subscribe([topic], on_assign=lambda _c, _ps: m.assigned())
@@ -90,6 +94,11 @@ class ConfluentMember:
 
     def close(self):
         self.c.close()
+
+
+class ConfluentCooperative(Confluent):
+    """Incremental (cooperative) rebalancing: the broker relays it unchanged."""
+    strategy = "cooperative-sticky"
 
 
 class KafkaPython(Confluent):
@@ -177,7 +186,8 @@ def wait(what, cond, secs=60):
 
 def main():
     bootstrap, topic, kind = sys.argv[1:4]
-    client = {"confluent": Confluent, "kafka-python": KafkaPython}[kind](bootstrap)
+    client = {"confluent": Confluent, "confluent-cooperative": ConfluentCooperative,
+              "kafka-python": KafkaPython}[kind](bootstrap)
     client.create(topic)
     client.produce(topic, [(i, f"v{i}") for i in range(N)])
     group = f"{topic}-g"

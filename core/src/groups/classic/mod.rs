@@ -611,6 +611,28 @@ impl ClassicGroup {
         persist
     }
 
+    /// The group as DescribeGroups shows it.
+    pub(crate) fn describe(&self) -> crate::groups::admin::DescribedGroup {
+        let protocol = self.protocol.clone().unwrap_or_default();
+        crate::groups::admin::DescribedGroup {
+            state: self.state.name(),
+            protocol_type: self.protocol_type.clone().unwrap_or_default(),
+            protocol: protocol.clone(),
+            members: self
+                .members
+                .values()
+                .map(|m| crate::groups::admin::DescribedMember {
+                    member_id: m.id.clone(),
+                    instance_id: m.instance_id.clone(),
+                    client_id: m.client_id.clone(),
+                    client_host: m.client_host.clone(),
+                    metadata: m.metadata(&protocol),
+                    assignment: m.assignment.clone(),
+                })
+                .collect(),
+        }
+    }
+
     /// Checks that `member_id` (of `instance_id`) is a member of `generation`
     /// (for an offset commit).
     pub(crate) fn check_member(

@@ -4,6 +4,7 @@
 
 pub mod configs;
 pub mod fetch;
+pub mod group_admin;
 pub mod groups;
 pub mod membership;
 pub mod metadata;
