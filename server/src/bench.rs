@@ -327,6 +327,58 @@ pub async fn probe(args: &BenchArgs) -> anyhow::Result<Report> {
     ))
 }
 
+/// OffsetCommit throughput: `args.producers` clients, each committing one
+/// partition's offset per request (one request in flight) for its own group
+/// (`<topic>-commit-<i>`, as a client that assigns its partitions), for
+/// `args.duration` (default 10 s). Latency is per commit; the records of the
+/// report are commits.
+///
+/// # Errors
+/// When a commit fails.
+pub async fn commit(args: &BenchArgs) -> anyhow::Result<Report> {
+    let run_for = args.duration.unwrap_or(Duration::from_secs(10));
+    let clients = args.producers.max(1);
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..clients {
+        let bootstrap = args.bootstrap.clone();
+        let group = format!("{}-commit-{i}", args.topic);
+        let topic = args.topic.clone();
+        tasks.spawn(async move {
+            let mut client = Client::new(&bootstrap);
+            // Find the coordinator (the cluster may create its group topic now).
+            client.coordinator(&group).await?;
+            let mut hist = Histogram::<u64>::new_with_bounds(1, 600_000_000, 3)?;
+            let started = Instant::now();
+            let mut n = 0u64;
+            while started.elapsed() < run_for {
+                let t = Instant::now();
+                let offset = i64::try_from(n).unwrap_or(i64::MAX);
+                client
+                    .commit_offsets(&group, &[(topic.clone(), 0, offset)])
+                    .await?;
+                hist.record(t.elapsed().as_micros().max(1) as u64)?;
+                n += 1;
+            }
+            anyhow::Ok((n, hist))
+        });
+    }
+    let started = Instant::now();
+    let mut total = 0u64;
+    let mut hist = Histogram::<u64>::new_with_bounds(1, 600_000_000, 3)?;
+    while let Some(r) = tasks.join_next().await {
+        let (n, h) = r??;
+        total += n;
+        hist.add(&h)?;
+    }
+    Ok(report(
+        "commit",
+        total,
+        0,
+        started.elapsed().as_secs_f64(),
+        &hist,
+    ))
+}
+
 fn report(
     mode: &'static str,
     records: u64,

@@ -23,6 +23,7 @@ pub mod bench;
 pub mod client;
 pub mod config;
 pub mod fuzzing;
+pub mod group_tools;
 pub mod kafka;
 pub mod recover;
 pub mod rlimit;

@@ -26,6 +26,15 @@ enum Command {
         #[command(subcommand)]
         command: weir_server::tools::TopicsCommand,
     },
+    /// List, describe (with lag), reset or delete consumer groups on any
+    /// Kafka-compatible broker.
+    Groups {
+        /// A broker to start from.
+        #[arg(long, short, default_value = "127.0.0.1:9092")]
+        bootstrap: String,
+        #[command(subcommand)]
+        command: weir_server::group_tools::GroupsCommand,
+    },
     /// Produce lines from standard input, one record each (acks=all).
     Produce(weir_server::tools::ProduceArgs),
     /// Print the records of a partition.
@@ -51,10 +60,12 @@ struct RecoverArgs {
 
 #[derive(clap::Args, Debug)]
 struct BenchCli {
-    /// `produce`, `consume`, `e2e` (produce, then consume what was produced), or
+    /// `produce`, `consume`, `e2e` (produce, then consume what was produced),
     /// `probe` (the latency of a latest-offset lookup on partition 0 of the topic,
-    /// every `--linger-ms`, for `--duration` seconds, while other load runs).
-    #[arg(value_parser = ["produce", "consume", "e2e", "probe"])]
+    /// every `--linger-ms`, for `--duration` seconds, while other load runs), or
+    /// `commit` (OffsetCommit throughput: `--producers` clients, each committing
+    /// for its own group, for `--duration` seconds).
+    #[arg(value_parser = ["produce", "consume", "e2e", "probe", "commit"])]
     mode: String,
     /// Brokers to start from (comma-separated).
     #[arg(long, short, default_value = "127.0.0.1:9092")]
@@ -236,6 +247,9 @@ fn main() -> std::process::ExitCode {
         Command::Topics { bootstrap, command } => {
             tokio_main(weir_server::tools::topics(bootstrap, command))
         }
+        Command::Groups { bootstrap, command } => {
+            tokio_main(weir_server::group_tools::groups(bootstrap, command))
+        }
         Command::Produce(args) => tokio_main(weir_server::tools::produce(args)),
         Command::Consume(args) => tokio_main(weir_server::tools::consume(args)),
         Command::Bench(args) => tokio::runtime::Runtime::new()
@@ -318,6 +332,8 @@ async fn bench(cli: BenchCli) -> anyhow::Result<()> {
     let mut reports = Vec::new();
     if cli.mode == "probe" {
         reports.push(weir_server::bench::probe(&args).await?);
+    } else if cli.mode == "commit" {
+        reports.push(weir_server::bench::commit(&args).await?);
     } else if cli.mode != "consume" {
         reports.push(weir_server::bench::produce(&args, cli.json).await?);
     }

@@ -90,3 +90,74 @@ fn confluent_kafka_admin_manages_groups() {
             .args([&c.bootstrap(0), "groups-admin"]),
     );
 }
+
+fn weir(args: &[&str]) -> (bool, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_weir"))
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+/// `weir groups`: reset a group's offsets (creating it), describe it with its
+/// lag, list it, delete it.
+#[test]
+fn weir_groups_cli_resets_describes_lists_and_deletes() {
+    let c = Cluster::start_with(1, "grpc", "");
+    let b = c.bootstrap(0);
+    let (ok, out) = weir(&["topics", "-b", &b, "create", "cli", "--partitions", "2"]);
+    assert!(ok, "{out}");
+    let lines = (0..10).map(|i| format!("r{i}\n")).collect::<String>();
+    let mut p = Command::new(env!("CARGO_BIN_EXE_weir"))
+        .args(["produce", "-b", &b, "cli", "-p", "0"])
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(&mut p.stdin.take().unwrap(), lines.as_bytes()).unwrap();
+    assert!(p.wait().unwrap().success());
+
+    let (ok, out) = weir(&[
+        "groups", "-b", &b, "reset", "g", "--topic", "cli", "--to", "4",
+    ]);
+    assert!(
+        ok && out.contains("g: cli-0 -> 4") && out.contains("g: cli-1 -> 4"),
+        "{out}"
+    );
+    let (ok, out) = weir(&["groups", "-b", &b, "describe", "g"]);
+    assert!(ok && out.contains("group g: Empty, 0 member(s)"), "{out}");
+    let row = out
+        .lines()
+        .find(|l| l.starts_with("cli ") && l.contains(" 0 "))
+        .unwrap_or_default();
+    let cols: Vec<&str> = row.split_whitespace().collect();
+    assert_eq!(cols.get(1..5), Some(&["0", "4", "10", "6"][..]), "{out}");
+    let (ok, out) = weir(&[
+        "groups", "-b", &b, "reset", "g", "--topic", "cli", "--to", "latest",
+    ]);
+    assert!(ok && out.contains("g: cli-0 -> 10"), "{out}");
+    let (ok, out) = weir(&["groups", "-b", &b, "list"]);
+    assert!(
+        ok && out
+            .lines()
+            .any(|l| l.starts_with("g ") && l.contains("Empty")),
+        "{out}"
+    );
+    let (ok, out) = weir(&["groups", "-b", &b, "delete", "g"]);
+    assert!(ok, "{out}");
+    let (ok, out) = weir(&["groups", "-b", &b, "delete", "g"]);
+    assert!(!ok && out.contains("does not exist"), "{out}");
+    let (ok, out) = weir(&[
+        "groups", "-b", &b, "reset", "g", "--topic", "cli", "--to", "soon",
+    ]);
+    assert!(
+        !ok && out.contains("want earliest, latest or an offset"),
+        "{out}"
+    );
+}

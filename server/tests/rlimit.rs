@@ -121,6 +121,24 @@ fn serve_under_256_files(
     child
 }
 
+/// What a failure message should show: weir's last log lines, whether its
+/// process runs, and who listens on its port.
+fn diagnose(child: &Killed, port: u16, log: &std::path::Path) -> String {
+    let pid = child.id();
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .map(|s| s.lines().take(3).collect::<Vec<_>>().join("; "))
+        .unwrap_or_else(|e| format!("no /proc/{pid}: {e}"));
+    let listeners = Command::new("ss")
+        .args(["-ltnp", &format!("sport = :{port}")])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default();
+    format!(
+        "weir pid {pid}: {status}\nlisteners on {port}:\n{listeners}\nlog:\n{}",
+        log_tail(log)
+    )
+}
+
 /// The last lines weir logged, for a failure message.
 fn log_tail(log: &std::path::Path) -> String {
     let text = std::fs::read_to_string(log).unwrap_or_default();
@@ -147,6 +165,16 @@ async fn partitions_past_the_open_file_limit_are_refused_and_the_node_restarts()
     let mut child = serve_under_256_files(&data, port, INHERITED, &log);
     let bootstrap = format!("127.0.0.1:{port}");
     let mut client = weir_server::client::Client::new(&bootstrap);
+    // Ready: the node answers Kafka requests (not only that the port accepts).
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while let Err(e) = client.metadata(Some(&[])).await {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the node never answered: {e:#}\n{}",
+            diagnose(&child, port, &log)
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     let (mut created, mut refused) = (Vec::new(), Vec::new());
     for i in 0..20 {
         let name = format!("t{i}");
@@ -164,7 +192,7 @@ async fn partitions_past_the_open_file_limit_are_refused_and_the_node_restarts()
     assert!(
         !created.is_empty(),
         "no topic was created: {refused:?}\n{}",
-        log_tail(&log)
+        diagnose(&child, port, &log)
     );
     // Every created partition works.
     let batch = bytes::Bytes::from(

@@ -16,6 +16,7 @@ use tokio_util::codec::{Framed, LengthDelimitedCodec};
 use crate::kafka::frame_codec;
 
 mod consume;
+pub mod groups;
 mod produce;
 
 /// Largest response this client reads.
@@ -92,6 +93,9 @@ impl Conn {
 pub struct Client {
     bootstrap: Vec<String>,
     conns: HashMap<String, Conn>,
+    /// Group coordinators found, by group (forgotten when one answers
+    /// NOT_COORDINATOR or cannot be reached).
+    coordinators: HashMap<String, String>,
 }
 
 /// A topic as metadata describes it.
@@ -126,6 +130,7 @@ impl Client {
         Client {
             bootstrap,
             conns: HashMap::new(),
+            coordinators: HashMap::new(),
         }
     }
 
