@@ -11,20 +11,7 @@ mod common;
 use std::path::Path;
 use std::process::Command;
 
-use common::Cluster;
-
-/// Runs a client script to its end; fails with its output unless it succeeded.
-fn run_client(what: &str, cmd: &mut Command) {
-    let out = cmd
-        .output()
-        .unwrap_or_else(|e| panic!("{what}: cannot run {cmd:?} ({e}); scripts/test installs it"));
-    assert!(
-        out.status.success(),
-        "{what} failed:\n{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
+use common::{Cluster, run_client};
 
 fn python_groups(client: &str, nodes: usize) {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/clients/groups.py");

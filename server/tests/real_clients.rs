@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{Cluster, free_port};
+use common::{Cluster, free_port, run_client};
 
 use std::io::Write;
 use std::net::TcpStream;
@@ -253,20 +253,6 @@ fn restart_keeps_every_message(engine: &'static str) {
 
 fn python_roundtrip(client: &str) {
     python_roundtrip_on(client, "segment");
-}
-
-/// Runs a client's script to its end; the test fails with its output unless it
-/// succeeded.
-fn run_client(what: &str, cmd: &mut Command) {
-    let out = cmd
-        .output()
-        .unwrap_or_else(|e| panic!("{what}: cannot run {cmd:?} ({e}); scripts/test installs it"));
-    assert!(
-        out.status.success(),
-        "{what} failed:\n{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 fn python_roundtrip_on(client: &str, engine: &'static str) {

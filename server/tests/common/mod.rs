@@ -12,6 +12,20 @@ pub fn free_port() -> u16 {
     weir_conformance::net::stable_port()
 }
 
+/// Runs a client program (a Python or JavaScript script) to its end; the test
+/// fails with its output unless it succeeded.
+pub fn run_client(what: &str, cmd: &mut Command) {
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("{what}: cannot run {cmd:?} ({e}); scripts/test installs it"));
+    assert!(
+        out.status.success(),
+        "{what} failed:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// `weir serve` processes forming a static cluster.
 pub struct Cluster {
     pub nodes: Vec<Option<Child>>,
