@@ -256,16 +256,22 @@ impl Node {
         group: &str,
         settled: StoredGeneration,
     ) -> Result<()> {
-        let cmd = GroupCommand::Generation {
-            group: group.to_string(),
-            generation: settled,
-            now_ms: crate::batch::now_ms(),
-        };
+        let cmd = settle(group.to_string(), settled);
         self.propose_group_command(g, &cmd, PERSIST_TIMEOUT).await
     }
 
     pub(crate) fn live(&self) -> &Live {
         self.inner_coordinators().live()
+    }
+}
+
+/// The command that stores `group`'s settled generation, stamped with this
+/// coordinator's clock.
+fn settle(group: String, generation: StoredGeneration) -> GroupCommand {
+    GroupCommand::Generation {
+        group,
+        generation,
+        now_ms: crate::batch::now_ms(),
     }
 }
 
@@ -308,12 +314,7 @@ pub(crate) async fn run_timers(node: WeakNode) {
             }
         }
         for (g, group, settled) in persist {
-            let cmd = GroupCommand::Generation {
-                group,
-                generation: settled,
-                now_ms: crate::batch::now_ms(),
-            };
-            match encode_command(&cmd) {
+            match encode_command(&settle(group, settled)) {
                 Ok(data) => node.send_to_group(
                     g,
                     GroupMsg::Propose {
