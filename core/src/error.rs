@@ -72,6 +72,23 @@ pub enum GroupError {
     /// The partition's offsets are in use by the group's current members.
     #[error("the group is subscribed to the topic")]
     GroupSubscribedToTopic,
+    /// A consumer-protocol member's epoch is not its current one: it must give
+    /// up its partitions and rejoin.
+    #[error("member epoch {0} is fenced")]
+    FencedMemberEpoch(i32),
+    /// A commit with an epoch the member no longer has: retry after the next
+    /// heartbeat.
+    #[error("member epoch {0} is stale")]
+    StaleMemberEpoch(i32),
+    /// Another member of the same static instance has not left yet.
+    #[error("instance {0:?} is still used by another member")]
+    UnreleasedInstanceId(String),
+    /// The server-side assignor asked for does not exist.
+    #[error("unsupported assignor {0:?} (weir has uniform and range)")]
+    UnsupportedAssignor(String),
+    /// A malformed group request.
+    #[error("invalid request: {0}")]
+    InvalidRequest(String),
 }
 
 /// Everything that can go wrong in weir, grouped by what a caller can do about it.

@@ -171,6 +171,16 @@ pub struct Config {
     pub group_max_session_timeout_ms: u64,
     /// Most members one group may have (GROUP_MAX_SIZE_REACHED past it).
     pub group_max_members: usize,
+    /// How often a consumer-protocol (KIP-848) member heartbeats while it holds
+    /// its assignment (Kafka's `group.consumer.heartbeat.interval.ms`): members
+    /// learn of a rebalance on their next heartbeat.
+    pub group_consumer_heartbeat_interval_ms: u64,
+    /// A consumer-protocol member silent for this long leaves its group
+    /// (Kafka's `group.consumer.session.timeout.ms`).
+    pub group_consumer_session_timeout_ms: u64,
+    /// The server-side assignor for consumer-protocol members that name none:
+    /// `uniform` or `range`.
+    pub group_consumer_assignor: String,
     /// Most partitions one topic may have.
     pub max_partitions_per_topic: i32,
     /// Most partitions in the cluster, over all topics.
@@ -249,6 +259,9 @@ impl Default for Config {
             group_min_session_timeout_ms: 6000,
             group_max_session_timeout_ms: 1_800_000,
             group_max_members: 1000,
+            group_consumer_heartbeat_interval_ms: 250,
+            group_consumer_session_timeout_ms: 45_000,
+            group_consumer_assignor: "uniform".to_string(),
             max_partitions_per_topic: 1000,
             max_partitions: 10_000,
             max_auto_create_per_request: 16,
@@ -337,6 +350,23 @@ impl Config {
         anyhow::ensure!(
             self.group_max_members >= 1,
             "group_max_members must be at least 1"
+        );
+        anyhow::ensure!(
+            (10..=60_000).contains(&self.group_consumer_heartbeat_interval_ms),
+            "group_consumer_heartbeat_interval_ms must be 10..=60000, not {}",
+            self.group_consumer_heartbeat_interval_ms
+        );
+        anyhow::ensure!(
+            self.group_consumer_session_timeout_ms > self.group_consumer_heartbeat_interval_ms,
+            "group_consumer_session_timeout_ms ({}) must exceed group_consumer_heartbeat_interval_ms ({})",
+            self.group_consumer_session_timeout_ms,
+            self.group_consumer_heartbeat_interval_ms
+        );
+        anyhow::ensure!(
+            weir_core::groups::consumer::ASSIGNORS.contains(&self.group_consumer_assignor.as_str()),
+            "group_consumer_assignor must be one of {:?}, not {:?}",
+            weir_core::groups::consumer::ASSIGNORS,
+            self.group_consumer_assignor
         );
         anyhow::ensure!(
             self.default_replication >= 1,

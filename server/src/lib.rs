@@ -192,6 +192,11 @@ pub async fn run(
     node_cfg.group_min_session_timeout = Duration::from_millis(config.group_min_session_timeout_ms);
     node_cfg.group_max_session_timeout = Duration::from_millis(config.group_max_session_timeout_ms);
     node_cfg.group_max_members = config.group_max_members;
+    node_cfg.group_consumer_heartbeat_interval =
+        Duration::from_millis(config.group_consumer_heartbeat_interval_ms);
+    node_cfg.group_consumer_session_timeout =
+        Duration::from_millis(config.group_consumer_session_timeout_ms);
+    node_cfg.group_consumer_assignor = config.group_consumer_assignor.clone();
     #[cfg(feature = "negative-controls")]
     {
         node_cfg.unsafe_bypass_leader_check = config.unsafe_bypass_leader_check;

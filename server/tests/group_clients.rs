@@ -34,6 +34,14 @@ fn kafka_python_consumer_groups() {
     python_groups("kafka-python", 1);
 }
 
+/// The consumer group protocol (KIP-848, `group.protocol=consumer`): the
+/// coordinator assigns with its server-side assignor and members reconcile
+/// incrementally; the same checks, and a member joining while others consume.
+#[test]
+fn confluent_kafka_consumer_protocol_groups() {
+    python_groups("confluent-consumer", 1);
+}
+
 /// Incremental rebalancing (KIP-429): the client runs it over the classic
 /// protocol; the coordinator relays it as it relays eager assignments.
 #[test]
@@ -44,6 +52,11 @@ fn confluent_kafka_cooperative_consumer_groups() {
 #[test]
 fn confluent_kafka_consumer_groups_on_three_nodes() {
     python_groups("confluent", 3);
+}
+
+#[test]
+fn confluent_kafka_consumer_protocol_groups_on_three_nodes() {
+    python_groups("confluent-consumer", 3);
 }
 
 #[test]

@@ -18,13 +18,13 @@ use common::Cluster;
 
 /// Runs clients/failover_groups.py, killing the coordinator's node once it is
 /// READY; returns whether it passed, and its output.
-fn failover(config: &str) -> (bool, String) {
+fn failover(config: &str, protocol: &str) -> (bool, String) {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/clients/failover_groups.py");
     // One coordinator partition: its leader is the group's coordinator.
     let mut c = Cluster::start_with(3, "grpc", &format!("group_partitions = 1\n{config}"));
     let mut child = Command::new("python3")
         .arg(&script)
-        .args([&c.all(), "failover"])
+        .args([&c.all(), "failover", protocol])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -74,7 +74,17 @@ fn failover(config: &str) -> (bool, String) {
 
 #[test]
 fn a_group_survives_the_kill_of_its_coordinator() {
-    let (ok, out) = failover("");
+    let (ok, out) = failover("", "classic");
+    assert!(ok, "{out}");
+    assert!(out.contains("failover_groups: ok"), "{out}");
+    eprintln!("{out}");
+}
+
+/// The same with the consumer group protocol (KIP-848): the new coordinator
+/// continues from the replicated group state.
+#[test]
+fn a_consumer_protocol_group_survives_the_kill_of_its_coordinator() {
+    let (ok, out) = failover("", "consumer");
     assert!(ok, "{out}");
     assert!(out.contains("failover_groups: ok"), "{out}");
     eprintln!("{out}");
@@ -85,7 +95,7 @@ fn a_group_survives_the_kill_of_its_coordinator() {
 #[cfg(feature = "negative-controls")]
 #[test]
 fn the_failover_check_catches_a_coordinator_that_does_not_replicate_offsets() {
-    let (ok, out) = failover("unsafe_group_offsets_in_memory = true\n");
+    let (ok, out) = failover("unsafe_group_offsets_in_memory = true\n", "classic");
     assert!(
         !ok && out.contains("acknowledged before the kill are gone"),
         "the failover check did not notice lost offsets:\n{out}"

@@ -18,6 +18,8 @@ pub struct ListedGroup {
     pub protocol_type: String,
     /// Kafka's state name (`Empty`, `Stable`, …).
     pub state: &'static str,
+    /// `classic` or `consumer` (the KIP-848 protocol), as ListGroups v5 names it.
+    pub group_type: &'static str,
 }
 
 /// A member as DescribeGroups shows it.
@@ -42,6 +44,8 @@ pub struct DescribedMember {
 pub struct DescribedGroup {
     /// Kafka's state name; `Dead` for a group this coordinator does not know.
     pub state: &'static str,
+    /// `classic` or `consumer` (the KIP-848 protocol).
+    pub group_type: &'static str,
     /// Protocol type.
     pub protocol_type: String,
     /// The chosen protocol (assignor).
@@ -54,17 +58,19 @@ impl Node {
     /// The groups coordinated by this node (ListGroups asks every broker).
     pub fn list_groups(&self) -> Vec<ListedGroup> {
         let mut out = Vec::new();
+        let meta = self.metadata();
         for (g, replica) in self.inner_coordinators().replicas() {
             if self.group_status(g).is_none_or(|s| s.role != Role::Leader) {
                 continue;
             }
             let ids: Vec<String> = replica.lock().store.groups.keys().cloned().collect();
             for id in ids {
-                let d = self.live().describe(g, &replica, &id);
+                let d = self.live().describe(g, &replica, &id, &meta);
                 out.push(ListedGroup {
                     group: id,
                     protocol_type: d.protocol_type,
                     state: d.state,
+                    group_type: d.group_type,
                 });
             }
         }
@@ -78,7 +84,7 @@ impl Node {
     /// Those of finding the group's coordinator here.
     pub fn describe_group(&self, group: &str) -> Result<DescribedGroup> {
         let (g, replica) = self.coordinator_replica(group)?;
-        Ok(self.live().describe(g, &replica, group))
+        Ok(self.live().describe(g, &replica, group, &self.metadata()))
     }
 
     /// Deletes a group without members, with its offsets (DeleteGroups).
@@ -88,7 +94,7 @@ impl Node {
     /// of finding the coordinator or replicating the deletion.
     pub async fn delete_group(&self, group: &str, timeout: Duration) -> Result<()> {
         let (g, replica) = self.coordinator_replica(group)?;
-        let d = self.live().describe(g, &replica, group);
+        let d = self.live().describe(g, &replica, group, &self.metadata());
         if d.state == "Dead" {
             return Err(GroupError::GroupIdNotFound(group.to_string()).into());
         }
@@ -118,7 +124,7 @@ impl Node {
         timeout: Duration,
     ) -> Result<Vec<Result<()>>> {
         let (g, replica) = self.coordinator_replica(group)?;
-        let d = self.live().describe(g, &replica, group);
+        let d = self.live().describe(g, &replica, group, &self.metadata());
         if d.state == "Dead" {
             return Err(GroupError::GroupIdNotFound(group.to_string()).into());
         }

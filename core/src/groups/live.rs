@@ -17,6 +17,7 @@ use crate::groups::admin::DescribedGroup;
 use crate::groups::classic::{
     ClassicGroup, JoinRequest, JoinResponse, Limits, State, SyncRequest, SyncResponse,
 };
+use crate::groups::consumer::ConsumerLive;
 use crate::groups::machine::SharedReplica;
 use crate::groups::store::{GroupCommand, StoredGeneration, encode_command};
 use crate::ids::GroupId;
@@ -32,7 +33,10 @@ const PERSIST_TIMEOUT: Duration = Duration::from_secs(10);
 #[derive(Debug, Default)]
 pub(crate) struct LivePartition {
     leader_terms: u64,
-    groups: HashMap<String, ClassicGroup>,
+    /// Classic groups.
+    pub(crate) groups: HashMap<String, ClassicGroup>,
+    /// Consumer-protocol (KIP-848) groups.
+    pub(crate) consumer: HashMap<String, ConsumerLive>,
 }
 
 /// Live state of every coordinator partition hosted here.
@@ -42,6 +46,26 @@ pub(crate) struct Live {
 }
 
 impl Live {
+    /// Runs `f` on partition `g`'s live state for the replica's current
+    /// leadership term (what an earlier term left is dropped first).
+    pub(crate) fn partition<T>(
+        &self,
+        g: GroupId,
+        replica: &SharedReplica,
+        f: impl FnOnce(&mut LivePartition) -> T,
+    ) -> T {
+        let mut parts = self.partitions.lock();
+        let terms = replica.lock().leader_terms;
+        let p = parts.entry(g).or_default();
+        if p.leader_terms != terms {
+            *p = LivePartition {
+                leader_terms: terms,
+                ..LivePartition::default()
+            };
+        }
+        f(p)
+    }
+
     /// Runs `f` on `group`'s live state in partition `g`, built from what the
     /// replica stored when this term first touches it. Without live or stored
     /// state, `f` gets `None` unless `create`.
@@ -53,32 +77,25 @@ impl Live {
         create: bool,
         f: impl FnOnce(Option<&mut ClassicGroup>) -> T,
     ) -> T {
-        let mut parts = self.partitions.lock();
-        let (terms, stored) = {
-            let r = replica.lock();
-            (
-                r.leader_terms,
-                r.store.groups.get(group).and_then(|s| s.generation.clone()),
-            )
-        };
-        let p = parts.entry(g).or_default();
-        if p.leader_terms != terms {
-            *p = LivePartition {
-                leader_terms: terms,
-                groups: HashMap::new(),
-            };
-        }
-        if !p.groups.contains_key(group) {
-            let restored = match stored {
-                Some(s) => Some(ClassicGroup::restore(group, &s, Instant::now())),
-                None if create => Some(ClassicGroup::new(group)),
-                None => None,
-            };
-            if let Some(c) = restored {
-                p.groups.insert(group.to_string(), c);
+        let stored = replica
+            .lock()
+            .store
+            .groups
+            .get(group)
+            .and_then(|s| s.generation.clone());
+        self.partition(g, replica, |p| {
+            if !p.groups.contains_key(group) {
+                let restored = match stored {
+                    Some(s) => Some(ClassicGroup::restore(group, &s, Instant::now())),
+                    None if create => Some(ClassicGroup::new(group)),
+                    None => None,
+                };
+                if let Some(c) = restored {
+                    p.groups.insert(group.to_string(), c);
+                }
             }
-        }
-        f(p.groups.get_mut(group))
+            f(p.groups.get_mut(group))
+        })
     }
 
     /// `group` as DescribeGroups shows it: its live state, or the stored one;
@@ -88,12 +105,17 @@ impl Live {
         g: GroupId,
         replica: &SharedReplica,
         group: &str,
+        meta: &crate::metadata::Metadata,
     ) -> DescribedGroup {
+        if let Some(d) = self.describe_consumer(g, replica, group, meta) {
+            return d;
+        }
         let known = replica.lock().store.groups.contains_key(group);
         self.with(g, replica, group, false, |c| match c {
             Some(c) => c.describe(),
             None => DescribedGroup {
                 state: if known { State::Empty.name() } else { "Dead" },
+                group_type: "classic",
                 protocol_type: String::new(),
                 protocol: String::new(),
                 members: Vec::new(),
@@ -105,6 +127,7 @@ impl Live {
     pub(crate) fn forget(&self, g: GroupId, group: &str) {
         if let Some(p) = self.partitions.lock().get_mut(&g) {
             p.groups.remove(group);
+            p.consumer.remove(group);
         }
     }
 
@@ -135,6 +158,9 @@ impl Node {
             return Err(GroupError::InvalidGroupId(req.group).into());
         }
         let (g, replica) = self.coordinator_replica(&req.group)?;
+        if self.consumer_group_active(g, &replica, &req.group) {
+            return Err(GroupError::InconsistentProtocol.into());
+        }
         let wait = Duration::from_millis(
             u64::try_from(req.rebalance_timeout_ms.max(req.session_timeout_ms)).unwrap_or(0),
         ) + self.config().group_initial_rebalance_delay
@@ -232,6 +258,9 @@ impl Node {
         group: &str,
         who: &super::Committer,
     ) -> Result<()> {
+        if let Some(r) = self.check_consumer_commit(g, replica, group, who) {
+            return r;
+        }
         self.live().with(g, replica, group, false, |c| {
             let Some(c) = c else {
                 return if who.generation < 0 {
@@ -299,6 +328,7 @@ pub(crate) async fn run_timers(node: WeakNode) {
         let limits = node.limits();
         let now = Instant::now();
         let mut persist = Vec::new();
+        node.tick_consumer_groups(now);
         {
             let mut parts = node.live().partitions.lock();
             parts.retain(|g, _| {

@@ -18,6 +18,7 @@
 
 pub mod admin;
 pub mod classic;
+pub mod consumer;
 mod live;
 pub(crate) mod machine;
 pub mod store;
@@ -119,6 +120,22 @@ pub struct Committer {
     pub instance_id: Option<String>,
 }
 
+/// Waits for a proposal [`Node::start_group_command`] made to be applied.
+pub(crate) async fn await_group_command(
+    g: GroupId,
+    rx: oneshot::Receiver<Result<crate::raft::driver::Applied>>,
+    timeout: Duration,
+) -> Result<()> {
+    match tokio::time::timeout(timeout, rx).await {
+        Err(_) => Err(Error::Timeout(format!("group command to {g}"))),
+        Ok(Err(_)) => Err(Error::Shutdown),
+        // Leadership moved before it was committed: the client finds the new
+        // coordinator.
+        Ok(Ok(Err(Error::NotLeader { .. }))) => Err(GroupError::NotCoordinator.into()),
+        Ok(Ok(r)) => r.map(|_| ()),
+    }
+}
+
 /// What OffsetFetch answers for one partition.
 pub type Committed = (String, i32, Option<CommittedOffset>);
 
@@ -211,6 +228,17 @@ impl Node {
         cmd: &GroupCommand,
         timeout: Duration,
     ) -> Result<()> {
+        let rx = self.start_group_command(g, cmd)?;
+        await_group_command(g, rx, timeout).await
+    }
+
+    /// Proposes a coordinator command to `g` without waiting: the proposal is in
+    /// the group's queue, in order, when this returns.
+    pub(crate) fn start_group_command(
+        &self,
+        g: GroupId,
+        cmd: &GroupCommand,
+    ) -> Result<oneshot::Receiver<Result<crate::raft::driver::Applied>>> {
         let data = encode_command(cmd)?;
         let (tx, rx) = oneshot::channel();
         self.send_to_group(
@@ -221,14 +249,7 @@ impl Node {
                 bytes: None,
             },
         );
-        match tokio::time::timeout(timeout, rx).await {
-            Err(_) => Err(Error::Timeout(format!("group command to {g}"))),
-            Ok(Err(_)) => Err(Error::Shutdown),
-            // Leadership moved before it was committed: the client finds the new
-            // coordinator.
-            Ok(Ok(Err(Error::NotLeader { .. }))) => Err(GroupError::NotCoordinator.into()),
-            Ok(Ok(r)) => r.map(|_| ()),
-        }
+        Ok(rx)
     }
 
     /// Commits offsets for `group` (OffsetCommit): durable on every replica of

@@ -12,6 +12,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
+use crate::groups::consumer::ConsumerGroup;
 
 /// A committed offset, as OffsetCommit stored it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -121,6 +122,16 @@ pub enum GroupCommand {
         /// The cut-off.
         before_ms: i64,
     },
+    /// Stores a consumer-protocol group's state (kept when newer than the
+    /// stored version).
+    Consumer {
+        /// The group.
+        group: String,
+        /// Its whole state.
+        state: ConsumerGroup,
+        /// The coordinator's clock.
+        now_ms: i64,
+    },
 }
 
 /// Every group of one coordinator partition.
@@ -128,6 +139,16 @@ pub enum GroupCommand {
 pub struct GroupStore {
     /// Groups by id.
     pub groups: BTreeMap<String, StoredGroup>,
+    /// Consumer-protocol (KIP-848) groups by id; each also has an entry in
+    /// `groups` (its offsets and last change).
+    pub consumer: BTreeMap<String, ConsumerGroup>,
+}
+
+/// The store as written before consumer-protocol groups existed (a checkpoint
+/// of that shape is still read).
+#[derive(Deserialize)]
+struct GroupStoreV1 {
+    groups: BTreeMap<String, StoredGroup>,
 }
 
 impl GroupStore {
@@ -165,11 +186,33 @@ impl GroupStore {
             GroupCommand::DeleteGroups { groups } => {
                 for g in groups {
                     self.groups.remove(&g);
+                    self.consumer.remove(&g);
                 }
             }
             GroupCommand::Expire { before_ms } => {
-                self.groups
-                    .retain(|_, g| g.has_members() || g.changed_ms >= before_ms);
+                let consumer = &self.consumer;
+                self.groups.retain(|id, g| {
+                    g.has_members()
+                        || consumer.get(id).is_some_and(|c| !c.members.is_empty())
+                        || g.changed_ms >= before_ms
+                });
+                let groups = &self.groups;
+                self.consumer.retain(|id, _| groups.contains_key(id));
+            }
+            GroupCommand::Consumer {
+                group,
+                state,
+                now_ms,
+            } => {
+                let g = self.groups.entry(group.clone()).or_default();
+                g.changed_ms = g.changed_ms.max(now_ms);
+                let newer = self
+                    .consumer
+                    .get(&group)
+                    .is_none_or(|c| c.version < state.version);
+                if newer {
+                    self.consumer.insert(group, state);
+                }
             }
         }
     }
@@ -189,6 +232,14 @@ impl GroupStore {
     /// [`Error::Corrupt`] when the bytes are not a store.
     pub fn decode(bytes: &[u8]) -> Result<GroupStore> {
         postcard::from_bytes(bytes)
+            .or_else(|e| {
+                postcard::from_bytes::<GroupStoreV1>(bytes)
+                    .map(|v1| GroupStore {
+                        groups: v1.groups,
+                        consumer: BTreeMap::new(),
+                    })
+                    .map_err(|_| e)
+            })
             .map_err(|e| Error::Corrupt(format!("undecodable group state: {e}")))
     }
 }
@@ -268,6 +319,43 @@ mod tests {
         assert_eq!(g.changed_ms, 20);
         assert_eq!(GroupStore::decode(&s.encode()?)?, s);
         assert!(decode_command(&[1, 2, 3]).is_err());
+        Ok(())
+    }
+
+    #[test]
+    fn consumer_groups_keep_their_newest_version_and_old_checkpoints_still_load() -> Result<()> {
+        let mut s = GroupStore::default();
+        let state = |version| ConsumerGroup {
+            version,
+            epoch: i32::try_from(version).unwrap_or(0),
+            ..ConsumerGroup::default()
+        };
+        for (v, now_ms) in [(2, 10), (1, 20)] {
+            s.apply(GroupCommand::Consumer {
+                group: "c".into(),
+                state: state(v),
+                now_ms,
+            });
+        }
+        assert_eq!(
+            s.consumer["c"].version, 2,
+            "an older version never replaces a newer"
+        );
+        assert_eq!(s.groups["c"].changed_ms, 20);
+        assert_eq!(GroupStore::decode(&s.encode()?)?, s);
+        // A checkpoint written before consumer-protocol groups existed.
+        #[derive(Serialize)]
+        struct V1<'a> {
+            groups: &'a BTreeMap<String, StoredGroup>,
+        }
+        let old = postcard::to_allocvec(&V1 { groups: &s.groups }).unwrap_or_default();
+        let loaded = GroupStore::decode(&old)?;
+        assert_eq!(loaded.groups, s.groups);
+        assert!(loaded.consumer.is_empty());
+        s.apply(GroupCommand::DeleteGroups {
+            groups: vec!["c".into()],
+        });
+        assert!(s.consumer.is_empty() && s.groups.is_empty());
         Ok(())
     }
 }

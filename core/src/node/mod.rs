@@ -93,6 +93,18 @@ pub struct NodeConfig {
     /// How long the first rebalance of an empty group waits for more members
     /// (Kafka's `group.initial.rebalance.delay.ms`).
     pub group_initial_rebalance_delay: Duration,
+    /// How often a consumer-protocol (KIP-848) member heartbeats while it holds
+    /// its target assignment (Kafka's `group.consumer.heartbeat.interval.ms`;
+    /// members on their way to a new assignment heartbeat at most every
+    /// 100 ms). Members learn of a rebalance on their next heartbeat, so this
+    /// bounds how long one takes.
+    pub group_consumer_heartbeat_interval: Duration,
+    /// A consumer-protocol member that has not heartbeated for this long leaves
+    /// the group (Kafka's `group.consumer.session.timeout.ms`).
+    pub group_consumer_session_timeout: Duration,
+    /// The server-side assignor for members that name none (`uniform` or
+    /// `range`).
+    pub group_consumer_assignor: String,
     /// The descriptors the node may open: the process's open-file limit less those
     /// already open when the node starts (inherited ones count against the limit
     /// too). The node keeps its partitions' files within half of it (the other
@@ -143,6 +155,9 @@ impl NodeConfig {
             group_max_session_timeout: Duration::from_secs(30 * 60),
             group_max_members: 1000,
             group_initial_rebalance_delay: Duration::from_secs(3),
+            group_consumer_heartbeat_interval: Duration::from_millis(250),
+            group_consumer_session_timeout: Duration::from_secs(45),
+            group_consumer_assignor: "uniform".to_string(),
             open_file_limit: None,
             #[cfg(feature = "negative-controls")]
             unsafe_bypass_leader_check: false,

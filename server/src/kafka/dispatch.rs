@@ -39,6 +39,9 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::DescribeGroups, 0, 5),
     (ApiKey::DeleteGroups, 0, 2),
     (ApiKey::OffsetDelete, 0, 0),
+    // The consumer group protocol (KIP-848).
+    (ApiKey::ConsumerGroupHeartbeat, 0, 1),
+    (ApiKey::ConsumerGroupDescribe, 0, 1),
 ];
 
 /// The versions of `key` ApiVersions advertises: what weir answers, except
@@ -235,6 +238,19 @@ pub async fn start<'a>(
         RequestKind::OffsetDelete(r) => respond(req, async move {
             Some(ResponseKind::OffsetDelete(
                 handlers::group_admin::delete_offsets(r, ctx).await,
+            ))
+        }),
+        RequestKind::ConsumerGroupHeartbeat(r) => {
+            let (client, host) = handlers::membership::client_of(session);
+            respond(req, async move {
+                Some(ResponseKind::ConsumerGroupHeartbeat(
+                    handlers::consumer_groups::heartbeat(r, ctx, client, host).await,
+                ))
+            })
+        }
+        RequestKind::ConsumerGroupDescribe(r) => respond(req, async move {
+            Some(ResponseKind::ConsumerGroupDescribe(
+                handlers::consumer_groups::describe(r, ctx),
             ))
         }),
         _ => anyhow::bail!("{key:?} is not handled"),

@@ -56,6 +56,11 @@ fn group_error(e: &GroupError) -> ResponseError {
         GroupError::InvalidGroupId(_) => ResponseError::InvalidGroupId,
         GroupError::OffsetMetadataTooLarge(_) => ResponseError::OffsetMetadataTooLarge,
         GroupError::GroupSubscribedToTopic => ResponseError::GroupSubscribedToTopic,
+        GroupError::FencedMemberEpoch(_) => ResponseError::FencedMemberEpoch,
+        GroupError::StaleMemberEpoch(_) => ResponseError::StaleMemberEpoch,
+        GroupError::UnreleasedInstanceId(_) => ResponseError::UnreleasedInstanceId,
+        GroupError::UnsupportedAssignor(_) => ResponseError::UnsupportedAssignor,
+        GroupError::InvalidRequest(_) => ResponseError::InvalidRequest,
         _ => ResponseError::UnknownServerError,
     }
 }

@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
 """A consumer group through a coordinator failover (run by group_failover.rs).
 
-usage: failover_groups.py BOOTSTRAP TOPIC
+usage: failover_groups.py BOOTSTRAP TOPIC [classic|consumer]
+
+(`consumer`: the members use the KIP-848 protocol, group.protocol=consumer.)
 
 Creates TOPIC (6 partitions, 3 replicas), produces 3,000 records, and runs two
 confluent-kafka members of one group that commit synchronously every 25
@@ -29,6 +31,7 @@ def fail(msg):
 
 def main():
     bootstrap, topic = sys.argv[1:3]
+    protocol = sys.argv[3] if len(sys.argv) > 3 else "classic"
     group = f"{topic}-g"
     admin = AdminClient({"bootstrap.servers": bootstrap})
     admin.create_topics([NewTopic(topic, num_partitions=PARTITIONS, replication_factor=3)])[topic].result(30)
@@ -43,9 +46,13 @@ def main():
     acked_before_kill = {}
 
     def member():
-        c = Consumer({"bootstrap.servers": bootstrap, "group.id": group, "auto.offset.reset": "earliest",
-                      "enable.auto.commit": False, "session.timeout.ms": 6000, "heartbeat.interval.ms": 500,
-                      "max.poll.interval.ms": 30000})
+        conf = {"bootstrap.servers": bootstrap, "group.id": group, "auto.offset.reset": "earliest",
+                "enable.auto.commit": False, "max.poll.interval.ms": 30000}
+        if protocol == "consumer":
+            conf["group.protocol"] = "consumer"
+        else:
+            conf.update({"session.timeout.ms": 6000, "heartbeat.interval.ms": 500})
+        c = Consumer(conf)
         c.subscribe([topic])
         n = 0
         while not done[0]:

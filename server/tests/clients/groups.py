@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Consumer groups through a real client library (subscribe(), not assign()).
 
-usage: groups.py BOOTSTRAP TOPIC {confluent,confluent-cooperative,kafka-python}
+usage: groups.py BOOTSTRAP TOPIC {confluent,confluent-cooperative,confluent-consumer,kafka-python}
 
 On a new 6-partition topic with 600 records:
 1. three members of one group get two partitions each and together read every
@@ -10,7 +10,10 @@ On a new 6-partition topic with 600 records:
 3. every member commits and closes; a new member of the group resumes at the
    committed offsets (as a non-member reads them);
 4. a static member (group.instance.id) that restarts within its session
-   timeout gets its partitions back without a rebalance of the others.
+   timeout gets its partitions back without a rebalance of the others;
+5. (confluent-consumer: the KIP-848 protocol, group.protocol=consumer) a member
+   joins while two others consume: they give up only the partitions it takes
+   and keep consuming the rest throughout.
 Exits non-zero with a message on the first failure.
 """
 import sys
@@ -70,9 +73,13 @@ class ConfluentMember:
     def __init__(self, c):
         self.c = c
         self.rebalances = 0
+        self.revoked = []
 
     def assigned(self):
         self.rebalances += 1
+
+    def revoking(self, partitions):
+        self.revoked.extend(tp.partition for tp in partitions)
 
     def poll(self):
         m = self.c.poll(0.2)
@@ -99,6 +106,30 @@ class ConfluentMember:
 class ConfluentCooperative(Confluent):
     """Incremental (cooperative) rebalancing: the broker relays it unchanged."""
     strategy = "cooperative-sticky"
+
+
+class ConfluentConsumerProtocol(Confluent):
+    """KIP-848: the coordinator assigns (server-side assignor) and members
+    reconcile incrementally through ConsumerGroupHeartbeat."""
+
+    def member(self, topic, group, instance=None):
+        from confluent_kafka import Consumer
+        conf = {"bootstrap.servers": self.bootstrap, "group.id": group, "group.protocol": "consumer",
+                "auto.offset.reset": "earliest", "enable.auto.commit": False}
+        if instance:
+            conf["group.instance.id"] = instance
+        c = Consumer(conf)
+        m = ConfluentMember(c)
+
+        def revoke(_c, ps):
+            # A member may start consuming before the others join (there is no
+            # initial rebalance delay in this protocol): it commits what it read
+            # of the partitions it gives up, as applications do, so that their
+            # next owner continues after it.
+            m.revoking(ps)
+            m.commit()
+        c.subscribe([topic], on_assign=lambda _c, _ps: m.assigned(), on_revoke=revoke)
+        return m
 
 
 class KafkaPython(Confluent):
@@ -187,7 +218,7 @@ def wait(what, cond, secs=60):
 def main():
     bootstrap, topic, kind = sys.argv[1:4]
     client = {"confluent": Confluent, "confluent-cooperative": ConfluentCooperative,
-              "kafka-python": KafkaPython}[kind](bootstrap)
+              "confluent-consumer": ConfluentConsumerProtocol, "kafka-python": KafkaPython}[kind](bootstrap)
     client.create(topic)
     client.produce(topic, [(i, f"v{i}") for i in range(N)])
     group = f"{topic}-g"
@@ -292,7 +323,57 @@ def main():
              f"{rebalances} -> {b.rebalances} assignments")
     a.close()
     b.close()
+    if kind == "confluent-consumer":
+        step("4 ok")
+        join_while_consuming(client, topic)
     print(f"groups: {kind}: ok")
+
+
+def join_while_consuming(client, topic):
+    """5. A third member joins two that consume: each of the two gives up only
+    partitions the newcomer takes, and never stops consuming the others."""
+    group = f"{topic}-join"
+    members = [client.member(topic, group) for _ in range(2)]
+    seen, lock, done, assigned = {}, threading.Lock(), [False], {}
+    threads = run_members(members, lambda: done[0], seen, lock, assigned)
+    wait("two members have three partitions each",
+         lambda: sorted(assigned.get(0, []) + assigned.get(1, [])) == list(range(6))
+         and len(assigned[0]) == 3)
+    before = {i: list(assigned[i]) for i in range(2)}
+    already = [len(m.revoked) for m in members]
+    history = {0: [], 1: []}
+    stop_watch = [False]
+
+    def watch():
+        while not stop_watch[0]:
+            for i in range(2):
+                history[i].append(list(assigned.get(i, [])))
+            time.sleep(0.01)
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    newcomer = client.member(topic, group)
+    threads += run_members([newcomer], lambda: done[0], seen, lock, assigned_new := {})
+    wait("the newcomer gets two partitions", lambda: len(assigned_new.get(0, [])) == 2)
+    wait("the others settle on two each",
+         lambda: sorted(len(assigned.get(i, [])) for i in range(2)) == [2, 2])
+    stop_watch[0] = True
+    watcher.join()
+    done[0] = True
+    for t in threads:
+        t.join()
+    taken = set(assigned_new[0])
+    for i in range(2):
+        revoked = set(members[i].revoked[already[i]:])
+        if not revoked <= taken:
+            fail(f"member {i} gave up {sorted(revoked)}, more than the newcomer took {sorted(taken)}")
+        kept = set(before[i]) - taken
+        for snapshot in history[i]:
+            if not kept <= set(snapshot):
+                fail(f"member {i} stopped consuming {sorted(kept - set(snapshot))} it kept "
+                     f"(assignment {snapshot}, before {before[i]})")
+    for m in members + [newcomer]:
+        m.close()
+    step("5 ok")
 
 
 if __name__ == "__main__":

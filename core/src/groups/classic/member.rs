@@ -66,7 +66,7 @@ pub(super) fn clone_error(e: &crate::error::Error) -> crate::error::Error {
 }
 
 /// A random version-4 UUID as text, for member ids.
-pub(super) fn uuid4() -> String {
+pub(crate) fn uuid4() -> String {
     let b: [u8; 16] = rand::random();
     let h = |r: std::ops::Range<usize>| b[r].iter().map(|x| format!("{x:02x}")).collect::<String>();
     format!(

@@ -19,7 +19,7 @@ use crate::groups::store::StoredGeneration;
 
 pub use types::*;
 
-mod member;
+pub(crate) mod member;
 mod queries;
 mod types;
 

@@ -40,6 +40,7 @@ impl ClassicGroup {
         let protocol = self.protocol.clone().unwrap_or_default();
         crate::groups::admin::DescribedGroup {
             state: self.state.name(),
+            group_type: "classic",
             protocol_type: self.protocol_type.clone().unwrap_or_default(),
             protocol: protocol.clone(),
             members: self

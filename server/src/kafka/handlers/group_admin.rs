@@ -23,13 +23,13 @@ pub fn list(req: ListGroupsRequest, ctx: &Context) -> ListGroupsResponse {
         .node
         .list_groups()
         .into_iter()
-        .filter(|g| wants(&req.states_filter, g.state) && wants(&req.types_filter, "classic"))
+        .filter(|g| wants(&req.states_filter, g.state) && wants(&req.types_filter, g.group_type))
         .map(|g| {
             list_groups_response::ListedGroup::default()
                 .with_group_id(GroupId(str_bytes(&g.group)))
                 .with_protocol_type(str_bytes(&g.protocol_type))
                 .with_group_state(str_bytes(g.state))
-                .with_group_type(str_bytes("classic"))
+                .with_group_type(str_bytes(g.group_type))
         })
         .collect();
     ListGroupsResponse::default().with_groups(groups)

@@ -3,6 +3,7 @@
 //! returns the response; none of them frames, decodes or encodes.
 
 pub mod configs;
+pub mod consumer_groups;
 pub mod fetch;
 pub mod group_admin;
 pub mod groups;
