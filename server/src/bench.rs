@@ -24,6 +24,8 @@ use weir_core::batch::iter_batches;
 
 use crate::client::Client;
 
+pub mod groups;
+
 /// What to run.
 #[derive(Clone, Debug)]
 pub struct BenchArgs {
@@ -53,6 +55,9 @@ pub struct BenchArgs {
     pub consumers: usize,
     /// How produced batches are compressed.
     pub compression: kafka_protocol::records::Compression,
+    /// Consume as members of this consumer group (KIP-848 protocol) instead of
+    /// by assigning partitions.
+    pub group: Option<String>,
 }
 
 /// A benchmark's figures.
@@ -207,6 +212,9 @@ pub async fn produce(args: &BenchArgs, quiet: bool) -> anyhow::Result<Report> {
 /// # Errors
 /// When a fetch fails.
 pub async fn consume(args: &BenchArgs, quiet: bool) -> anyhow::Result<Report> {
+    if let Some(group) = &args.group {
+        return groups::consume(args, group, quiet).await;
+    }
     let mut client = Client::new(&args.bootstrap);
     let mut ends = Vec::new();
     for p in 0..args.partitions.max(1) {
@@ -328,7 +336,7 @@ pub async fn probe(args: &BenchArgs) -> anyhow::Result<Report> {
 }
 
 /// OffsetCommit throughput: `args.producers` clients, each committing one
-/// partition's offset per request (one request in flight) for its own group
+/// partition's offset per request (`args.in_flight` requests unanswered) for its own group
 /// (`<topic>-commit-<i>`, as a client that assigns its partitions), for
 /// `args.duration` (default 10 s). Latency is per commit; the records of the
 /// report are commits.
@@ -343,22 +351,24 @@ pub async fn commit(args: &BenchArgs) -> anyhow::Result<Report> {
         let bootstrap = args.bootstrap.clone();
         let group = format!("{}-commit-{i}", args.topic);
         let topic = args.topic.clone();
+        let in_flight = args.in_flight;
         tasks.spawn(async move {
             let mut client = Client::new(&bootstrap);
             // Find the coordinator (the cluster may create its group topic now).
             client.coordinator(&group).await?;
             let mut hist = Histogram::<u64>::new_with_bounds(1, 600_000_000, 3)?;
             let started = Instant::now();
-            let mut n = 0u64;
-            while started.elapsed() < run_for {
-                let t = Instant::now();
-                let offset = i64::try_from(n).unwrap_or(i64::MAX);
-                client
-                    .commit_offsets(&group, &[(topic.clone(), 0, offset)])
-                    .await?;
-                hist.record(t.elapsed().as_micros().max(1) as u64)?;
-                n += 1;
-            }
+            let n = client
+                .commit_pipelined(
+                    &group,
+                    &topic,
+                    in_flight,
+                    || started.elapsed() < run_for,
+                    |d| {
+                        let _ = hist.record(d.as_micros().max(1) as u64);
+                    },
+                )
+                .await?;
             anyhow::Ok((n, hist))
         });
     }

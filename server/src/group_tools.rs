@@ -1,7 +1,87 @@
 //! `weir groups`: list, describe (with lag), reset and delete consumer groups on
 //! any Kafka-compatible broker, like `kafka-consumer-groups`.
 
+use std::io::Write as _;
+use std::time::{Duration, Instant};
+
 use crate::client::Client;
+use crate::client::member::Reset;
+use crate::tools::{ConsumeArgs, decode_records};
+
+/// How often `weir consume --group` commits what it read.
+const AUTO_COMMIT: Duration = Duration::from_secs(1);
+
+/// `weir consume TOPIC --group G`: consumes the partitions the group's
+/// coordinator assigns this member, printing records as `weir consume` does,
+/// until `--count` records, the end of its partitions (without `--follow`), or
+/// Ctrl-C; commits every second and when it stops, then leaves the group.
+///
+/// # Errors
+/// A bad `--from`, connection and Kafka errors.
+pub async fn consume_group(args: &ConsumeArgs, group: &str) -> anyhow::Result<()> {
+    let reset = match args.from.as_str() {
+        "beginning" => Reset::Earliest,
+        "end" => Reset::Latest,
+        o => anyhow::bail!("--from {o:?}: with --group, expected beginning or end"),
+    };
+    let mut c = Client::new(&args.bootstrap);
+    let mut member = c.join(group, &[args.topic.as_str()], reset).await?;
+    let mut out = std::io::stdout().lock();
+    let (mut printed, mut last_commit) = (0u64, Instant::now());
+    let stop = tokio::signal::ctrl_c();
+    tokio::pin!(stop);
+    'run: loop {
+        member.heartbeat_if_due(&mut c).await?;
+        let mut behind = false;
+        let owned: Vec<((String, i32), i64)> = member
+            .assignment()
+            .iter()
+            .map(|(k, o)| (k.clone(), *o))
+            .collect();
+        for ((topic, partition), at) in owned {
+            let (records, high) = c.fetch(&topic, partition, at, Duration::ZERO).await?;
+            for r in decode_records(&records)? {
+                if r.offset < at {
+                    continue;
+                }
+                let value = String::from_utf8_lossy(r.value.as_deref().unwrap_or_default());
+                if args.verbose {
+                    let key = String::from_utf8_lossy(r.key.as_deref().unwrap_or_default());
+                    writeln!(out, "{partition} {} {key} {value}", r.offset)?;
+                } else {
+                    writeln!(out, "{value}")?;
+                }
+                member.advance(&topic, partition, r.offset + 1);
+                printed += 1;
+                if args.count.is_some_and(|n| printed >= n) {
+                    break 'run;
+                }
+            }
+            let next = member
+                .assignment()
+                .get(&(topic, partition))
+                .copied()
+                .unwrap_or(high);
+            behind |= next < high;
+        }
+        if last_commit.elapsed() >= AUTO_COMMIT {
+            member.commit(&mut c).await?;
+            last_commit = Instant::now();
+        }
+        let assigned = !member.assignment().is_empty();
+        if !behind && assigned && !args.follow {
+            break;
+        }
+        if !behind {
+            tokio::select! {
+                _ = &mut stop => break,
+                () = tokio::time::sleep(Duration::from_millis(100)) => {}
+            }
+        }
+    }
+    out.flush()?;
+    member.leave(&mut c).await
+}
 
 /// `weir groups` subcommands.
 #[derive(clap::Subcommand, Debug)]

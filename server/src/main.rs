@@ -64,8 +64,11 @@ struct BenchCli {
     /// `probe` (the latency of a latest-offset lookup on partition 0 of the topic,
     /// every `--linger-ms`, for `--duration` seconds, while other load runs), or
     /// `commit` (OffsetCommit throughput: `--producers` clients, each committing
-    /// for its own group, for `--duration` seconds).
-    #[arg(value_parser = ["produce", "consume", "e2e", "probe", "commit"])]
+    /// for its own group with `--in-flight` commits unanswered, for `--duration`
+    /// seconds), or `rebalance` (`--rounds` times: the time from a fourth member
+    /// joining a three-member consumer group until every partition is owned
+    /// again, KIP-848 protocol).
+    #[arg(value_parser = ["produce", "consume", "e2e", "probe", "commit", "rebalance"])]
     mode: String,
     /// Brokers to start from (comma-separated).
     #[arg(long, short, default_value = "127.0.0.1:9092")]
@@ -106,6 +109,13 @@ struct BenchCli {
     /// Concurrent consumers (splitting the partitions).
     #[arg(long, default_value_t = 1)]
     consumers: usize,
+    /// Consume as members of this consumer group (the KIP-848 protocol; the
+    /// coordinator assigns the partitions) instead of by assigning them.
+    #[arg(long)]
+    group: Option<String>,
+    /// Rounds of `rebalance`.
+    #[arg(long, default_value_t = 10)]
+    rounds: usize,
     /// Compression of produced batches: none, gzip, snappy, lz4 or zstd.
     #[arg(long, default_value = "none", value_parser = ["none", "gzip", "snappy", "lz4", "zstd"])]
     compression: String,
@@ -328,12 +338,15 @@ async fn bench(cli: BenchCli) -> anyhow::Result<()> {
             "zstd" => kafka_protocol::records::Compression::Zstd,
             _ => kafka_protocol::records::Compression::None,
         },
+        group: cli.group,
     };
     let mut reports = Vec::new();
     if cli.mode == "probe" {
         reports.push(weir_server::bench::probe(&args).await?);
     } else if cli.mode == "commit" {
         reports.push(weir_server::bench::commit(&args).await?);
+    } else if cli.mode == "rebalance" {
+        reports.push(weir_server::bench::groups::rebalance(&args, cli.rounds).await?);
     } else if cli.mode != "consume" {
         reports.push(weir_server::bench::produce(&args, cli.json).await?);
     }

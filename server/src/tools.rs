@@ -120,6 +120,13 @@ pub struct ConsumeArgs {
     /// Print `offset key value` instead of only the value.
     #[arg(long)]
     pub verbose: bool,
+    /// Consume as a member of this consumer group (the KIP-848 protocol: weir,
+    /// Kafka 4): the coordinator assigns the topic's partitions among the
+    /// group's members, each starts at the group's committed offset (else as
+    /// `--from` says: `beginning` or `end`), and what is read is committed every
+    /// second and on exit. `--partition` is ignored.
+    #[arg(long)]
+    pub group: Option<String>,
 }
 
 fn parse_kv(s: &str) -> Result<(String, String), String> {
@@ -286,6 +293,9 @@ pub async fn produce(args: ProduceArgs) -> anyhow::Result<()> {
 /// # Errors
 /// Connection, Kafka and decoding errors.
 pub async fn consume(args: ConsumeArgs) -> anyhow::Result<()> {
+    if let Some(group) = &args.group {
+        return crate::group_tools::consume_group(&args, group).await;
+    }
     let mut c = Client::new(&args.bootstrap);
     let mut offset = match args.from.as_str() {
         "beginning" => c.list_offset(&args.topic, args.partition, -2).await?,

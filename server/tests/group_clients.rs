@@ -161,3 +161,81 @@ fn weir_groups_cli_resets_describes_lists_and_deletes() {
         "{out}"
     );
 }
+
+/// Commits pipelined on one connection (as clients' asynchronous commits are)
+/// are applied in the order they were sent: the last one sent is what stays.
+#[test]
+fn pipelined_commits_are_applied_in_the_order_they_were_sent() {
+    let c = Cluster::start_with(1, "grpc", "");
+    let b = c.bootstrap(0);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let mut client = weir_server::client::Client::new(&b);
+        let mut left = 2_000;
+        let acked = client
+            .commit_pipelined(
+                "ordered",
+                "t",
+                32,
+                || {
+                    left -= 1;
+                    left >= 0
+                },
+                |_| {},
+            )
+            .await
+            .unwrap();
+        assert_eq!(acked, 2_000);
+        let committed = client.committed_offsets("ordered").await.unwrap();
+        assert_eq!(committed, vec![("t".to_string(), 0, 1_999)]);
+    });
+}
+
+/// `weir consume --group`: a member reads what the group has not consumed yet
+/// and commits it; the next member resumes after it.
+#[test]
+fn weir_consume_with_a_group_resumes_where_the_group_left_off() {
+    let c = Cluster::start_with(1, "grpc", "");
+    let b = c.bootstrap(0);
+    let (ok, out) = weir(&["topics", "-b", &b, "create", "gc", "--partitions", "3"]);
+    assert!(ok, "{out}");
+    let produce = |p: &str, lines: &str| {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_weir"))
+            .args(["produce", "-b", &b, "gc", "-p", p])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        std::io::Write::write_all(&mut child.stdin.take().unwrap(), lines.as_bytes()).unwrap();
+        assert!(child.wait().unwrap().success());
+    };
+    for p in ["0", "1", "2"] {
+        produce(
+            p,
+            &(0..4).map(|i| format!("p{p}-{i}\n")).collect::<String>(),
+        );
+    }
+    let consume = || {
+        let out = Command::new(env!("CARGO_BIN_EXE_weir"))
+            .args(["consume", "-b", &b, "gc", "--group", "cg"])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        let mut lines: Vec<String> = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(str::to_string)
+            .collect();
+        lines.sort();
+        lines
+    };
+    let first = consume();
+    assert_eq!(first.len(), 12, "{first:?}");
+    assert!(consume().is_empty(), "the group's offsets were committed");
+    produce("1", "late\n");
+    assert_eq!(consume(), vec!["late".to_string()]);
+    let (ok, out) = weir(&["groups", "-b", &b, "describe", "cg"]);
+    assert!(ok && out.contains("group cg: Empty"), "{out}");
+}

@@ -120,6 +120,30 @@ pub struct Committer {
     pub instance_id: Option<String>,
 }
 
+/// An offset commit on its way through its coordinator partition's Raft log.
+#[derive(Debug)]
+#[must_use = "a commit is acknowledged only once it is applied"]
+pub struct PendingCommit {
+    proposal: Option<(
+        GroupId,
+        oneshot::Receiver<Result<crate::raft::driver::Applied>>,
+    )>,
+}
+
+impl PendingCommit {
+    /// Waits until the commit is applied (durable on a quorum).
+    ///
+    /// # Errors
+    /// [`GroupError::NotCoordinator`] when leadership moved first,
+    /// [`Error::Timeout`] after `timeout`.
+    pub async fn wait(self, timeout: Duration) -> Result<()> {
+        match self.proposal {
+            None => Ok(()),
+            Some((g, rx)) => await_group_command(g, rx, timeout).await,
+        }
+    }
+}
+
 /// Waits for a proposal [`Node::start_group_command`] made to be applied.
 pub(crate) async fn await_group_command(
     g: GroupId,
@@ -256,11 +280,7 @@ impl Node {
     /// its coordinator partition's quorum when it returns.
     ///
     /// # Errors
-    /// [`GroupError::CoordinatorNotAvailable`], [`GroupError::NotCoordinator`] or
-    /// [`GroupError::LoadInProgress`] where this node cannot answer for the group;
-    /// [`GroupError::OffsetMetadataTooLarge`] past `offset_metadata_max_bytes`;
-    /// [`GroupError::UnknownMemberId`] / [`GroupError::IllegalGeneration`] for a
-    /// committer that is not a member of the current generation.
+    /// Those of [`Node::start_commit`], and of replicating the commit.
     pub async fn commit_offsets(
         &self,
         group: &str,
@@ -268,6 +288,26 @@ impl Node {
         offsets: Vec<OffsetCommit>,
         timeout: Duration,
     ) -> Result<()> {
+        self.start_commit(group, who, offsets)?.wait(timeout).await
+    }
+
+    /// Checks an OffsetCommit and proposes it without waiting: commits started
+    /// one after another (a connection's pipelined requests) are applied in that
+    /// order. Wait for it with [`PendingCommit::wait`].
+    ///
+    /// # Errors
+    /// [`GroupError::CoordinatorNotAvailable`], [`GroupError::NotCoordinator`] or
+    /// [`GroupError::LoadInProgress`] where this node cannot answer for the group;
+    /// [`GroupError::OffsetMetadataTooLarge`] past `offset_metadata_max_bytes`;
+    /// [`GroupError::UnknownMemberId`] / [`GroupError::IllegalGeneration`] (or
+    /// [`GroupError::StaleMemberEpoch`]) for a committer that is not a member of
+    /// the current generation.
+    pub fn start_commit(
+        &self,
+        group: &str,
+        who: &Committer,
+        offsets: Vec<OffsetCommit>,
+    ) -> Result<PendingCommit> {
         if group.is_empty() {
             return Err(GroupError::InvalidGroupId(group.to_string()).into());
         }
@@ -290,7 +330,7 @@ impl Node {
                 };
                 m.insert((group.to_string(), o.topic, o.partition), c);
             }
-            return Ok(());
+            return Ok(PendingCommit { proposal: None });
         }
         let cmd = GroupCommand::Commit {
             group: group.to_string(),
@@ -310,7 +350,9 @@ impl Node {
                 })
                 .collect(),
         };
-        self.propose_group_command(g, &cmd, timeout).await
+        Ok(PendingCommit {
+            proposal: Some((g, self.start_group_command(g, &cmd)?)),
+        })
     }
 
     /// `group`'s committed offsets (OffsetFetch): of `partitions`, or of every

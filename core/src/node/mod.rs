@@ -96,7 +96,7 @@ pub struct NodeConfig {
     /// How often a consumer-protocol (KIP-848) member heartbeats while it holds
     /// its target assignment (Kafka's `group.consumer.heartbeat.interval.ms`;
     /// members on their way to a new assignment heartbeat at most every
-    /// 100 ms). Members learn of a rebalance on their next heartbeat, so this
+    /// 50 ms). Members learn of a rebalance on their next heartbeat, so this
     /// bounds how long one takes.
     pub group_consumer_heartbeat_interval: Duration,
     /// A consumer-protocol member that has not heartbeated for this long leaves

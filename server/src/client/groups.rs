@@ -224,38 +224,12 @@ impl Client {
         offsets: &[(String, i32, i64)],
     ) -> anyhow::Result<()> {
         let addr = self.coordinator(group).await?;
-        let mut topics: BTreeMap<&str, Vec<(i32, i64)>> = BTreeMap::new();
-        for (t, p, o) in offsets {
-            topics.entry(t).or_default().push((*p, *o));
-        }
-        let req = OffsetCommitRequest::default()
-            .with_group_id(GroupId(s(group)))
-            .with_generation_id_or_member_epoch(-1)
-            .with_topics(
-                topics
-                    .into_iter()
-                    .map(|(t, ps)| {
-                        offset_commit_request::OffsetCommitRequestTopic::default()
-                            .with_name(name(t))
-                            .with_partitions(
-                                ps.into_iter()
-                                    .map(|(p, o)| {
-                                        offset_commit_request::OffsetCommitRequestPartition::default()
-                                            .with_partition_index(p)
-                                            .with_committed_offset(o)
-                                            .with_committed_leader_epoch(-1)
-                                    })
-                                    .collect(),
-                            )
-                    })
-                    .collect(),
-            );
         let answer = self
             .call(
                 &addr,
                 ApiKey::OffsetCommit,
                 OFFSET_COMMIT_V,
-                RequestKind::OffsetCommit(req),
+                RequestKind::OffsetCommit(commit_request(group, offsets)),
             )
             .await;
         if answer.is_err() {
@@ -264,28 +238,59 @@ impl Client {
         let ResponseKind::OffsetCommit(r) = answer? else {
             bail!("unexpected response to OffsetCommit");
         };
-        for t in &r.topics {
-            for p in &t.partitions {
-                if [14, 15, 16].contains(&p.error_code) {
-                    // Loading, not available, or moved: find it again next time.
-                    self.coordinators.remove(group);
-                }
-                if p.error_code != 0 {
-                    bail!(
-                        "committing {}-{} for group {group}: error {}{}",
-                        t.name.as_str(),
-                        p.partition_index,
-                        p.error_code,
-                        if p.error_code == 25 {
-                            " (the group has members: stop them first)"
-                        } else {
-                            ""
-                        }
-                    );
-                }
-            }
+        if let Err(e) = commit_errors(group, &r) {
+            self.coordinators.remove(group);
+            return Err(e);
         }
         Ok(())
+    }
+
+    /// Commits offset `n` (counting up) of `topic`-0 for `group` again and again
+    /// over one connection to its coordinator, keeping up to `in_flight`
+    /// commits unanswered (as clients' asynchronous commits do), while `more()`
+    /// says so; `done` gets each commit's latency. Returns how many were
+    /// acknowledged.
+    ///
+    /// # Errors
+    /// Connection or protocol errors, or a commit's error code (no retries: for
+    /// steady-state load).
+    pub async fn commit_pipelined(
+        &mut self,
+        group: &str,
+        topic: &str,
+        in_flight: usize,
+        mut more: impl FnMut() -> bool,
+        mut done: impl FnMut(Duration),
+    ) -> anyhow::Result<u64> {
+        let addr = self.coordinator(group).await?;
+        let conn = self.conn(&addr).await?;
+        let mut outstanding = std::collections::VecDeque::new();
+        let mut acked = 0u64;
+        loop {
+            while outstanding.len() < in_flight.max(1) && more() {
+                let offset = i64::try_from(acked + outstanding.len() as u64).unwrap_or(i64::MAX);
+                let req = commit_request(group, &[(topic.to_string(), 0, offset)]);
+                let id = conn
+                    .send(
+                        ApiKey::OffsetCommit,
+                        OFFSET_COMMIT_V,
+                        RequestKind::OffsetCommit(req),
+                    )
+                    .await?;
+                outstanding.push_back((id, std::time::Instant::now()));
+            }
+            let Some((id, sent)) = outstanding.pop_front() else {
+                return Ok(acked);
+            };
+            let ResponseKind::OffsetCommit(r) =
+                conn.recv(ApiKey::OffsetCommit, OFFSET_COMMIT_V, id).await?
+            else {
+                bail!("unexpected response to OffsetCommit");
+            };
+            commit_errors(group, &r)?;
+            done(sent.elapsed());
+            acked += 1;
+        }
     }
 
     /// Deletes `group` (it must have no members).
@@ -314,6 +319,58 @@ impl Client {
             None => bail!("empty DeleteGroups response"),
         }
     }
+}
+
+/// A simple consumer's OffsetCommit (generation -1) of `offsets`.
+pub(super) fn commit_request(group: &str, offsets: &[(String, i32, i64)]) -> OffsetCommitRequest {
+    let mut topics: BTreeMap<&str, Vec<(i32, i64)>> = BTreeMap::new();
+    for (t, p, o) in offsets {
+        topics.entry(t).or_default().push((*p, *o));
+    }
+    OffsetCommitRequest::default()
+        .with_group_id(GroupId(s(group)))
+        .with_generation_id_or_member_epoch(-1)
+        .with_topics(
+            topics
+                .into_iter()
+                .map(|(t, ps)| {
+                    offset_commit_request::OffsetCommitRequestTopic::default()
+                        .with_name(name(t))
+                        .with_partitions(
+                            ps.into_iter()
+                                .map(|(p, o)| {
+                                    offset_commit_request::OffsetCommitRequestPartition::default()
+                                        .with_partition_index(p)
+                                        .with_committed_offset(o)
+                                        .with_committed_leader_epoch(-1)
+                                })
+                                .collect(),
+                        )
+                })
+                .collect(),
+        )
+}
+
+/// The first partition error of an OffsetCommit answer.
+pub(super) fn commit_errors(group: &str, r: &OffsetCommitResponse) -> anyhow::Result<()> {
+    for t in &r.topics {
+        for p in &t.partitions {
+            if p.error_code != 0 {
+                bail!(
+                    "committing {}-{} for group {group}: error {}{}",
+                    t.name.as_str(),
+                    p.partition_index,
+                    p.error_code,
+                    if p.error_code == 25 {
+                        " (the group has members: stop them first)"
+                    } else {
+                        ""
+                    }
+                );
+            }
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -17,6 +17,7 @@ use crate::kafka::frame_codec;
 
 mod consume;
 pub mod groups;
+pub mod member;
 mod produce;
 
 /// Largest response this client reads.

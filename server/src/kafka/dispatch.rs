@@ -187,11 +187,12 @@ pub async fn start<'a>(
                 groups::find_coordinator(r, version, ctx).await,
             ))
         }),
-        RequestKind::OffsetCommit(r) => respond(req, async move {
-            Some(ResponseKind::OffsetCommit(
-                groups::offset_commit(r, ctx).await,
-            ))
-        }),
+        RequestKind::OffsetCommit(r) => {
+            let committed = groups::offset_commit(r, ctx);
+            respond(req, async move {
+                Some(ResponseKind::OffsetCommit(committed.await))
+            })
+        }
         RequestKind::OffsetFetch(r) => respond(req, async move {
             Some(ResponseKind::OffsetFetch(groups::offset_fetch(
                 r, version, ctx,

@@ -27,7 +27,7 @@ const PERSIST_TIMEOUT: Duration = Duration::from_secs(10);
 type ProposalReply = tokio::sync::oneshot::Receiver<Result<crate::raft::driver::Applied>>;
 
 /// The heartbeat interval of a member on its way to a new assignment.
-const BUSY_INTERVAL: Duration = Duration::from_millis(100);
+const BUSY_INTERVAL: Duration = Duration::from_millis(50);
 
 /// One consumer group's live state on its coordinator.
 #[derive(Debug)]

@@ -82,7 +82,10 @@ pub async fn find_coordinator(
 }
 
 /// OffsetCommit, v2–v9: one code for the whole request (every partition gets it).
-pub async fn offset_commit(req: OffsetCommitRequest, ctx: &Context) -> OffsetCommitResponse {
+pub fn offset_commit(
+    req: OffsetCommitRequest,
+    ctx: &Context,
+) -> impl std::future::Future<Output = OffsetCommitResponse> + Send + 'static {
     let offsets: Vec<OffsetCommit> = req
         .topics
         .iter()
@@ -105,36 +108,41 @@ pub async fn offset_commit(req: OffsetCommitRequest, ctx: &Context) -> OffsetCom
         generation: req.generation_id_or_member_epoch,
         instance_id: req.group_instance_id.as_ref().map(|s| s.to_string()),
     };
-    let code = match ctx
-        .node
-        .commit_offsets(&req.group_id, &who, offsets, COMMIT_TIMEOUT)
-        .await
-    {
-        Ok(()) => 0,
-        Err(e) => {
-            tracing::debug!(group = %req.group_id.as_str(), error = %e, "offset commit refused");
-            error_code(&e)
-        }
-    };
-    let topics = req
-        .topics
-        .iter()
-        .map(|t| {
-            offset_commit_response::OffsetCommitResponseTopic::default()
-                .with_name(t.name.clone())
-                .with_partitions(
-                    t.partitions
-                        .iter()
-                        .map(|p| {
-                            offset_commit_response::OffsetCommitResponsePartition::default()
-                                .with_partition_index(p.partition_index)
-                                .with_error_code(code)
-                        })
-                        .collect(),
-                )
-        })
-        .collect();
-    OffsetCommitResponse::default().with_topics(topics)
+    // Proposed now, before the connection's next request is read: pipelined
+    // commits are applied in the order they were sent.
+    let started = ctx.node.start_commit(&req.group_id, &who, offsets);
+    async move {
+        let outcome = match started {
+            Ok(pending) => pending.wait(COMMIT_TIMEOUT).await,
+            Err(e) => Err(e),
+        };
+        let code = match outcome {
+            Ok(()) => 0,
+            Err(e) => {
+                tracing::debug!(group = %req.group_id.as_str(), error = %e, "offset commit refused");
+                error_code(&e)
+            }
+        };
+        let topics = req
+            .topics
+            .iter()
+            .map(|t| {
+                offset_commit_response::OffsetCommitResponseTopic::default()
+                    .with_name(t.name.clone())
+                    .with_partitions(
+                        t.partitions
+                            .iter()
+                            .map(|p| {
+                                offset_commit_response::OffsetCommitResponsePartition::default()
+                                    .with_partition_index(p.partition_index)
+                                    .with_error_code(code)
+                            })
+                            .collect(),
+                    )
+            })
+            .collect();
+        OffsetCommitResponse::default().with_topics(topics)
+    }
 }
 
 /// One partition's answer: index, committed offset, leader epoch, metadata.
