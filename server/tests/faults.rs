@@ -6,7 +6,9 @@
 //! majority, a "bridge" node reaching two sides that cannot reach each other) and
 //! skews a node's clock (libfaketime); a consumer reads along; after healing, a drain
 //! reads every partition from the start. Clusters of 3 and of 5 nodes. The run must
-//! show no lost, moved, unexpected or inconsistent data and no gaps.
+//! show no lost, moved, unexpected or inconsistent data and no gaps. Members of a
+//! consumer group read along too ([`fault_group`]): together they must read every
+//! acknowledged record, and the group's committed offsets must never go back.
 //!
 //! CI runs a short seeded run; `WEIR_FAULT_SECS=1800 WEIR_FAULT_SEED=7 cargo test
 //! --release -p weir-server --test faults -- --nocapture` runs a long one, and
@@ -16,6 +18,7 @@
 #![allow(clippy::unwrap_used)] // test helpers outside #[test] functions
 
 mod common;
+mod fault_group;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -216,6 +219,23 @@ fn run_faults(n: usize) {
             }
         })
     };
+    // Members of a consumer group reading along, and a sampler of its commits.
+    let group_log = Arc::new(Mutex::new(fault_group::GroupLog::default()));
+    let group_stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut group_tasks: Vec<_> = (0..2)
+        .map(|_| {
+            rt.spawn(fault_group::member(
+                c.all(),
+                group_stop.clone(),
+                group_log.clone(),
+            ))
+        })
+        .collect();
+    group_tasks.push(rt.spawn(fault_group::sampler(
+        c.all(),
+        group_stop.clone(),
+        group_log.clone(),
+    )));
     // The fault schedule.
     let mut rng = StdRng::seed_from_u64(seed);
     let mut faults: std::collections::BTreeMap<&str, usize> = Default::default();
@@ -336,6 +356,7 @@ fn run_faults(n: usize) {
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
     });
+    let group_anomalies = rt.block_on(finish_group(&c, &hist, group_stop, group_tasks, &group_log));
     let report = history::check(&hist.lock());
     let mut lat = stats.lock().latencies_ms.clone();
     lat.sort_unstable();
@@ -349,6 +370,68 @@ fn run_faults(n: usize) {
     );
     assert!(report.acknowledged > 0, "nothing was acknowledged");
     assert!(report.is_valid(), "anomalies: {report:?}");
+    assert!(
+        group_anomalies.is_empty(),
+        "consumer group anomalies: {group_anomalies:?}"
+    );
+}
+
+/// Lets the group's members catch up with every partition's end once the
+/// faults are over, stops them, and checks the group's log against what was
+/// acknowledged.
+async fn finish_group(
+    c: &Cluster,
+    hist: &Mutex<History>,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+    log: &Mutex<fault_group::GroupLog>,
+) -> Vec<String> {
+    let mut client = Client::new(&c.all());
+    let mut ends = std::collections::BTreeMap::new();
+    for p in 0..PARTITIONS {
+        ends.insert(p, client.list_offset("f", p, -1).await.unwrap());
+    }
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let committed = loop {
+        let now: Result<std::collections::BTreeMap<i32, i64>, String> = client
+            .committed_offsets(fault_group::GROUP)
+            .await
+            .map(|o| o.into_iter().map(|(_, p, o)| (p, o)).collect())
+            .map_err(|e| e.to_string());
+        if let Ok(now) = &now
+            && ends.iter().all(|(p, e)| now.get(p).is_some_and(|o| o >= e))
+        {
+            break now.clone();
+        }
+        if now.is_err() {
+            client = Client::new(&c.all());
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the group did not catch up: committed {now:?}, ends {ends:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for t in tasks {
+        let _ = t.await;
+    }
+    let acknowledged: Vec<(i32, i64, u64)> = hist
+        .lock()
+        .writes
+        .iter()
+        .filter_map(|w| match w.outcome {
+            WriteOutcome::Ok { partition, offset } => Some((partition, offset, w.value)),
+            _ => None,
+        })
+        .collect();
+    let log = log.lock();
+    eprintln!(
+        "fault run: consumer group read {} values, {} commits, committed {committed:?}",
+        log.read.len(),
+        log.commits
+    );
+    fault_group::check(&log, &acknowledged, &committed)
 }
 
 /// The negative control: with the leadership check bypassed (a test-only switch),
@@ -414,5 +497,80 @@ fn negative_control_bypassed_leader_check_is_caught() {
     assert!(
         !report.is_valid(),
         "the checker missed acknowledgements from followers: {report}"
+    );
+}
+
+/// The consumer group checks' negative control: a coordinator that keeps
+/// committed offsets only in its memory (a test-only switch) loses them when
+/// its node is killed; members that join afterwards start over, and the
+/// group's committed offsets go back — which the group check must report.
+#[cfg(feature = "negative-controls")]
+#[test]
+fn negative_control_group_offsets_in_memory_are_caught() {
+    let mut c = Cluster::start_with(
+        3,
+        "grpc",
+        "unsafe_group_offsets_in_memory = true\ngroup_partitions = 1\n",
+    );
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let mut admin = Client::new(&c.bootstrap(0));
+        admin.create_topic("f", PARTITIONS, 3, &[]).await.unwrap();
+    });
+    let hist = Arc::new(Mutex::new(History::default()));
+    let stats = Arc::new(Mutex::new(Stats {
+        latencies_ms: Vec::new(),
+    }));
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let producer = rt.spawn(producer(0, c.all(), stop.clone(), hist.clone(), stats));
+    let log = Arc::new(Mutex::new(fault_group::GroupLog::default()));
+    let all = c.all();
+    let start_members = |stop: &Arc<std::sync::atomic::AtomicBool>| -> Vec<_> {
+        let mut tasks: Vec<_> = (0..2)
+            .map(|_| rt.spawn(fault_group::member(all.clone(), stop.clone(), log.clone())))
+            .collect();
+        tasks.push(rt.spawn(fault_group::sampler(all.clone(), stop.clone(), log.clone())));
+        tasks
+    };
+    let first_stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let first = start_members(&first_stop);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while log
+        .lock()
+        .committed
+        .values()
+        .map(|v| v.last().copied().unwrap_or(0))
+        .sum::<i64>()
+        < 200
+    {
+        assert!(Instant::now() < deadline, "the group never committed");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    first_stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    rt.block_on(async {
+        for t in first {
+            let _ = t.await;
+        }
+    });
+    let coordinator = c.leader("__consumer_offsets");
+    c.kill9(coordinator - 1);
+    c.launch(coordinator - 1);
+    let second_stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let second = start_members(&second_stop);
+    std::thread::sleep(Duration::from_secs(3));
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let _ = rt.block_on(producer);
+    c.wait_brokers(3);
+    let anomalies = rt.block_on(finish_group(&c, &hist, second_stop, second, &log));
+    eprintln!("negative control (group offsets in memory): {anomalies:?}");
+    assert!(
+        anomalies
+            .iter()
+            .any(|a| a.contains("went back") || a.contains("below the commit")),
+        "the group check missed commits that were lost: {anomalies:?}"
     );
 }

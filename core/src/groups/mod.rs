@@ -371,11 +371,17 @@ impl Node {
         if self.config().unsafe_group_offsets_in_memory {
             let m = self.inner_coordinators().in_memory.lock();
             let get = |t: &str, p: i32| m.get(&(group.to_string(), t.to_string(), p)).cloned();
-            return Ok(partitions
-                .unwrap_or_default()
-                .iter()
-                .map(|(t, p)| (t.clone(), *p, get(t, *p)))
-                .collect());
+            return Ok(match partitions {
+                Some(ps) => ps
+                    .iter()
+                    .map(|(t, p)| (t.clone(), *p, get(t, *p)))
+                    .collect(),
+                None => m
+                    .iter()
+                    .filter(|((g, _, _), _)| g == group)
+                    .map(|((_, t, p), o)| (t.clone(), *p, Some(o.clone())))
+                    .collect(),
+            });
         }
         let r = replica.lock();
         let stored = r.store.groups.get(group);

@@ -186,20 +186,28 @@ impl Client {
         let req = OffsetFetchRequest::default()
             .with_group_id(GroupId(s(group)))
             .with_topics(None);
-        let ResponseKind::OffsetFetch(r) = self
+        let answer = self
             .call(
                 &addr,
                 ApiKey::OffsetFetch,
                 OFFSET_FETCH_V,
                 RequestKind::OffsetFetch(req),
             )
-            .await?
-        else {
-            bail!("unexpected response to OffsetFetch");
+            .await;
+        let r = match answer {
+            Ok(ResponseKind::OffsetFetch(r)) if r.error_code == 0 => r,
+            other => {
+                // The coordinator may have moved: find it again next time.
+                self.coordinators.remove(group);
+                match other {
+                    Ok(ResponseKind::OffsetFetch(r)) => {
+                        bail!("reading group {group}'s offsets: error {}", r.error_code)
+                    }
+                    Ok(_) => bail!("unexpected response to OffsetFetch"),
+                    Err(e) => return Err(e),
+                }
+            }
         };
-        if r.error_code != 0 {
-            bail!("reading group {group}'s offsets: error {}", r.error_code);
-        }
         let mut out: Vec<(String, i32, i64)> = r
             .topics
             .iter()

@@ -47,6 +47,10 @@ pub struct GroupMember {
     committed: BTreeMap<(String, i32), i64>,
     /// Times the assignment changed.
     rebalances: u64,
+    /// The last answer may not have been applied (an error or a cancelled
+    /// call): the next heartbeat sends the whole subscription, so that the
+    /// coordinator answers with the whole assignment.
+    full_next: bool,
 }
 
 impl Client {
@@ -73,6 +77,7 @@ impl Client {
             owned: BTreeMap::new(),
             committed: BTreeMap::new(),
             rebalances: 0,
+            full_next: false,
         };
         m.heartbeat(self).await?;
         Ok(m)
@@ -140,16 +145,19 @@ impl GroupMember {
     pub async fn heartbeat(&mut self, c: &mut Client) -> anyhow::Result<bool> {
         let owned = self.owned_by_id(c).await?;
         let joining = self.epoch == 0;
+        let full = joining || self.full_next;
         let req = ConsumerGroupHeartbeatRequest::default()
             .with_group_id(GroupId(s(&self.group)))
             .with_member_id(s(&self.member_id))
             .with_member_epoch(self.epoch)
             .with_rebalance_timeout_ms(if joining { 60_000 } else { -1 })
             .with_subscribed_topic_names(
-                joining.then(|| self.topics.iter().map(|t| name(t)).collect()),
+                full.then(|| self.topics.iter().map(|t| name(t)).collect()),
             )
             .with_topic_partitions(Some(owned));
         self.last_beat = Some(Instant::now());
+        // Cleared once the answer is applied.
+        self.full_next = true;
         let addr = c.coordinator(&self.group).await?;
         let answer = c
             .call(
@@ -199,6 +207,7 @@ impl GroupMember {
         self.interval =
             Duration::from_millis(u64::try_from(r.heartbeat_interval_ms).unwrap_or(100));
         let Some(a) = r.assignment else {
+            self.full_next = false;
             return Ok(false);
         };
         let mut now: Vec<(String, i32)> = Vec::new();
@@ -215,7 +224,9 @@ impl GroupMember {
             };
             now.extend(t.partitions.iter().map(|p| (topic.clone(), *p)));
         }
-        self.reassign(c, now).await
+        let changed = self.reassign(c, now).await?;
+        self.full_next = false;
+        Ok(changed)
     }
 
     /// Moves to assignment `now`: commits and drops what it loses, positions
@@ -236,8 +247,12 @@ impl GroupMember {
             return Ok(false);
         }
         if !lost.is_empty() {
-            // Its next owner starts where this member stopped.
-            self.commit(c).await?;
+            // Its next owner starts where this member stopped. (If the commit
+            // fails, the next owner reads again what this member read: at least
+            // once.)
+            if let Err(e) = self.commit(c).await {
+                tracing::warn!(group = %self.group, error = %e, "commit before giving up partitions failed");
+            }
             for k in &lost {
                 self.owned.remove(k);
             }
@@ -320,18 +335,24 @@ impl GroupMember {
             .with_generation_id_or_member_epoch(self.epoch)
             .with_member_id(s(&self.member_id));
         let addr = c.coordinator(&self.group).await?;
-        let ResponseKind::OffsetCommit(r) = c
+        let answer = c
             .call(
                 &addr,
                 ApiKey::OffsetCommit,
                 COMMIT_V,
                 RequestKind::OffsetCommit(req),
             )
-            .await?
-        else {
-            bail!("unexpected response to OffsetCommit");
+            .await;
+        let checked = match answer {
+            Ok(ResponseKind::OffsetCommit(r)) => groups::commit_errors(&self.group, &r),
+            Ok(_) => Err(anyhow::anyhow!("unexpected response to OffsetCommit")),
+            Err(e) => Err(e),
         };
-        groups::commit_errors(&self.group, &r)?;
+        if let Err(e) = checked {
+            // The coordinator may have moved: find it again next time.
+            c.coordinators.remove(&self.group);
+            return Err(e);
+        }
         self.committed.extend(due);
         Ok(())
     }
