@@ -104,3 +104,63 @@ async fn commits_survive_a_power_loss_and_the_log_stays_bounded() {
     assert_eq!(committed(&node), Some(305), "every acknowledged commit");
     node.shutdown().await;
 }
+
+fn static_join(member: &str) -> weir_core::groups::classic::JoinRequest {
+    weir_core::groups::classic::JoinRequest {
+        group: "s".into(),
+        member_id: member.into(),
+        instance_id: Some("i1".into()),
+        protocol_type: "consumer".into(),
+        protocols: vec![("range".into(), vec![0, 1])],
+        session_timeout_ms: 10_000,
+        rebalance_timeout_ms: 10_000,
+        client_id: "c".into(),
+        client_host: "h".into(),
+        require_known_member_id: true,
+    }
+}
+
+/// A static member that restarts takes its old member's place without a
+/// rebalance; its new member id is replicated, so a coordinator that starts
+/// from the stored state (here: after a restart) knows it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replaced_static_members_id_survives_a_restart() {
+    let engine = Arc::new(MemoryEngine::new());
+    let adjust = |c: &mut weir_core::NodeConfig| {
+        c.group_partitions = 1;
+        c.group_initial_rebalance_delay = Duration::ZERO;
+    };
+    let node = single_node(engine.clone(), adjust).await;
+    coordinator(&node, "s").await;
+    let first = node.join_group(static_join("")).await.expect("join");
+    node.sync_group(
+        weir_core::groups::classic::SyncRequest {
+            group: "s".into(),
+            member_id: first.member_id.clone(),
+            instance_id: Some("i1".into()),
+            generation: first.generation,
+            assignments: vec![(first.member_id.clone(), vec![9])],
+            ..Default::default()
+        },
+        Duration::from_secs(5),
+    )
+    .await
+    .expect("sync");
+    // The instance restarts: a new member id, the same generation.
+    let second = node.join_group(static_join("")).await.expect("rejoin");
+    assert_ne!(second.member_id, first.member_id);
+    assert_eq!(second.generation, first.generation);
+    node.shutdown().await;
+
+    let engine = Arc::new(engine.restart());
+    let node = single_node(engine as Arc<dyn Engine>, adjust).await;
+    coordinator(&node, "s").await;
+    node.heartbeat("s", &second.member_id, Some("i1"), second.generation)
+        .expect("the new member id is known after a restart");
+    assert!(
+        node.heartbeat("s", &first.member_id, Some("i1"), first.generation)
+            .is_err(),
+        "the replaced id is fenced"
+    );
+    node.shutdown().await;
+}

@@ -336,3 +336,186 @@ async fn the_internal_topic_is_hidden_and_protected() {
     b.stop.send(()).unwrap();
     b.served.await.unwrap();
 }
+
+async fn beat(
+    ctx: &Context,
+    version: i16,
+    req: ConsumerGroupHeartbeatRequest,
+) -> ConsumerGroupHeartbeatResponse {
+    let ResponseKind::ConsumerGroupHeartbeat(r) = call(
+        ctx,
+        ApiKey::ConsumerGroupHeartbeat,
+        version,
+        RequestKind::ConsumerGroupHeartbeat(req),
+    )
+    .await
+    else {
+        panic!("not a ConsumerGroupHeartbeat response");
+    };
+    r
+}
+
+fn join(group: &str) -> ConsumerGroupHeartbeatRequest {
+    ConsumerGroupHeartbeatRequest::default()
+        .with_group_id(GroupId(s(group)))
+        .with_rebalance_timeout_ms(30_000)
+        .with_subscribed_topic_names(Some(vec![TopicName(s("t"))]))
+        .with_topic_partitions(Some(vec![]))
+}
+
+/// The consumer group protocol over the wire: a join, Kafka's error codes for
+/// bad heartbeats (never a closed connection), ConsumerGroupDescribe, the
+/// classic protocol refused for an active consumer group, and a leave.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn consumer_group_heartbeats_get_kafkas_answers() {
+    let b = broker(|n| n.group_max_members = 1, |_| {}).await;
+    let ctx = &b.ctx;
+    ctx.node
+        .create_topic("t", 3, 1, Default::default(), Duration::from_secs(10))
+        .await
+        .unwrap();
+    coordinator(ctx, "cg").await;
+    // v0: a member without an id is given one, with the whole assignment.
+    let r = beat(ctx, 0, join("cg")).await;
+    assert_eq!(r.error_code, 0, "{r:?}");
+    let id = r.member_id.clone().unwrap();
+    assert!(!id.is_empty() && r.member_epoch >= 1 && r.heartbeat_interval_ms > 0);
+    let parts: usize = r
+        .assignment
+        .as_ref()
+        .map(|a| a.topic_partitions.iter().map(|t| t.partitions.len()).sum())
+        .unwrap_or_default();
+    assert_eq!(parts, 3, "{r:?}");
+    let epoch = r.member_epoch;
+    let codes = [
+        // An epoch the member never had: fenced.
+        (
+            join("cg")
+                .with_member_id(id.clone())
+                .with_member_epoch(epoch + 1),
+            110,
+        ),
+        // A member the group does not know.
+        (
+            join("cg")
+                .with_member_id(s("stranger"))
+                .with_member_epoch(3),
+            25,
+        ),
+        // An assignor weir does not have.
+        (
+            join("cg2")
+                .with_member_id(s("m"))
+                .with_server_assignor(Some(s("sticky"))),
+            112,
+        ),
+        // Joining without a subscription; an epoch below -2.
+        (
+            join("cg2")
+                .with_member_id(s("m"))
+                .with_subscribed_topic_names(None),
+            42,
+        ),
+        (
+            join("cg").with_member_id(id.clone()).with_member_epoch(-3),
+            42,
+        ),
+        // No group id.
+        (join("").with_member_id(s("m")), 24),
+        // The group is full (group_max_members = 1).
+        (join("cg").with_member_id(s("second")), 81),
+    ];
+    for (req, code) in codes {
+        let r = beat(ctx, 0, req.clone()).await;
+        assert_eq!(r.error_code, code, "{req:?} -> {r:?}");
+        assert!(r.error_message.is_some());
+    }
+    let r = beat(
+        ctx,
+        1,
+        join("cg2")
+            .with_member_id(s("m"))
+            .with_subscribed_topic_regex(Some(s("t.*"))),
+    )
+    .await;
+    assert_eq!(r.error_code, 42, "regular expressions are refused: {r:?}");
+    // The member's current epoch is still fine.
+    let r = beat(
+        ctx,
+        0,
+        ConsumerGroupHeartbeatRequest::default()
+            .with_group_id(GroupId(s("cg")))
+            .with_member_id(id.clone())
+            .with_member_epoch(epoch)
+            .with_rebalance_timeout_ms(-1),
+    )
+    .await;
+    assert_eq!((r.error_code, r.member_epoch), (0, epoch), "{r:?}");
+
+    let ResponseKind::ConsumerGroupDescribe(d) = call(
+        ctx,
+        ApiKey::ConsumerGroupDescribe,
+        0,
+        RequestKind::ConsumerGroupDescribe(
+            ConsumerGroupDescribeRequest::default()
+                .with_group_ids(vec![GroupId(s("cg")), GroupId(s("nobody"))]),
+        ),
+    )
+    .await
+    else {
+        panic!("not a ConsumerGroupDescribe response");
+    };
+    let (cg, nobody) = (&d.groups[0], &d.groups[1]);
+    assert_eq!(
+        (cg.error_code, cg.group_state.as_str()),
+        (0, "Stable"),
+        "{cg:?}"
+    );
+    assert_eq!(cg.assignor_name.as_str(), "uniform");
+    assert_eq!(cg.members.len(), 1);
+    assert_eq!(
+        cg.members[0].assignment.topic_partitions[0]
+            .topic_name
+            .as_str(),
+        "t"
+    );
+    assert_eq!(nobody.error_code, 69, "{nobody:?}");
+
+    // A classic member cannot join a consumer-protocol group with members.
+    let ResponseKind::JoinGroup(j) = call(
+        ctx,
+        ApiKey::JoinGroup,
+        5,
+        RequestKind::JoinGroup(
+            JoinGroupRequest::default()
+                .with_group_id(GroupId(s("cg")))
+                .with_protocol_type(s("consumer"))
+                .with_session_timeout_ms(10_000)
+                .with_rebalance_timeout_ms(10_000)
+                .with_protocols(vec![
+                    join_group_request::JoinGroupRequestProtocol::default()
+                        .with_name(s("range"))
+                        .with_metadata(bytes::Bytes::from_static(b"\0\0")),
+                ]),
+        ),
+    )
+    .await
+    else {
+        panic!("not a JoinGroup response");
+    };
+    assert_eq!(j.error_code, 23, "{j:?}");
+
+    // Leaving: epoch -1 back, and the group is empty.
+    let r = beat(
+        ctx,
+        0,
+        ConsumerGroupHeartbeatRequest::default()
+            .with_group_id(GroupId(s("cg")))
+            .with_member_id(id)
+            .with_member_epoch(-1),
+    )
+    .await;
+    assert_eq!((r.error_code, r.member_epoch), (0, -1), "{r:?}");
+    let g = ctx.node.consumer_group("cg").unwrap().unwrap();
+    assert_eq!(g.state_name(), "Empty");
+}

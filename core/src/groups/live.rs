@@ -167,10 +167,17 @@ impl Node {
             + Duration::from_secs(5);
         let limits = self.limits();
         let group = req.group.clone();
-        let rx = self.live().with(g, &replica, &group, true, |c| match c {
-            Some(c) => c.join(req, Instant::now(), &limits),
+        let (rx, replaced) = self.live().with(g, &replica, &group, true, |c| match c {
+            Some(c) => c
+                .join(req, Instant::now(), &limits)
+                .map(|rx| (rx, c.take_replaced())),
             None => Err(GroupError::CoordinatorNotAvailable.into()),
         })?;
+        if let Some(settled) = replaced {
+            // A static member's new id: stored before it is answered, so that a
+            // new coordinator knows it.
+            self.persist_generation(g, &group, settled).await?;
+        }
         await_answer(rx, wait).await
     }
 

@@ -11,7 +11,9 @@ records, remembering every acknowledged commit. Prints READY once commits are
 acknowledged, then waits for a line on standard input (the test kills the
 coordinator's node meanwhile) and keeps consuming until every record was read.
 Then the members close, and the committed offsets, read by a non-member, must
-be at least every offset whose commit was acknowledged before the kill.
+be at least every offset whose commit was acknowledged before the kill, and no
+partition may have gone without a member for longer than the session timeout
+plus an election (10 s) after the kill.
 """
 import sys
 import threading
@@ -22,6 +24,8 @@ from confluent_kafka.admin import AdminClient, NewTopic
 
 PARTITIONS = 6
 N = 3000
+# The classic members' session timeout (6 s) plus an election.
+SESSION_PLUS_ELECTION = 10.0
 
 
 def fail(msg):
@@ -42,6 +46,7 @@ def main():
         fail("produce: undelivered records")
 
     seen, acked, lock = set(), {}, threading.Lock()
+    assignments = {}
     killed, done = [False], [False]
     acked_before_kill = {}
 
@@ -55,8 +60,13 @@ def main():
         c = Consumer(conf)
         c.subscribe([topic])
         n = 0
+        me = threading.get_ident()
         while not done[0]:
             m = c.poll(0.2)
+            try:
+                assignments[me] = {tp.partition for tp in c.assignment()}
+            except KafkaException:
+                pass
             if m is None or m.error():
                 continue
             with lock:
@@ -91,6 +101,23 @@ def main():
     with lock:
         killed[0] = True
         before = dict(acked_before_kill)
+    # The longest time any partition went without a member, from the kill on.
+    unowned_since, longest = {}, [0.0, None]
+
+    def watch():
+        while not done[0]:
+            now = time.time()
+            owned = set().union(*assignments.values()) if assignments else set()
+            for q in range(PARTITIONS):
+                if q in owned:
+                    unowned_since.pop(q, None)
+                else:
+                    since = unowned_since.setdefault(q, now)
+                    if now - since > longest[0]:
+                        longest[:] = [now - since, q]
+            time.sleep(0.05)
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
     deadline = time.time() + 120
     while True:
         with lock:
@@ -103,6 +130,9 @@ def main():
     done[0] = True
     for t in threads:
         t.join(30)
+    watcher.join(5)
+    if longest[0] > SESSION_PLUS_ELECTION:
+        fail(f"partition {longest[1]} had no member for {longest[0]:.1f} s after the kill")
     reader = Consumer({"bootstrap.servers": bootstrap, "group.id": group})
     committed = {tp.partition: tp.offset
                  for tp in reader.committed([TopicPartition(topic, q) for q in range(PARTITIONS)], timeout=30)}
@@ -110,7 +140,8 @@ def main():
     lost = {q: (o, committed.get(q)) for q, o in before.items() if committed.get(q, -1) < o}
     if lost:
         fail(f"commits acknowledged before the kill are gone (partition: (acked, now)): {lost}")
-    print(f"failover_groups: ok; acknowledged before the kill {before}, committed now {committed}", flush=True)
+    print(f"failover_groups: ok; acknowledged before the kill {before}, committed now {committed}; "
+          f"longest a partition went without a member: {longest[0]:.2f} s", flush=True)
 
 
 if __name__ == "__main__":

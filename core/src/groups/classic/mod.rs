@@ -49,6 +49,9 @@ pub(crate) struct ClassicGroup {
     initial_until: Option<Instant>,
     /// A generation being persisted (its id), before SyncGroup answers go out.
     persisting: Option<i32>,
+    /// A static member took its old member's place without a rebalance: the
+    /// settled generation, with the new id, must be stored again.
+    replaced: bool,
 }
 
 impl ClassicGroup {
@@ -66,7 +69,13 @@ impl ClassicGroup {
             rebalance_deadline: None,
             initial_until: None,
             persisting: None,
+            replaced: false,
         }
+    }
+
+    /// The generation to store after a static member's replacement (once).
+    pub(crate) fn take_replaced(&mut self) -> Persist {
+        std::mem::take(&mut self.replaced).then(|| self.settled())
     }
 
     /// The group as its last stored generation left it: Stable with its members
@@ -199,6 +208,7 @@ impl ClassicGroup {
                         let mut answer = self.answer_for(&id);
                         answer.skip_assignment = !answer.members.is_empty();
                         answer.replaced = Some(old);
+                        self.replaced = true;
                         let _ = tx.send(Ok(answer));
                         return Ok(rx);
                     }
