@@ -180,6 +180,14 @@ pub enum Error {
     /// INVALID_TIMESTAMP).
     #[error("invalid timestamp: {0}")]
     InvalidTimestamp(String),
+    /// An idempotent producer's batch does not continue its sequence (Kafka's
+    /// OUT_OF_ORDER_SEQUENCE_NUMBER).
+    #[error("out of order sequence: {0}")]
+    OutOfOrderSequence(String),
+    /// An idempotent producer's epoch is older than its current one (Kafka's
+    /// INVALID_PRODUCER_EPOCH): a newer instance took its place.
+    #[error("invalid producer epoch: {0}")]
+    InvalidProducerEpoch(String),
     /// The caller's leader epoch is older than the leader's (Kafka's
     /// FENCED_LEADER_EPOCH): it should refresh its metadata.
     #[error("fenced leader epoch: {0}")]

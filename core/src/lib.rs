@@ -43,6 +43,7 @@ pub mod metadata;
 pub mod node;
 mod partition;
 pub mod pipeline;
+pub mod producers;
 pub mod raft;
 pub mod registry;
 pub mod transport;

@@ -138,8 +138,23 @@ async fn open_transport(config: &Config) -> anyhow::Result<Opened> {
     Ok((t, Box::new(move |inbound| reg.register(inbound))))
 }
 
-/// Runs a broker: opens the engine and transport, starts the node, serves Kafka on
-/// `kafka` until `shutdown` resolves or the node hits a fatal error, then stops.
+/// What [`prepare`] checked and opened: the data directory's stamp and the
+/// engine.
+pub struct Prepared {
+    stamped: Option<stamp::Stamp>,
+    engine: Arc<dyn weir_core::Engine>,
+    descriptors_left: Option<u64>,
+}
+
+impl std::fmt::Debug for Prepared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Prepared")
+            .field("engine", &self.engine.name())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Runs a broker: [`prepare`], then [`run_prepared`].
 ///
 /// # Errors
 /// Start-up failures, and the node's fatal error if it had one.
@@ -148,6 +163,19 @@ pub async fn run(
     kafka: TcpListener,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> anyhow::Result<()> {
+    let prepared = prepare(&config)?;
+    run_prepared(config, prepared, kafka, shutdown).await
+}
+
+/// Checks the configuration and the data directory (its stamp: this node's,
+/// this cluster's; an engine that lost its files) and opens the engine — all
+/// that can refuse a start, so that a refusing node never opens its Kafka port
+/// (`weir serve` binds it after this).
+///
+/// # Errors
+/// A bad configuration, a directory of another node or cluster, an engine that
+/// cannot open or lost its files.
+pub fn prepare(config: &Config) -> anyhow::Result<Prepared> {
     config.validate()?;
     let stamped = if config.engine == config::EngineKind::Memory {
         None
@@ -159,13 +187,38 @@ pub async fn run(
         )?)
     };
     // What is left of the open-file limit once the descriptors open now
-    // (inherited ones, the listener) are counted, before the engine opens its
-    // partitions' files (the budget counts those itself); RLIM_INFINITY: none.
-    let descriptors_left = rlimit::descriptors_left();
-    let engine = open_engine(&config)?;
+    // (inherited ones) and the Kafka listener bound next are counted, before the
+    // engine opens its partitions' files (the budget counts those itself);
+    // RLIM_INFINITY: none.
+    let descriptors_left = rlimit::descriptors_left().map(|n| n.saturating_sub(1));
+    let engine = open_engine(config)?;
     if let Some(s) = &stamped {
         stamp::check_engine(&config.data_dir, s, engine.as_ref())?;
     }
+    Ok(Prepared {
+        stamped,
+        engine,
+        descriptors_left,
+    })
+}
+
+/// Runs a broker on what [`prepare`] opened: opens the transport, starts the
+/// node, serves Kafka on `kafka` until `shutdown` resolves or the node hits a
+/// fatal error, then stops.
+///
+/// # Errors
+/// Start-up failures, and the node's fatal error if it had one.
+pub async fn run_prepared(
+    config: Config,
+    prepared: Prepared,
+    kafka: TcpListener,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> anyhow::Result<()> {
+    let Prepared {
+        stamped,
+        engine,
+        descriptors_left,
+    } = prepared;
     let (transport, register) = open_transport(&config).await?;
     let mut voters: Vec<NodeId> = config.peers.keys().copied().collect();
     voters.push(config.node_id);

@@ -284,6 +284,8 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let config = args.config()?;
     let rt = tokio::runtime::Runtime::new()?;
     rt.block_on(async move {
+        // Everything that can refuse to start, before the port is opened.
+        let prepared = weir_server::prepare(&config)?;
         let listener = tokio::net::TcpListener::bind(config.kafka_listen)
             .await
             .map_err(|e| {
@@ -292,7 +294,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
                     config.kafka_listen
                 )
             })?;
-        weir_server::run(config, listener, shutdown_signal()).await
+        weir_server::run_prepared(config, prepared, listener, shutdown_signal()).await
     })
 }
 

@@ -226,3 +226,37 @@ fn recover_runs_on_a_stopped_node_and_names_what_it_did() {
     let (ok, out) = weir(&other, &data);
     assert!(!ok && out.contains("belongs to node 1"), "{out}");
 }
+
+/// A node that refuses its data directory never opens its Kafka port: a client
+/// trying all along never connects (the port used to be bound before the
+/// directory was checked, so a refusing node accepted connections for a moment
+/// — and `refused` above sometimes took it for a serving one).
+#[test]
+fn a_refused_directory_never_opens_the_kafka_port() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let data = dir.path().join("data");
+    let port = weir_conformance::net::stable_port();
+    let mut first = serve(&data, port, "1", None);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "node 1 never listened");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = first.kill();
+    let _ = first.wait();
+    for _ in 0..5 {
+        let mut child = serve(&data, port, "2", None);
+        let mut connected = 0;
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while child.try_wait().expect("child status").is_none() {
+            assert!(
+                Instant::now() < deadline,
+                "node 2 neither exited nor was refused"
+            );
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                connected += 1;
+            }
+        }
+        assert_eq!(connected, 0, "a refusing node accepted connections");
+    }
+}

@@ -27,6 +27,8 @@ pub fn response_error(e: &Error) -> ResponseError {
         Error::Timeout(_) => ResponseError::RequestTimedOut,
         Error::FencedLeaderEpoch(_) => ResponseError::FencedLeaderEpoch,
         Error::InvalidTimestamp(_) => ResponseError::InvalidTimestamp,
+        Error::OutOfOrderSequence(_) => ResponseError::OutOfOrderSequenceNumber,
+        Error::InvalidProducerEpoch(_) => ResponseError::InvalidProducerEpoch,
         Error::UnknownLeaderEpoch(_) => ResponseError::UnknownLeaderEpoch,
         Error::AlreadyExists(_) => ResponseError::TopicAlreadyExists,
         Error::LimitExceeded(_) => ResponseError::PolicyViolation,
