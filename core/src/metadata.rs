@@ -86,6 +86,12 @@ pub struct Metadata {
     pub topic_ids: BTreeMap<[u8; 16], String>,
     /// The next partition group id to hand out.
     pub next_group: u64,
+    /// The first producer id no node has been given yet.
+    #[serde(default)]
+    pub next_producer_id: i64,
+    /// The last block of producer ids each node was given: `[start, end)`.
+    #[serde(default)]
+    pub producer_id_blocks: BTreeMap<NodeId, (i64, i64)>,
     /// The group-0 index this state reflects.
     pub applied: u64,
 }
@@ -216,7 +222,16 @@ pub enum MetaCommand {
         /// Its term.
         term: u64,
     },
+    /// Gives `node` the next [`PRODUCER_ID_BLOCK`] producer ids (InitProducerId):
+    /// no two nodes, and no node twice, get the same id.
+    AllocateProducerIds {
+        /// The node.
+        node: NodeId,
+    },
 }
+
+/// How many producer ids a node is given at a time.
+pub const PRODUCER_ID_BLOCK: i64 = 1000;
 
 /// Group 0's state machine: applies commands and publishes each new state.
 pub(crate) struct MetadataMachine {
@@ -281,6 +296,12 @@ impl MetadataMachine {
                 if let Some(t) = st.topics.remove(&name) {
                     st.topic_ids.remove(&t.id);
                 }
+            }
+            MetaCommand::AllocateProducerIds { node } => {
+                let start = st.next_producer_id;
+                st.next_producer_id = start.saturating_add(PRODUCER_ID_BLOCK);
+                st.producer_id_blocks
+                    .insert(node, (start, st.next_producer_id));
             }
             MetaCommand::LeaderChanged { group, node, term } => {
                 for t in st.topics.values_mut() {

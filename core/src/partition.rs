@@ -10,6 +10,7 @@ use crate::engine::{Engine, LogState};
 use crate::entry::{PartitionEntry, decode_partition, encode_compact};
 use crate::error::{Error, Result};
 use crate::ids::GroupId;
+use crate::producers::{self, CachedBatch, ProducerStates, Verdict};
 use crate::raft::driver::{Applied, StateMachine};
 
 /// When the partition log is flushed (it need not be on every apply: the Raft log
@@ -154,12 +155,26 @@ pub(crate) struct PartitionMachine {
     pub(crate) batches_applied: Arc<watch::Sender<u64>>,
     pub(crate) applied_batches: bool,
     pub(crate) compaction: Compaction,
+    /// Idempotent producers' state, as of the last applied entry.
+    pub(crate) producers: ProducerStates,
+    /// Producers idle this long (by the log's clock) are forgotten.
+    pub(crate) producer_expiration_ms: i64,
+    /// Whether `producers` changed since its last checkpoint.
+    pub(crate) producers_dirty: bool,
 }
 
 impl PartitionMachine {
     fn flush(&mut self) -> Result<()> {
         // Runs inside the driver's `raft::blocking` section, off the async workers.
         self.engine.log_flush(self.group)?;
+        if std::mem::take(&mut self.producers_dirty) {
+            // After the log is durable: a checkpoint is never ahead of the log it
+            // describes (a crash between the two leaves an older one, and the
+            // batches after it are replayed from the log).
+            let log = self.engine.log_state(self.group)?;
+            let blob = producers::checkpoint(log.applied_index, &self.producers, log.next_offset)?;
+            self.engine.state_put(self.group, &blob)?;
+        }
         self.compaction
             .made_durable(std::mem::take(&mut self.unflushed));
         self.last_flush = Instant::now();
@@ -178,8 +193,48 @@ impl StateMachine for PartitionMachine {
             .map_err(|e| Error::Invalid(format!("{}: entry {index}: {e}", self.group)))?;
         match entry {
             PartitionEntry::Produce(batch) => {
+                // An idempotent producer's batch is checked against the state all
+                // replicas share at this entry: a retry is answered with its first
+                // copy's offsets and not appended; a gap or a fenced epoch is
+                // refused (by every replica alike).
+                let h = crate::batch::BatchHeader::parse(batch)?;
+                let idempotent = h.producer_id >= 0;
+                let last_seq = producers::last_sequence(h.base_sequence, h.record_count);
+                if idempotent
+                    && let Verdict::Duplicate {
+                        base_offset,
+                        last_offset,
+                    } = self.producers.check(
+                        h.producer_id,
+                        h.producer_epoch,
+                        h.base_sequence,
+                        last_seq,
+                    )?
+                {
+                    self.skip(index, term)?;
+                    return Ok(Applied::Batch(crate::engine::Appended {
+                        base_offset,
+                        last_offset,
+                    }));
+                }
                 let epoch = i32::try_from(term).unwrap_or(i32::MAX);
                 let appended = self.engine.log_append(self.group, index, epoch, batch)?;
+                if idempotent {
+                    let cached = CachedBatch {
+                        first_seq: h.base_sequence,
+                        last_seq,
+                        base_offset: appended.base_offset,
+                        last_offset: appended.last_offset,
+                        max_timestamp: h.max_timestamp,
+                    };
+                    self.producers.record_and_expire(
+                        h.producer_id,
+                        h.producer_epoch,
+                        cached,
+                        self.producer_expiration_ms,
+                    );
+                    self.producers_dirty = true;
+                }
                 self.compaction.applied(index, true);
                 self.unflushed += batch.len() as u64;
                 self.applied_batches = true;

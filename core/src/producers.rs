@@ -38,6 +38,8 @@ pub struct CachedBatch {
     pub last_seq: i32,
     /// The offset of its first record.
     pub base_offset: i64,
+    /// The offset of its last record.
+    pub last_offset: i64,
     /// Its largest timestamp.
     pub max_timestamp: i64,
 }
@@ -70,6 +72,8 @@ pub enum Verdict {
     Duplicate {
         /// The original batch's base offset.
         base_offset: i64,
+        /// The original batch's last offset.
+        last_offset: i64,
     },
 }
 
@@ -80,7 +84,12 @@ pub struct ProducerStates {
     pub producers: BTreeMap<i64, ProducerEntry>,
     /// The log's clock: the largest batch timestamp applied.
     pub log_time: i64,
+    /// The log's clock when idle producers were last dropped.
+    pub last_expiry: i64,
 }
+
+/// How often, by the log's clock, idle producers are looked for.
+pub const EXPIRY_EVERY_MS: i64 = 60_000;
 
 /// The last sequence of a batch of `count` records from `first`, wrapping
 /// after `i32::MAX` as Kafka's producers do.
@@ -131,6 +140,7 @@ impl ProducerStates {
         {
             return Ok(Verdict::Duplicate {
                 base_offset: b.base_offset,
+                last_offset: b.last_offset,
             });
         }
         match e.last_seq() {
@@ -138,6 +148,24 @@ impl ProducerStates {
                 "producer {pid} epoch {epoch}: sequence {first_seq} does not follow {last}"
             ))),
             _ => Ok(Verdict::Append),
+        }
+    }
+
+    /// Records an appended batch of producer `pid`, then, at most every
+    /// [`EXPIRY_EVERY_MS`] of the log's clock, drops producers idle for
+    /// `expiration_ms` (a function of the batches alone: replaying the same
+    /// batches gives the same state).
+    pub fn record_and_expire(
+        &mut self,
+        pid: i64,
+        epoch: i16,
+        batch: CachedBatch,
+        expiration_ms: i64,
+    ) {
+        self.record(pid, epoch, batch);
+        if self.log_time.saturating_sub(self.last_expiry) >= EXPIRY_EVERY_MS {
+            self.last_expiry = self.log_time;
+            self.expire(expiration_ms);
         }
     }
 
@@ -184,6 +212,95 @@ impl ProducerStates {
     }
 }
 
+/// A partition's producer state as checkpointed: the state after applying
+/// Raft entries through the checkpoint's index, when the partition log's next
+/// offset was `next_offset` (the batches from there on are replayed on
+/// restart).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProducerCheckpoint {
+    /// The producers.
+    pub states: ProducerStates,
+    /// The partition log's next offset at the checkpoint.
+    pub next_offset: i64,
+}
+
+/// The checkpoint blob of `states` at Raft index `index`, next offset
+/// `next_offset`.
+///
+/// # Errors
+/// When it cannot be encoded (a bug).
+pub fn checkpoint(index: u64, states: &ProducerStates, next_offset: i64) -> Result<Vec<u8>> {
+    let c = ProducerCheckpoint {
+        states: states.clone(),
+        next_offset,
+    };
+    let payload = postcard::to_allocvec(&c)
+        .map_err(|e| Error::Invalid(format!("cannot encode producer state: {e}")))?;
+    Ok(crate::checkpoint::encode(index, &payload))
+}
+
+/// Rebuilds partition `group`'s producer state as of its partition log's end:
+/// from its checkpoint when it is usable (not past the log), replaying the
+/// batches after it; else from the whole log. When it replayed batches, it
+/// checkpoints the result, so that the next start does not again.
+///
+/// # Errors
+/// The engine's read and write errors; a checkpoint that is not one.
+pub fn restore(
+    engine: &dyn crate::engine::Engine,
+    group: crate::ids::GroupId,
+    expiration_ms: i64,
+) -> Result<ProducerStates> {
+    let log = engine.log_state(group)?;
+    let (mut states, mut at) = match engine.state_get(group)? {
+        Some(blob) => {
+            let c = crate::checkpoint::decode(group, blob)?;
+            let p: ProducerCheckpoint = postcard::from_bytes(&c.payload)
+                .map_err(|e| Error::Corrupt(format!("{group}: undecodable producer state: {e}")))?;
+            if c.index <= log.applied_index && p.next_offset <= log.next_offset {
+                (p.states, p.next_offset.max(log.start_offset))
+            } else {
+                // Ahead of the log (rolled back, or accepted as lost): rebuild.
+                (ProducerStates::default(), log.start_offset)
+            }
+        }
+        None => (ProducerStates::default(), log.start_offset),
+    };
+    let from = at;
+    while at < log.next_offset {
+        let data = engine.log_read(group, at, 4 << 20)?;
+        let before = at;
+        for b in crate::batch::iter_batches(&data) {
+            let (h, _) = b?;
+            if h.last_offset() < at {
+                continue;
+            }
+            if h.producer_id >= 0 {
+                let cached = CachedBatch {
+                    first_seq: h.base_sequence,
+                    last_seq: last_sequence(h.base_sequence, h.record_count),
+                    base_offset: h.base_offset,
+                    last_offset: h.last_offset(),
+                    max_timestamp: h.max_timestamp,
+                };
+                states.record_and_expire(h.producer_id, h.producer_epoch, cached, expiration_ms);
+            }
+            at = h.last_offset() + 1;
+        }
+        if at == before {
+            break;
+        }
+    }
+    if at != from {
+        tracing::info!(%group, from, to = at, "producer state rebuilt from the partition log");
+        engine.state_put(
+            group,
+            &checkpoint(log.applied_index, &states, log.next_offset)?,
+        )?;
+    }
+    Ok(states)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -193,6 +310,7 @@ mod tests {
             first_seq: first,
             last_seq: last_sequence(first, count),
             base_offset: base,
+            last_offset: base + i64::from(count) - 1,
             max_timestamp: ts,
         }
     }
@@ -214,11 +332,17 @@ mod tests {
         // A retry of either of the last five: the original offsets, no append.
         assert_eq!(
             append(&mut s, 7, 0, batch(10, 5, 99, 3))?,
-            Verdict::Duplicate { base_offset: 0 }
+            Verdict::Duplicate {
+                base_offset: 0,
+                last_offset: 4
+            }
         );
         assert_eq!(
             append(&mut s, 7, 0, batch(15, 5, 99, 3))?,
-            Verdict::Duplicate { base_offset: 5 }
+            Verdict::Duplicate {
+                base_offset: 5,
+                last_offset: 9
+            }
         );
         // A gap, a reordering, an overlap that is not a retry.
         for first in [21, 19, 12] {
@@ -251,7 +375,10 @@ mod tests {
         assert!(s.check(1, 0, 0, 1).is_err());
         assert_eq!(
             s.check(1, 0, 12, 13)?,
-            Verdict::Duplicate { base_offset: 12 }
+            Verdict::Duplicate {
+                base_offset: 12,
+                last_offset: 13
+            }
         );
         // Wrapping after i32::MAX.
         assert_eq!(last_sequence(i32::MAX - 1, 4), 1);

@@ -181,6 +181,10 @@ pub struct Config {
     /// The server-side assignor for consumer-protocol members that name none:
     /// `uniform` or `range`.
     pub group_consumer_assignor: String,
+    /// An idempotent producer idle this long, by its partition log's own
+    /// timestamps, is forgotten by that partition (Kafka's
+    /// `producer.id.expiration.ms`).
+    pub producer_id_expiration_ms: u64,
     /// Most partitions one topic may have.
     pub max_partitions_per_topic: i32,
     /// Most partitions in the cluster, over all topics.
@@ -262,6 +266,7 @@ impl Default for Config {
             group_consumer_heartbeat_interval_ms: 250,
             group_consumer_session_timeout_ms: 45_000,
             group_consumer_assignor: "uniform".to_string(),
+            producer_id_expiration_ms: 86_400_000,
             max_partitions_per_topic: 1000,
             max_partitions: 10_000,
             max_auto_create_per_request: 16,
@@ -361,6 +366,11 @@ impl Config {
             "group_consumer_session_timeout_ms ({}) must exceed group_consumer_heartbeat_interval_ms ({})",
             self.group_consumer_session_timeout_ms,
             self.group_consumer_heartbeat_interval_ms
+        );
+        anyhow::ensure!(
+            self.producer_id_expiration_ms >= 1000,
+            "producer_id_expiration_ms must be at least 1000, not {}",
+            self.producer_id_expiration_ms
         );
         anyhow::ensure!(
             weir_core::groups::consumer::ASSIGNORS.contains(&self.group_consumer_assignor.as_str()),

@@ -250,6 +250,7 @@ pub async fn run_prepared(
     node_cfg.group_consumer_session_timeout =
         Duration::from_millis(config.group_consumer_session_timeout_ms);
     node_cfg.group_consumer_assignor = config.group_consumer_assignor.clone();
+    node_cfg.producer_id_expiration = Duration::from_millis(config.producer_id_expiration_ms);
     #[cfg(feature = "negative-controls")]
     {
         node_cfg.unsafe_bypass_leader_check = config.unsafe_bypass_leader_check;

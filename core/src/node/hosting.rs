@@ -116,6 +116,8 @@ impl Inner {
                 p.group
             )));
         }
+        let expiration_ms =
+            i64::try_from(self.cfg.producer_id_expiration.as_millis()).unwrap_or(i64::MAX);
         let sm = PartitionMachine {
             group: p.group,
             engine: self.engine.clone(),
@@ -133,6 +135,9 @@ impl Inner {
             batches_applied: self.batches_applied.clone(),
             applied_batches: false,
             compaction: Compaction::new(applied, self.engine.raft_first_index(p.group)? - 1),
+            producers: crate::producers::restore(self.engine.as_ref(), p.group, expiration_ms)?,
+            producer_expiration_ms: expiration_ms,
+            producers_dirty: false,
         };
         self.start_group(p.group, &p.replicas, applied, sm)
     }

@@ -7,6 +7,7 @@
 //! routed to groups by id; each group's task owns its `RawNode`.
 
 mod hosting;
+mod producer_ids;
 pub mod recover;
 mod register;
 pub(crate) mod space;
@@ -105,6 +106,10 @@ pub struct NodeConfig {
     /// The server-side assignor for members that name none (`uniform` or
     /// `range`).
     pub group_consumer_assignor: String,
+    /// An idempotent producer idle this long (by its partition log's own
+    /// timestamps) is forgotten by that partition (Kafka's
+    /// `producer.id.expiration.ms`).
+    pub producer_id_expiration: Duration,
     /// The descriptors the node may open: the process's open-file limit less those
     /// already open when the node starts (inherited ones count against the limit
     /// too). The node keeps its partitions' files within half of it (the other
@@ -158,6 +163,7 @@ impl NodeConfig {
             group_consumer_heartbeat_interval: Duration::from_millis(250),
             group_consumer_session_timeout: Duration::from_secs(45),
             group_consumer_assignor: "uniform".to_string(),
+            producer_id_expiration: Duration::from_secs(24 * 3600),
             open_file_limit: None,
             #[cfg(feature = "negative-controls")]
             unsafe_bypass_leader_check: false,
@@ -225,6 +231,8 @@ struct Inner {
     space: Arc<space::Space>,
     /// The group-coordinator replicas hosted here.
     coordinators: Coordinators,
+    /// The producer ids this node hands out next: `[next, end)` of its block.
+    producer_ids: tokio::sync::Mutex<(i64, i64)>,
 }
 
 /// A node that does not keep it running (for its own background tasks).
@@ -318,6 +326,7 @@ impl Node {
             produce_budget: ProduceBudget::new(cfg_budget),
             space,
             coordinators: Coordinators::default(),
+            producer_ids: tokio::sync::Mutex::new((0, 0)),
         });
         let voters = inner.cfg.voters.clone();
         inner.start_group(GroupId::METADATA, &voters, 0, machine)?;

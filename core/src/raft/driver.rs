@@ -126,8 +126,10 @@ impl GroupStatus {
 pub(crate) trait StateMachine: Send + 'static {
     /// Applies a committed entry carrying data.
     ///
-    /// `Err(Error::Invalid)` rejects the entry deterministically (every replica does
-    /// the same) and is returned to the proposer; any other error is fatal.
+    /// `Err(Error::Invalid)` (and an idempotent producer's
+    /// `Error::OutOfOrderSequence` / `Error::InvalidProducerEpoch`) rejects the
+    /// entry deterministically (every replica does the same) and is returned to
+    /// the proposer; any other error is fatal.
     fn apply(&mut self, index: u64, term: u64, data: &[u8]) -> Result<Applied>;
 
     /// Records a committed entry of `term` without data (elections' empty entries,

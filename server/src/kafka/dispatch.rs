@@ -39,6 +39,8 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::DescribeGroups, 0, 5),
     (ApiKey::DeleteGroups, 0, 2),
     (ApiKey::OffsetDelete, 0, 0),
+    // Idempotent producers (no transactions yet).
+    (ApiKey::InitProducerId, 0, 5),
     // The consumer group protocol (KIP-848).
     (ApiKey::ConsumerGroupHeartbeat, 0, 1),
     (ApiKey::ConsumerGroupDescribe, 0, 1),
@@ -249,6 +251,11 @@ pub async fn start<'a>(
                 ))
             })
         }
+        RequestKind::InitProducerId(r) => respond(req, async move {
+            Some(ResponseKind::InitProducerId(
+                handlers::producers::init_producer_id(r, ctx).await,
+            ))
+        }),
         RequestKind::ConsumerGroupDescribe(r) => respond(req, async move {
             Some(ResponseKind::ConsumerGroupDescribe(
                 handlers::consumer_groups::describe(r, ctx),

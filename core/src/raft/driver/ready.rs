@@ -112,7 +112,11 @@ impl<S: StateMachine> Driver<S> {
             if e.entry_type == EntryType::EntryNormal && !e.data.is_empty() {
                 match self.sm.apply(e.index, e.term, &e.data) {
                     Ok(o) => Ok(o),
-                    Err(err @ Error::Invalid(_)) => {
+                    Err(
+                        err @ (Error::Invalid(_)
+                        | Error::OutOfOrderSequence(_)
+                        | Error::InvalidProducerEpoch(_)),
+                    ) => {
                         self.sm.skip(e.index, e.term)?;
                         Err(err)
                     }

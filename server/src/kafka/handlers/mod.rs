@@ -11,6 +11,7 @@ pub mod membership;
 pub mod metadata;
 pub mod offsets;
 pub mod produce;
+pub mod producers;
 pub mod topics;
 
 use std::collections::BTreeMap;

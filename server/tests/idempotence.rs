@@ -1,0 +1,117 @@
+//! Idempotent producers at the protocol level: InitProducerId hands out
+//! cluster-unique ids (and the next epoch to a producer that gives its own);
+//! a resent batch is answered with its first copy's offset and stored once; a
+//! gap or a reordering is refused with OUT_OF_ORDER_SEQUENCE_NUMBER, an old
+//! epoch with INVALID_PRODUCER_EPOCH, and a new epoch must start at sequence 0.
+
+#![allow(clippy::unwrap_used)] // test helpers outside #[test] functions
+
+mod inproc;
+
+use bytes::Bytes;
+use kafka_protocol::messages::*;
+use kafka_protocol::protocol::StrBytes;
+use weir_core::batch::{BatchBuilder, compute_crc};
+use weir_server::kafka::Context;
+
+use inproc::{broker, call, one_partition_topic};
+
+/// A batch of `n` records from producer `pid` at `epoch`, sequences from `seq`.
+fn idempotent(pid: i64, epoch: i16, seq: i32, n: usize) -> Vec<u8> {
+    let mut b = BatchBuilder::new(0);
+    for i in 0..n {
+        b = b.record(
+            None,
+            Some(format!("{pid}-{epoch}-{}", seq as usize + i).as_bytes()),
+        );
+    }
+    let mut b = b.build();
+    b[43..51].copy_from_slice(&pid.to_be_bytes());
+    b[51..53].copy_from_slice(&epoch.to_be_bytes());
+    b[53..57].copy_from_slice(&seq.to_be_bytes());
+    let crc = compute_crc(&b);
+    b[17..21].copy_from_slice(&crc.to_be_bytes());
+    b
+}
+
+async fn produce(ctx: &Context, batch: Vec<u8>) -> (i16, i64) {
+    let req = ProduceRequest::default()
+        .with_acks(-1)
+        .with_timeout_ms(10_000)
+        .with_topic_data(vec![
+            produce_request::TopicProduceData::default()
+                .with_name(TopicName(StrBytes::from_static_str("t")))
+                .with_partition_data(vec![
+                    produce_request::PartitionProduceData::default()
+                        .with_index(0)
+                        .with_records(Some(Bytes::from(batch))),
+                ]),
+        ]);
+    let ResponseKind::Produce(r) = call(ctx, ApiKey::Produce, 9, RequestKind::Produce(req)).await
+    else {
+        panic!("not a produce response");
+    };
+    let p = &r.responses[0].partition_responses[0];
+    (p.error_code, p.base_offset)
+}
+
+async fn init(ctx: &Context, current: Option<(i64, i16)>) -> (i64, i16) {
+    let (id, epoch) = current.unwrap_or((-1, -1));
+    let ResponseKind::InitProducerId(r) = call(
+        ctx,
+        ApiKey::InitProducerId,
+        4,
+        RequestKind::InitProducerId(
+            InitProducerIdRequest::default()
+                .with_transactional_id(None)
+                .with_transaction_timeout_ms(60_000)
+                .with_producer_id(ProducerId(id))
+                .with_producer_epoch(epoch),
+        ),
+    )
+    .await
+    else {
+        panic!("not an InitProducerId response");
+    };
+    assert_eq!(r.error_code, 0, "{r:?}");
+    (r.producer_id.0, r.producer_epoch)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retries_are_stored_once_and_bad_sequences_get_kafkas_codes() {
+    let b = broker(|_| {}, |_| {}).await;
+    let ctx = &b.ctx;
+    one_partition_topic(ctx, "t").await;
+    let (pid, epoch) = init(ctx, None).await;
+    assert!(pid >= 0 && epoch == 0);
+    let (other, _) = init(ctx, None).await;
+    assert_ne!(other, pid, "every producer gets its own id");
+
+    assert_eq!(produce(ctx, idempotent(pid, 0, 0, 5)).await, (0, 0));
+    // A retry: the first copy's offset, nothing appended.
+    assert_eq!(produce(ctx, idempotent(pid, 0, 0, 5)).await, (0, 0));
+    assert_eq!(produce(ctx, idempotent(pid, 0, 5, 5)).await, (0, 5));
+    // Reordered: 15 before 10 is refused, then both go in, in order.
+    assert_eq!(produce(ctx, idempotent(pid, 0, 15, 5)).await.0, 45);
+    assert_eq!(produce(ctx, idempotent(pid, 0, 10, 5)).await, (0, 10));
+    assert_eq!(produce(ctx, idempotent(pid, 0, 15, 5)).await, (0, 15));
+    // An older retry, still among the last five.
+    assert_eq!(produce(ctx, idempotent(pid, 0, 5, 5)).await, (0, 5));
+    // A sequence skipped.
+    assert_eq!(produce(ctx, idempotent(pid, 0, 21, 1)).await.0, 45);
+
+    // The producer re-initialises with its id: the same id, the next epoch.
+    let (same, bumped) = init(ctx, Some((pid, 0))).await;
+    assert_eq!((same, bumped), (pid, 1));
+    assert_eq!(produce(ctx, idempotent(pid, 1, 3, 1)).await.0, 45);
+    assert_eq!(produce(ctx, idempotent(pid, 1, 0, 1)).await, (0, 20));
+    // The old epoch is fenced.
+    assert_eq!(produce(ctx, idempotent(pid, 0, 20, 1)).await.0, 47);
+    // Batches without a producer id are not checked.
+    let plain = BatchBuilder::new(0).record(None, Some(b"plain")).build();
+    assert_eq!(produce(ctx, plain.clone()).await, (0, 21));
+    assert_eq!(produce(ctx, plain).await, (0, 22));
+    // Another producer starts anywhere (Kafka accepts an unknown producer at
+    // any sequence: its state may have expired).
+    assert_eq!(produce(ctx, idempotent(other, 0, 7, 2)).await, (0, 23));
+}
