@@ -45,6 +45,12 @@ struct Stats {
     latencies_ms: Vec<u64>,
 }
 
+/// Producers 0 and 1 are idempotent (their retries must never store a value
+/// twice); producer 2 is not, so that both paths stay tested.
+fn idempotent(id: u64) -> bool {
+    id < 2
+}
+
 async fn producer(
     id: u64,
     bootstrap: String,
@@ -54,15 +60,36 @@ async fn producer(
 ) {
     let mut seq = 0u64;
     let mut client = Client::new(&bootstrap);
+    // (producer id, epoch) and the next sequence of each partition.
+    let mut session: Option<(i64, i16)> = None;
+    let mut sequences = [0i32; PARTITIONS as usize];
     while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+        if idempotent(id) && session.is_none() {
+            match tokio::time::timeout(Duration::from_secs(5), client.init_producer_id(None)).await
+            {
+                Ok(Ok(s)) => {
+                    session = Some(s);
+                    sequences = [0; PARTITIONS as usize];
+                }
+                _ => {
+                    client = Client::new(&bootstrap);
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            }
+        }
         let value = (id << 40) | seq;
         seq += 1;
         let partition = (seq % PARTITIONS as u64) as i32;
-        let batch = Bytes::from(
-            BatchBuilder::new(0)
-                .record(None, Some(&value.to_be_bytes()))
-                .build(),
-        );
+        let mut batch = BatchBuilder::new(0)
+            .record(None, Some(&value.to_be_bytes()))
+            .build();
+        if let Some((pid, epoch)) = session {
+            let s = &mut sequences[partition as usize];
+            weir_core::batch::set_producer(&mut batch, pid, epoch, *s);
+            *s = s.wrapping_add(1);
+        }
+        let batch = Bytes::from(batch);
         let started = Instant::now();
         let r = tokio::time::timeout(
             Duration::from_secs(10),
@@ -78,8 +105,11 @@ async fn producer(
                 WriteOutcome::Ok { partition, offset }
             }
             // The client retries errors it can explain; what is left is ambiguous.
+            // An idempotent producer cannot know where its sequence stands: it
+            // starts over as a new producer.
             Ok(Err(_)) | Err(_) => {
                 client = Client::new(&bootstrap);
+                session = None;
                 WriteOutcome::TimedOut
             }
         };
@@ -358,6 +388,7 @@ fn run_faults(n: usize) {
     });
     let group_anomalies = rt.block_on(finish_group(&c, &hist, group_stop, group_tasks, &group_log));
     let report = history::check(&hist.lock());
+    let (idempotent_duplicates, plain_duplicates) = duplicates_by_producer_kind(&hist.lock());
     let mut lat = stats.lock().latencies_ms.clone();
     lat.sort_unstable();
     let p99 = lat.get(lat.len() * 99 / 100).copied().unwrap_or(0);
@@ -368,12 +399,39 @@ fn run_faults(n: usize) {
         "fault run: {report}; acks/s {:.0}, p99 latency {p99} ms",
         report.acknowledged as f64 / secs as f64
     );
+    eprintln!(
+        "fault run: duplicates from idempotent producers {idempotent_duplicates}, from the plain one {plain_duplicates}"
+    );
     assert!(report.acknowledged > 0, "nothing was acknowledged");
     assert!(report.is_valid(), "anomalies: {report:?}");
+    assert_eq!(
+        idempotent_duplicates, 0,
+        "an idempotent producer's retry was stored twice"
+    );
     assert!(
         group_anomalies.is_empty(),
         "consumer group anomalies: {group_anomalies:?}"
     );
+}
+
+/// Extra copies of values in the drain, from idempotent producers and from
+/// the plain one.
+fn duplicates_by_producer_kind(h: &History) -> (usize, usize) {
+    let mut copies: std::collections::HashMap<u64, usize> = Default::default();
+    for r in h.reads.iter().filter(|r| r.consumer == DRAIN) {
+        *copies.entry(r.value).or_default() += 1;
+    }
+    let (mut idem, mut plain) = (0, 0);
+    for (v, n) in copies {
+        if n > 1 {
+            if idempotent(v >> 40) {
+                idem += n - 1;
+            } else {
+                plain += n - 1;
+            }
+        }
+    }
+    (idem, plain)
 }
 
 /// Lets the group's members catch up with every partition's end once the

@@ -154,6 +154,23 @@ pub fn compute_crc(batch: &[u8]) -> u32 {
     crc32c::crc32c(&batch[CRC_START..])
 }
 
+/// Makes `batch` (one complete batch) an idempotent producer's: producer id,
+/// epoch and first sequence, with its CRC recomputed.
+///
+/// # Panics
+/// Never for a batch of at least a header's length; shorter input is left
+/// unchanged.
+pub fn set_producer(batch: &mut [u8], producer_id: i64, epoch: i16, base_sequence: i32) {
+    if batch.len() < HEADER_LEN {
+        return;
+    }
+    batch[43..51].copy_from_slice(&producer_id.to_be_bytes());
+    batch[51..53].copy_from_slice(&epoch.to_be_bytes());
+    batch[53..57].copy_from_slice(&base_sequence.to_be_bytes());
+    let crc = compute_crc(batch);
+    batch[17..21].copy_from_slice(&crc.to_be_bytes());
+}
+
 /// Checks one complete batch: header, exact length and CRC-32C.
 ///
 /// `batch` must be exactly one batch (as delimited by its length field).

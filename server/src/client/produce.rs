@@ -27,6 +27,33 @@ fn produce_request<'a>(
 }
 
 impl Client {
+    /// A producer id and epoch for an idempotent producer (InitProducerId v4);
+    /// with `current`, the next epoch of that id (KIP-360).
+    ///
+    /// # Errors
+    /// Connection or protocol errors, or the broker's error code.
+    pub async fn init_producer_id(
+        &mut self,
+        current: Option<(i64, i16)>,
+    ) -> anyhow::Result<(i64, i16)> {
+        let (id, epoch) = current.unwrap_or((-1, -1));
+        let req = InitProducerIdRequest::default()
+            .with_transactional_id(None)
+            .with_transaction_timeout_ms(60_000)
+            .with_producer_id(ProducerId(id))
+            .with_producer_epoch(epoch);
+        let ResponseKind::InitProducerId(r) = self
+            .call_any(ApiKey::InitProducerId, 4, RequestKind::InitProducerId(req))
+            .await?
+        else {
+            bail!("unexpected response to InitProducerId");
+        };
+        if r.error_code != 0 {
+            bail!("InitProducerId failed with error {}", r.error_code);
+        }
+        Ok((r.producer_id.0, r.producer_epoch))
+    }
+
     /// Produces one record batch with acks=all to the partition's leader; returns
     /// its base offset. Retries leader changes for up to 30 s.
     ///
