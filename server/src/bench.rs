@@ -58,6 +58,9 @@ pub struct BenchArgs {
     /// Consume as members of this consumer group (KIP-848 protocol) instead of
     /// by assigning partitions.
     pub group: Option<String>,
+    /// Produce as idempotent producers (an id from InitProducerId per task,
+    /// batches numbered per partition).
+    pub idempotent: bool,
 }
 
 /// A benchmark's figures.
@@ -141,9 +144,19 @@ pub async fn produce(args: &BenchArgs, quiet: bool) -> anyhow::Result<Report> {
             let mut client = Client::new(&args.bootstrap);
             let mut hist = Histogram::<u64>::new_with_bounds(1, 600_000_000, 3)?;
             let mut sent = 0u64;
+            let mut idempotence = None;
+            if args.idempotent {
+                let (id, epoch) = client.init_producer_id(None).await?;
+                idempotence = Some(crate::client::Idempotence::new(id, epoch));
+            }
+            let mut stamped = |parts: &[(i32, Bytes)]| match idempotence.as_mut() {
+                Some(i) => i.stamp(parts),
+                None => parts.to_vec(),
+            };
             if args.in_flight > 1 {
                 // The first request also finds the leaders (and waits out elections).
-                client.produce_many(&args.topic, &parts, args.acks).await?;
+                let first = stamped(&parts);
+                client.produce_many(&args.topic, &first, args.acks).await?;
                 sent += parts.len() as u64 * per_batch;
                 let more = || match until {
                     Some(t) => Instant::now() < t,
@@ -151,15 +164,23 @@ pub async fn produce(args: &BenchArgs, quiet: bool) -> anyhow::Result<Report> {
                 };
                 let mut latency = Ok(());
                 let acked = client
-                    .produce_pipelined(&args.topic, &parts, args.acks, args.in_flight, more, |d| {
-                        if latency.is_ok() {
-                            latency = hist.record(d.as_micros().max(1) as u64);
-                        }
-                        match until {
-                            Some(_) => bar.set_position(started.elapsed().as_secs()),
-                            None => bar.inc(parts.len() as u64 * per_batch),
-                        }
-                    })
+                    .produce_pipelined(
+                        &args.topic,
+                        &parts,
+                        args.acks,
+                        args.in_flight,
+                        idempotence.as_mut(),
+                        more,
+                        |d| {
+                            if latency.is_ok() {
+                                latency = hist.record(d.as_micros().max(1) as u64);
+                            }
+                            match until {
+                                Some(_) => bar.set_position(started.elapsed().as_secs()),
+                                None => bar.inc(parts.len() as u64 * per_batch),
+                            }
+                        },
+                    )
                     .await?;
                 latency?;
                 sent += acked * parts.len() as u64 * per_batch;
@@ -174,7 +195,10 @@ pub async fn produce(args: &BenchArgs, quiet: bool) -> anyhow::Result<Report> {
                     break;
                 }
                 let t = Instant::now();
-                client.produce_many(&args.topic, &parts, args.acks).await?;
+                let batches = stamped(&parts);
+                client
+                    .produce_many(&args.topic, &batches, args.acks)
+                    .await?;
                 hist.record(t.elapsed().as_micros().max(1) as u64)?;
                 sent += parts.len() as u64 * per_batch;
                 match until {

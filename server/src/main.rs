@@ -116,6 +116,9 @@ struct BenchCli {
     /// Rounds of `rebalance`.
     #[arg(long, default_value_t = 10)]
     rounds: usize,
+    /// Produce as idempotent producers (InitProducerId, numbered batches).
+    #[arg(long)]
+    idempotent: bool,
     /// Compression of produced batches: none, gzip, snappy, lz4 or zstd.
     #[arg(long, default_value = "none", value_parser = ["none", "gzip", "snappy", "lz4", "zstd"])]
     compression: String,
@@ -341,6 +344,7 @@ async fn bench(cli: BenchCli) -> anyhow::Result<()> {
             _ => kafka_protocol::records::Compression::None,
         },
         group: cli.group,
+        idempotent: cli.idempotent,
     };
     let mut reports = Vec::new();
     if cli.mode == "probe" {

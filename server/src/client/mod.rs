@@ -20,6 +20,8 @@ pub mod groups;
 pub mod member;
 mod produce;
 
+pub use produce::Idempotence;
+
 /// Largest response this client reads.
 const MAX_RESPONSE_BYTES: usize = 256 << 20;
 

@@ -26,6 +26,44 @@ fn produce_request<'a>(
         ])
 }
 
+/// An idempotent producer's numbering: its id and epoch, and the next
+/// sequence of each partition.
+#[derive(Clone, Debug)]
+pub struct Idempotence {
+    producer_id: i64,
+    epoch: i16,
+    next: std::collections::HashMap<i32, i32>,
+}
+
+impl Idempotence {
+    /// Numbering for producer `producer_id` at `epoch`, every partition from 0.
+    pub fn new(producer_id: i64, epoch: i16) -> Idempotence {
+        Idempotence {
+            producer_id,
+            epoch,
+            next: std::collections::HashMap::new(),
+        }
+    }
+
+    /// Copies of `parts`' batches numbered as this producer's next ones.
+    pub fn stamp(&mut self, parts: &[(i32, Bytes)]) -> Vec<(i32, Bytes)> {
+        parts
+            .iter()
+            .map(|(p, b)| {
+                let mut copy = b.to_vec();
+                let count = copy
+                    .get(57..61)
+                    .and_then(|c| c.try_into().ok())
+                    .map_or(1, i32::from_be_bytes);
+                let seq = self.next.entry(*p).or_insert(0);
+                weir_core::batch::set_producer(&mut copy, self.producer_id, self.epoch, *seq);
+                *seq = seq.wrapping_add(count);
+                (*p, Bytes::from(copy))
+            })
+            .collect()
+    }
+}
+
 impl Client {
     /// A producer id and epoch for an idempotent producer (InitProducerId v4);
     /// with `current`, the next epoch of that id (KIP-360).
@@ -152,17 +190,20 @@ impl Client {
     /// again over one connection, keeping up to `in_flight` requests unanswered, for
     /// as long as `more()` says so; `done` gets each request's latency. This is how
     /// Kafka producers send (the Java client keeps up to 5 requests in flight).
-    /// Returns how many requests were acknowledged.
+    /// With `idempotence`, each request's batches are numbered as that
+    /// producer's next ones. Returns how many requests were acknowledged.
     ///
     /// # Errors
     /// When the partitions have different leaders, on connection and protocol errors,
     /// and when a partition answers with an error (no retries: for steady-state load).
+    #[allow(clippy::too_many_arguments)] // the load's knobs, each used once
     pub async fn produce_pipelined(
         &mut self,
         topic: &str,
         parts: &[(i32, Bytes)],
         acks: i16,
         in_flight: usize,
+        mut idempotence: Option<&mut Idempotence>,
         mut more: impl FnMut() -> bool,
         mut done: impl FnMut(Duration),
     ) -> anyhow::Result<u64> {
@@ -183,12 +224,12 @@ impl Client {
         let mut acked = 0;
         loop {
             while outstanding.len() < in_flight.max(1) && more() {
+                let req = match idempotence.as_deref_mut() {
+                    Some(i) => produce_request(topic, &i.stamp(parts), acks),
+                    None => req.clone(),
+                };
                 let id = conn
-                    .send(
-                        ApiKey::Produce,
-                        PRODUCE_V,
-                        RequestKind::Produce(req.clone()),
-                    )
+                    .send(ApiKey::Produce, PRODUCE_V, RequestKind::Produce(req))
                     .await?;
                 outstanding.push_back((id, std::time::Instant::now()));
             }

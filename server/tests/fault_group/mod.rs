@@ -46,22 +46,28 @@ pub(crate) async fn member(bootstrap: String, stop: Arc<AtomicBool>, log: Arc<Mu
     let mut c = Client::new(&bootstrap);
     let mut m: Option<GroupMember> = None;
     let mut last_commit = Instant::now();
+    // The partitions whose start was recorded.
+    let mut known: Vec<(String, i32)> = Vec::new();
     while !stop.load(Ordering::Relaxed) {
         let step = async {
             if m.is_none() {
                 m = Some(c.join(GROUP, &["f"], Reset::Earliest).await?);
+                known.clear();
             }
             let Some(mm) = m.as_mut() else {
                 return anyhow::Ok(());
             };
-            let before: Vec<(String, i32)> = mm.assignment().keys().cloned().collect();
-            if mm.heartbeat_if_due(&mut c).await? {
-                let now = Instant::now();
+            mm.heartbeat_if_due(&mut c).await?;
+            // Where each partition it was given (by the join or a heartbeat)
+            // starts.
+            let now = Instant::now();
+            {
                 let mut l = log.lock();
-                for ((_, p), o) in mm.assignment().iter().filter(|(k, _)| !before.contains(k)) {
+                for ((_, p), o) in mm.assignment().iter().filter(|(k, _)| !known.contains(k)) {
                     l.starts.push((now, *p, *o));
                 }
             }
+            known = mm.assignment().keys().cloned().collect();
             let owned: Vec<((String, i32), i64)> = mm
                 .assignment()
                 .iter()
