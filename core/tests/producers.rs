@@ -7,7 +7,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use weir_core::batch::{BatchBuilder, compute_crc};
+use weir_core::batch::{BatchBuilder, set_producer};
 use weir_core::memory::MemoryEngine;
 use weir_core::pipeline::produce::Acks;
 use weir_core::{Engine, Node, PartitionStore, RaftLogStore, StateStore};
@@ -21,11 +21,7 @@ fn idempotent(pid: i64, epoch: i16, seq: i32, n: usize) -> Vec<u8> {
         b = b.record(None, Some(format!("v{}", seq as usize + i).as_bytes()));
     }
     let mut b = b.build();
-    b[43..51].copy_from_slice(&pid.to_be_bytes());
-    b[51..53].copy_from_slice(&epoch.to_be_bytes());
-    b[53..57].copy_from_slice(&seq.to_be_bytes());
-    let crc = compute_crc(&b);
-    b[17..21].copy_from_slice(&crc.to_be_bytes());
+    set_producer(&mut b, pid, epoch, seq);
     b
 }
 

@@ -8,10 +8,8 @@
 
 mod inproc;
 
-use bytes::Bytes;
 use kafka_protocol::messages::*;
-use kafka_protocol::protocol::StrBytes;
-use weir_core::batch::{BatchBuilder, compute_crc};
+use weir_core::batch::{BatchBuilder, set_producer};
 use weir_server::kafka::Context;
 
 use inproc::{broker, call, one_partition_topic};
@@ -26,33 +24,13 @@ fn idempotent(pid: i64, epoch: i16, seq: i32, n: usize) -> Vec<u8> {
         );
     }
     let mut b = b.build();
-    b[43..51].copy_from_slice(&pid.to_be_bytes());
-    b[51..53].copy_from_slice(&epoch.to_be_bytes());
-    b[53..57].copy_from_slice(&seq.to_be_bytes());
-    let crc = compute_crc(&b);
-    b[17..21].copy_from_slice(&crc.to_be_bytes());
+    set_producer(&mut b, pid, epoch, seq);
     b
 }
 
 async fn produce(ctx: &Context, batch: Vec<u8>) -> (i16, i64) {
-    let req = ProduceRequest::default()
-        .with_acks(-1)
-        .with_timeout_ms(10_000)
-        .with_topic_data(vec![
-            produce_request::TopicProduceData::default()
-                .with_name(TopicName(StrBytes::from_static_str("t")))
-                .with_partition_data(vec![
-                    produce_request::PartitionProduceData::default()
-                        .with_index(0)
-                        .with_records(Some(Bytes::from(batch))),
-                ]),
-        ]);
-    let ResponseKind::Produce(r) = call(ctx, ApiKey::Produce, 9, RequestKind::Produce(req)).await
-    else {
-        panic!("not a produce response");
-    };
-    let p = &r.responses[0].partition_responses[0];
-    (p.error_code, p.base_offset)
+    let (code, _, base) = inproc::produce_batch(ctx, "t", 9, batch).await;
+    (code, base)
 }
 
 async fn init(ctx: &Context, current: Option<(i64, i16)>) -> (i64, i16) {

@@ -56,29 +56,7 @@ fn gzip(data: &[u8]) -> Vec<u8> {
 }
 
 async fn produce(ctx: &weir_server::kafka::Context, batch: Vec<u8>) -> (i16, String, i64) {
-    let req = ProduceRequest::default()
-        .with_acks(-1)
-        .with_timeout_ms(10_000)
-        .with_topic_data(vec![
-            produce_request::TopicProduceData::default()
-                .with_name(TopicName(StrBytes::from_static_str("t")))
-                .with_partition_data(vec![
-                    produce_request::PartitionProduceData::default()
-                        .with_index(0)
-                        .with_records(Some(Bytes::from(batch))),
-                ]),
-        ]);
-    let ResponseKind::Produce(r) = call(ctx, ApiKey::Produce, 8, RequestKind::Produce(req)).await
-    else {
-        panic!("not a produce response");
-    };
-    let p = &r.responses[0].partition_responses[0];
-    let msg = p
-        .error_message
-        .as_ref()
-        .map(|m| m.to_string())
-        .unwrap_or_default();
-    (p.error_code, msg, p.base_offset)
+    inproc::produce_batch(ctx, "t", 8, batch).await
 }
 
 /// Each malformed batch kind with the code and words its refusal must carry: a

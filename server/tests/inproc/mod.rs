@@ -120,3 +120,37 @@ pub async fn call(ctx: &Context, key: ApiKey, version: i16, body: RequestKind) -
     ResponseHeader::decode(&mut answer, hv).unwrap();
     ResponseKind::decode(key, &mut answer, version).unwrap()
 }
+
+/// Produces one batch (acks=all, Produce `version`) to partition 0 of `topic`:
+/// the partition's error code, error message and base offset.
+pub async fn produce_batch(
+    ctx: &Context,
+    topic: &str,
+    version: i16,
+    batch: Vec<u8>,
+) -> (i16, String, i64) {
+    let req = ProduceRequest::default()
+        .with_acks(-1)
+        .with_timeout_ms(10_000)
+        .with_topic_data(vec![
+            produce_request::TopicProduceData::default()
+                .with_name(TopicName(StrBytes::from_string(topic.to_string())))
+                .with_partition_data(vec![
+                    produce_request::PartitionProduceData::default()
+                        .with_index(0)
+                        .with_records(Some(Bytes::from(batch))),
+                ]),
+        ]);
+    let ResponseKind::Produce(r) =
+        call(ctx, ApiKey::Produce, version, RequestKind::Produce(req)).await
+    else {
+        panic!("not a produce response");
+    };
+    let p = &r.responses[0].partition_responses[0];
+    let msg = p
+        .error_message
+        .as_ref()
+        .map(|m| m.to_string())
+        .unwrap_or_default();
+    (p.error_code, msg, p.base_offset)
+}

@@ -210,15 +210,6 @@ impl Node {
         replica: &SharedReplica,
         req: &HeartbeatRequest,
     ) -> Result<(HeartbeatResponse, bool, Option<ProposalReply>)> {
-        let cfg = self.config();
-        let meta = self.metadata();
-        let topic = |n: &str| data_topic(&meta, n);
-        let env = Env {
-            topic: &topic,
-            default_assignor: Assignor::named(&cfg.group_consumer_assignor)
-                .unwrap_or(Assignor::Uniform),
-            max_members: cfg.group_max_members,
-        };
         let session = self.consumer_session();
         let now = Instant::now();
         let (stored, classic) = {
@@ -229,47 +220,62 @@ impl Node {
                 s.is_some_and(|s| s.has_members()),
             )
         };
-        self.live().partition(g, replica, |p| {
-            let classic = classic
-                || p.groups
-                    .get(&req.group)
-                    .is_some_and(|c| !c.members.is_empty());
-            if classic && !p.consumer.contains_key(&req.group) {
-                return Err(GroupError::InconsistentProtocol.into());
-            }
-            let c = p
-                .consumer
-                .entry(req.group.clone())
-                .or_insert_with(|| ConsumerLive::restore(stored.unwrap_or_default(), now, session));
-            let before = c.group.clone();
-            let answer = match c.group.heartbeat(req, &env) {
-                Ok(a) => a,
-                Err(e) => {
-                    if before == ConsumerGroup::default() {
-                        // Nothing was created.
-                        p.consumer.remove(&req.group);
-                    } else {
-                        c.group = before;
-                    }
-                    return Err(e);
+        self.with_consumer_env(|env| {
+            self.live().partition(g, replica, |p| {
+                let classic = classic
+                    || p.groups
+                        .get(&req.group)
+                        .is_some_and(|c| !c.members.is_empty());
+                if classic && !p.consumer.contains_key(&req.group) {
+                    return Err(GroupError::InconsistentProtocol.into());
                 }
-            };
-            c.touch(&req.member_id, now, session);
-            let busy = c.group.members.get(&req.member_id).is_some_and(|m| {
-                m.state != MemberState::Stable || m.epoch != c.group.assignment_epoch
-            });
-            if c.group == before {
-                return Ok((answer, busy, None));
-            }
-            c.group.version += 1;
-            let cmd = GroupCommand::Consumer {
-                group: req.group.clone(),
-                state: c.group.clone(),
-                now_ms: crate::batch::now_ms(),
-            };
-            // Proposed under the live lock: proposals reach the log in the order
-            // the changes were made.
-            Ok((answer, busy, Some(self.start_group_command(g, &cmd)?)))
+                let c = p.consumer.entry(req.group.clone()).or_insert_with(|| {
+                    ConsumerLive::restore(stored.unwrap_or_default(), now, session)
+                });
+                let before = c.group.clone();
+                let answer = match c.group.heartbeat(req, env) {
+                    Ok(a) => a,
+                    Err(e) => {
+                        if before == ConsumerGroup::default() {
+                            // Nothing was created.
+                            p.consumer.remove(&req.group);
+                        } else {
+                            c.group = before;
+                        }
+                        return Err(e);
+                    }
+                };
+                c.touch(&req.member_id, now, session);
+                let busy = c.group.members.get(&req.member_id).is_some_and(|m| {
+                    m.state != MemberState::Stable || m.epoch != c.group.assignment_epoch
+                });
+                if c.group == before {
+                    return Ok((answer, busy, None));
+                }
+                c.group.version += 1;
+                let cmd = GroupCommand::Consumer {
+                    group: req.group.clone(),
+                    state: c.group.clone(),
+                    now_ms: crate::batch::now_ms(),
+                };
+                // Proposed under the live lock: proposals reach the log in the order
+                // the changes were made.
+                Ok((answer, busy, Some(self.start_group_command(g, &cmd)?)))
+            })
+        })
+    }
+
+    /// Runs `f` with what the group logic needs from this node now: its
+    /// topics, the default assignor, the member bound.
+    fn with_consumer_env<T>(&self, f: impl FnOnce(&Env<'_>) -> T) -> T {
+        let cfg = self.config();
+        let meta = self.metadata();
+        let topic = |n: &str| data_topic(&meta, n);
+        f(&Env {
+            topic: &topic,
+            default_assignor: Assignor::named(&cfg.group_consumer_assignor)
+                .unwrap_or(Assignor::Uniform),
+            max_members: cfg.group_max_members,
         })
     }
 
@@ -325,15 +331,10 @@ impl Node {
     /// Expires consumer-group members whose session ended or who did not revoke
     /// within their rebalance timeout, and replicates the groups that changed.
     pub(crate) fn tick_consumer_groups(&self, now: Instant) {
-        let cfg = self.config();
-        let meta = self.metadata();
-        let topic = |n: &str| data_topic(&meta, n);
-        let env = Env {
-            topic: &topic,
-            default_assignor: Assignor::named(&cfg.group_consumer_assignor)
-                .unwrap_or(Assignor::Uniform),
-            max_members: cfg.group_max_members,
-        };
+        self.with_consumer_env(|env| self.tick_consumer_groups_with(now, env));
+    }
+
+    fn tick_consumer_groups_with(&self, now: Instant, env: &Env<'_>) {
         let session = self.consumer_session();
         for (g, replica) in self.inner_coordinators().replicas() {
             let led = self
@@ -344,7 +345,7 @@ impl Node {
             }
             self.live().partition(g, &replica, |p| {
                 for (id, c) in &mut p.consumer {
-                    if !tick(c, now, session, &env) {
+                    if !tick(c, now, session, env) {
                         continue;
                     }
                     c.group.version += 1;
