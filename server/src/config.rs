@@ -30,6 +30,8 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+mod validate;
+
 /// The storage engines a config can name; each is compiled in only with its feature.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
@@ -318,140 +320,6 @@ impl Config {
         toml::from_str(&text).map_err(|e| anyhow::anyhow!("config file {}: {e}", path.display()))
     }
 
-    /// Checks values that serde cannot.
-    ///
-    /// # Errors
-    /// A message naming the key and what is allowed.
-    pub fn validate(&self) -> anyhow::Result<()> {
-        anyhow::ensure!(self.node_id >= 1, "node_id must be at least 1");
-        anyhow::ensure!(
-            !self.peers.contains_key(&self.node_id),
-            "peers must not contain this node's own id {}",
-            self.node_id
-        );
-        anyhow::ensure!(
-            self.peers.is_empty() || self.peer_listen.is_some(),
-            "peer_listen is required when peers are configured"
-        );
-        anyhow::ensure!(
-            self.default_partitions >= 1,
-            "default_partitions must be at least 1"
-        );
-        anyhow::ensure!(
-            (1..=1000).contains(&self.group_partitions),
-            "group_partitions ({}) must be 1 to 1000",
-            self.group_partitions
-        );
-        anyhow::ensure!(
-            self.offsets_retention_minutes >= 1,
-            "offsets_retention_minutes must be at least 1"
-        );
-        anyhow::ensure!(
-            self.group_min_session_timeout_ms <= self.group_max_session_timeout_ms,
-            "group_min_session_timeout_ms ({}) must not exceed group_max_session_timeout_ms ({})",
-            self.group_min_session_timeout_ms,
-            self.group_max_session_timeout_ms
-        );
-        anyhow::ensure!(
-            self.group_max_members >= 1,
-            "group_max_members must be at least 1"
-        );
-        anyhow::ensure!(
-            (10..=60_000).contains(&self.group_consumer_heartbeat_interval_ms),
-            "group_consumer_heartbeat_interval_ms must be 10..=60000, not {}",
-            self.group_consumer_heartbeat_interval_ms
-        );
-        anyhow::ensure!(
-            self.group_consumer_session_timeout_ms > self.group_consumer_heartbeat_interval_ms,
-            "group_consumer_session_timeout_ms ({}) must exceed group_consumer_heartbeat_interval_ms ({})",
-            self.group_consumer_session_timeout_ms,
-            self.group_consumer_heartbeat_interval_ms
-        );
-        anyhow::ensure!(
-            self.producer_id_expiration_ms >= 1000,
-            "producer_id_expiration_ms must be at least 1000, not {}",
-            self.producer_id_expiration_ms
-        );
-        anyhow::ensure!(
-            weir_core::groups::consumer::ASSIGNORS.contains(&self.group_consumer_assignor.as_str()),
-            "group_consumer_assignor must be one of {:?}, not {:?}",
-            weir_core::groups::consumer::ASSIGNORS,
-            self.group_consumer_assignor
-        );
-        anyhow::ensure!(
-            self.default_replication >= 1,
-            "default_replication must be at least 1"
-        );
-        anyhow::ensure!(
-            self.max_request_bytes >= 1024,
-            "max_request_bytes must be at least 1024"
-        );
-        anyhow::ensure!(
-            self.max_buffered_request_bytes >= self.max_request_bytes
-                && self.max_buffered_request_bytes < 1 << 32,
-            "max_buffered_request_bytes ({}) must be at least max_request_bytes ({}) and below 4 GiB",
-            self.max_buffered_request_bytes,
-            self.max_request_bytes
-        );
-        anyhow::ensure!(
-            self.max_decompressed_batch_bytes >= self.max_batch_bytes,
-            "max_decompressed_batch_bytes ({}) must be at least max_batch_bytes ({})",
-            self.max_decompressed_batch_bytes,
-            self.max_batch_bytes
-        );
-        anyhow::ensure!(
-            self.max_pending_produce_bytes >= self.max_batch_bytes
-                && self.max_pending_produce_bytes < 1 << 32,
-            "max_pending_produce_bytes ({}) must be at least max_batch_bytes ({}) and below 4 GiB",
-            self.max_pending_produce_bytes,
-            self.max_batch_bytes
-        );
-        anyhow::ensure!(
-            self.max_queued_peer_bytes_per_group >= 2 << 20,
-            "max_queued_peer_bytes_per_group must be at least 2 MiB (a Raft message carries up to 1 MiB of entries)"
-        );
-        anyhow::ensure!(
-            self.max_connections >= 1 && self.max_connections_per_ip >= 1,
-            "max_connections and max_connections_per_ip must be at least 1"
-        );
-        anyhow::ensure!(
-            self.connections_max_idle_ms >= 1 && self.request_read_timeout_ms >= 1,
-            "connections_max_idle_ms and request_read_timeout_ms must be at least 1"
-        );
-        anyhow::ensure!(
-            self.max_partitions_per_topic >= 1 && self.max_partitions >= 1,
-            "max_partitions_per_topic and max_partitions must be at least 1"
-        );
-        anyhow::ensure!(
-            self.default_partitions <= self.max_partitions_per_topic,
-            "default_partitions ({}) must not exceed max_partitions_per_topic ({})",
-            self.default_partitions,
-            self.max_partitions_per_topic
-        );
-        anyhow::ensure!(self.raft_tick_ms >= 1, "raft_tick_ms must be at least 1");
-        anyhow::ensure!(
-            self.max_batch_bytes >= weir_core::batch::HEADER_LEN,
-            "max_batch_bytes ({}) must be at least {} (one record batch header)",
-            self.max_batch_bytes,
-            weir_core::batch::HEADER_LEN
-        );
-        anyhow::ensure!(
-            self.max_batch_bytes <= self.max_request_bytes,
-            "max_batch_bytes ({}) must not exceed max_request_bytes ({}): no request could carry such a batch",
-            self.max_batch_bytes,
-            self.max_request_bytes
-        );
-        for (id, addr) in &self.peers {
-            check_peer_address(*id, addr)?;
-        }
-        self.check_plugin_sections()?;
-        anyhow::ensure!(
-            self.flush_interval_ms >= 1 && self.compact_interval_ms >= 1,
-            "flush_interval_ms and compact_interval_ms must be at least 1"
-        );
-        Ok(())
-    }
-
     /// Settings in the section of an engine or transport that is not the chosen
     /// one would silently do nothing: refused, naming the section.
     fn check_plugin_sections(&self) -> anyhow::Result<()> {
@@ -487,28 +355,6 @@ impl Config {
             .clone()
             .unwrap_or_else(|| self.kafka_listen.to_string())
     }
-}
-
-/// A peer address must be HOST:PORT with a port other than 0, and resolve.
-fn check_peer_address(id: u64, addr: &str) -> anyhow::Result<()> {
-    let Some((host, port)) = addr.rsplit_once(':') else {
-        anyhow::bail!("peer {id}: {addr:?} is not HOST:PORT");
-    };
-    let port: u16 = port
-        .parse()
-        .ok()
-        .filter(|p| *p != 0)
-        .ok_or_else(|| anyhow::anyhow!("peer {id}: {addr:?} has no valid port (1-65535)"))?;
-    anyhow::ensure!(!host.is_empty(), "peer {id}: {addr:?} has no host");
-    let host = host.trim_start_matches('[').trim_end_matches(']');
-    let resolved = std::net::ToSocketAddrs::to_socket_addrs(&(host, port))
-        .map(|mut a| a.next().is_some())
-        .unwrap_or(false);
-    anyhow::ensure!(
-        resolved,
-        "peer {id}: {addr:?} does not resolve to an address"
-    );
-    Ok(())
 }
 
 #[cfg(test)]

@@ -55,13 +55,9 @@ fn refused(mut child: std::process::Child, port: u16) -> Option<String> {
     }
 }
 
-#[test]
-fn a_data_directory_refuses_another_node_or_cluster() {
-    let dir = tempfile::tempdir().expect("a temporary directory");
-    let data = dir.path().join("data");
-    let port = weir_conformance::net::stable_port();
-    // Node 1 starts on it and stamps it.
-    let mut first = serve(&data, port, "1", None);
+/// Node 1 starts on `data` (stamping it), serves, and is killed.
+fn stamp_as_node_1(data: &std::path::Path, port: u16) {
+    let mut first = serve(data, port, "1", None);
     let deadline = Instant::now() + Duration::from_secs(20);
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
         assert!(Instant::now() < deadline, "node 1 never listened");
@@ -69,6 +65,14 @@ fn a_data_directory_refuses_another_node_or_cluster() {
     }
     let _ = first.kill();
     let _ = first.wait();
+}
+
+#[test]
+fn a_data_directory_refuses_another_node_or_cluster() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let data = dir.path().join("data");
+    let port = weir_conformance::net::stable_port();
+    stamp_as_node_1(&data, port);
 
     let why = refused(serve(&data, port, "2", None), port).expect("node 2 was refused");
     assert!(
@@ -236,14 +240,7 @@ fn a_refused_directory_never_opens_the_kafka_port() {
     let dir = tempfile::tempdir().expect("a temporary directory");
     let data = dir.path().join("data");
     let port = weir_conformance::net::stable_port();
-    let mut first = serve(&data, port, "1", None);
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "node 1 never listened");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let _ = first.kill();
-    let _ = first.wait();
+    stamp_as_node_1(&data, port);
     for _ in 0..5 {
         let mut child = serve(&data, port, "2", None);
         let mut connected = 0;
