@@ -227,6 +227,10 @@ async fn a_partition_log_lost_after_compaction_stops_the_node_at_start() {
     node.wait_leader(GroupId::METADATA, Duration::from_secs(10))
         .await
         .expect("metadata leader");
+    // The topic needs a registered broker (a leader is not enough).
+    while node.metadata().brokers.is_empty() {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     node.create_topic("t", 1, 1, Default::default(), Duration::from_secs(10))
         .await
         .expect("topic created");
