@@ -1,6 +1,7 @@
 //! Idempotent producers through real clients (clients/idempotent.py):
 //! kafka-python 3 with its default settings, confluent-kafka with
-//! `enable.idempotence=true`; on 1 and 3 nodes, every value read back once.
+//! `enable.idempotence=true`, and kafkajs with `idempotent: true`
+//! (clients/js/idempotent.js); on 1 and 3 nodes, every value read back once.
 
 mod common;
 
@@ -30,8 +31,31 @@ fn confluent_kafka_idempotent_producer() {
     idempotent("confluent", 1);
 }
 
+fn kafkajs(nodes: usize) {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/clients/js");
+    assert!(
+        dir.join("node_modules/kafkajs/package.json").exists(),
+        "kafkajs is not installed; scripts/test installs it (npm ci in {})",
+        dir.display()
+    );
+    let c = Cluster::start_with(nodes, "grpc", "");
+    run_client(
+        &format!("kafkajs idempotent producer on {nodes} node(s)"),
+        Command::new("node")
+            .arg(dir.join("idempotent.js"))
+            .args([&c.all(), &format!("idem-js-{nodes}")])
+            .env("KAFKAJS_NO_PARTITIONER_WARNING", "1"),
+    );
+}
+
+#[test]
+fn kafkajs_idempotent_producer() {
+    kafkajs(1);
+}
+
 #[test]
 fn idempotent_producers_on_three_nodes() {
     idempotent("kafka-python", 3);
     idempotent("confluent", 3);
+    kafkajs(3);
 }
