@@ -53,7 +53,7 @@ pub use engine::{
 };
 pub use error::{Error, GroupError, LeaderHint, Result};
 pub use ids::{GroupId, NodeId, Offset, TopicPartition};
-pub use node::{Node, NodeConfig};
+pub use node::{ActiveProducer, Node, NodeConfig};
 pub use pipeline::{
     Acks, EpochEnd, FetchPartition, Fetched, OffsetSpec, ProduceCredit, ProduceTicket,
     validate_topic_configs, validate_topic_name,

@@ -10,7 +10,7 @@ use crate::engine::{Engine, LogState};
 use crate::entry::{PartitionEntry, decode_partition, encode_compact};
 use crate::error::{Error, Result};
 use crate::ids::GroupId;
-use crate::producers::{self, CachedBatch, ProducerStates, Verdict};
+use crate::producers::{self, CachedBatch, SharedProducers, Verdict};
 use crate::raft::driver::{Applied, StateMachine};
 
 /// When the partition log is flushed (it need not be on every apply: the Raft log
@@ -155,8 +155,9 @@ pub(crate) struct PartitionMachine {
     pub(crate) batches_applied: Arc<watch::Sender<u64>>,
     pub(crate) applied_batches: bool,
     pub(crate) compaction: Compaction,
-    /// Idempotent producers' state, as of the last applied entry.
-    pub(crate) producers: ProducerStates,
+    /// Idempotent producers' state, as of the last applied entry (shared with
+    /// the node, which answers DescribeProducers from it).
+    pub(crate) producers: SharedProducers,
     /// Producers idle this long (by the log's clock) are forgotten.
     pub(crate) producer_expiration_ms: i64,
     /// Whether `producers` changed since its last checkpoint.
@@ -172,7 +173,8 @@ impl PartitionMachine {
             // describes (a crash between the two leaves an older one, and the
             // batches after it are replayed from the log).
             let log = self.engine.log_state(self.group)?;
-            let blob = producers::checkpoint(log.applied_index, &self.producers, log.next_offset)?;
+            let blob =
+                producers::checkpoint(log.applied_index, &self.producers.lock(), log.next_offset)?;
             self.engine.state_put(self.group, &blob)?;
         }
         self.compaction
@@ -200,16 +202,16 @@ impl StateMachine for PartitionMachine {
                 let h = crate::batch::BatchHeader::parse(batch)?;
                 let idempotent = h.producer_id >= 0;
                 let last_seq = producers::last_sequence(h.base_sequence, h.record_count);
-                if idempotent
-                    && let Verdict::Duplicate {
-                        base_offset,
-                        last_offset,
-                    } = self.producers.check(
-                        h.producer_id,
-                        h.producer_epoch,
-                        h.base_sequence,
-                        last_seq,
-                    )?
+                let verdict = if idempotent {
+                    let states = self.producers.lock();
+                    states.check(h.producer_id, h.producer_epoch, h.base_sequence, last_seq)?
+                } else {
+                    Verdict::Append
+                };
+                if let Verdict::Duplicate {
+                    base_offset,
+                    last_offset,
+                } = verdict
                 {
                     self.skip(index, term)?;
                     return Ok(Applied::Batch(crate::engine::Appended {
@@ -227,7 +229,7 @@ impl StateMachine for PartitionMachine {
                         last_offset: appended.last_offset,
                         max_timestamp: h.max_timestamp,
                     };
-                    self.producers.record_and_expire(
+                    self.producers.lock().record_and_expire(
                         h.producer_id,
                         h.producer_epoch,
                         cached,

@@ -26,6 +26,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 
+/// A partition's producer state, shared between its state machine (which
+/// writes it as it applies) and the node (which reads it for DescribeProducers).
+pub(crate) type SharedProducers = std::sync::Arc<parking_lot::Mutex<ProducerStates>>;
+
 /// Batches remembered per producer: Kafka's (and its clients' in-flight bound).
 pub const CACHED_BATCHES: usize = 5;
 

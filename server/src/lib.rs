@@ -25,6 +25,7 @@ pub mod config;
 pub mod fuzzing;
 pub mod group_tools;
 pub mod kafka;
+pub mod producer_tools;
 pub mod recover;
 pub mod rlimit;
 pub mod stamp;

@@ -35,6 +35,14 @@ enum Command {
         #[command(subcommand)]
         command: weir_server::group_tools::GroupsCommand,
     },
+    /// Show the idempotent producers each partition's leader holds state for.
+    Producers {
+        /// A broker to start from.
+        #[arg(long, short, default_value = "127.0.0.1:9092")]
+        bootstrap: String,
+        #[command(subcommand)]
+        command: weir_server::producer_tools::ProducersCommand,
+    },
     /// Produce lines from standard input, one record each (acks=all).
     Produce(weir_server::tools::ProduceArgs),
     /// Print the records of a partition.
@@ -262,6 +270,9 @@ fn main() -> std::process::ExitCode {
         }
         Command::Groups { bootstrap, command } => {
             tokio_main(weir_server::group_tools::groups(bootstrap, command))
+        }
+        Command::Producers { bootstrap, command } => {
+            tokio_main(weir_server::producer_tools::producers(bootstrap, command))
         }
         Command::Produce(args) => tokio_main(weir_server::tools::produce(args)),
         Command::Consume(args) => tokio_main(weir_server::tools::consume(args)),

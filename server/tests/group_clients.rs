@@ -11,7 +11,7 @@ mod common;
 use std::path::Path;
 use std::process::Command;
 
-use common::{Cluster, run_client};
+use common::{Cluster, run_client, weir};
 
 fn python_groups(client: &str, nodes: usize) {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/clients/groups.py");
@@ -89,21 +89,6 @@ fn confluent_kafka_admin_manages_groups() {
             .arg(&script)
             .args([&c.bootstrap(0), "groups-admin"]),
     );
-}
-
-fn weir(args: &[&str]) -> (bool, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_weir"))
-        .args(args)
-        .output()
-        .unwrap();
-    (
-        out.status.success(),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ),
-    )
 }
 
 /// `weir groups`: reset a group's offsets (creating it), describe it with its

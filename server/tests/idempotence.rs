@@ -92,4 +92,55 @@ async fn retries_are_stored_once_and_bad_sequences_get_kafkas_codes() {
     // Another producer starts anywhere (Kafka accepts an unknown producer at
     // any sequence: its state may have expired).
     assert_eq!(produce(ctx, idempotent(other, 0, 7, 2)).await, (0, 23));
+
+    // DescribeProducers shows both, with their epochs and last sequences; a
+    // partition that does not exist gets UNKNOWN_TOPIC_OR_PARTITION.
+    let described = describe_producers(ctx, "t", &[0, 1]).await;
+    let mut active: Vec<_> = described[0]
+        .active_producers
+        .iter()
+        .map(|p| {
+            (
+                p.producer_id.0,
+                p.producer_epoch,
+                p.last_sequence,
+                p.coordinator_epoch,
+            )
+        })
+        .collect();
+    active.sort_unstable();
+    let mut want = vec![(pid, 1, 0, -1), (other, 0, 8, -1)];
+    want.sort_unstable();
+    assert_eq!((described[0].error_code, active), (0, want));
+    // The test's batches are stamped at time 0 (BatchBuilder::new(0)).
+    assert!(
+        described[0]
+            .active_producers
+            .iter()
+            .all(|p| p.last_timestamp == 0)
+    );
+    assert_eq!(described[1].error_code, 3, "{:?}", described[1]);
+}
+
+async fn describe_producers(
+    ctx: &Context,
+    topic: &str,
+    partitions: &[i32],
+) -> Vec<describe_producers_response::PartitionResponse> {
+    let ResponseKind::DescribeProducers(r) = call(
+        ctx,
+        ApiKey::DescribeProducers,
+        0,
+        RequestKind::DescribeProducers(DescribeProducersRequest::default().with_topics(vec![
+            describe_producers_request::TopicRequest::default()
+                .with_name(TopicName(topic.to_string().into()))
+                .with_partition_indexes(partitions.to_vec()),
+        ])),
+    )
+    .await
+    else {
+        panic!("not a DescribeProducers response");
+    };
+    assert_eq!(r.topics.len(), 1);
+    r.topics.into_iter().next().unwrap().partitions
 }

@@ -8,9 +8,9 @@ mod common;
 use std::path::Path;
 use std::process::Command;
 
-use common::{Cluster, run_client};
+use common::{Cluster, run_client, weir};
 
-fn idempotent(client: &str, nodes: usize) {
+fn idempotent(client: &str, nodes: usize) -> Cluster {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/clients/idempotent.py");
     let c = Cluster::start_with(nodes, "grpc", "");
     run_client(
@@ -19,6 +19,43 @@ fn idempotent(client: &str, nodes: usize) {
             .arg(&script)
             .args([&c.all(), &format!("idem-{nodes}"), client]),
     );
+    c
+}
+
+/// `weir producers describe` after kafka-python's idempotent producer wrote
+/// 200 records to each of 3 partitions: each partition's leader lists that one
+/// producer, epoch 0, last sequence 199; `-p` picks one partition; an unknown
+/// partition or topic is an error.
+#[test]
+fn weir_producers_describe_lists_each_partitions_producers() {
+    let c = idempotent("kafka-python", 3);
+    let b = c.all();
+    let (ok, out) = weir(&["producers", "-b", &b, "describe", "idem-3"]);
+    assert!(ok, "{out}");
+    let rows: Vec<Vec<&str>> = out
+        .lines()
+        .skip(1)
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert_eq!(rows.len(), 3, "{out}");
+    let pid = rows[0][1];
+    for (p, row) in rows.iter().enumerate() {
+        assert_eq!(
+            (row[0], row[1], row[2], row[3]),
+            (p.to_string().as_str(), pid, "0", "199"),
+            "{out}"
+        );
+        assert!(row[4].parse::<i64>().unwrap() > 0, "{out}");
+    }
+    let (ok, out) = weir(&["producers", "-b", &b, "describe", "idem-3", "-p", "2"]);
+    assert!(
+        ok && out.lines().count() == 2 && out.lines().nth(1).unwrap().starts_with("2 "),
+        "{out}"
+    );
+    let (ok, out) = weir(&["producers", "-b", &b, "describe", "idem-3", "-p", "7"]);
+    assert!(!ok && out.contains("no partition 7"), "{out}");
+    let (ok, out) = weir(&["producers", "-b", &b, "describe", "nope"]);
+    assert!(!ok && out.contains("no topic nope"), "{out}");
 }
 
 #[test]
@@ -55,7 +92,6 @@ fn kafkajs_idempotent_producer() {
 
 #[test]
 fn idempotent_producers_on_three_nodes() {
-    idempotent("kafka-python", 3);
     idempotent("confluent", 3);
     kafkajs(3);
 }

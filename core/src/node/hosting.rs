@@ -16,6 +16,7 @@ use crate::groups::machine;
 use crate::ids::{GroupId, NodeId};
 use crate::metadata::{Metadata, PartitionMeta, TopicKind};
 use crate::partition::{CompactPolicy, Compaction, FlushPolicy, PartitionMachine};
+use crate::producers::SharedProducers;
 use crate::raft::driver::{self, DriverParts, GroupMsg, StateMachine};
 use crate::raft::logger::logger;
 use crate::raft::storage::EngineStorage;
@@ -27,6 +28,7 @@ impl Inner {
         voters: &[NodeId],
         applied: u64,
         sm: S,
+        producers: Option<SharedProducers>,
     ) -> Result<()> {
         let e = &self.engine;
         let mut state = e.raft_state(group)?;
@@ -95,7 +97,14 @@ impl Inner {
             unsafe_bypass_leader_check: self.cfg.bypass_leader_check(),
         };
         let (handle, task) = driver::spawn(parts, sm);
-        self.groups.write().insert(group, Hosted { handle, task });
+        self.groups.write().insert(
+            group,
+            Hosted {
+                handle,
+                task,
+                producers,
+            },
+        );
         tracing::debug!(node = self.cfg.id, %group, ?voters, applied, "group started");
         Ok(())
     }
@@ -118,6 +127,11 @@ impl Inner {
         }
         let expiration_ms =
             i64::try_from(self.cfg.producer_id_expiration.as_millis()).unwrap_or(i64::MAX);
+        let producers = Arc::new(parking_lot::Mutex::new(crate::producers::restore(
+            self.engine.as_ref(),
+            p.group,
+            expiration_ms,
+        )?));
         let sm = PartitionMachine {
             group: p.group,
             engine: self.engine.clone(),
@@ -135,11 +149,11 @@ impl Inner {
             batches_applied: self.batches_applied.clone(),
             applied_batches: false,
             compaction: Compaction::new(applied, self.engine.raft_first_index(p.group)? - 1),
-            producers: crate::producers::restore(self.engine.as_ref(), p.group, expiration_ms)?,
+            producers: producers.clone(),
             producer_expiration_ms: expiration_ms,
             producers_dirty: false,
         };
-        self.start_group(p.group, &p.replicas, applied, sm)
+        self.start_group(p.group, &p.replicas, applied, sm, Some(producers))
     }
 }
 
@@ -182,7 +196,7 @@ impl Inner {
             retention: self.cfg.offsets_retention,
             last_expiry: Instant::now(),
         };
-        self.start_group(p.group, &p.replicas, applied, sm)
+        self.start_group(p.group, &p.replicas, applied, sm, None)
     }
 }
 

@@ -12,6 +12,8 @@ pub mod recover;
 mod register;
 pub(crate) mod space;
 
+pub use producer_ids::ActiveProducer;
+
 use std::collections::HashMap;
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
@@ -209,6 +211,8 @@ impl NodeConfig {
 struct Hosted {
     handle: GroupHandle,
     task: Supervised,
+    /// A data partition's idempotent-producer state (DescribeProducers).
+    producers: Option<crate::producers::SharedProducers>,
 }
 
 struct Inner {
@@ -329,7 +333,7 @@ impl Node {
             producer_ids: tokio::sync::Mutex::new((0, 0)),
         });
         let voters = inner.cfg.voters.clone();
-        inner.start_group(GroupId::METADATA, &voters, 0, machine)?;
+        inner.start_group(GroupId::METADATA, &voters, 0, machine, None)?;
         let node = Node { inner };
         let fatal = &node.inner.fatal;
         let reconcile = fatal.spawn_supervised(

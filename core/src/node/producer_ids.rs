@@ -1,7 +1,8 @@
-//! InitProducerId for idempotent producers: ids handed out from blocks the
-//! metadata group gives each node ([`MetaCommand::AllocateProducerIds`]), so no
-//! two producers anywhere in the cluster, before or after any restart, get the
-//! same id. A block this node did not use up before it stopped is skipped.
+//! Idempotent producers at the node: InitProducerId hands out ids from blocks
+//! the metadata group gives each node ([`MetaCommand::AllocateProducerIds`]), so
+//! no two producers anywhere in the cluster, before or after any restart, get
+//! the same id (a block this node did not use up before it stopped is skipped);
+//! DescribeProducers reads a partition leader's producer state.
 
 use std::time::Duration;
 
@@ -14,7 +15,56 @@ use crate::raft::driver::GroupMsg;
 /// How long getting a new block may take.
 const ALLOCATE_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// An idempotent producer a partition's leader holds state for
+/// ([`Node::describe_producers`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ActiveProducer {
+    /// Its id.
+    pub producer_id: i64,
+    /// Its current epoch.
+    pub epoch: i16,
+    /// The last sequence number it wrote in that epoch (-1 when none is
+    /// remembered).
+    pub last_sequence: i32,
+    /// The largest timestamp of its batches (ms).
+    pub last_timestamp: i64,
+}
+
 impl Node {
+    /// The idempotent producers of a partition this node leads, by id, as of
+    /// the last entry it applied: what DescribeProducers and
+    /// `weir producers describe` show. Producers whose state expired
+    /// (`producer_id_expiration_ms` idle, by the log's clock) are not listed.
+    ///
+    /// A partition of an internal topic has none.
+    ///
+    /// # Errors
+    /// [`Error::NotFound`], [`Error::NotLeader`].
+    pub fn describe_producers(&self, topic: &str, partition: i32) -> Result<Vec<ActiveProducer>> {
+        let (p, h) = self.locate(topic, partition)?;
+        self.leader_check(&p, &h)?;
+        let shared = self
+            .inner
+            .groups
+            .read()
+            .get(&p.group)
+            .and_then(|h| h.producers.clone());
+        let Some(shared) = shared else {
+            return Ok(Vec::new());
+        };
+        let states = shared.lock();
+        Ok(states
+            .producers
+            .iter()
+            .map(|(&producer_id, e)| ActiveProducer {
+                producer_id,
+                epoch: e.epoch,
+                last_sequence: e.last_seq().unwrap_or(-1),
+                last_timestamp: e.last_timestamp,
+            })
+            .collect())
+    }
+
     /// A producer id and epoch for an idempotent producer (InitProducerId).
     /// A producer that gives the id and epoch it has gets the same id with the
     /// next epoch (KIP-360); otherwise a new id, epoch 0.

@@ -19,6 +19,7 @@ mod consume;
 pub mod groups;
 pub mod member;
 mod produce;
+pub mod producers;
 
 pub use produce::Idempotence;
 

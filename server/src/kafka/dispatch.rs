@@ -41,6 +41,7 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::OffsetDelete, 0, 0),
     // Idempotent producers (no transactions yet).
     (ApiKey::InitProducerId, 0, 5),
+    (ApiKey::DescribeProducers, 0, 0),
     // The consumer group protocol (KIP-848).
     (ApiKey::ConsumerGroupHeartbeat, 0, 1),
     (ApiKey::ConsumerGroupDescribe, 0, 1),
@@ -254,6 +255,11 @@ pub async fn start<'a>(
         RequestKind::InitProducerId(r) => respond(req, async move {
             Some(ResponseKind::InitProducerId(
                 handlers::producers::init_producer_id(r, ctx).await,
+            ))
+        }),
+        RequestKind::DescribeProducers(r) => respond(req, async move {
+            Some(ResponseKind::DescribeProducers(
+                handlers::producers::describe_producers(r, ctx),
             ))
         }),
         RequestKind::ConsumerGroupDescribe(r) => respond(req, async move {

@@ -26,6 +26,23 @@ pub fn run_client(what: &str, cmd: &mut Command) {
     );
 }
 
+/// Runs the `weir` binary with `args`: whether it succeeded, and its output
+/// (standard output, then standard error).
+pub fn weir(args: &[&str]) -> (bool, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_weir"))
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
 /// `weir serve` processes forming a static cluster.
 pub struct Cluster {
     pub nodes: Vec<Option<Child>>,
