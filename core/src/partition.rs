@@ -162,6 +162,8 @@ pub(crate) struct PartitionMachine {
     pub(crate) producer_expiration_ms: i64,
     /// Whether `producers` changed since its last checkpoint.
     pub(crate) producers_dirty: bool,
+    /// The negative control: retries are appended again.
+    pub(crate) no_dedup: bool,
 }
 
 impl PartitionMachine {
@@ -202,7 +204,7 @@ impl StateMachine for PartitionMachine {
                 let h = crate::batch::BatchHeader::parse(batch)?;
                 let idempotent = h.producer_id >= 0;
                 let last_seq = producers::last_sequence(h.base_sequence, h.record_count);
-                let verdict = if idempotent {
+                let verdict = if idempotent && !self.no_dedup {
                     let states = self.producers.lock();
                     states.check(h.producer_id, h.producer_epoch, h.base_sequence, last_seq)?
                 } else {

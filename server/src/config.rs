@@ -230,6 +230,11 @@ pub struct Config {
     /// `weir_core::NodeConfig::unsafe_group_offsets_in_memory`).
     #[cfg(feature = "negative-controls")]
     pub unsafe_group_offsets_in_memory: bool,
+    /// **Negative-control tests only** (builds with the `negative-controls`
+    /// feature): partitions store a retried idempotent batch again (see
+    /// `weir_core::NodeConfig::unsafe_no_producer_dedup`).
+    #[cfg(feature = "negative-controls")]
+    pub unsafe_no_producer_dedup: bool,
 }
 
 impl Default for Config {
@@ -286,6 +291,8 @@ impl Default for Config {
             unsafe_bypass_leader_check: false,
             #[cfg(feature = "negative-controls")]
             unsafe_group_offsets_in_memory: false,
+            #[cfg(feature = "negative-controls")]
+            unsafe_no_producer_dedup: false,
         }
     }
 }

@@ -256,6 +256,12 @@ pub async fn run_prepared(
     {
         node_cfg.unsafe_bypass_leader_check = config.unsafe_bypass_leader_check;
         node_cfg.unsafe_group_offsets_in_memory = config.unsafe_group_offsets_in_memory;
+        node_cfg.unsafe_no_producer_dedup = config.unsafe_no_producer_dedup;
+        if config.unsafe_no_producer_dedup {
+            tracing::error!(
+                "unsafe_no_producer_dedup is on: retried batches are stored twice (negative-control tests only)"
+            );
+        }
         if config.unsafe_group_offsets_in_memory {
             tracing::error!(
                 "unsafe_group_offsets_in_memory is on: committed offsets are NOT replicated (negative-control tests only)"

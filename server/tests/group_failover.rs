@@ -8,13 +8,10 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
-use std::process::{Command, Stdio};
-use std::sync::mpsc;
-use std::time::Duration;
+use std::process::Command;
 
-use common::Cluster;
+use common::{Cluster, run_with_cue};
 
 /// Runs clients/failover_groups.py, killing the coordinator's node once it is
 /// READY; returns whether it passed, and its output.
@@ -22,53 +19,16 @@ fn failover(config: &str, protocol: &str) -> (bool, String) {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/clients/failover_groups.py");
     // One coordinator partition: its leader is the group's coordinator.
     let mut c = Cluster::start_with(3, "grpc", &format!("group_partitions = 1\n{config}"));
-    let mut child = Command::new("python3")
-        .arg(&script)
-        .args([&c.all(), "failover", protocol])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("python3 runs (scripts/test installs confluent-kafka)");
-    let stdout = child.stdout.take().unwrap();
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
-    let mut out = String::new();
-    loop {
-        match rx.recv_timeout(Duration::from_secs(120)) {
-            Ok(line) => {
-                out.push_str(&line);
-                out.push('\n');
-                if line == "READY" {
-                    break;
-                }
-            }
-            Err(_) => {
-                let _ = child.kill();
-                let o = child.wait_with_output().unwrap();
-                return (
-                    false,
-                    format!("{out}{}", String::from_utf8_lossy(&o.stderr)),
-                );
-            }
-        }
-    }
-    let coordinator = c.leader("__consumer_offsets");
-    c.kill9(coordinator - 1);
-    out.push_str(&format!("killed node {coordinator}, the coordinator\n"));
-    child.stdin.take().unwrap().write_all(b"killed\n").unwrap();
-    let o = child.wait_with_output().unwrap();
-    while let Ok(line) = rx.try_recv() {
-        out.push_str(&line);
-        out.push('\n');
-    }
-    (
-        o.status.success(),
-        format!("{out}{}", String::from_utf8_lossy(&o.stderr)),
+    let all = c.all();
+    run_with_cue(
+        Command::new("python3")
+            .arg(&script)
+            .args([&all, "failover", protocol]),
+        || {
+            let coordinator = c.leader("__consumer_offsets");
+            c.kill9(coordinator - 1);
+            format!("killed node {coordinator}, the coordinator")
+        },
     )
 }
 

@@ -152,6 +152,7 @@ impl Inner {
             producers: producers.clone(),
             producer_expiration_ms: expiration_ms,
             producers_dirty: false,
+            no_dedup: self.cfg.no_producer_dedup(),
         };
         self.start_group(p.group, &p.replicas, applied, sm, Some(producers))
     }

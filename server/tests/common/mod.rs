@@ -26,6 +26,64 @@ pub fn run_client(what: &str, cmd: &mut Command) {
     );
 }
 
+/// Runs a client script that prints a line `READY` whenever it wants something
+/// done to the cluster: each time runs `at_ready` (which says what it did) and
+/// tells the script with a line on its standard input; then waits for its end.
+/// Returns whether it succeeded, and its output with what `at_ready` said. A
+/// script silent for 120 s is killed and fails.
+pub fn run_with_cue(cmd: &mut Command, mut at_ready: impl FnMut() -> String) -> (bool, String) {
+    use std::io::{BufRead, BufReader, Write};
+    use std::sync::mpsc::RecvTimeoutError;
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?} ({e}); scripts/test installs it"));
+    let stdout = child.stdout.take().unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    // Standard error is drained as it comes: a client that logs more than a
+    // pipe holds (librdkafka's reconnect messages during a failover) would
+    // otherwise block on it.
+    let mut stderr = child.stderr.take().unwrap();
+    let errors = std::thread::spawn(move || {
+        let mut s = Vec::new();
+        let _ = std::io::Read::read_to_end(&mut stderr, &mut s);
+        String::from_utf8_lossy(&s).into_owned()
+    });
+    let mut out = String::new();
+    let silent = loop {
+        match rx.recv_timeout(Duration::from_secs(120)) {
+            Ok(line) => {
+                out.push_str(&line);
+                out.push('\n');
+                if line == "READY" {
+                    out.push_str(&at_ready());
+                    out.push('\n');
+                    let _ = stdin.write_all(b"go on\n");
+                }
+            }
+            Err(RecvTimeoutError::Disconnected) => break false,
+            Err(RecvTimeoutError::Timeout) => break true,
+        }
+    };
+    if silent {
+        let _ = child.kill();
+    }
+    drop(stdin);
+    let status = child.wait().unwrap();
+    (
+        status.success() && !silent,
+        format!("{out}{}", errors.join().unwrap_or_default()),
+    )
+}
+
 /// Runs the `weir` binary with `args`: whether it succeeded, and its output
 /// (standard output, then standard error).
 pub fn weir(args: &[&str]) -> (bool, String) {

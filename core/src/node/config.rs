@@ -1,0 +1,198 @@
+//! How a node runs: [`NodeConfig`].
+
+use std::time::Duration;
+
+use crate::error::{Error, Result};
+use crate::ids::NodeId;
+
+/// How a node runs.
+#[derive(Clone, Debug)]
+pub struct NodeConfig {
+    /// This node's id (from 1).
+    pub id: NodeId,
+    /// Every voter of the metadata group (a static cluster), this node included.
+    pub voters: Vec<NodeId>,
+    /// The Kafka address clients should use to reach this node.
+    pub kafka_addr: String,
+    /// The Raft tick.
+    pub tick: Duration,
+    /// Ticks without a leader before an election (randomised up to twice this).
+    pub election_ticks: usize,
+    /// Ticks between leader heartbeats.
+    pub heartbeat_ticks: usize,
+    /// Largest record batch a producer may send.
+    pub max_batch_bytes: usize,
+    /// Flush a partition log after this many bytes were applied…
+    pub flush_bytes: u64,
+    /// …or after this long.
+    pub flush_interval: Duration,
+    /// The leader of a partition proposes compacting the Raft log after this many
+    /// bytes were flushed to the partition log since its last compaction…
+    pub compact_bytes: u64,
+    /// …or after this long. Compaction only reaches what every replica has and what
+    /// is durable in the partition log, so a replica that is down holds it back.
+    pub compact_interval: Duration,
+    /// Most partitions one topic may have.
+    pub max_partitions_per_topic: i32,
+    /// Most partitions in the cluster, over all topics (each is a Raft group with
+    /// its files and memory on every replica).
+    pub max_partitions: usize,
+    /// Bytes of produce proposals not yet decided, over every group; producers wait
+    /// for room before proposing (see [`Node::reserve_produce`](super::Node::reserve_produce)).
+    pub max_pending_produce_bytes: usize,
+    /// The most bytes a compressed batch's records may decompress to; more is
+    /// refused as a decompression bomb.
+    pub max_decompressed_batch_bytes: usize,
+    /// Bytes of peer messages one group's mailbox holds; more are dropped (Raft
+    /// resends) until the group catches up.
+    pub max_queued_peer_bytes_per_group: usize,
+    /// Bytes that must stay free on the data directory's file system: produce is
+    /// refused with [`Error::StorageFull`] below it, so that the Raft log's own
+    /// records can still be written. 0 turns the floor off (a write that finds
+    /// the disk full still only waits; it never stops the node).
+    pub min_free_bytes: u64,
+    /// Partitions of the internal group-coordinator topic (`__consumer_offsets`),
+    /// fixed when the cluster first creates it.
+    pub group_partitions: i32,
+    /// The longest metadata string an offset commit may carry.
+    pub offset_metadata_max_bytes: usize,
+    /// A group without members whose offsets were not committed for this long is
+    /// dropped with them (Kafka's `offsets.retention.minutes`).
+    pub offsets_retention: Duration,
+    /// The shortest session timeout a group member may ask for.
+    pub group_min_session_timeout: Duration,
+    /// The longest.
+    pub group_max_session_timeout: Duration,
+    /// Most members one group may have.
+    pub group_max_members: usize,
+    /// How long the first rebalance of an empty group waits for more members
+    /// (Kafka's `group.initial.rebalance.delay.ms`).
+    pub group_initial_rebalance_delay: Duration,
+    /// How often a consumer-protocol (KIP-848) member heartbeats while it holds
+    /// its target assignment (Kafka's `group.consumer.heartbeat.interval.ms`;
+    /// members on their way to a new assignment heartbeat at most every
+    /// 50 ms). Members learn of a rebalance on their next heartbeat, so this
+    /// bounds how long one takes.
+    pub group_consumer_heartbeat_interval: Duration,
+    /// A consumer-protocol member that has not heartbeated for this long leaves
+    /// the group (Kafka's `group.consumer.session.timeout.ms`).
+    pub group_consumer_session_timeout: Duration,
+    /// The server-side assignor for members that name none (`uniform` or
+    /// `range`).
+    pub group_consumer_assignor: String,
+    /// An idempotent producer idle this long (by its partition log's own
+    /// timestamps) is forgotten by that partition (Kafka's
+    /// `producer.id.expiration.ms`).
+    pub producer_id_expiration: Duration,
+    /// The descriptors the node may open: the process's open-file limit less those
+    /// already open when the node starts (inherited ones count against the limit
+    /// too). The node keeps its partitions' files within half of it (the other
+    /// half is for connections, peers and the Raft log): topics past that are
+    /// refused, rather than failing to open files later, which would stop the
+    /// node. `None`: not checked.
+    pub open_file_limit: Option<u64>,
+    /// **For negative-control tests only.** Skips the leadership check of the
+    /// produce pipeline and the driver, so that followers propose (raft-rs forwards
+    /// the proposal) and track it by their own (index, term) — which is wrong. The
+    /// fault tests turn it on to show that their checker notices. Never set it in
+    /// production; builds without the `negative-controls` feature do not have it.
+    #[cfg(feature = "negative-controls")]
+    pub unsafe_bypass_leader_check: bool,
+    /// **For negative-control tests only.** The group coordinator keeps
+    /// committed offsets in this node's memory instead of replicating them
+    /// through its partition's Raft log, so that a coordinator failover loses
+    /// them: the failover test turns it on to show that its checker notices.
+    #[cfg(feature = "negative-controls")]
+    pub unsafe_group_offsets_in_memory: bool,
+    /// **For negative-control tests only.** Partitions append every batch of
+    /// an idempotent producer, retries included, instead of storing a retried
+    /// batch once: the idempotent failover test turns it on to show that its
+    /// duplicate check notices.
+    #[cfg(feature = "negative-controls")]
+    pub unsafe_no_producer_dedup: bool,
+}
+
+impl NodeConfig {
+    /// A configuration for node `id` of a static cluster of `voters`.
+    pub fn new(id: NodeId, voters: Vec<NodeId>, kafka_addr: impl Into<String>) -> Self {
+        NodeConfig {
+            id,
+            voters,
+            kafka_addr: kafka_addr.into(),
+            tick: Duration::from_millis(100),
+            election_ticks: 10,
+            heartbeat_ticks: 2,
+            max_batch_bytes: 1 << 20,
+            flush_bytes: 4 << 20,
+            flush_interval: Duration::from_secs(1),
+            compact_bytes: 16 << 20,
+            compact_interval: Duration::from_secs(2),
+            max_partitions_per_topic: 1000,
+            max_partitions: 10_000,
+            max_pending_produce_bytes: 256 << 20,
+            max_decompressed_batch_bytes: 64 << 20,
+            max_queued_peer_bytes_per_group: 64 << 20,
+            min_free_bytes: 256 << 20,
+            group_partitions: 16,
+            offset_metadata_max_bytes: 4096,
+            offsets_retention: Duration::from_secs(7 * 24 * 3600),
+            group_min_session_timeout: Duration::from_secs(6),
+            group_max_session_timeout: Duration::from_secs(30 * 60),
+            group_max_members: 1000,
+            group_initial_rebalance_delay: Duration::from_secs(3),
+            group_consumer_heartbeat_interval: Duration::from_millis(250),
+            group_consumer_session_timeout: Duration::from_secs(45),
+            group_consumer_assignor: "uniform".to_string(),
+            producer_id_expiration: Duration::from_secs(24 * 3600),
+            open_file_limit: None,
+            #[cfg(feature = "negative-controls")]
+            unsafe_bypass_leader_check: false,
+            #[cfg(feature = "negative-controls")]
+            unsafe_group_offsets_in_memory: false,
+            #[cfg(feature = "negative-controls")]
+            unsafe_no_producer_dedup: false,
+        }
+    }
+
+    /// Whether the negative-control switch is on (never without the
+    /// `negative-controls` feature).
+    pub(crate) fn bypass_leader_check(&self) -> bool {
+        #[cfg(feature = "negative-controls")]
+        return self.unsafe_bypass_leader_check;
+        #[cfg(not(feature = "negative-controls"))]
+        false
+    }
+
+    /// Whether the negative-control switch that turns producer dedup off is
+    /// on (never without the `negative-controls` feature).
+    pub(crate) fn no_producer_dedup(&self) -> bool {
+        #[cfg(feature = "negative-controls")]
+        return self.unsafe_no_producer_dedup;
+        #[cfg(not(feature = "negative-controls"))]
+        false
+    }
+
+    pub(super) fn validate(&self) -> Result<()> {
+        if self.id == 0 {
+            return Err(Error::Config("node id must be at least 1".into()));
+        }
+        if !self.voters.contains(&self.id) {
+            return Err(Error::Config(format!(
+                "node {} is not among the voters {:?}",
+                self.id, self.voters
+            )));
+        }
+        if self.group_partitions < 1 {
+            return Err(Error::Config(format!(
+                "group_partitions = {} must be at least 1",
+                self.group_partitions
+            )));
+        }
+        if self.heartbeat_ticks == 0 || self.election_ticks <= self.heartbeat_ticks {
+            return Err(Error::Config(
+                "election_ticks must exceed heartbeat_ticks, which must be positive".into(),
+            ));
+        }
+        Ok(())
+    }
+}
