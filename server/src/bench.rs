@@ -25,6 +25,7 @@ use weir_core::batch::iter_batches;
 use crate::client::Client;
 
 pub mod groups;
+pub mod producers;
 
 /// What to run.
 #[derive(Clone, Debug)]
@@ -144,15 +145,15 @@ pub async fn produce(args: &BenchArgs, quiet: bool) -> anyhow::Result<Report> {
             let mut client = Client::new(&args.bootstrap);
             let mut hist = Histogram::<u64>::new_with_bounds(1, 600_000_000, 3)?;
             let mut sent = 0u64;
-            let mut idempotence = None;
+            // With idempotence or without, every request's batches are fresh
+            // copies with their CRC computed again (as a client builds each
+            // batch), so that both loads cost the client the same.
+            let mut idempotence = crate::client::Idempotence::plain();
             if args.idempotent {
                 let (id, epoch) = client.init_producer_id(None).await?;
-                idempotence = Some(crate::client::Idempotence::new(id, epoch));
+                idempotence = crate::client::Idempotence::new(id, epoch);
             }
-            let mut stamped = |parts: &[(i32, Bytes)]| match idempotence.as_mut() {
-                Some(i) => i.stamp(parts),
-                None => parts.to_vec(),
-            };
+            let mut stamped = |parts: &[(i32, Bytes)]| idempotence.stamp(parts);
             if args.in_flight > 1 {
                 // The first request also finds the leaders (and waits out elections).
                 let first = stamped(&parts);
@@ -169,7 +170,7 @@ pub async fn produce(args: &BenchArgs, quiet: bool) -> anyhow::Result<Report> {
                         &parts,
                         args.acks,
                         args.in_flight,
-                        idempotence.as_mut(),
+                        Some(&mut idempotence),
                         more,
                         |d| {
                             if latency.is_ok() {

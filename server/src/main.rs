@@ -75,8 +75,10 @@ struct BenchCli {
     /// for its own group with `--in-flight` commits unanswered, for `--duration`
     /// seconds), or `rebalance` (`--rounds` times: the time from a fourth member
     /// joining a three-member consumer group until every partition is owned
-    /// again, KIP-848 protocol).
-    #[arg(value_parser = ["produce", "consume", "e2e", "probe", "commit", "rebalance"])]
+    /// again, KIP-848 protocol), or `producer-ids` (`--producers` producers,
+    /// each with its own id under `--idempotent`, produce one batch each,
+    /// `--in-flight` at a time: many producers' state for a restart to restore).
+    #[arg(value_parser = ["produce", "consume", "e2e", "probe", "commit", "rebalance", "producer-ids"])]
     mode: String,
     /// Brokers to start from (comma-separated).
     #[arg(long, short, default_value = "127.0.0.1:9092")]
@@ -362,6 +364,8 @@ async fn bench(cli: BenchCli) -> anyhow::Result<()> {
         reports.push(weir_server::bench::probe(&args).await?);
     } else if cli.mode == "commit" {
         reports.push(weir_server::bench::commit(&args).await?);
+    } else if cli.mode == "producer-ids" {
+        reports.push(weir_server::bench::producers::producer_ids(&args, cli.json).await?);
     } else if cli.mode == "rebalance" {
         reports.push(weir_server::bench::groups::rebalance(&args, cli.rounds).await?);
     } else if cli.mode != "consume" {

@@ -45,6 +45,14 @@ impl Idempotence {
         }
     }
 
+    /// No producer: [`Idempotence::stamp`] copies batches and writes them as
+    /// plain ones (producer id, epoch and sequence -1, the CRC again), so that
+    /// a benchmark's client does the same work per request with idempotence
+    /// and without.
+    pub fn plain() -> Idempotence {
+        Idempotence::new(-1, -1)
+    }
+
     /// Copies of `parts`' batches numbered as this producer's next ones.
     pub fn stamp(&mut self, parts: &[(i32, Bytes)]) -> Vec<(i32, Bytes)> {
         parts
@@ -55,6 +63,10 @@ impl Idempotence {
                     .get(57..61)
                     .and_then(|c| c.try_into().ok())
                     .map_or(1, i32::from_be_bytes);
+                if self.producer_id < 0 {
+                    weir_core::batch::set_producer(&mut copy, -1, -1, -1);
+                    return (*p, Bytes::from(copy));
+                }
                 let seq = self.next.entry(*p).or_insert(0);
                 weir_core::batch::set_producer(&mut copy, self.producer_id, self.epoch, *seq);
                 *seq = seq.wrapping_add(count);
