@@ -89,6 +89,34 @@ pub struct Report {
     pub max_ms: f64,
 }
 
+/// Creates the benchmark's topic with `args.partitions` partitions, unless it
+/// exists.
+async fn create_topic(args: &BenchArgs) -> anyhow::Result<()> {
+    match Client::new(&args.bootstrap)
+        .create_topic(&args.topic, args.partitions, -1, &[])
+        .await
+    {
+        Err(e) if !e.to_string().contains("error 36") => Err(e),
+        _ => Ok(()),
+    }
+}
+
+/// A load task: its latency histogram and the records it moved.
+type LoadTask = tokio::task::JoinHandle<anyhow::Result<(Histogram<u64>, u64)>>;
+
+/// Waits for load tasks; returns their merged histogram and the records they
+/// moved in all.
+async fn gather(tasks: Vec<LoadTask>) -> anyhow::Result<(Histogram<u64>, u64)> {
+    let mut hist = Histogram::<u64>::new_with_bounds(1, 600_000_000, 3)?;
+    let mut records = 0;
+    for t in tasks {
+        let (h, n) = t.await??;
+        hist.add(h)?;
+        records += n;
+    }
+    Ok((hist, records))
+}
+
 fn progress(total: u64, quiet: bool) -> indicatif::ProgressBar {
     if quiet {
         return indicatif::ProgressBar::hidden();
@@ -108,14 +136,7 @@ fn progress(total: u64, quiet: bool) -> indicatif::ProgressBar {
 /// # Errors
 /// When the topic cannot be created or a produce fails for good.
 pub async fn produce(args: &BenchArgs, quiet: bool) -> anyhow::Result<Report> {
-    let mut admin = Client::new(&args.bootstrap);
-    if let Err(e) = admin
-        .create_topic(&args.topic, args.partitions, -1, &[])
-        .await
-        && !e.to_string().contains("error 36")
-    {
-        return Err(e);
-    }
+    create_topic(args).await?;
     let per_batch = args.batch.max(1) as u64;
     let records: Vec<_> = (0..per_batch)
         .map(|i| (None, Some(text(args.record_size, i))))
@@ -213,13 +234,7 @@ pub async fn produce(args: &BenchArgs, quiet: bool) -> anyhow::Result<Report> {
             Ok::<_, anyhow::Error>((hist, sent))
         }));
     }
-    let mut hist = Histogram::<u64>::new_with_bounds(1, 600_000_000, 3)?;
-    let mut records = 0;
-    for t in tasks {
-        let (h, n) = t.await??;
-        hist.add(h)?;
-        records += n;
-    }
+    let (hist, records) = gather(tasks).await?;
     bar.finish_and_clear();
     let seconds = started.elapsed().as_secs_f64();
     Ok(report(

@@ -11,7 +11,7 @@ use hdrhistogram::Histogram;
 use parking_lot::Mutex;
 use weir_core::batch::iter_batches;
 
-use super::{BenchArgs, Report, progress, report};
+use super::{BenchArgs, Report, create_topic, progress, report};
 use crate::client::Client;
 use crate::client::member::Reset;
 
@@ -122,14 +122,7 @@ pub async fn consume(args: &BenchArgs, group: &str, quiet: bool) -> anyhow::Resu
 /// # Errors
 /// Connection or protocol errors, or a round that does not settle in 60 s.
 pub async fn rebalance(args: &BenchArgs, rounds: usize) -> anyhow::Result<Report> {
-    let mut admin = Client::new(&args.bootstrap);
-    if let Err(e) = admin
-        .create_topic(&args.topic, args.partitions, -1, &[])
-        .await
-        && !e.to_string().contains("error 36")
-    {
-        return Err(e);
-    }
+    create_topic(args).await?;
     let mut hist = Histogram::<u64>::new_with_bounds(1, 600_000_000, 3)?;
     let partitions = usize::try_from(args.partitions.max(1))?;
     let started = Instant::now();

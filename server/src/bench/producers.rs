@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use hdrhistogram::Histogram;
 
-use super::{BenchArgs, Report, progress, report, text};
+use super::{BenchArgs, Report, create_topic, gather, progress, report, text};
 use crate::client::Client;
 
 /// `args.producers` producers (each its own id from InitProducerId with
@@ -22,14 +22,7 @@ use crate::client::Client;
 /// When the topic cannot be created, or InitProducerId or a produce fails for
 /// good.
 pub async fn producer_ids(args: &BenchArgs, quiet: bool) -> anyhow::Result<Report> {
-    let mut admin = Client::new(&args.bootstrap);
-    if let Err(e) = admin
-        .create_topic(&args.topic, args.partitions, -1, &[])
-        .await
-        && !e.to_string().contains("error 36")
-    {
-        return Err(e);
-    }
+    create_topic(args).await?;
     let per_batch = args.batch.max(1) as u64;
     let producers = args.producers.max(1) as u64;
     let records: Vec<_> = (0..per_batch)
@@ -66,13 +59,7 @@ pub async fn producer_ids(args: &BenchArgs, quiet: bool) -> anyhow::Result<Repor
             Ok::<_, anyhow::Error>((hist, sent))
         }));
     }
-    let mut hist = Histogram::<u64>::new_with_bounds(1, 600_000_000, 3)?;
-    let mut records = 0;
-    for t in tasks {
-        let (h, n) = t.await??;
-        hist.add(h)?;
-        records += n;
-    }
+    let (hist, records) = gather(tasks).await?;
     bar.finish_and_clear();
     Ok(report(
         "producer-ids",
