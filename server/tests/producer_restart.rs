@@ -2,7 +2,8 @@
 //! producers write one batch each; the node is killed and restarted; every
 //! producer's state is back — DescribeProducers lists all 10,000, and a retry
 //! of a batch sent before the kill is answered with its original offset and
-//! not stored again. (How long the restart takes is `bench/restart.sh`'s.)
+//! not stored again; on the segment, redb and (when built in) rocksdb engines.
+//! (How long the restart takes is `bench/restart.sh`'s.)
 
 #![allow(clippy::unwrap_used)] // test helpers outside #[test] functions
 
@@ -35,7 +36,24 @@ fn described(b: &str) -> Vec<(i64, i16, i32)> {
 
 #[test]
 fn ten_thousand_producers_state_survives_kill_9_and_restart() {
-    let mut c = Cluster::start_with(1, "grpc", "");
+    survives("segment");
+}
+
+#[cfg(feature = "engine-redb")]
+#[test]
+fn producer_state_survives_restart_on_redb() {
+    survives("redb");
+}
+
+#[cfg(feature = "engine-rocksdb")]
+#[test]
+fn producer_state_survives_restart_on_rocksdb() {
+    survives("rocksdb");
+}
+
+/// The scenario on one node with `engine`.
+fn survives(engine: &str) {
+    let mut c = Cluster::start_with(1, "grpc", &format!("engine = \"{engine}\"\n"));
     let b = c.bootstrap(0);
     let (ok, out) = weir(&[
         "bench",
