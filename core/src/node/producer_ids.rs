@@ -65,6 +65,37 @@ impl Node {
             .collect())
     }
 
+    /// The offsets of the committed batch that `batch` repeats (same producer,
+    /// epoch and sequence range among its last five), when it is a retry of
+    /// one: the produce pipeline answers it without proposing it again.
+    pub(crate) fn committed_duplicate(
+        &self,
+        group: GroupId,
+        batch: &crate::batch::BatchHeader,
+    ) -> Option<crate::engine::Appended> {
+        if self.inner.cfg.no_producer_dedup() {
+            return None;
+        }
+        let shared = self.inner.groups.read().get(&group)?.producers.clone()?;
+        let last = crate::producers::last_sequence(batch.base_sequence, batch.record_count);
+        let verdict = shared.lock().check(
+            batch.producer_id,
+            batch.producer_epoch,
+            batch.base_sequence,
+            last,
+        );
+        match verdict {
+            Ok(crate::producers::Verdict::Duplicate {
+                base_offset,
+                last_offset,
+            }) => Some(crate::engine::Appended {
+                base_offset,
+                last_offset,
+            }),
+            _ => None,
+        }
+    }
+
     /// A producer id and epoch for an idempotent producer (InitProducerId).
     /// A producer that gives the id and epoch it has gets the same id with the
     /// next epoch (KIP-360); otherwise a new id, epoch 0.

@@ -28,8 +28,11 @@ pub enum Acks {
 /// A proposed batch: await [`ProduceTicket::wait`] for its offsets.
 #[derive(Debug)]
 pub struct ProduceTicket {
-    /// `None` for [`Acks::None`]: nothing to wait for.
+    /// `None` for [`Acks::None`] (nothing to wait for) and for a batch answered
+    /// without proposing it (`answered`).
     reply: Option<oneshot::Receiver<Result<Applied>>>,
+    /// A retry of a committed batch, answered with the first copy's offsets.
+    answered: Option<Appended>,
     /// "topic-partition", for errors.
     what: String,
     /// The broker's time stamped on the batch, for a LogAppendTime topic.
@@ -54,7 +57,7 @@ impl ProduceTicket {
     /// [`Error::Invalid`] when every replica refused the entry.
     pub async fn wait(self, timeout: Duration) -> Result<Option<Appended>> {
         let Some(rx) = self.reply else {
-            return Ok(None);
+            return Ok(self.answered);
         };
         match tokio::time::timeout(timeout, rx).await {
             Err(_) => Err(Error::Timeout(format!(
@@ -173,6 +176,21 @@ impl Node {
         if !self.config().bypass_leader_check() {
             self.leader_check(&p, &h)?;
         }
+        let what = format!("{topic}-{partition}");
+        if header.producer_id >= 0
+            && let Some(first) = self.committed_duplicate(p.group, &header)
+        {
+            // A retry of a batch already committed: answered now, with no
+            // Raft entry (the partition's state machine would refuse it at
+            // apply all the same; that check also covers retries of batches
+            // still in flight).
+            return Ok(ProduceTicket {
+                reply: None,
+                answered: (acks == Acks::All).then_some(first),
+                what,
+                log_append_time: None,
+            });
+        }
         self.space().check_produce()?;
         let times = TopicTimes::of(&meta, topic);
         let now = batch::now_ms();
@@ -188,7 +206,6 @@ impl Node {
             batch::set_max_timestamp(&mut data[1..], max_timestamp);
         }
         let bytes = Some(credit.take(data.len()));
-        let what = format!("{topic}-{partition}");
         let log_append_time = times.log_append_time.then_some(now);
         if acks == Acks::None {
             let _ = h.tx.send(GroupMsg::Propose {
@@ -198,6 +215,7 @@ impl Node {
             });
             return Ok(ProduceTicket {
                 reply: None,
+                answered: None,
                 what,
                 log_append_time,
             });
@@ -211,6 +229,7 @@ impl Node {
         .map_err(|_| Error::Shutdown)?;
         Ok(ProduceTicket {
             reply: Some(rx),
+            answered: None,
             what,
             log_append_time,
         })
