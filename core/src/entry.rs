@@ -1,8 +1,9 @@
 //! The entry format: what the payload of a proposed Raft entry holds.
 //!
 //! The first byte is a tag naming the command; the rest is the command's argument.
-//! Partition groups carry [`TAG_PRODUCE`] (a record batch, stored as sent) and
-//! [`TAG_COMPACT`] (an 8-byte big-endian Raft index); the metadata group carries
+//! Partition groups carry [`TAG_PRODUCE_STAMPED`] (a record batch the leader
+//! stamped with its offsets), [`TAG_PRODUCE`] (a record batch whose offsets are
+//! assigned at apply) and [`TAG_COMPACT`] (an 8-byte big-endian Raft index); the metadata group carries
 //! [`TAG_META`] (a JSON-encoded [`MetaCommand`]). Every replica decodes the same
 //! bytes the same way, so a payload a state machine refuses is refused everywhere.
 
@@ -16,12 +17,19 @@ pub const TAG_META: u8 = 2;
 /// A partition group's log compaction: every replica compacts its Raft log through
 /// the index that follows (8 bytes, big-endian) once its partition log is durable there.
 pub const TAG_COMPACT: u8 = 3;
+/// A partition group's produce command whose batch the leader stamped with its
+/// offsets and leader epoch when it proposed it (docs/write-path.md): every
+/// replica stores it at those offsets. [`TAG_PRODUCE`] entries (written before
+/// stamping existed, or while one is in flight) take their offsets at apply.
+pub const TAG_PRODUCE_STAMPED: u8 = 5;
 
 /// A decoded partition-group entry.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum PartitionEntry<'a> {
-    /// A record batch to append.
+    /// A record batch to append at the partition's next offset.
     Produce(&'a [u8]),
+    /// A record batch the leader stamped with its offsets.
+    Stamped(&'a [u8]),
     /// Compact every replica's Raft log through this index.
     Compact(u64),
 }
@@ -50,6 +58,7 @@ pub(crate) fn encode_compact(index: u64) -> Vec<u8> {
 pub(crate) fn decode_partition(data: &[u8]) -> Result<PartitionEntry<'_>> {
     match data.split_first() {
         Some((&TAG_PRODUCE, batch)) => Ok(PartitionEntry::Produce(batch)),
+        Some((&TAG_PRODUCE_STAMPED, batch)) => Ok(PartitionEntry::Stamped(batch)),
         Some((&TAG_COMPACT, arg)) => arg
             .try_into()
             .map(|b| PartitionEntry::Compact(u64::from_be_bytes(b)))

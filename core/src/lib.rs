@@ -46,6 +46,7 @@ pub mod pipeline;
 pub mod producers;
 pub mod raft;
 pub mod registry;
+mod stamping;
 pub mod transport;
 
 pub use engine::{

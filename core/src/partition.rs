@@ -12,6 +12,7 @@ use crate::error::{Error, Result};
 use crate::ids::GroupId;
 use crate::producers::{self, CachedBatch, SharedProducers, Verdict};
 use crate::raft::driver::{Applied, StateMachine};
+use crate::stamping::{EntriesFrom, LeaderView, ProposeAt, Stamp};
 
 /// When the partition log is flushed (it need not be on every apply: the Raft log
 /// is the write-ahead log).
@@ -164,6 +165,13 @@ pub(crate) struct PartitionMachine {
     pub(crate) producers_dirty: bool,
     /// The negative control: retries are appended again.
     pub(crate) no_dedup: bool,
+    /// The partition's next offset as applied.
+    pub(crate) next_offset: i64,
+    /// On the leader: the offsets it stamps and the batches in flight.
+    pub(crate) view: Option<LeaderView>,
+    /// Whether a stamped batch was stored at other offsets than it carries
+    /// (said once).
+    pub(crate) renumbered: bool,
 }
 
 impl PartitionMachine {
@@ -191,70 +199,116 @@ impl PartitionMachine {
     }
 }
 
+impl PartitionMachine {
+    /// A batch whose offsets are assigned here (an entry written before the
+    /// leader stamped offsets, or while such an entry was in flight). An
+    /// idempotent producer's batch is checked against the state all replicas
+    /// share at this entry: a retry is answered with its first copy's offsets
+    /// and not appended; a gap or a fenced epoch is refused (by every replica
+    /// alike).
+    fn apply_unstamped(&mut self, index: u64, term: u64, batch: &[u8]) -> Result<Applied> {
+        let h = crate::batch::BatchHeader::parse(batch)?;
+        if h.producer_id >= 0 && !self.no_dedup {
+            let last_seq = producers::last_sequence(h.base_sequence, h.record_count);
+            let verdict = self.producers.lock().check(
+                h.producer_id,
+                h.producer_epoch,
+                h.base_sequence,
+                last_seq,
+            )?;
+            if let Verdict::Duplicate {
+                base_offset,
+                last_offset,
+            } = verdict
+            {
+                self.skip(index, term)?;
+                return Ok(Applied::Batch(crate::engine::Appended {
+                    base_offset,
+                    last_offset,
+                }));
+            }
+        }
+        self.store(index, term, batch, &h)
+    }
+
+    /// A batch the leader stamped with its offsets when it proposed it, having
+    /// checked it against its producer's state (docs/write-path.md). Its offsets
+    /// continue the partition log — unless records were lost and the loss
+    /// accepted (`weir recover --accept-loss`, which restarts the partition log
+    /// below the Raft log's remaining entries): then it is stored at the
+    /// partition's next offset, as an unstamped one, and the leader's view
+    /// numbers the same way.
+    fn apply_stamped(&mut self, index: u64, term: u64, batch: &[u8]) -> Result<Applied> {
+        let h = crate::batch::BatchHeader::parse(batch)?;
+        if h.base_offset != self.next_offset && !std::mem::replace(&mut self.renumbered, true) {
+            tracing::warn!(
+                group = %self.group, index, stamped = h.base_offset, next = self.next_offset,
+                "a stamped batch does not continue the partition log (records were lost and the loss accepted?): stored at the partition's next offset"
+            );
+        }
+        self.store(index, term, batch, &h)
+    }
+
+    /// Appends a batch (numbered as `h` says) and records it in the producer
+    /// state.
+    fn store(
+        &mut self,
+        index: u64,
+        term: u64,
+        batch: &[u8],
+        h: &crate::batch::BatchHeader,
+    ) -> Result<Applied> {
+        let epoch = i32::try_from(term).unwrap_or(i32::MAX);
+        let appended = self.engine.log_append(self.group, index, epoch, batch)?;
+        self.next_offset = appended.last_offset + 1;
+        if h.producer_id >= 0 {
+            let cached = CachedBatch {
+                first_seq: h.base_sequence,
+                last_seq: producers::last_sequence(h.base_sequence, h.record_count),
+                base_offset: appended.base_offset,
+                last_offset: appended.last_offset,
+                max_timestamp: h.max_timestamp,
+            };
+            self.producers.lock().record_and_expire(
+                h.producer_id,
+                h.producer_epoch,
+                cached,
+                self.producer_expiration_ms,
+            );
+            self.producers_dirty = true;
+        }
+        self.compaction.applied(index, true);
+        self.unflushed += batch.len() as u64;
+        self.applied_batches = true;
+        Ok(Applied::Batch(appended))
+    }
+}
+
 impl StateMachine for PartitionMachine {
     fn apply(&mut self, index: u64, term: u64, data: &[u8]) -> Result<Applied> {
         let entry = decode_partition(data)
             .map_err(|e| Error::Invalid(format!("{}: entry {index}: {e}", self.group)))?;
-        match entry {
-            PartitionEntry::Produce(batch) => {
-                // An idempotent producer's batch is checked against the state all
-                // replicas share at this entry: a retry is answered with its first
-                // copy's offsets and not appended; a gap or a fenced epoch is
-                // refused (by every replica alike).
-                let h = crate::batch::BatchHeader::parse(batch)?;
-                let idempotent = h.producer_id >= 0;
-                let last_seq = producers::last_sequence(h.base_sequence, h.record_count);
-                let verdict = if idempotent && !self.no_dedup {
-                    let states = self.producers.lock();
-                    states.check(h.producer_id, h.producer_epoch, h.base_sequence, last_seq)?
-                } else {
-                    Verdict::Append
-                };
-                if let Verdict::Duplicate {
-                    base_offset,
-                    last_offset,
-                } = verdict
-                {
-                    self.skip(index, term)?;
-                    return Ok(Applied::Batch(crate::engine::Appended {
-                        base_offset,
-                        last_offset,
-                    }));
-                }
-                let epoch = i32::try_from(term).unwrap_or(i32::MAX);
-                let appended = self.engine.log_append(self.group, index, epoch, batch)?;
-                if idempotent {
-                    let cached = CachedBatch {
-                        first_seq: h.base_sequence,
-                        last_seq,
-                        base_offset: appended.base_offset,
-                        last_offset: appended.last_offset,
-                        max_timestamp: h.max_timestamp,
-                    };
-                    self.producers.lock().record_and_expire(
-                        h.producer_id,
-                        h.producer_epoch,
-                        cached,
-                        self.producer_expiration_ms,
-                    );
-                    self.producers_dirty = true;
-                }
-                self.compaction.applied(index, true);
-                self.unflushed += batch.len() as u64;
-                self.applied_batches = true;
-                Ok(Applied::Batch(appended))
-            }
+        let applied = match entry {
+            PartitionEntry::Produce(batch) => self.apply_unstamped(index, term, batch)?,
+            PartitionEntry::Stamped(batch) => self.apply_stamped(index, term, batch)?,
             PartitionEntry::Compact(through) => {
                 self.compaction.allow(index, through);
                 self.skip(index, term)?;
-                Ok(Applied::Command)
+                Applied::Command
             }
+        };
+        if let Some(v) = self.view.as_mut() {
+            v.applied(index, self.next_offset);
         }
+        Ok(applied)
     }
 
     fn skip(&mut self, index: u64, _term: u64) -> Result<()> {
         self.engine.log_mark_applied(self.group, index)?;
         self.compaction.applied(index, false);
+        if let Some(v) = self.view.as_mut() {
+            v.applied(index, self.next_offset);
+        }
         Ok(())
     }
 
@@ -284,6 +338,28 @@ impl StateMachine for PartitionMachine {
 
     fn log_state(&self) -> Option<LogState> {
         self.engine.log_state(self.group).ok()
+    }
+
+    fn before_propose(
+        &mut self,
+        data: &mut Vec<u8>,
+        at: ProposeAt,
+        entries: EntriesFrom<'_>,
+    ) -> Stamp {
+        if self.view.as_ref().is_none_or(|v| v.term() != at.term) {
+            self.view = Some(LeaderView::new(at.term, self.next_offset, at.applied));
+        }
+        let Some(view) = self.view.as_mut() else {
+            return Stamp::Propose;
+        };
+        let states = self.producers.lock();
+        view.stamp(data, at, &states, !self.no_dedup, entries)
+    }
+
+    fn proposal_dropped(&mut self, index: u64) {
+        if let Some(v) = self.view.as_mut() {
+            v.dropped(index);
+        }
     }
 
     fn on_leader(&mut self, _term: u64) {

@@ -121,3 +121,37 @@ async fn producer_state_replays_the_log_after_an_old_checkpoint() {
     })
     .await;
 }
+
+/// The leader stamps each batch's offsets and its term on the entry it
+/// proposes (docs/write-path.md), and they are where the batch is stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leaders_stamp_offsets_on_the_entries_they_propose() {
+    let engine = Arc::new(MemoryEngine::new());
+    let node = start(engine.clone(), Duration::from_secs(3600)).await;
+    let mut answered = Vec::new();
+    for i in 0..3 {
+        answered.push(produce(&node, idempotent(7, 0, i * 4, 4)).await);
+    }
+    let plain = BatchBuilder::new(0).record(None, Some(b"plain")).build();
+    answered.push(produce(&node, plain).await);
+    let g = node.metadata().partition("t", 0).expect("t-0").group;
+    let term = node.group_status(g).expect("hosted").term;
+    let (first, last) = (
+        engine.raft_first_index(g).expect("first"),
+        engine.raft_last_index(g).expect("last"),
+    );
+    let stamped: Vec<(i64, i32)> = engine
+        .raft_entries(g, first, last + 1, None)
+        .expect("entries")
+        .iter()
+        .filter(|e| e.data.first() == Some(&weir_core::entry::TAG_PRODUCE_STAMPED))
+        .map(|e| {
+            let h = weir_core::batch::BatchHeader::parse(&e.data[1..]).expect("batch");
+            (h.base_offset, h.leader_epoch)
+        })
+        .collect();
+    let want: Vec<(i64, i32)> = answered.iter().map(|&o| (o, term as i32)).collect();
+    assert_eq!(stamped, want);
+    assert_eq!(answered, vec![0, 4, 8, 12]);
+    node.shutdown().await;
+}

@@ -72,7 +72,11 @@ async fn retries_are_stored_once_and_bad_sequences_get_kafkas_codes() {
     let last_index = || ctx.node.group_status(g).unwrap().commit;
     let before = last_index();
     assert_eq!(produce(ctx, idempotent(pid, 0, 0, 5)).await, (0, 0));
-    assert_eq!(last_index(), before, "a retry of a committed batch was proposed");
+    assert_eq!(
+        last_index(),
+        before,
+        "a retry of a committed batch was proposed"
+    );
     assert_eq!(produce(ctx, idempotent(pid, 0, 5, 5)).await, (0, 5));
     // Reordered: 15 before 10 is refused, then both go in, in order.
     assert_eq!(produce(ctx, idempotent(pid, 0, 15, 5)).await.0, 45);

@@ -360,8 +360,13 @@ pub async fn cluster_raft_logs_are_compacted<H: ClusterHarness, N: NetHarness>(
             };
             first > 40
                 && e.raft_entries(g, first, last + 1, None).is_ok_and(|v| {
-                    v.iter()
-                        .all(|x| x.data.first() != Some(&weir_core::entry::TAG_PRODUCE))
+                    v.iter().all(|x| {
+                        !matches!(
+                            x.data.first(),
+                            Some(&weir_core::entry::TAG_PRODUCE)
+                                | Some(&weir_core::entry::TAG_PRODUCE_STAMPED)
+                        )
+                    })
                 })
         })
     })

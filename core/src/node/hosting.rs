@@ -153,6 +153,9 @@ impl Inner {
             producer_expiration_ms: expiration_ms,
             producers_dirty: false,
             no_dedup: self.cfg.no_producer_dedup(),
+            next_offset: self.engine.log_state(p.group)?.next_offset,
+            view: None,
+            renumbered: false,
         };
         self.start_group(p.group, &p.replicas, applied, sm, Some(producers))
     }

@@ -35,6 +35,7 @@ use crate::raft::storage::EngineStorage;
 use crate::raft::writer::{WriteReq, Writer};
 use crate::transport::{GroupMessage, SharedTransport};
 
+mod propose;
 mod ready;
 
 use ready::Unfinished;
@@ -149,6 +150,23 @@ pub(crate) trait StateMachine: Send + 'static {
     /// Called when this replica becomes leader in `term`.
     fn on_leader(&mut self, _term: u64) {}
 
+    /// On the leader, before `data` is proposed as entry `at.index`: what to do
+    /// with it (data partitions stamp a batch's offsets here, and answer or
+    /// refuse an idempotent producer's retry without an entry). `entries`
+    /// reads this leader's log from an index on. The default
+    /// proposes everything as it is.
+    fn before_propose(
+        &mut self,
+        _data: &mut Vec<u8>,
+        _at: crate::stamping::ProposeAt,
+        _entries: crate::stamping::EntriesFrom<'_>,
+    ) -> crate::stamping::Stamp {
+        crate::stamping::Stamp::Propose
+    }
+
+    /// Raft dropped the proposal `before_propose` let through for `index`.
+    fn proposal_dropped(&mut self, _index: u64) {}
+
     /// Called on every Raft tick (flush policies).
     fn on_tick(&mut self) -> Result<()> {
         Ok(())
@@ -240,6 +258,20 @@ struct Pending {
     term: u64,
     reply: Option<Reply>,
     _bytes: Option<ProposalBytes>,
+    /// Retries of the same batch, answered with its offsets when it is applied.
+    retries: Vec<(Reply, Appended)>,
+}
+
+impl Pending {
+    /// Answers everyone waiting with `e`.
+    fn fail(self, e: impl Fn() -> Error) {
+        if let Some(r) = self.reply {
+            let _ = r.send(Err(e()));
+        }
+        for (r, _) in self.retries {
+            let _ = r.send(Err(e()));
+        }
+    }
 }
 
 struct Driver<S: StateMachine> {
@@ -318,9 +350,7 @@ impl<S: StateMachine> Driver<S> {
         };
         self.status.send_modify(|s| s.stopped = true);
         for (_, p) in std::mem::take(&mut self.pending) {
-            if let Some(reply) = p.reply {
-                let _ = reply.send(Err(Error::Shutdown));
-            }
+            p.fail(|| Error::Shutdown);
         }
         if let Some(r) = stop_reply {
             let _ = r.send(());
@@ -427,42 +457,6 @@ impl<S: StateMachine> Driver<S> {
             GroupMsg::Stop(reply) => return Some(reply),
         }
         None
-    }
-
-    fn propose(&mut self, data: Vec<u8>, reply: Option<Reply>, bytes: Option<ProposalBytes>) {
-        if self.p.node.raft.state != StateRole::Leader && !self.p.unsafe_bypass_leader_check {
-            if let Some(r) = reply {
-                let _ = r.send(Err(Error::NotLeader {
-                    group: self.p.group,
-                    hint: self.hint(),
-                }));
-            }
-            return;
-        }
-        match self.p.node.propose(vec![], data) {
-            Ok(()) => {
-                let index = self.p.node.raft.raft_log.last_index();
-                let term = self.p.node.raft.term;
-                if reply.is_some() || bytes.is_some() {
-                    let p = Pending {
-                        term,
-                        reply,
-                        _bytes: bytes,
-                    };
-                    self.pending.insert(index, p);
-                }
-            }
-            Err(e) => {
-                // Dropped: a leader transfer is under way or too much is uncommitted.
-                tracing::debug!(group = %self.p.group, error = %e, "proposal dropped");
-                if let Some(r) = reply {
-                    let _ = r.send(Err(Error::NotLeader {
-                        group: self.p.group,
-                        hint: self.hint(),
-                    }));
-                }
-            }
-        }
     }
 
     /// On the leader, proposes compacting every replica's Raft log when the state

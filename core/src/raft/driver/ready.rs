@@ -146,17 +146,30 @@ impl<S: StateMachine> Driver<S> {
                 break;
             }
             let (index, p) = entry.remove_entry();
-            let Some(reply) = p.reply else {
-                continue;
-            };
-            let answer = match outcome.take() {
+            let decided = match outcome.take() {
                 Some(o) if index == e.index && p.term == e.term => o,
-                _ => Err(Error::NotLeader {
-                    group: self.p.group,
-                    hint: self.hint(),
-                }),
+                _ => {
+                    let hint = self.hint();
+                    p.fail(|| Error::NotLeader {
+                        group: self.p.group,
+                        hint,
+                    });
+                    continue;
+                }
             };
-            let _ = reply.send(answer);
+            // Retries of this batch get its offsets when it was stored; any other
+            // outcome is theirs too.
+            for (r, offsets) in p.retries {
+                let answer = match &decided {
+                    Ok(Applied::Batch(_)) => Ok(Applied::Batch(offsets)),
+                    Ok(Applied::Command) => Ok(Applied::Command),
+                    Err(e) => Err(super::propose::retry_error(e, self.p.group)),
+                };
+                let _ = r.send(answer);
+            }
+            if let Some(reply) = p.reply {
+                let _ = reply.send(decided);
+            }
         }
         Ok(())
     }
@@ -174,9 +187,7 @@ impl<S: StateMachine> Driver<S> {
             self.stalled = Some(self.p.space.stall());
         }
         for (_, p) in std::mem::take(&mut self.pending) {
-            if let Some(reply) = p.reply {
-                let _ = reply.send(Err(Error::StorageFull(why.to_string())));
-            }
+            p.fail(|| Error::StorageFull(why.to_string()));
         }
     }
 
