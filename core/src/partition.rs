@@ -347,7 +347,12 @@ impl StateMachine for PartitionMachine {
         entries: EntriesFrom<'_>,
     ) -> Stamp {
         if self.view.as_ref().is_none_or(|v| v.term() != at.term) {
-            self.view = Some(LeaderView::new(at.term, self.next_offset, at.applied));
+            self.view = Some(LeaderView::new(
+                self.group,
+                at.term,
+                self.next_offset,
+                at.applied,
+            ));
         }
         let Some(view) = self.view.as_mut() else {
             return Stamp::Propose;

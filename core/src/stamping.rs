@@ -23,6 +23,7 @@ use crate::batch::BatchHeader;
 use crate::engine::Appended;
 use crate::entry::{PartitionEntry, TAG_PRODUCE_STAMPED, decode_partition};
 use crate::error::{Error, Result};
+use crate::ids::GroupId;
 use crate::producers::{self, CachedBatch, ProducerStates, Verdict};
 
 /// Where a proposal would go: the leader's term, the index its entry would
@@ -61,21 +62,26 @@ struct InFlight {
     batch: CachedBatch,
 }
 
-/// The leader's view in one term.
-#[derive(Debug, Default)]
+/// The leader's view in one term. The offset it stamps next is the
+/// partition's next offset as applied plus the records of the stamped batches
+/// in flight, so that it follows the partition log whatever happens to entries
+/// it did not propose.
+#[derive(Debug)]
 pub(crate) struct LeaderView {
+    group: GroupId,
     term: u64,
-    /// The offset after the last batch of the leader's log.
-    next_offset: i64,
+    /// The partition's next offset as applied.
+    applied_next: i64,
+    /// Stamped batches in flight: their record counts by index.
+    pending: BTreeMap<u64, i64>,
+    /// Their sum.
+    pending_records: i64,
     /// The last index of an unstamped produce entry not yet applied (0: none).
     unstamped_through: u64,
     /// Idempotent batches in flight, by index.
     in_flight: BTreeMap<u64, InFlight>,
     /// The same, by producer.
     by_producer: HashMap<i64, BTreeSet<u64>>,
-    /// The last stamped proposal's index and the next offset before it, to
-    /// undo it if Raft drops the proposal.
-    undo: Option<(u64, i64)>,
     /// The last index of the leader's log accounted for.
     seen: u64,
 }
@@ -87,19 +93,32 @@ impl LeaderView {
     /// The view of a leader in `term`, the partition's next offset being
     /// `applied_next` after the applied index `applied`. The entries after it
     /// are read at the first [`LeaderView::stamp`].
-    pub(crate) fn new(term: u64, applied_next: i64, applied: u64) -> LeaderView {
+    pub(crate) fn new(group: GroupId, term: u64, applied_next: i64, applied: u64) -> LeaderView {
         LeaderView {
+            group,
             term,
-            next_offset: applied_next,
+            applied_next,
+            pending: BTreeMap::new(),
+            pending_records: 0,
+            unstamped_through: 0,
+            in_flight: BTreeMap::new(),
+            by_producer: HashMap::new(),
             seen: applied,
-            ..LeaderView::default()
         }
     }
 
-    /// Accounts for the entries of the leader's log through `through` that it
-    /// has not seen: those of earlier leaders, the empty entry of its term,
-    /// compaction commands, proposals forwarded by followers.
-    fn catch_up(&mut self, through: u64, entries: EntriesFrom<'_>) -> Result<()> {
+    /// The offset the next stamped batch takes.
+    fn next_offset(&self) -> i64 {
+        self.applied_next + self.pending_records
+    }
+
+    /// Accounts for the entries of the leader's log after the applied index
+    /// `applied`, through `through`, that it has not seen: those of earlier
+    /// leaders, the empty entry of its term, compaction commands, proposals
+    /// forwarded by followers. (Entries up to the applied index are accounted
+    /// for by [`LeaderView::applied`], and may be compacted away.)
+    fn catch_up(&mut self, applied: u64, through: u64, entries: EntriesFrom<'_>) -> Result<()> {
+        self.seen = self.seen.max(applied);
         if through <= self.seen {
             return Ok(());
         }
@@ -121,10 +140,15 @@ impl LeaderView {
             self.seen = e.index;
         }
         if self.seen < through {
-            return Err(Error::Invalid(format!(
-                "the leader's log ends at {} below index {through}",
-                self.seen
-            )));
+            // Not readable now (it should be): the client tries again.
+            tracing::warn!(
+                group = %self.group, seen = self.seen, through,
+                "the leader could not read its own log's tail"
+            );
+            return Err(Error::NotLeader {
+                group: self.group,
+                hint: None,
+            });
         }
         Ok(())
     }
@@ -146,7 +170,7 @@ impl LeaderView {
         dedup: bool,
         entries: EntriesFrom<'_>,
     ) -> Stamp {
-        if let Err(e) = self.catch_up(at.index - 1, entries) {
+        if let Err(e) = self.catch_up(at.applied, at.index - 1, entries) {
             return Stamp::Refuse(e);
         }
         match decode_partition(data) {
@@ -175,10 +199,9 @@ impl LeaderView {
             }
         }
         data[0] = TAG_PRODUCE_STAMPED;
-        data[1..9].copy_from_slice(&self.next_offset.to_be_bytes());
+        data[1..9].copy_from_slice(&self.next_offset().to_be_bytes());
         let epoch = i32::try_from(at.term).unwrap_or(i32::MAX);
         data[13..17].copy_from_slice(&epoch.to_be_bytes());
-        self.undo = Some((at.index, self.next_offset));
         self.appended(at.index, at.term, &h);
         self.seen = at.index;
         Stamp::Propose
@@ -234,8 +257,9 @@ impl LeaderView {
     /// [`PartitionMachine`]: crate::partition::PartitionMachine
     fn appended(&mut self, index: u64, term: u64, h: &BatchHeader) {
         let count = i64::from(h.record_count.max(1));
-        let base_offset = self.next_offset;
-        self.next_offset += count;
+        let base_offset = self.next_offset();
+        self.pending.insert(index, count);
+        self.pending_records += count;
         if h.producer_id >= 0 {
             let batch = CachedBatch {
                 first_seq: h.base_sequence,
@@ -263,44 +287,43 @@ impl LeaderView {
     /// Entries through `index` are applied; the partition's next offset is
     /// `applied_next` there.
     pub(crate) fn applied(&mut self, index: u64, applied_next: i64) {
+        self.applied_next = applied_next;
+        while let Some(e) = self.pending.first_entry() {
+            if *e.key() > index {
+                break;
+            }
+            self.pending_records -= e.remove();
+        }
         while let Some(e) = self.in_flight.first_entry() {
             if *e.key() > index {
                 break;
             }
             let (i, f) = e.remove_entry();
-            if let Some(s) = self.by_producer.get_mut(&f.producer_id) {
-                s.remove(&i);
-                if s.is_empty() {
-                    self.by_producer.remove(&f.producer_id);
-                }
-            }
+            self.forget(f.producer_id, i);
         }
-        if self.unstamped_through != 0 && self.unstamped_through <= index {
-            // Every unstamped entry is applied: the log continues from here (no
-            // stamped entry follows an unstamped one in flight).
+        if self.unstamped_through <= index {
             self.unstamped_through = 0;
-            self.next_offset = applied_next;
         }
     }
 
-    /// The proposal for `index` was dropped by Raft (proposals are made one at a
-    /// time, so it was the last one stamped, if it was stamped): its offsets are
-    /// free again.
+    /// The proposal for `index` was dropped by Raft: it is not in flight.
     pub(crate) fn dropped(&mut self, index: u64) {
-        if let Some(f) = self.in_flight.remove(&index)
-            && let Some(s) = self.by_producer.get_mut(&f.producer_id)
-        {
-            s.remove(&index);
-            if s.is_empty() {
-                self.by_producer.remove(&f.producer_id);
-            }
+        if let Some(count) = self.pending.remove(&index) {
+            self.pending_records -= count;
         }
-        if let Some((i, next)) = self.undo.take()
-            && i == index
-        {
-            self.next_offset = next;
+        if let Some(f) = self.in_flight.remove(&index) {
+            self.forget(f.producer_id, index);
         }
         self.seen = self.seen.min(index - 1);
+    }
+
+    fn forget(&mut self, producer_id: i64, index: u64) {
+        if let Some(s) = self.by_producer.get_mut(&producer_id) {
+            s.remove(&index);
+            if s.is_empty() {
+                self.by_producer.remove(&producer_id);
+            }
+        }
     }
 }
 
@@ -347,7 +370,7 @@ mod tests {
 
     #[test]
     fn batches_are_stamped_with_consecutive_offsets_and_the_leaders_term() {
-        let mut v = LeaderView::new(2, 10, 4);
+        let mut v = LeaderView::new(GroupId(1), 2, 10, 4);
         let applied = ProducerStates::default();
         for (index, want) in [(5, 10), (6, 13)] {
             let mut d = batch(3, None);
@@ -368,7 +391,7 @@ mod tests {
 
     #[test]
     fn retries_in_flight_wait_for_their_first_copy_and_gaps_are_refused() {
-        let mut v = LeaderView::new(2, 0, 0);
+        let mut v = LeaderView::new(GroupId(1), 2, 0, 0);
         let mut applied = ProducerStates::default();
         let mut first = batch(3, Some((7, 0)));
         assert!(matches!(
@@ -430,7 +453,7 @@ mod tests {
         stamped[0] = TAG_PRODUCE_STAMPED;
         let tail = [entry(3, 1, stamped), entry(4, 2, Vec::new())];
         let entries = move |from: u64| tail.iter().filter(|e| e.index >= from).cloned().collect();
-        let mut v = LeaderView::new(2, 5, 2);
+        let mut v = LeaderView::new(GroupId(1), 2, 5, 2);
         let applied = ProducerStates::default();
         // A retry of the inherited batch waits for it; the next batch follows it.
         assert!(matches!(
@@ -461,7 +484,7 @@ mod tests {
         // offsets (and whether it is a duplicate) are decided at its apply.
         let tail = [entry(3, 1, batch(1, None)), entry(4, 2, Vec::new())];
         let entries = move |from: u64| tail.iter().filter(|e| e.index >= from).cloned().collect();
-        let mut v = LeaderView::new(2, 5, 2);
+        let mut v = LeaderView::new(GroupId(1), 2, 5, 2);
         let applied = ProducerStates::default();
         let mut d = batch(1, None);
         assert!(matches!(
@@ -474,5 +497,31 @@ mod tests {
         let mut d = batch(1, None);
         v.stamp(&mut d, at(6, 5), &applied, true, &entries);
         assert_eq!((d[0], offset_of(&d)), (TAG_PRODUCE_STAMPED, 7));
+    }
+
+    #[test]
+    fn entries_compacted_away_after_they_were_applied_are_not_read() {
+        // The leader stamped at 3; then entries 4..=10 (compaction commands, not
+        // proposed through the view) were appended, applied and compacted away.
+        let mut v = LeaderView::new(GroupId(1), 2, 0, 2);
+        let applied = ProducerStates::default();
+        let mut d = batch(2, None);
+        v.stamp(&mut d, at(3, 2), &applied, true, NONE);
+        v.applied(10, 2);
+        let tail = [entry(11, 2, Vec::new())];
+        // Reading below the first index fails, as a compacted log does.
+        let entries = move |from: u64| {
+            if from < 11 {
+                Vec::new()
+            } else {
+                tail.iter().filter(|e| e.index >= from).cloned().collect()
+            }
+        };
+        let mut d = batch(1, None);
+        assert!(matches!(
+            v.stamp(&mut d, at(12, 10), &applied, true, &entries),
+            Stamp::Propose
+        ));
+        assert_eq!(offset_of(&d), 2);
     }
 }
