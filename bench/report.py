@@ -61,6 +61,13 @@ def main(results, out_dir):
     rt5 = ratio(p1k5, disk_1m)
     target("same, the producer keeping 5 requests in flight (as the Java client does by default)",
            f"{f(p1k5)} MB/s = {f(rt5, 2)}×", "≥ 0.8×", rt5 is not None and rt5 >= 0.8)
+    amp = get(r, "write-amplification-segment", "ratio")
+    target("bytes written to disk per byte produced (the in-flight run; /proc/PID/io write_bytes)",
+           f"{f(amp, 2)}", "≤ 1.15", amp is not None and amp <= 1.15)
+    for e in ("rocksdb", "redb"):
+        a = get(r, f"write-amplification-{e}", "ratio")
+        if a is not None:
+            lines.append(f"| (context) the same on {e} | {f(a, 2)} | — | — |")
     p256 = get(r, "produce-256B-segment", "records_per_s")
     target("256 B records, same", f"{f(p256, 0)} records/s", "≥ 300,000", p256 is not None and p256 >= 300000)
     lat = get(r, "latency-segment", "p99_ms")

@@ -54,6 +54,9 @@ wait_port() {
     return 1
 }
 rss_kib() { awk '/VmRSS/ {print $2}' "/proc/$1/status"; }
+# Bytes a process caused to be written to storage so far (page-cache writeback
+# included): what the disk takes for what it was given.
+written_bytes() { awk '/^write_bytes/ {print $2}' "/proc/$1/io"; }
 
 echo "== disk: synced sequential writes in $ROOT"
 dd_rate() { # block-size count -> seconds
@@ -111,8 +114,17 @@ for engine in segment rocksdb redb; do
     fi
     bench "produce-1KiB-$engine" $b produce --topic t1k --partitions 4 --producers 1 \
         --record-size 1024 --batch 1000 --duration "$SECS"
+    w0=$(written_bytes "$NODE_PID")
     bench "produce-1KiB-inflight5-$engine" $b produce --topic t1k5 --partitions 4 --producers 1 \
         --record-size 1024 --batch 1000 --in-flight 5 --duration "$SECS"
+    # Write amplification: bytes this node wrote to storage (counted when pages
+    # are dirtied, so nothing waits in the page cache uncounted) per byte of
+    # record values produced in that run.
+    w1=$(written_bytes "$NODE_PID")
+    produced=$(tail -1 "$RESULTS" | python3 -c 'import json,sys; print(json.load(sys.stdin)["result"].get("bytes", 0))')
+    if [ "$produced" != 0 ]; then
+        record "write-amplification-$engine" "{\"written_bytes\":$((w1 - w0)),\"produced_bytes\":$produced,\"ratio\":$(num "($w1 - $w0) / $produced")}"
+    fi
     bench "produce-256B-$engine" $b produce --topic t256 --partitions 4 --producers 1 \
         --record-size 256 --batch 3500 --duration "$SECS"
     bench "produce-1KiB-4producers-$engine" $b produce --topic t4p --partitions 4 --producers 4 \
