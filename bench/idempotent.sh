@@ -4,9 +4,12 @@
 # partitions, 4 producers with 5 requests in flight each (1000-record batches)
 # for SECS seconds — once as plain producers and once with --idempotent; then a
 # low load (one producer, one 1 KiB record per request every 10 ms) both ways,
-# whose p99 is the figure. Runs each given broker binary in turn (interleaved
-# ROUNDS times); the load comes from the last binary given. Only binaries that
-# answer InitProducerId run the idempotent loads.
+# whose p99 is the figure. Runs each given broker binary in turn, ROUNDS times,
+# the order of the runs rotating from round to round and each block of runs
+# preceded by a warm-up run that is not reported (the first run after a pause
+# was consistently slower here, whatever it ran). The load comes from the last
+# binary given (or WEIR_BENCH_CLIENT); only binaries whose `weir bench` has
+# --idempotent run the idempotent loads.
 #
 #   bench/idempotent.sh BIN [BIN…]              # 2 rounds, 5 s per run
 #   WEIR_BENCH_SECS=10 WEIR_AB_ROUNDS=3 bench/idempotent.sh old/weir new/weir
@@ -18,7 +21,7 @@ ROUNDS="${WEIR_AB_ROUNDS:-2}"
 ROOT="$(mktemp -d "${WEIR_BENCH_DIR:-$PWD}/weir-idem.XXXXXX")"
 PORT=19595
 B=127.0.0.1:$PORT
-CLIENT="${!#}"
+CLIENT="${WEIR_BENCH_CLIENT:-${!#}}"
 NODE=""
 cleanup() {
     [ -n "$NODE" ] && kill -9 "$NODE" 2>/dev/null || true
@@ -53,15 +56,27 @@ run_one() { # BIN LABEL FLAG LOAD
     NODE=""
 }
 
+# The runs: "BIN LABEL FLAG" for each binary, plain and (when it can) idempotent.
+runs=()
+i=0
+for bin in "$@"; do
+    i=$((i + 1))
+    runs+=("$bin|bin$i plain|")
+    if "$bin" bench --help 2>/dev/null | grep -q -- --idempotent; then
+        runs+=("$bin|bin$i idempotent|--idempotent")
+    fi
+done
+
 for round in $(seq 1 "$ROUNDS"); do
     for load in high low; do
-        i=0
-        for bin in "$@"; do
-            i=$((i + 1))
-            run_one "$bin" "bin$i plain #$round" "" "$load"
-            if "$bin" bench --help >/dev/null 2>&1 && "$bin" bench --help | grep -q -- --idempotent; then
-                run_one "$bin" "bin$i idempotent #$round" --idempotent "$load"
-            fi
+        SECS_RUN=$SECS
+        SECS=3
+        run_one "${!#}" "warm-up" "" "$load" >/dev/null
+        SECS=$SECS_RUN
+        n=${#runs[@]}
+        for k in $(seq 0 $((n - 1))); do
+            IFS='|' read -r bin label flag <<<"${runs[$(((k + round - 1) % n))]}"
+            run_one "$bin" "$label #$round" "$flag" "$load"
         done
     done
 done
