@@ -163,6 +163,9 @@ pub(crate) struct PartitionMachine {
     pub(crate) producer_expiration_ms: i64,
     /// Whether `producers` changed since its last checkpoint.
     pub(crate) producers_dirty: bool,
+    /// Bytes of batches applied since the last producer-state checkpoint
+    /// (`u64::MAX` until one is written in this run).
+    pub(crate) unchecked_bytes: u64,
     /// The negative control: retries are appended again.
     pub(crate) no_dedup: bool,
     /// The partition's next offset as applied.
@@ -174,14 +177,23 @@ pub(crate) struct PartitionMachine {
     pub(crate) renumbered: bool,
 }
 
+/// At most this many bytes of log are applied between two producer-state
+/// checkpoints, which bounds what a restart reads to rebuild the state.
+const CHECKPOINT_EVERY: u64 = 64 << 20;
+
 impl PartitionMachine {
     fn flush(&mut self) -> Result<()> {
         // Runs inside the driver's `raft::blocking` section, off the async workers.
         self.engine.log_flush(self.group)?;
-        if std::mem::take(&mut self.producers_dirty) {
+        // Written when the state changed, and also every CHECKPOINT_EVERY bytes of
+        // log without a change (a partition of plain producers): a restart
+        // replays the log after the checkpoint looking for idempotent batches,
+        // and without one it would read the whole partition log.
+        if std::mem::take(&mut self.producers_dirty) || self.unchecked_bytes >= CHECKPOINT_EVERY {
             // After the log is durable: a checkpoint is never ahead of the log it
             // describes (a crash between the two leaves an older one, and the
             // batches after it are replayed from the log).
+            self.unchecked_bytes = 0;
             let log = self.engine.log_state(self.group)?;
             let blob =
                 producers::checkpoint(log.applied_index, &self.producers.lock(), log.next_offset)?;
@@ -279,6 +291,7 @@ impl PartitionMachine {
         }
         self.compaction.applied(index, true);
         self.unflushed += batch.len() as u64;
+        self.unchecked_bytes = self.unchecked_bytes.saturating_add(batch.len() as u64);
         self.applied_batches = true;
         Ok(Applied::Batch(appended))
     }

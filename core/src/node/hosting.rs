@@ -152,6 +152,7 @@ impl Inner {
             producers: producers.clone(),
             producer_expiration_ms: expiration_ms,
             producers_dirty: false,
+            unchecked_bytes: u64::MAX,
             no_dedup: self.cfg.no_producer_dedup(),
             next_offset: self.engine.log_state(p.group)?.next_offset,
             view: None,
