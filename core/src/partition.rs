@@ -221,13 +221,7 @@ impl PartitionMachine {
     fn apply_unstamped(&mut self, index: u64, term: u64, batch: &[u8]) -> Result<Applied> {
         let h = crate::batch::BatchHeader::parse(batch)?;
         if h.producer_id >= 0 && !self.no_dedup {
-            let last_seq = producers::last_sequence(h.base_sequence, h.record_count);
-            let verdict = self.producers.lock().check(
-                h.producer_id,
-                h.producer_epoch,
-                h.base_sequence,
-                last_seq,
-            )?;
+            let verdict = self.producers.lock().check_batch(&h)?;
             if let Verdict::Duplicate {
                 base_offset,
                 last_offset,
@@ -274,13 +268,7 @@ impl PartitionMachine {
         let appended = self.engine.log_append(self.group, index, epoch, batch)?;
         self.next_offset = appended.last_offset + 1;
         if h.producer_id >= 0 {
-            let cached = CachedBatch {
-                first_seq: h.base_sequence,
-                last_seq: producers::last_sequence(h.base_sequence, h.record_count),
-                base_offset: appended.base_offset,
-                last_offset: appended.last_offset,
-                max_timestamp: h.max_timestamp,
-            };
+            let cached = CachedBatch::of(h, appended.base_offset, appended.last_offset);
             self.producers.lock().record_and_expire(
                 h.producer_id,
                 h.producer_epoch,

@@ -48,6 +48,19 @@ pub struct CachedBatch {
     pub max_timestamp: i64,
 }
 
+impl CachedBatch {
+    /// Batch `h` of an idempotent producer, stored at `base_offset..=last_offset`.
+    pub fn of(h: &crate::batch::BatchHeader, base_offset: i64, last_offset: i64) -> CachedBatch {
+        CachedBatch {
+            first_seq: h.base_sequence,
+            last_seq: last_sequence(h.base_sequence, h.record_count),
+            base_offset,
+            last_offset,
+            max_timestamp: h.max_timestamp,
+        }
+    }
+}
+
 /// One producer's state in a partition.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ProducerEntry {
@@ -153,6 +166,16 @@ impl ProducerStates {
             ))),
             _ => Ok(Verdict::Append),
         }
+    }
+
+    /// [`ProducerStates::check`] for batch `h` (its producer, epoch and
+    /// sequence range).
+    ///
+    /// # Errors
+    /// As [`ProducerStates::check`].
+    pub fn check_batch(&self, h: &crate::batch::BatchHeader) -> Result<Verdict> {
+        let last_seq = last_sequence(h.base_sequence, h.record_count);
+        self.check(h.producer_id, h.producer_epoch, h.base_sequence, last_seq)
     }
 
     /// Records an appended batch of producer `pid`, then, at most every
@@ -280,13 +303,7 @@ pub fn restore(
                 continue;
             }
             if h.producer_id >= 0 {
-                let cached = CachedBatch {
-                    first_seq: h.base_sequence,
-                    last_seq: last_sequence(h.base_sequence, h.record_count),
-                    base_offset: h.base_offset,
-                    last_offset: h.last_offset(),
-                    max_timestamp: h.max_timestamp,
-                };
+                let cached = CachedBatch::of(&h, h.base_offset, h.last_offset());
                 states.record_and_expire(h.producer_id, h.producer_epoch, cached, expiration_ms);
             }
             at = h.last_offset() + 1;

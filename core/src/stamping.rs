@@ -24,7 +24,7 @@ use crate::engine::Appended;
 use crate::entry::{PartitionEntry, TAG_PRODUCE_STAMPED, decode_partition};
 use crate::error::{Error, Result};
 use crate::ids::GroupId;
-use crate::producers::{self, CachedBatch, ProducerStates, Verdict};
+use crate::producers::{CachedBatch, ProducerStates, Verdict};
 
 /// Where a proposal would go: the leader's term, the index its entry would
 /// take, and the last applied index.
@@ -53,13 +53,16 @@ pub(crate) enum Stamp {
     Refuse(Error),
 }
 
-/// An idempotent batch appended by the leader and not applied yet.
+/// A stamped batch appended by the leader and not applied yet.
 #[derive(Clone, Copy, Debug)]
 struct InFlight {
+    /// Its entry's term.
     term: u64,
-    producer_id: i64,
-    epoch: i16,
-    batch: CachedBatch,
+    /// Its record count.
+    records: i64,
+    /// For an idempotent producer's batch: the producer, its epoch and the
+    /// batch as its state remembers it.
+    producer: Option<(i64, i16, CachedBatch)>,
 }
 
 /// The leader's view in one term. The offset it stamps next is the
@@ -72,16 +75,14 @@ pub(crate) struct LeaderView {
     term: u64,
     /// The partition's next offset as applied.
     applied_next: i64,
-    /// Stamped batches in flight: their record counts by index.
-    pending: BTreeMap<u64, i64>,
-    /// Their sum.
-    pending_records: i64,
+    /// Stamped batches in flight, by index.
+    in_flight: BTreeMap<u64, InFlight>,
+    /// Their records.
+    in_flight_records: i64,
+    /// The indexes of the idempotent ones, by producer.
+    by_producer: HashMap<i64, BTreeSet<u64>>,
     /// The last index of an unstamped produce entry not yet applied (0: none).
     unstamped_through: u64,
-    /// Idempotent batches in flight, by index.
-    in_flight: BTreeMap<u64, InFlight>,
-    /// The same, by producer.
-    by_producer: HashMap<i64, BTreeSet<u64>>,
     /// The last index of the leader's log accounted for.
     seen: u64,
 }
@@ -98,18 +99,17 @@ impl LeaderView {
             group,
             term,
             applied_next,
-            pending: BTreeMap::new(),
-            pending_records: 0,
-            unstamped_through: 0,
             in_flight: BTreeMap::new(),
+            in_flight_records: 0,
             by_producer: HashMap::new(),
+            unstamped_through: 0,
             seen: applied,
         }
     }
 
     /// The offset the next stamped batch takes.
     fn next_offset(&self) -> i64 {
-        self.applied_next + self.pending_records
+        self.applied_next + self.in_flight_records
     }
 
     /// Accounts for the entries of the leader's log after the applied index
@@ -211,23 +211,28 @@ impl LeaderView {
     /// batches in flight: `None` to append it.
     fn check(&self, h: &BatchHeader, applied: &ProducerStates) -> Result<Option<Stamp>> {
         let pid = h.producer_id;
-        let last_seq = producers::last_sequence(h.base_sequence, h.record_count);
         let mut state = ProducerStates::default();
         if let Some(e) = applied.producers.get(&pid) {
             state.producers.insert(pid, e.clone());
         }
-        let mine = self.by_producer.get(&pid);
-        for f in mine
-            .iter()
-            .flat_map(|s| s.iter())
-            .filter_map(|i| self.in_flight.get(i))
-        {
-            state.record(pid, f.epoch, f.batch);
+        let mine: Vec<(u64, u64, i16, CachedBatch)> = self
+            .by_producer
+            .get(&pid)
+            .into_iter()
+            .flatten()
+            .filter_map(|i| {
+                let f = self.in_flight.get(i)?;
+                f.producer
+                    .map(|(_, epoch, batch)| (*i, f.term, epoch, batch))
+            })
+            .collect();
+        for &(_, _, epoch, batch) in &mine {
+            state.record(pid, epoch, batch);
         }
         let Verdict::Duplicate {
             base_offset,
             last_offset,
-        } = state.check(pid, h.producer_epoch, h.base_sequence, last_seq)?
+        } = state.check_batch(h)?
         else {
             return Ok(None);
         };
@@ -235,15 +240,11 @@ impl LeaderView {
             base_offset,
             last_offset,
         };
-        let original = mine.iter().flat_map(|s| s.iter()).find(|i| {
-            self.in_flight
-                .get(i)
-                .is_some_and(|f| f.batch.base_offset == base_offset)
-        });
+        let original = mine.iter().find(|m| m.3.base_offset == base_offset);
         Ok(Some(match original {
-            Some(&index) => Stamp::InFlight {
+            Some(&(index, term, _, _)) => Stamp::InFlight {
                 index,
-                term: self.in_flight[&index].term,
+                term,
                 offsets,
             },
             None => Stamp::Applied(offsets),
@@ -256,50 +257,37 @@ impl LeaderView {
     ///
     /// [`PartitionMachine`]: crate::partition::PartitionMachine
     fn appended(&mut self, index: u64, term: u64, h: &BatchHeader) {
-        let count = i64::from(h.record_count.max(1));
+        let records = i64::from(h.record_count.max(1));
         let base_offset = self.next_offset();
-        self.pending.insert(index, count);
-        self.pending_records += count;
-        if h.producer_id >= 0 {
-            let batch = CachedBatch {
-                first_seq: h.base_sequence,
-                last_seq: producers::last_sequence(h.base_sequence, h.record_count),
-                base_offset,
-                last_offset: base_offset + count - 1,
-                max_timestamp: h.max_timestamp,
-            };
-            self.in_flight.insert(
-                index,
-                InFlight {
-                    term,
-                    producer_id: h.producer_id,
-                    epoch: h.producer_epoch,
-                    batch,
-                },
-            );
+        let producer = (h.producer_id >= 0).then(|| {
             self.by_producer
                 .entry(h.producer_id)
                 .or_default()
                 .insert(index);
-        }
+            let batch = CachedBatch::of(h, base_offset, base_offset + records - 1);
+            (h.producer_id, h.producer_epoch, batch)
+        });
+        self.in_flight.insert(
+            index,
+            InFlight {
+                term,
+                records,
+                producer,
+            },
+        );
+        self.in_flight_records += records;
     }
 
     /// Entries through `index` are applied; the partition's next offset is
     /// `applied_next` there.
     pub(crate) fn applied(&mut self, index: u64, applied_next: i64) {
         self.applied_next = applied_next;
-        while let Some(e) = self.pending.first_entry() {
-            if *e.key() > index {
-                break;
-            }
-            self.pending_records -= e.remove();
-        }
         while let Some(e) = self.in_flight.first_entry() {
             if *e.key() > index {
                 break;
             }
             let (i, f) = e.remove_entry();
-            self.forget(f.producer_id, i);
+            self.forget(i, f);
         }
         if self.unstamped_through <= index {
             self.unstamped_through = 0;
@@ -308,16 +296,18 @@ impl LeaderView {
 
     /// The proposal for `index` was dropped by Raft: it is not in flight.
     pub(crate) fn dropped(&mut self, index: u64) {
-        if let Some(count) = self.pending.remove(&index) {
-            self.pending_records -= count;
-        }
         if let Some(f) = self.in_flight.remove(&index) {
-            self.forget(f.producer_id, index);
+            self.forget(index, f);
         }
         self.seen = self.seen.min(index - 1);
     }
 
-    fn forget(&mut self, producer_id: i64, index: u64) {
+    /// Stops counting batch `f` at `index` (removed from `in_flight`).
+    fn forget(&mut self, index: u64, f: InFlight) {
+        self.in_flight_records -= f.records;
+        let Some((producer_id, _, _)) = f.producer else {
+            return;
+        };
         if let Some(s) = self.by_producer.get_mut(&producer_id) {
             s.remove(&index);
             if s.is_empty() {

@@ -77,13 +77,7 @@ impl Node {
             return None;
         }
         let shared = self.inner.groups.read().get(&group)?.producers.clone()?;
-        let last = crate::producers::last_sequence(batch.base_sequence, batch.record_count);
-        let verdict = shared.lock().check(
-            batch.producer_id,
-            batch.producer_epoch,
-            batch.base_sequence,
-            last,
-        );
+        let verdict = shared.lock().check_batch(batch);
         match verdict {
             Ok(crate::producers::Verdict::Duplicate {
                 base_offset,
