@@ -117,7 +117,20 @@ def read_all(bootstrap, topic):
     from confluent_kafka import Consumer, TopicPartition
     c = Consumer({"bootstrap.servers": bootstrap, "group.id": f"{topic}-check",
                   "enable.auto.commit": False})
-    _, high = c.get_watermark_offsets(TopicPartition(topic, 0), timeout=30)
+    # Right after the last failover, metadata may still name the old leader:
+    # ask again while the answer is a retriable error.
+    from confluent_kafka import KafkaError, KafkaException
+    retriable = {KafkaError.NOT_LEADER_FOR_PARTITION, KafkaError.LEADER_NOT_AVAILABLE,
+                 KafkaError._TRANSPORT, KafkaError._TIMED_OUT}
+    deadline = time.time() + 60
+    while True:
+        try:
+            _, high = c.get_watermark_offsets(TopicPartition(topic, 0), timeout=30)
+            break
+        except KafkaException as e:
+            if e.args[0].code() not in retriable or time.time() > deadline:
+                raise
+            time.sleep(0.2)
     c.assign([TopicPartition(topic, 0, 0)])
     got, at = [], 0
     deadline = time.time() + 120
