@@ -42,6 +42,32 @@
 //! promptly). After a crash a partition's `start_offset` may therefore be ahead of the
 //! prefix's, up to an offset that was asked for, and never past `next_offset`.
 //!
+//! # Unified logs
+//!
+//! An engine that declares [`Capabilities::unified_log`] writes each produced
+//! batch once (docs/write-path.md). [`RaftLogStore::raft_append`] of an entry
+//! whose payload holds a stamped batch ([`crate::entry::stamped_batch`]) stores
+//! the batch in the group's partition log, after its high watermark, at the
+//! offsets the leader stamped (an engine may stamp the offset after its own last
+//! batch instead: the two agree whenever the log is whole), and the entry's Raft
+//! record refers to it. From then on:
+//!
+//! * [`RaftLogStore::raft_entries`] returns the entry as appended;
+//! * the batch is not served by [`PartitionStore::log_read`] (nor counted in
+//!   `next_offset`) until [`PartitionStore::log_append`] is called for its
+//!   Raft index, which stores nothing more: it moves the high watermark past the
+//!   batch and answers with its offsets;
+//! * an append that overwrites the entry (a conflicting suffix) removes the batch
+//!   from the partition log too; so does a crash before the batch was synced;
+//! * [`RaftLogStore::raft_compact`] forgets the entry but keeps the batch, which
+//!   is partition data; [`PartitionStore::log_delete_prefix`] keeps batches that
+//!   entries still in the Raft log refer to until they are compacted.
+//!
+//! [`RaftLogStore::raft_sync`] makes the stored batches durable with the entries.
+//! Batches of other entries (a [`crate::entry::TAG_PRODUCE`] payload, or any
+//! batch appended while one of those is not yet applied) take the copying path
+//! of every engine: stored by `log_append`.
+//!
 //! [`Error::Poisoned`]: crate::Error::Poisoned
 //! [`Error::Corrupt`]: crate::Error::Corrupt
 
@@ -71,6 +97,10 @@ pub struct Capabilities {
     /// partitions share the engine's files). The node refuses partitions that would
     /// need more open files than half of its open-file limit.
     pub files_per_partition: usize,
+    /// The engine stores a data partition's Raft log and partition log as one
+    /// structure (docs/write-path.md): see "Unified logs" in the [module
+    /// docs](self).
+    pub unified_log: bool,
 }
 
 impl Capabilities {
@@ -81,6 +111,7 @@ impl Capabilities {
             reopen: true,
             process_kill: true,
             files_per_partition: 0,
+            unified_log: false,
         }
     }
 
@@ -92,6 +123,7 @@ impl Capabilities {
             reopen: true,
             process_kill: true,
             files_per_partition: 0,
+            unified_log: false,
         }
     }
 
@@ -103,7 +135,15 @@ impl Capabilities {
             reopen: true,
             process_kill: false,
             files_per_partition: 0,
+            unified_log: false,
         }
+    }
+
+    /// The same capabilities, storing each stamped batch once (see "Unified logs"
+    /// in the [module docs](self)).
+    pub const fn with_unified_log(mut self) -> Self {
+        self.unified_log = true;
+        self
     }
 
     /// The same capabilities, holding `n` files open per partition.

@@ -50,6 +50,25 @@ pub(crate) fn encode_compact(index: u64) -> Vec<u8> {
     v
 }
 
+/// The record batch of a [`TAG_PRODUCE_STAMPED`] entry payload (the leader already
+/// gave it its offsets), for engines that store such batches once, where the
+/// partition log keeps them ([`Capabilities::unified_log`]); `None` for any other
+/// payload.
+///
+/// [`Capabilities::unified_log`]: crate::Capabilities::unified_log
+pub fn stamped_batch(data: &[u8]) -> Option<&[u8]> {
+    match data.split_first() {
+        Some((&TAG_PRODUCE_STAMPED, batch)) => Some(batch),
+        _ => None,
+    }
+}
+
+/// Whether an entry payload carries a record batch that takes offsets when it is
+/// applied ([`TAG_PRODUCE`] or [`TAG_PRODUCE_STAMPED`]).
+pub fn carries_batch(data: &[u8]) -> bool {
+    matches!(data.first(), Some(&TAG_PRODUCE | &TAG_PRODUCE_STAMPED))
+}
+
 /// Decodes a partition-group entry.
 ///
 /// # Errors

@@ -24,11 +24,13 @@ mod crash_cases;
 mod log;
 mod raft;
 mod state;
+mod unified;
 
 pub use crash_cases::*;
 pub use log::*;
 pub use raft::*;
 pub use state::*;
+pub use unified::*;
 
 /// How a conformance test makes and reopens engines.
 pub trait EngineHarness {
@@ -105,6 +107,8 @@ enum Needs {
     Files,
     /// [`Capabilities::process_kill`].
     ProcessKill,
+    /// [`Capabilities::unified_log`].
+    Unified,
 }
 
 impl Needs {
@@ -114,6 +118,7 @@ impl Needs {
             Needs::Reopen => (caps.reopen, "needs reopen"),
             Needs::Files => (caps.file_crash_simulation, "needs files"),
             Needs::ProcessKill => (caps.process_kill, "needs process_kill"),
+            Needs::Unified => (caps.unified_log, "needs unified_log"),
         };
         if ok { Ok(()) } else { Err(why) }
     }
@@ -164,6 +169,9 @@ pub fn trials<H: EngineHarness + Send + Sync + 'static>(
         state_put_get_replace_remove: Any, state_is_independent_of_the_logs: Any,
         state_reopen_keeps_the_last_put: Reopen,
         model_random_operations: Any,
+        unified_batches_wait_for_apply: Unified, unified_truncation_across_segments: Unified,
+        unified_restart_with_uncommitted_tail: Unified,
+        unified_compaction_and_start_offset: Unified,
     );
     const KILL: &str = "crash_sigkill_writer";
     let hk = h.clone();

@@ -6,7 +6,7 @@
 
 use std::fs::File;
 use std::sync::OnceLock;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use weir_core::Error;
 
@@ -16,7 +16,8 @@ use crate::error::SegError;
 #[derive(Debug, Default)]
 pub(crate) struct Durability {
     poisoned: OnceLock<String>,
-    fail_next_sync: AtomicBool,
+    /// 0: no injected failure; n: the n-th sync from now fails.
+    fail_sync_in: AtomicU64,
 }
 
 impl Durability {
@@ -40,13 +41,18 @@ impl Durability {
         })
     }
 
-    /// Makes the next sync fail as if fsync had returned EIO (fault tests).
-    pub(crate) fn inject_sync_failure(&self) {
-        self.fail_next_sync.store(true, Ordering::SeqCst);
+    /// Makes the sync after the next `skip` ones fail as if fsync had returned
+    /// EIO (fault tests).
+    pub(crate) fn inject_sync_failure_after(&self, skip: u64) {
+        self.fail_sync_in.store(skip + 1, Ordering::SeqCst);
     }
 
     fn injected(&self, what: &str) -> Result<(), SegError> {
-        if self.fail_next_sync.swap(false, Ordering::SeqCst) {
+        let due = self
+            .fail_sync_in
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok_and(|n| n == 1);
+        if due {
             return Err(SegError::Io(
                 what.to_string(),
                 std::io::Error::other("injected fsync failure"),

@@ -29,6 +29,7 @@ mod format;
 mod partition;
 mod segment;
 mod state;
+mod unified;
 mod wal;
 
 #[cfg(feature = "fuzzing")]
@@ -170,6 +171,8 @@ pub struct SegmentEngine {
     shape: Shape,
     wal: Mutex<Wal>,
     partitions: RwLock<HashMap<GroupId, Arc<Mutex<Partition>>>>,
+    /// Groups whose partition log got batches since the last `raft_sync`.
+    unsynced: Mutex<Vec<GroupId>>,
     durability: Arc<Durability>,
     states: StateFiles,
     _lock: File,
@@ -232,7 +235,7 @@ impl SegmentEngine {
                     .ctx(|| format!("removing {}", entry.path().display()))?;
             }
         }
-        let wal = Wal::open(&dir.join("wal"), config.wal_file_bytes, durability.clone())?;
+        let mut wal = Wal::open(&dir.join("wal"), config.wal_file_bytes, durability.clone())?;
         let wal_ms = started.elapsed().as_millis();
         let shape = Shape {
             segment_bytes: config.segment_bytes,
@@ -252,7 +255,7 @@ impl SegmentEngine {
                 tracing::warn!(path = %entry.path().display(), "ignoring unexpected entry in partitions/");
                 continue;
             };
-            match Partition::open(&entry.path(), shape, accept_loss)? {
+            match Partition::open(&entry.path(), shape, accept_loss, &durability)? {
                 Some(p) => {
                     partitions.insert(GroupId(g), Arc::new(Mutex::new(p)));
                 }
@@ -260,6 +263,7 @@ impl SegmentEngine {
                     .ctx(|| format!("removing {}", entry.path().display()))?,
             }
         }
+        unified::reconcile(&mut wal, &partitions, &durability, accept_loss)?;
         tracing::info!(
             dir = %dir.display(),
             raft_groups = wal.groups().len(),
@@ -273,6 +277,7 @@ impl SegmentEngine {
             shape,
             wal: Mutex::new(wal),
             partitions: RwLock::new(partitions),
+            unsynced: Mutex::new(Vec::new()),
             durability,
             states: StateFiles::open(dir)?,
             _lock: lock,
@@ -282,7 +287,14 @@ impl SegmentEngine {
     /// Makes the next sync (Raft-log sync or partition flush) fail as if `fsync`
     /// returned an I/O error, for fault tests. The engine is then poisoned.
     pub fn inject_sync_failure(&self) {
-        self.durability.inject_sync_failure();
+        self.durability.inject_sync_failure_after(0);
+    }
+
+    /// Lets `skip` syncs succeed, then fails the next one as
+    /// [`inject_sync_failure`](Self::inject_sync_failure) does: the engine stops
+    /// at that point of whatever it was doing (crash-point tests).
+    pub fn inject_sync_failure_after(&self, skip: u64) {
+        self.durability.inject_sync_failure_after(skip);
     }
 
     fn partition(&self, g: GroupId) -> Option<Arc<Mutex<Partition>>> {
@@ -342,7 +354,15 @@ impl RaftLogStore for SegmentEngine {
         high: u64,
         max_bytes: Option<u64>,
     ) -> Result<Vec<Entry>> {
-        self.wal.lock().entries(group, low, high, max_bytes)
+        let wal = self.wal.lock();
+        let part = self.partition(group);
+        let fetch = |p: crate::partition::Placed| match &part {
+            Some(part) => part.lock().read_placed(p),
+            None => Err(Error::Corrupt(format!(
+                "{group}: a Raft entry's batch is in a partition log that is gone"
+            ))),
+        };
+        wal.entries(group, low, high, max_bytes, &fetch)
     }
 
     fn raft_append(&self, group: GroupId, entries: &[Entry]) -> Result<()> {
@@ -357,7 +377,9 @@ impl RaftLogStore for SegmentEngine {
             wal.first_index(group),
             wal.last_index(group),
         )?;
-        self.durability.write_result(wal.append(group, entries))
+        let placed = self.place(&mut wal, group, entries)?;
+        self.durability
+            .write_result(wal.append(group, entries, &placed))
     }
 
     fn raft_set_hard_state(&self, group: GroupId, hard_state: &HardState) -> Result<()> {
@@ -379,7 +401,15 @@ impl RaftLogStore for SegmentEngine {
         }
         let term = wal.term(group, index)?;
         self.durability
-            .write_result(wal.compact(group, index, term))
+            .write_result(wal.compact(group, index, term))?;
+        // Segments the start offset left only for the Raft log may go now.
+        if let Some(p) = self.partition(group) {
+            let keep_from = wal.first_placed(group).unwrap_or(Offset::MAX);
+            let mut p = p.lock();
+            let bound = p.state().start_offset.min(keep_from);
+            self.durability.write_result(p.drop_segments_below(bound))?;
+        }
+        Ok(())
     }
 
     fn raft_apply_snapshot(&self, group: GroupId, meta: &SnapshotMetadata) -> Result<()> {
@@ -392,12 +422,20 @@ impl RaftLogStore for SegmentEngine {
 
     fn raft_sync(&self) -> Result<()> {
         self.durability.check()?;
-        // The fdatasync runs without the lock, so that groups keep appending.
-        let Some(job) = self.wal.lock().sync_begin() else {
-            return Ok(());
+        // The fdatasyncs run without the lock, so that groups keep appending.
+        let (job, files) = {
+            let wal = self.wal.lock();
+            (wal.sync_begin(), self.take_unsynced())
         };
-        self.durability.write_result(job.run(&self.durability))?;
-        self.wal_write(|w| w.sync_end(job))
+        self.durability.write_result(unified::sync_together(
+            job.as_ref(),
+            &files,
+            &self.durability,
+        ))?;
+        match job {
+            Some(job) => self.wal_write(|w| w.sync_end(job)),
+            None => Ok(()),
+        }
     }
 }
 
@@ -427,6 +465,14 @@ impl PartitionStore for SegmentEngine {
         let p = self.partition_or_create(group)?;
         let mut p = p.lock();
         weir_core::engine::check_log_append(group, raft_index, p.state().applied_index)?;
+        if let Some(a) = p.commit(raft_index, header.crc)? {
+            return Ok(a);
+        }
+        if p.has_pending() {
+            return Err(Error::Invalid(format!(
+                "{group}: entry {raft_index}'s batch was not stored with it, but a later entry's was"
+            )));
+        }
         self.durability.write_result(p.append(
             raft_index,
             leader_epoch,
@@ -461,10 +507,11 @@ impl PartitionStore for SegmentEngine {
 
     fn log_delete_prefix(&self, group: GroupId, offset: Offset) -> Result<()> {
         self.durability.check()?;
+        let keep_from = self.wal.lock().first_placed(group).unwrap_or(Offset::MAX);
         let p = self.partition_or_create(group)?;
         let mut p = p.lock();
         let d = &self.durability;
-        d.write_result(p.delete_prefix(offset, d))
+        d.write_result(p.delete_prefix(offset, keep_from, d))
     }
 
     fn log_remove(&self, group: GroupId) -> Result<()> {
@@ -554,7 +601,9 @@ impl Engine for SegmentEngine {
     fn capabilities(&self) -> Capabilities {
         // A segment's log, offset index and time index stay open (mapped); an
         // empty partition has one segment, and each rolled one adds three more.
-        Capabilities::files().with_files_per_partition(3)
+        Capabilities::files()
+            .with_files_per_partition(3)
+            .with_unified_log()
     }
 
     fn free_bytes(&self) -> Option<u64> {

@@ -13,7 +13,7 @@ use std::fs::{self, File, OpenOptions};
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 use bytes::Bytes;
 use memmap2::MmapMut;
@@ -25,6 +25,7 @@ use crate::error::{IoContext, SegError, full_or_io};
 use crate::format::{Checkpoint, HEADER_LEN, Magic, decode_header, encode_header};
 
 mod recovery;
+mod tail;
 
 pub(super) const INDEX_ENTRY: usize = 8;
 pub(super) const TIME_ENTRY: usize = 16;
@@ -35,6 +36,11 @@ pub(super) const TIME_CHECK: u32 = 0xA5A5_A5A5;
 pub(crate) struct Marks {
     pub(crate) applied_index: u64,
     pub(crate) start_offset: Offset,
+    /// The partition's high watermark: batches from here on were stored for Raft
+    /// entries not yet applied (docs/write-path.md). Kept in the checkpoint as its
+    /// distance below the segment's next offset, in the upper half of the
+    /// `stamp_crc` field (0 there, as in files written before, means "equal").
+    pub(crate) high_watermark: Offset,
 }
 
 /// The durable description of a segment, as read from its checkpoint.
@@ -58,17 +64,29 @@ impl SegmentState {
             self.marks.applied_index,
             self.marks.start_offset as u64,
             self.max_timestamp as u64,
-            u64::from(self.stamp_crc),
+            u64::from(self.stamp_crc) | (self.hw_distance() << 32),
         ]
     }
 
+    /// `next_offset - high_watermark + 1`, as the checkpoint keeps it. The
+    /// uncommitted tail is bounded by what Raft lets a leader have in flight, far
+    /// below 2^32 records.
+    fn hw_distance(&self) -> u64 {
+        let d = (self.next_offset - self.marks.high_watermark).max(0) as u64 + 1;
+        debug_assert!(d <= u64::from(u32::MAX));
+        d.min(u64::from(u32::MAX))
+    }
+
     fn from_fields(f: [u64; 6]) -> Self {
+        let distance = (f[5] >> 32) as i64;
+        let next_offset = f[1] as i64;
         SegmentState {
             end: f[0],
-            next_offset: f[1] as i64,
+            next_offset,
             marks: Marks {
                 applied_index: f[2],
                 start_offset: f[3] as i64,
+                high_watermark: next_offset - (distance - 1).max(0),
             },
             max_timestamp: f[4] as i64,
             stamp_crc: f[5] as u32,
@@ -97,7 +115,7 @@ const RESERVE_STEP: u64 = 16 << 10;
 #[derive(Debug)]
 pub(super) struct Mapped {
     path: PathBuf,
-    file: File,
+    file: Arc<File>,
     map: MmapMut,
     /// Bytes from the start known to have blocks allocated (see [`Mapped::reserve`]).
     reserved: u64,
@@ -123,7 +141,7 @@ impl Mapped {
             unsafe { MmapMut::map_mut(&file) }.ctx(|| format!("mapping {}", path.display()))?;
         Ok(Mapped {
             path: path.to_path_buf(),
-            file,
+            file: Arc::new(file),
             map,
             reserved: 0,
         })
@@ -466,8 +484,14 @@ impl Segment {
     }
 
     /// Whole batches from the one holding `offset`, within `max_bytes` but at least
-    /// one; `None` when `offset` is not in this segment. Every batch is CRC-checked.
-    pub(crate) fn read(&self, offset: Offset, max_bytes: usize) -> Result<Option<Bytes>, Error> {
+    /// one, none starting at or after `limit` (the high watermark); `None` when
+    /// `offset` is not in this segment. Every batch is CRC-checked.
+    pub(crate) fn read(
+        &self,
+        offset: Offset,
+        max_bytes: usize,
+        limit: Offset,
+    ) -> Result<Option<Bytes>, Error> {
         let Some(start) = self.position_of(offset)? else {
             return Ok(None);
         };
@@ -475,7 +499,7 @@ impl Segment {
         while pos < self.state.end {
             let h = self.header_at(pos)?;
             let len = h.total_len() as u64;
-            if pos > start && (pos + len - start) as usize > max_bytes {
+            if h.base_offset >= limit || (pos > start && (pos + len - start) as usize > max_bytes) {
                 break;
             }
             batch::verify(&self.log.map[pos as usize..(pos + len) as usize])

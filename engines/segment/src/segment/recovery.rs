@@ -40,12 +40,26 @@ impl Segment {
     /// Walks the batch headers up to the checkpointed end, checking each one, and
     /// rewrites both indexes from them.
     pub(super) fn rebuild(&mut self) -> Result<(), SegError> {
+        let want_next = self.state.next_offset;
+        let want_crc = self.state.stamp_crc;
+        self.walk(self.state.end)?;
+        if self.state.next_offset != want_next || self.state.stamp_crc != want_crc {
+            return Err(SegError::Corrupt(format!(
+                "segment {}: batches end at offset {} with header checksum {:#x}, but the checkpoint says {want_next} and {want_crc:#x}",
+                self.log.path.display(),
+                self.state.next_offset,
+                self.state.stamp_crc,
+            )));
+        }
+        Ok(())
+    }
+
+    /// Resets the segment's state and indexes to the batches found by walking their
+    /// headers from the start up to `end`, which must be a batch boundary.
+    pub(super) fn walk(&mut self, end: u64) -> Result<(), SegError> {
         self.offsets.clear();
         self.times.clear();
         self.bytes_since_index = 0;
-        let end = self.state.end;
-        let want_next = self.state.next_offset;
-        let want_crc = self.state.stamp_crc;
         self.state.stamp_crc = 0;
         self.state.end = HEADER_LEN;
         self.state.next_offset = self.base;
@@ -68,7 +82,7 @@ impl Segment {
             // Bodies are not checksummed here: every read checks each batch it serves
             // (`read`), so a restart costs a walk over the headers, not a read of the
             // whole tail. The headers are checked against the checkpoint's checksum
-            // of them (`stamp_crc`) below.
+            // of them (`stamp_crc`) by `rebuild`.
             if h.base_offset != self.state.next_offset {
                 return Err(bad(format!(
                     "base offset {} where {} was expected",
@@ -79,14 +93,6 @@ impl Segment {
             self.note_batch(&h, pos);
             pos += len as u64;
             self.state.end = pos;
-        }
-        if self.state.next_offset != want_next || self.state.stamp_crc != want_crc {
-            return Err(SegError::Corrupt(format!(
-                "segment {}: batches end at offset {} with header checksum {:#x}, but the checkpoint says {want_next} and {want_crc:#x}",
-                self.log.path.display(),
-                self.state.next_offset,
-                self.state.stamp_crc,
-            )));
         }
         // Entries past the rebuilt ones are stale (an index longer before a crash
         // cut the log): clear them up to the first empty one, which ends each list.

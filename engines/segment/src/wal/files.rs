@@ -67,6 +67,7 @@ impl Wal {
                     seq,
                     pos,
                     len,
+                    placed: None,
                 },
             );
         }
@@ -109,6 +110,7 @@ impl Wal {
                             Record::Entry {
                                 index,
                                 term: loc.term,
+                                placed: loc.placed,
                             },
                             buf.len() as u64,
                             loc.len,
@@ -177,6 +179,7 @@ impl Wal {
                     seq,
                     pos: at,
                     len,
+                    placed: None,
                 },
             );
             at += len as u64;

@@ -27,10 +27,13 @@ use weir_core::{Error, GroupId, RaftState};
 use crate::durability::{Durability, sync_dir};
 use crate::error::{IoContext, SegError, full_or_io};
 use crate::format::{Checkpoint, HEADER_LEN, Magic, decode_header, encode_header};
+use crate::partition::PLACED_LEN;
+use crate::partition::Placed;
 
 mod files;
 mod record;
 mod replay;
+mod unified;
 
 use record::*;
 
@@ -41,6 +44,8 @@ pub(super) struct Loc {
     seq: u64,
     pos: u64,
     len: u32,
+    /// Where the entry's batch is, when the partition log holds it.
+    placed: Option<Placed>,
 }
 
 impl Loc {
@@ -51,6 +56,7 @@ impl Loc {
         seq: u64::MAX,
         pos: 0,
         len: 0,
+        placed: None,
     };
 }
 
@@ -88,6 +94,9 @@ pub(crate) struct Wal {
     live: BTreeMap<u64, u64>,
     dirty: bool,
     durability: Arc<Durability>,
+    /// The furthest (file, position) a sync mark found at open names: records
+    /// before it were synced, and so were the batches they refer to.
+    synced_to: (u64, u64),
 }
 impl Wal {
     /// Opens (or creates) the WAL in `dir`, replaying every file.
@@ -121,6 +130,7 @@ impl Wal {
             live: BTreeMap::new(),
             dirty: false,
             durability,
+            synced_to: (0, 0),
         };
         if seqs.is_empty() {
             wal.create_file(1)?;
@@ -162,7 +172,11 @@ impl Wal {
                     drop_locs(&mut g.locs.drain(..));
                 }
             }
-            Record::Entry { index, term } => {
+            Record::Entry {
+                index,
+                term,
+                placed,
+            } => {
                 let g = self.groups.entry(group).or_default();
                 if index <= g.snap_index {
                     return;
@@ -175,8 +189,22 @@ impl Wal {
                 if keep < g.locs.len() {
                     drop_locs(&mut g.locs.drain(keep..));
                 }
-                g.locs.push_back(Loc { term, ..loc });
+                g.locs.push_back(Loc {
+                    term,
+                    placed,
+                    ..loc
+                });
                 *live.entry(loc.seq).or_insert(0) += 1;
+            }
+            Record::Truncate { index } => {
+                if let Some(g) = self.groups.get_mut(&group) {
+                    let keep = index.saturating_sub(g.snap_index + 1) as usize;
+                    if keep < g.locs.len() {
+                        drop_locs(&mut g.locs.drain(keep..));
+                    }
+                    let last = g.last_index();
+                    g.hard_state.commit = g.hard_state.commit.min(last);
+                }
             }
             Record::HardState(hs) => self.groups.entry(group).or_default().hard_state = hs,
             Record::ConfState(cs) => self.groups.entry(group).or_default().conf_state = cs,
@@ -257,12 +285,15 @@ impl Wal {
         }
     }
 
+    /// Entries `low..high`; `fetch` reads the batch of an entry whose batch the
+    /// partition log holds.
     pub(crate) fn entries(
         &self,
         group: GroupId,
         low: u64,
         high: u64,
         max_bytes: Option<u64>,
+        fetch: &dyn Fn(Placed) -> Result<Bytes, Error>,
     ) -> Result<Vec<Entry>, Error> {
         let (snap, last) = self
             .group(group)
@@ -280,7 +311,14 @@ impl Wal {
         let mut size = 0u64;
         for i in low..high {
             let loc = g.locs[(i - snap - 1) as usize];
-            let e = self.read_entry(group, i, loc)?;
+            let mut e = self.read_entry(group, i, loc)?;
+            if let Some(p) = loc.placed {
+                let batch = fetch(p)?;
+                let mut data = Vec::with_capacity(e.data.len() + batch.len());
+                data.extend_from_slice(&e.data);
+                data.extend_from_slice(&batch);
+                e.data = data.into();
+            }
             size += u64::from(e.compute_size());
             if !out.is_empty() && max_bytes.is_some_and(|m| size > m) {
                 break;
@@ -294,7 +332,8 @@ impl Wal {
         let buf = self.read_raw(group, index, loc)?;
         // `read_raw` checked the record; decoding it again cannot fail.
         parse_record(&buf)
-            .and_then(|(_, _, payload, _)| decode_entry(payload))
+            .and_then(|(kind, _, payload, _)| decode_any_entry(kind, payload))
+            .map(|(e, _)| e)
             .ok_or_else(|| Error::Corrupt(format!("{group}: entry {index} is undecodable")))
     }
 
@@ -317,7 +356,7 @@ impl Wal {
             ))
         };
         let (kind, g, payload, _) = parse_record(&buf).ok_or_else(bad)?;
-        if kind != KIND_ENTRY || g != group {
+        if (kind != KIND_ENTRY && kind != KIND_ENTRY_PLACED) || g != group {
             return Err(bad());
         }
         let (Some(i), Some(t)) = (u64_at(payload, 0), u64_at(payload, 8)) else {
@@ -329,36 +368,59 @@ impl Wal {
         Ok(buf)
     }
 
-    pub(crate) fn append(&mut self, group: GroupId, entries: &[Entry]) -> Result<(), SegError> {
+    /// Appends entries; `placed[i]`, when set, says that the partition log holds
+    /// the batch of `entries[i]` (its data's last `placed.len` bytes), which the
+    /// record then leaves out.
+    pub(crate) fn append(
+        &mut self,
+        group: GroupId,
+        entries: &[Entry],
+        placed: &[Option<Placed>],
+    ) -> Result<(), SegError> {
         // Record headers are built here; entry data is written from the caller's
         // buffers with one vectored write, never copied.
         let mut heads = Vec::with_capacity(entries.len());
         let mut recs = Vec::with_capacity(entries.len());
-        for e in entries {
-            let mut head = Vec::with_capacity(REC_HEADER + 21 + e.context.len());
-            let payload_head = entry_payload_head(e);
-            let len = payload_head.len() + e.data.len();
+        let mut datas = Vec::with_capacity(entries.len());
+        for (i, e) in entries.iter().enumerate() {
+            let placed = placed.get(i).copied().flatten();
+            let mut head = Vec::with_capacity(REC_HEADER + 21 + PLACED_LEN + e.context.len());
+            let mut payload_head = entry_payload_head(e);
+            let data = match placed {
+                Some(p) => {
+                    payload_head.extend_from_slice(&p.encode());
+                    &e.data[..e.data.len().saturating_sub(p.len as usize)]
+                }
+                None => &e.data[..],
+            };
+            let len = payload_head.len() + data.len();
             head.extend_from_slice(&(len as u32).to_le_bytes());
             head.extend_from_slice(&[0; 4]);
-            head.push(KIND_ENTRY);
+            head.push(if placed.is_some() {
+                KIND_ENTRY_PLACED
+            } else {
+                KIND_ENTRY
+            });
             head.extend_from_slice(&group.0.to_le_bytes());
             head.extend_from_slice(&payload_head);
-            let crc = crc32c::crc32c_append(crc32c::crc32c(&head[8..]), &e.data);
+            let crc = crc32c::crc32c_append(crc32c::crc32c(&head[8..]), data);
             head[4..8].copy_from_slice(&crc.to_le_bytes());
             recs.push((
                 group,
                 Record::Entry {
                     index: e.index,
                     term: e.term,
+                    placed,
                 },
                 (REC_HEADER + len) as u32,
             ));
             heads.push(head);
+            datas.push(data);
         }
         let mut slices = Vec::with_capacity(entries.len() * 2);
-        for (head, e) in heads.iter().zip(entries) {
+        for (head, data) in heads.iter().zip(&datas) {
             slices.push(IoSlice::new(head));
-            slices.push(IoSlice::new(&e.data));
+            slices.push(IoSlice::new(data));
         }
         self.write_slices(&mut slices, recs)
     }

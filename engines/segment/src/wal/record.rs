@@ -17,6 +17,13 @@ pub(super) const KIND_REMOVE: u8 = 6;
 pub(super) const KIND_GROUP_STATE: u8 = 7;
 pub(super) const KIND_SYNC_MARK: u8 = 8;
 pub(super) const KIND_GROUP_STATE_V2: u8 = 9;
+/// An entry whose batch is stored in the partition log (a unified log): the
+/// entry's fields, the [`Placed`] description of the batch, then the entry data
+/// without the batch (its tag).
+pub(super) const KIND_ENTRY_PLACED: u8 = 10;
+/// The group's log ends before the index that follows (8 bytes): written at open
+/// for entries whose batches did not survive a crash.
+pub(super) const KIND_TRUNCATE: u8 = 11;
 /// Encoded size of a sync mark record.
 pub(super) const SYNC_MARK_LEN: usize = REC_HEADER + 8;
 
@@ -26,6 +33,8 @@ pub(super) enum Record {
     Entry {
         index: u64,
         term: u64,
+        /// Where the entry's batch is, for a [`KIND_ENTRY_PLACED`] record.
+        placed: Option<Placed>,
     },
     HardState(HardState),
     ConfState(ConfState),
@@ -35,6 +44,10 @@ pub(super) enum Record {
     },
     Snapshot(SnapshotMetadata),
     Remove,
+    /// The log ends before `index`; the commit index is lowered to match.
+    Truncate {
+        index: u64,
+    },
     GroupState {
         snap_index: u64,
         snap_term: u64,
@@ -114,6 +127,21 @@ pub(super) fn parse_record(buf: &[u8]) -> Option<(u8, GroupId, &[u8], usize)> {
     ))
 }
 
+/// Decodes an entry record's payload: the entry (for a placed one, its data
+/// without the batch) and where its batch is.
+pub(super) fn decode_any_entry(kind: u8, payload: &[u8]) -> Option<(Entry, Option<Placed>)> {
+    if kind != KIND_ENTRY_PLACED {
+        return decode_entry(payload).map(|e| (e, None));
+    }
+    let ctx_len = u32_at(payload, 17)? as usize;
+    let at = 21 + ctx_len;
+    let placed = Placed::decode(payload.get(at..)?)?;
+    let mut rest = Vec::with_capacity(payload.len() - PLACED_LEN);
+    rest.extend_from_slice(&payload[..at]);
+    rest.extend_from_slice(&payload[at + PLACED_LEN..]);
+    Some((decode_entry(&rest)?, Some(placed)))
+}
+
 pub(super) fn decode_entry(payload: &[u8]) -> Option<Entry> {
     let index = u64_at(payload, 0)?;
     let term = u64_at(payload, 8)?;
@@ -138,11 +166,12 @@ pub(super) fn decode_entry(payload: &[u8]) -> Option<Entry> {
 
 pub(super) fn decode_record(kind: u8, payload: &[u8]) -> Option<Record> {
     Some(match kind {
-        KIND_ENTRY => {
-            let e = decode_entry(payload)?;
+        KIND_ENTRY | KIND_ENTRY_PLACED => {
+            let (e, placed) = decode_any_entry(kind, payload)?;
             Record::Entry {
                 index: e.index,
                 term: e.term,
+                placed,
             }
         }
         KIND_HARD_STATE => Record::HardState(HardState::parse_from_bytes(payload).ok()?),
@@ -153,6 +182,9 @@ pub(super) fn decode_record(kind: u8, payload: &[u8]) -> Option<Record> {
         },
         KIND_SNAPSHOT => Record::Snapshot(SnapshotMetadata::parse_from_bytes(payload).ok()?),
         KIND_REMOVE => Record::Remove,
+        KIND_TRUNCATE => Record::Truncate {
+            index: u64_at(payload, 0)?,
+        },
         KIND_SYNC_MARK => {
             u64_at(payload, 0)?;
             Record::SyncMark

@@ -36,11 +36,17 @@ impl Wal {
             let Some(rec) = decode_record(kind, payload) else {
                 break;
             };
+            if kind == KIND_SYNC_MARK
+                && let Some(named) = u64_at(payload, 0)
+            {
+                self.synced_to = self.synced_to.max((seq, named));
+            }
             let loc = Loc {
                 term: 0,
                 seq,
                 pos: pos as u64,
                 len: len as u32,
+                placed: None,
             };
             self.apply(group, rec, loc);
             pos += len;

@@ -1,6 +1,6 @@
 //! One partition log: its segments, oldest first, and its state.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::fs;
 use std::path::{Path, PathBuf};
 
@@ -12,6 +12,10 @@ use weir_core::{Appended, Error, LogState, Offset};
 use crate::durability::Durability;
 use crate::error::{IoContext, SegError};
 use crate::segment::{Marks, Segment};
+
+mod unified;
+
+pub(crate) use unified::{PLACED_LEN, Placed};
 
 /// Sizes that shape a partition's files.
 #[derive(Clone, Copy, Debug)]
@@ -29,6 +33,14 @@ pub(crate) struct Partition {
     /// Removed while still read: the directory (moved aside already) is deleted
     /// when this value is dropped, that is when the last reader is done with it.
     removed: bool,
+    /// Batches stored for Raft entries not yet applied, in index order: the log
+    /// from the high watermark (`state.next_offset`) to the tail's end.
+    pending: VecDeque<(u64, Placed)>,
+    /// Whether batches were stored since the tail was last synced.
+    unsynced: bool,
+    /// The last Raft index whose entry carries a batch stored by `append` (the
+    /// copying path): batches of later entries are not stored before it is applied.
+    pub(crate) copied_through: u64,
 }
 
 impl Partition {
@@ -52,6 +64,9 @@ impl Partition {
             state: LogState::default(),
             shape,
             removed: false,
+            pending: VecDeque::new(),
+            unsynced: false,
+            copied_through: 0,
         })
     }
 
@@ -63,6 +78,7 @@ impl Partition {
         dir: &Path,
         shape: Shape,
         accept_loss: bool,
+        d: &Durability,
     ) -> Result<Option<Partition>, SegError> {
         let mut bases = Vec::new();
         for entry in fs::read_dir(dir).ctx(|| format!("listing {}", dir.display()))? {
@@ -80,12 +96,21 @@ impl Partition {
             }
         }
         bases.sort_unstable();
+        let cut = unified::read_cut_mark(dir)?;
+        let mut fresh = None;
+        if let Some(cut) = cut {
+            fresh = Some(unified::freshest_marks(dir, &bases, shape.index_interval)?);
+            unified::delete_segments_after(dir, &mut bases, cut)?;
+        }
         let Some(&tail) = bases.last() else {
             return Ok(None);
         };
         let mut segments = BTreeMap::new();
         for &base in &bases {
-            let seg = Segment::open(dir, base, base == tail, shape.index_interval)?;
+            let mut seg = Segment::open(dir, base, base == tail, shape.index_interval)?;
+            if base == tail {
+                seg.scan_beyond_checkpoint()?;
+            }
             segments.insert(base, seg);
         }
         // Neighbouring segments must meet exactly.
@@ -121,9 +146,17 @@ impl Partition {
                 ),
             )?;
         }
+        let leo = segments[&tail].state().next_offset;
+        let hw = tail_state.marks.high_watermark;
+        if hw > leo {
+            return Err(SegError::Corrupt(format!(
+                "{}: the high watermark {hw} lies past the log's end {leo}",
+                dir.display()
+            )));
+        }
         let state = LogState {
             start_offset: tail_state.marks.start_offset.max(first),
-            next_offset: tail_state.next_offset,
+            next_offset: hw,
             applied_index: tail_state.marks.applied_index,
         };
         let mut p = Partition {
@@ -132,8 +165,15 @@ impl Partition {
             state,
             shape,
             removed: false,
+            pending: VecDeque::new(),
+            unsynced: false,
+            copied_through: 0,
         };
-        p.drop_segments_below_start()?;
+        if let (Some(cut), Some(marks)) = (cut, fresh) {
+            p.redo_cut(cut, marks, d)?;
+        }
+        // Segments wholly below the start offset go once the engine knows which
+        // batches its Raft log still refers to (`unified::reconcile`).
         Ok(Some(p))
     }
 
@@ -145,7 +185,16 @@ impl Partition {
         Marks {
             applied_index: self.state.applied_index,
             start_offset: self.state.start_offset,
+            high_watermark: self.state.next_offset,
         }
+    }
+
+    /// The offset after the last stored batch, applied or not (the log end offset).
+    pub(crate) fn leo(&self) -> Offset {
+        self.segments
+            .values()
+            .next_back()
+            .map_or(self.state.next_offset, |s| s.state().next_offset)
     }
 
     fn tail(&mut self) -> &mut Segment {
@@ -156,7 +205,9 @@ impl Partition {
             .expect("a partition always has a tail segment")
     }
 
-    /// Appends a batch the caller verified (`h` is its header).
+    /// Appends a batch the caller verified (`h` is its header) for an applied
+    /// entry (the copying path: the engine checked that no stored batch waits
+    /// past the high watermark).
     pub(crate) fn append(
         &mut self,
         raft_index: u64,
@@ -165,7 +216,15 @@ impl Partition {
         bytes: &[u8],
         d: &Durability,
     ) -> Result<Appended, SegError> {
-        let len = bytes.len();
+        self.make_room(bytes.len(), d)?;
+        let a = self.tail().append(h, bytes, epoch)?;
+        self.state.next_offset = a.last_offset + 1;
+        self.state.applied_index = raft_index;
+        Ok(a)
+    }
+
+    /// Rolls or grows the tail so that `len` more bytes fit.
+    fn make_room(&mut self, len: usize, d: &Durability) -> Result<(), SegError> {
         if !self.tail().fits(len) {
             if self.tail().is_empty() {
                 self.tail().grow_for(len)?;
@@ -176,16 +235,13 @@ impl Partition {
                 }
             }
         }
-        let a = self.tail().append(h, bytes, epoch)?;
-        self.state.next_offset = a.last_offset + 1;
-        self.state.applied_index = raft_index;
-        Ok(a)
+        Ok(())
     }
 
     fn roll(&mut self, d: &Durability) -> Result<(), SegError> {
         let marks = self.marks();
         self.tail().seal(marks, d)?;
-        let base = self.state.next_offset;
+        let base = self.leo();
         let seg = Segment::create(
             &self.dir,
             base,
@@ -203,26 +259,34 @@ impl Partition {
         self.state.applied_index = self.state.applied_index.max(raft_index);
     }
 
-    pub(crate) fn delete_prefix(&mut self, offset: Offset, d: &Durability) -> Result<(), SegError> {
+    /// Raises the start offset to `offset` (at most the high watermark) and deletes
+    /// the segments below it — but none holding offsets at or above `keep_from`,
+    /// the first batch a Raft entry still in the Raft log refers to.
+    pub(crate) fn delete_prefix(
+        &mut self,
+        offset: Offset,
+        keep_from: Offset,
+        d: &Durability,
+    ) -> Result<(), SegError> {
         let start = offset.min(self.state.next_offset);
         if start > self.state.start_offset {
             self.state.start_offset = start;
             // The new start is durable before any segment goes, so that a first
             // segment past the durable start always means damage (see `open`).
             self.flush(d)?;
-            self.drop_segments_below_start()?;
+            self.drop_segments_below(self.state.start_offset.min(keep_from))?;
         }
         Ok(())
     }
 
-    /// Deletes whole segments every offset of which lies below the start offset.
-    fn drop_segments_below_start(&mut self) -> Result<(), SegError> {
+    /// Deletes whole segments every offset of which lies below `bound`.
+    pub(crate) fn drop_segments_below(&mut self, bound: Offset) -> Result<(), SegError> {
         while self.segments.len() > 1 {
             let mut it = self.segments.keys();
             let (Some(&first), Some(&second)) = (it.next(), it.next()) else {
                 break;
             };
-            if second > self.state.start_offset {
+            if second > bound {
                 break;
             }
             if let Some(seg) = self.segments.remove(&first) {
@@ -246,7 +310,7 @@ impl Partition {
             .into_iter()
             .chain(self.segments.range(offset + 1..))
         {
-            if let Some(b) = seg.read(offset, max_bytes)? {
+            if let Some(b) = seg.read(offset, max_bytes, self.state.next_offset)? {
                 return Ok(b);
             }
         }
@@ -260,7 +324,8 @@ impl Partition {
                 continue;
             }
             if let Some(o) = seg.find_timestamp(ts, from)? {
-                return Ok(Some(o));
+                // Batches past the high watermark are not there yet for readers.
+                return Ok((o < self.state.next_offset).then_some(o));
             }
         }
         Ok(None)

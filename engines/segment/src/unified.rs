@@ -1,0 +1,190 @@
+//! The engine's side of a unified log (docs/write-path.md): a data partition's
+//! stamped batches are stored once, in its partition log, when their Raft entries
+//! are appended; the WAL records the entries and where their batches are.
+//!
+//! * `raft_append` stores the batches ([`SegmentEngine::place`]) and writes
+//!   records that refer to them;
+//! * `raft_sync` syncs the partition logs that got batches together with the WAL
+//!   ([`sync_together`]);
+//! * opening keeps the batches the WAL refers to and the entries whose batches
+//!   survived ([`reconcile`]).
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+use weir_core::eraftpb::Entry;
+use weir_core::{GroupId, Result};
+
+use crate::SegmentEngine;
+use crate::durability::Durability;
+use crate::error::SegError;
+use crate::partition::{Partition, Placed};
+use crate::wal::{SyncJob, Wal};
+
+impl SegmentEngine {
+    /// Stores the stamped batches of `entries` in `group`'s partition log (cutting
+    /// the batches of a suffix they overwrite first), and says for each entry
+    /// where its batch went. A batch is stored this way unless an entry whose
+    /// batch is copied at apply (an unstamped one) is not applied yet: offsets
+    /// after it are decided at its apply.
+    pub(crate) fn place(
+        &self,
+        wal: &mut Wal,
+        group: GroupId,
+        entries: &[Entry],
+    ) -> Result<Vec<Option<Placed>>> {
+        let Some(first) = entries.first().map(|e| e.index) else {
+            return Ok(Vec::new());
+        };
+        let overwrites = first <= wal.last_index(group);
+        let stamped = entries
+            .iter()
+            .any(|e| weir_core::entry::stamped_batch(&e.data).is_some());
+        let part = if stamped {
+            Some(self.partition_or_create(group)?)
+        } else if overwrites {
+            self.partition(group)
+        } else {
+            None
+        };
+        let Some(part) = part else {
+            return Ok(Vec::new());
+        };
+        let d = &self.durability;
+        let mut p = part.lock();
+        if overwrites && p.stores_batches_from(first) {
+            // The WAL's records of the overwritten entries go durably before
+            // their batches do: a crash in between must not leave synced records
+            // whose batches are gone (which opening calls data loss).
+            d.write_result(wal.forget_from(group, first).and_then(|()| wal.sync_now()))?;
+            d.write_result(p.truncate_entries(first, d))?;
+        }
+        let mut out = Vec::with_capacity(entries.len());
+        for e in entries {
+            let mut placed = None;
+            if let Some(batch) = weir_core::entry::stamped_batch(&e.data)
+                && p.copied_through <= p.state().applied_index
+                // A batch that fails its checks is kept whole in the record: its
+                // apply refuses it, on every replica alike.
+                && let Ok(h) = weir_core::batch::verify(batch)
+            {
+                placed = Some(d.write_result(p.place(e.index, &h, batch, d))?);
+            }
+            if placed.is_none() && weir_core::entry::carries_batch(&e.data) {
+                p.copied_through = p.copied_through.max(e.index);
+            }
+            out.push(placed);
+        }
+        if out.iter().any(Option::is_some) {
+            self.unsynced.lock().push(group);
+        }
+        Ok(out)
+    }
+
+    /// The log files of partitions that got batches since the last sync.
+    pub(crate) fn take_unsynced(&self) -> Vec<Arc<File>> {
+        let groups = std::mem::take(&mut *self.unsynced.lock());
+        groups
+            .into_iter()
+            .filter_map(|g| self.partition(g))
+            .filter_map(|p| p.lock().take_unsynced())
+            .collect()
+    }
+}
+
+/// Most threads one sync uses for partition logs.
+const SYNC_THREADS: usize = 8;
+
+/// Runs the WAL's sync and the partition logs' `fdatasync`s together: the group
+/// commit covers both, and a device serves concurrent flushes better than a row
+/// of them.
+pub(crate) fn sync_together(
+    job: Option<&SyncJob>,
+    files: &[Arc<File>],
+    d: &Durability,
+) -> Result<(), SegError> {
+    if files.is_empty() {
+        return job.map_or(Ok(()), |j| j.run(d));
+    }
+    let per_thread = files.len().div_ceil(SYNC_THREADS);
+    std::thread::scope(|s| {
+        let workers: Vec<_> = files
+            .chunks(per_thread)
+            .map(|chunk| {
+                s.spawn(move || {
+                    chunk
+                        .iter()
+                        .try_for_each(|f| d.sync_file(f, || "syncing a partition log".to_string()))
+                })
+            })
+            .collect();
+        let mut result = job.map_or(Ok(()), |j| j.run(d));
+        for w in workers {
+            let r = w.join().unwrap_or_else(|_| {
+                Err(SegError::Corrupt(
+                    "a partition log's sync thread panicked".into(),
+                ))
+            });
+            result = result.and(r);
+        }
+        result
+    })
+}
+
+/// At open: for every partition, keeps the batches the WAL's entries after its
+/// applied index refer to and cuts the rest; an entry whose batch did not
+/// survive ends its group's Raft log (see [`Wal::forget_from`]). Records that
+/// refer to a partition log that is gone are data loss: refused unless it is
+/// accepted.
+pub(crate) fn reconcile(
+    wal: &mut Wal,
+    partitions: &HashMap<GroupId, Arc<Mutex<Partition>>>,
+    d: &Durability,
+    accept_loss: bool,
+) -> Result<(), SegError> {
+    for g in wal.groups() {
+        let refs = wal.placed_refs(g);
+        if partitions.contains_key(&g) {
+            continue;
+        }
+        if let Some(&(index, _)) = refs.first() {
+            // With entries compacted before them, the node sees that the
+            // partition log is behind its Raft log and refuses to start,
+            // naming `weir recover --accept-loss`; without, nothing would.
+            if wal.first_index(g) <= 1 {
+                crate::config::lost(
+                    accept_loss,
+                    format!(
+                        "{g}: Raft entries from {index} on refer to batches in a partition log that is missing"
+                    ),
+                )?;
+            }
+            wal.forget_from(g, index)?;
+        }
+    }
+    for (&g, part) in partitions {
+        let refs = wal.placed_refs(g);
+        let mut p = part.lock();
+        if let Some(index) = p.reconcile(&refs, d)? {
+            if wal.known_synced(g, index) {
+                crate::config::lost(
+                    accept_loss,
+                    format!(
+                        "{g}: the batch of Raft entry {index} was synced but is missing from its partition log"
+                    ),
+                )?;
+            }
+            tracing::warn!(group = %g, index, "Raft entries from this index on lost their batches in a crash before they were synced; the Raft log ends before them");
+            wal.forget_from(g, index)?;
+        }
+        p.copied_through = wal
+            .copied_batch_through(g, p.state().applied_index)
+            .map_err(|e| SegError::Corrupt(e.to_string()))?;
+        let keep_from = wal.first_placed(g).unwrap_or(i64::MAX);
+        let bound = p.state().start_offset.min(keep_from);
+        p.drop_segments_below(bound)?;
+    }
+    wal.sync_now()
+}
