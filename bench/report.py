@@ -76,6 +76,9 @@ def main(results, out_dir):
            f"≤ 2 × {f(disk_4k_ms, 2)} + 1 = {f(goal, 2)} ms", lat is not None and goal is not None and lat <= goal)
     disk_p99 = get(r, "disk-latency-4KiB", "p99_ms")
     lines.append(f"| (context) the disk's own p99 under the same pattern | {f(disk_p99, 2)} ms | — | — |")
+    near = None if disk_p99 is None else disk_p99 + 1
+    target("produce p99 at low load within 1 ms of the disk's own p99", f"{f(lat, 2)} ms",
+           f"≤ {f(disk_p99, 2)} + 1 = {f(near, 2)} ms", lat is not None and near is not None and lat <= near)
     cons = get(r, "consume-segment", "mb_per_s")
     target("consume from page cache, one consumer", f"{f(cons)} MB/s", "≥ 1,000 MB/s", cons is not None and cons >= 1000)
     single4 = get(r, "produce-1KiB-4producers-segment", "mb_per_s")
@@ -88,10 +91,15 @@ def main(results, out_dir):
     target("idle RSS", f"{f(idle)} MiB", "≤ 30 MiB", idle is not None and idle <= 30)
     many = get(r, "rss-1000-partitions-segment", "rss_mib")
     target("RSS with 1,000 partitions", f"{f(many)} MiB", "≤ 300 MiB", many is not None and many <= 300)
-    restart = next((v.get("seconds") for k, v in r.items() if k.startswith("restart-")), None)
-    rname = next((k for k in r if k.startswith("restart-")), "restart (not run)")
-    target(f"{rname}: accepting produce after kill -9", f"{f(restart, 2)} s", "≤ 1 s",
-           restart is not None and restart <= 1)
+    restarts = [(k, v) for k, v in r.items() if k.startswith("restart-")]
+    if not restarts:
+        target("restart (not run): accepting produce after kill -9", "—", "≤ 1 s", False)
+    for rname, v in restarts:
+        restart = v.get("seconds")
+        dirty = v.get("dirty_mib_at_kill")
+        extra = "" if dirty is None else f" ({f(dirty, 0)} MiB dirty at the kill)"
+        target(f"{rname}: accepting produce after kill -9", f"{f(restart, 2)} s{extra}", "≤ 1 s",
+               restart is not None and restart <= 1)
 
     lines += ["", "## Every run", "",
               "| run | records/s | MB/s | p50 ms | p99 ms | p99.9 ms | max ms |", "|---|---|---|---|---|---|---|"]

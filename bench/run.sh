@@ -16,6 +16,9 @@
 #   WEIR_BENCH_SECS=60 bench/run.sh    # longer runs
 #   WEIR_BENCH_RESTART_GB=0 …          # skip the restart-with-data measurement
 #   WEIR_BENCH_DIR=/data …             # where data directories go (the disk measured)
+#   WEIR_BENCH_BIN=old/weir …          # measure this binary instead of building one
+#                                      # (before/after comparisons, back to back)
+#   WEIR_BENCH_LOGS=/tmp/logs …        # keep the segment node's log of each restart
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -34,9 +37,14 @@ cleanup() {
 trap cleanup EXIT
 
 source scripts/deps
-echo "== building weir (release, every engine and transport)"
-cargo build -q --release -p weir-server --features "$FEATURES"
-WEIR="${CARGO_TARGET_DIR:-target}/release/weir"
+if [ -n "${WEIR_BENCH_BIN:-}" ]; then
+    WEIR="$WEIR_BENCH_BIN"
+    echo "== measuring $WEIR"
+else
+    echo "== building weir (release, every engine and transport)"
+    cargo build -q --release -p weir-server --features "$FEATURES"
+    WEIR="${CARGO_TARGET_DIR:-target}/release/weir"
+fi
 
 # num EXPR: a bc expression as a JSON number.
 num() { printf '%.4f' "$(echo "$1" | bc -l)"; }
@@ -99,6 +107,31 @@ bench() { # NAME BOOTSTRAP ARGS… (a failed run is reported and recorded, the r
     fi
 }
 
+# restart_after GIB TOPIC PARTITIONS BATCH NAME: the segment node takes GIB GiB
+# into TOPIC (64 KiB records, BATCH per partition per request: a request stays
+# under max_request_bytes), is killed with SIGKILL and restarted; records the
+# time from spawning `weir serve` until partition 0 takes a produce again.
+restart_after() {
+    local gib=$1 topic=$2 parts=$3 batch=$4 name=$5 t0 t1 dirty_mib
+    "$WEIR" bench -b "$b" produce --json --topic "$topic" --partitions "$parts" --producers 4 \
+        --record-size 65536 --batch "$batch" --records $((gib * 16384)) >/dev/null
+    kill -9 "$NODE_PID"
+    wait "$NODE_PID" 2>/dev/null || true
+    # What the killed node left for the kernel to write back: a restart's first
+    # fdatasync may wait behind it (ext4 orders a journal commit after the data
+    # of the blocks it allocates).
+    dirty_mib=$(awk '/^(Dirty|Writeback):/ {s += $2} END {printf "%.1f", s / 1024}' /proc/meminfo)
+    t0=$(date +%s.%N)
+    "$WEIR" serve --engine segment --data-dir "$ROOT/one-segment/data" \
+        --kafka-listen 127.0.0.1:19092 2>>"$ROOT/one-segment/log" &
+    PIDS+=($!)
+    NODE_PID=$!
+    until echo x | "$WEIR" produce "$topic" -b "$b" -p 0 >/dev/null 2>&1; do sleep 0.02; done
+    t1=$(date +%s.%N)
+    record "$name" "{\"seconds\":$(num "$t1 - $t0"),\"dirty_mib_at_kill\":$dirty_mib}"
+    if [ -n "${WEIR_BENCH_LOGS:-}" ]; then cp "$ROOT/one-segment/log" "$WEIR_BENCH_LOGS/$name.log"; fi
+}
+
 for engine in segment rocksdb redb; do
     echo "== weir, one node, $engine engine"
     start_node "one-$engine" "$engine" 19092
@@ -134,19 +167,10 @@ for engine in segment rocksdb redb; do
     bench "consume-$engine" $b consume --topic t1k --partitions 4 --consumers 1
     if [ "$engine" = segment ]; then
         if [ "$RESTART_GB" != 0 ]; then
-            echo "   restart with $RESTART_GB GiB"
-            "$WEIR" bench -b $b produce --json --topic big --partitions 4 --producers 4 \
-                --record-size 65536 --batch 15 --records $((RESTART_GB * 16384)) >/dev/null
-            kill -9 "$NODE_PID"
-            wait "$NODE_PID" 2>/dev/null || true
-            t0=$(date +%s.%N)
-            "$WEIR" serve --engine segment --data-dir "$ROOT/one-segment/data" \
-                --kafka-listen 127.0.0.1:19092 2>>"$ROOT/one-segment/log" &
-            PIDS+=($!)
-            NODE_PID=$!
-            until echo x | "$WEIR" produce big -b $b -p 0 >/dev/null 2>&1; do sleep 0.02; done
-            t1=$(date +%s.%N)
-            record "restart-${RESTART_GB}GiB-segment" "{\"seconds\":$(num "$t1 - $t0")}"
+            echo "   restart with $RESTART_GB GiB in 4 partitions"
+            restart_after "$RESTART_GB" big 4 15 "restart-${RESTART_GB}GiB-segment"
+            echo "   restart with $RESTART_GB GiB in 1,000 partitions"
+            restart_after "$RESTART_GB" many 1000 1 "restart-${RESTART_GB}GiB-1000p-segment"
         fi
     fi
     kill "$NODE_PID"

@@ -11,12 +11,18 @@ impl Segment {
     /// the first that does not ends the scan (a torn write, stale bytes of a cut
     /// suffix, or the zeroes of preallocated space). What is found is not yet
     /// trusted: the engine keeps only batches its Raft log refers to.
+    ///
+    /// The scan stops where the file's data does (`SEEK_HOLE`): the preallocated
+    /// space past the last write is a hole, and touching it through the map
+    /// would read ahead (and zero) up to `read_ahead_kb` of it — 8 MiB per
+    /// partition on the benchmark VM, which made a restart with 1,000 partitions
+    /// take 25 s.
     pub(crate) fn scan_beyond_checkpoint(&mut self) -> Result<(), SegError> {
-        let cap = self.log.map.len() as u64;
         let mut pos = self.state.end;
+        let cap = data_end(&self.log.file, pos).min(self.log.map.len() as u64);
         while pos < cap {
             let at = pos as usize;
-            let Ok(h) = BatchHeader::parse(&self.log.map[at..]) else {
+            let Ok(h) = BatchHeader::parse(&self.log.map[at..cap as usize]) else {
                 break;
             };
             let len = h.total_len() as u64;
@@ -103,4 +109,15 @@ impl Segment {
         };
         pos < self.flushed
     }
+}
+
+/// Where the data at or after `from` ends: the next hole (`SEEK_HOLE`), or the
+/// file's length when the file system cannot tell.
+fn data_end(file: &File, from: u64) -> u64 {
+    // SAFETY: a plain syscall on a descriptor the caller owns; no memory is passed.
+    let at = unsafe { libc::lseek(file.as_raw_fd(), from as libc::off_t, libc::SEEK_HOLE) };
+    if at >= 0 {
+        return at as u64;
+    }
+    file.metadata().map_or(u64::MAX, |m| m.len())
 }
