@@ -20,6 +20,7 @@ impl Segment {
     pub(crate) fn scan_beyond_checkpoint(&mut self) -> Result<(), SegError> {
         let mut pos = self.state.end;
         let cap = data_end(&self.log.file, pos).min(self.log.map.len() as u64);
+        self.log.will_need(pos, cap);
         while pos < cap {
             let at = pos as usize;
             let Ok(h) = BatchHeader::parse(&self.log.map[at..cap as usize]) else {
@@ -86,6 +87,7 @@ impl Segment {
         if h.base_offset != base || h.total_len() as u32 != len || h.crc != crc {
             return Err(missing());
         }
+        self.log.will_need(pos, pos + u64::from(len));
         let bytes = &self.log.map[pos as usize..pos as usize + len as usize];
         batch::verify(bytes).map_err(|e| self.corrupt(pos, e))?;
         Ok(Bytes::copy_from_slice(bytes))
