@@ -172,6 +172,7 @@ pub fn trials<H: EngineHarness + Send + Sync + 'static>(
         unified_batches_wait_for_apply: Unified, unified_truncation_across_segments: Unified,
         unified_restart_with_uncommitted_tail: Unified,
         unified_compaction_and_start_offset: Unified,
+        unified_unstamped_batch_orders_later_ones: Unified,
     );
     const KILL: &str = "crash_sigkill_writer";
     let hk = h.clone();

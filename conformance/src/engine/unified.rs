@@ -306,3 +306,42 @@ pub fn unified_compaction_and_start_offset(h: &impl EngineHarness) -> CaseResult
     );
     Ok(Outcome::Passed)
 }
+
+/// An unstamped batch (`TAG_PRODUCE`: offsets decided at its apply) is copied at
+/// apply, and a stamped one appended after it, even in a later append, waits
+/// for it: both are served, in order, once applied.
+pub fn unified_unstamped_batch_orders_later_ones(h: &impl EngineHarness) -> CaseResult {
+    let (_g, e) = match unified_setup(h)? {
+        Ok(x) => x,
+        Err(o) => return Ok(o),
+    };
+    let plain = produced_batch(3, 1_000, 1, 100);
+    let mut data = vec![weir_core::entry::TAG_PRODUCE];
+    data.extend_from_slice(&plain);
+    let unstamped = Entry {
+        index: 1,
+        term: 1,
+        entry_type: EntryType::EntryNormal,
+        data: data.into(),
+        ..Entry::default()
+    };
+    e.raft_append(G1, std::slice::from_ref(&unstamped))?;
+    // The leader stamps after the unstamped batch's offsets (0..=2).
+    let mut leader = Leader { next_offset: 3 };
+    let (stamped_entry, stamped_batch) = leader.produce(2, 1, 2, 100);
+    e.raft_append(G1, std::slice::from_ref(&stamped_entry))?;
+    e.raft_sync()?;
+    let a = e.log_append(G1, 1, 1, &plain)?;
+    ensure_eq!(
+        (a.base_offset, a.last_offset),
+        (0, 2),
+        "the unstamped batch's offsets"
+    );
+    apply(&e, &[stamped_entry], 2, 2)?;
+    ensure_eq!(
+        read_log(&e, G1, 0)?,
+        vec![stamped(&plain, 0, 1), stamped_batch],
+        "both batches, in order"
+    );
+    Ok(Outcome::Passed)
+}

@@ -370,16 +370,20 @@ impl RaftLogStore for SegmentEngine {
             return Ok(());
         }
         self.durability.check()?;
-        let mut wal = self.wal.lock();
-        check_append(
-            group,
-            entries,
-            wal.first_index(group),
-            wal.last_index(group),
-        )?;
-        let placed = self.place(&mut wal, group, entries)?;
+        {
+            let mut wal = self.wal.lock();
+            let last = wal.last_index(group);
+            check_append(group, entries, wal.first_index(group), last)?;
+            if entries[0].index <= last {
+                self.cut_overwritten(&mut wal, group, entries[0].index)?;
+            }
+        }
+        // The batches are copied without the WAL's lock (other groups append
+        // meanwhile); their records follow. Nothing else writes this group's
+        // log in between: weir never appends to one group concurrently.
+        let placed = self.place(group, entries)?;
         self.durability
-            .write_result(wal.append(group, entries, &placed))
+            .write_result(self.wal.lock().append(group, entries, &placed))
     }
 
     fn raft_set_hard_state(&self, group: GroupId, hard_state: &HardState) -> Result<()> {

@@ -24,43 +24,37 @@ use crate::partition::{Partition, Placed};
 use crate::wal::{SyncJob, Wal};
 
 impl SegmentEngine {
-    /// Stores the stamped batches of `entries` in `group`'s partition log (cutting
-    /// the batches of a suffix they overwrite first), and says for each entry
-    /// where its batch went. A batch is stored this way unless an entry whose
-    /// batch is copied at apply (an unstamped one) is not applied yet: offsets
-    /// after it are decided at its apply.
-    pub(crate) fn place(
-        &self,
-        wal: &mut Wal,
-        group: GroupId,
-        entries: &[Entry],
-    ) -> Result<Vec<Option<Placed>>> {
-        let Some(first) = entries.first().map(|e| e.index) else {
-            return Ok(Vec::new());
-        };
-        let overwrites = first <= wal.last_index(group);
-        let stamped = entries
-            .iter()
-            .any(|e| weir_core::entry::stamped_batch(&e.data).is_some());
-        let part = if stamped {
-            Some(self.partition_or_create(group)?)
-        } else if overwrites {
-            self.partition(group)
-        } else {
-            None
-        };
-        let Some(part) = part else {
-            return Ok(Vec::new());
+    /// Cuts the stored batches of `group`'s entries from `first` on, which an
+    /// append is about to overwrite. The WAL's records of those entries go
+    /// durably before their batches do: a crash in between must not leave synced
+    /// records whose batches are gone (which opening calls data loss).
+    pub(crate) fn cut_overwritten(&self, wal: &mut Wal, group: GroupId, first: u64) -> Result<()> {
+        let Some(part) = self.partition(group) else {
+            return Ok(());
         };
         let d = &self.durability;
         let mut p = part.lock();
-        if overwrites && p.stores_batches_from(first) {
-            // The WAL's records of the overwritten entries go durably before
-            // their batches do: a crash in between must not leave synced records
-            // whose batches are gone (which opening calls data loss).
+        if p.stores_batches_from(first) {
             d.write_result(wal.forget_from(group, first).and_then(|()| wal.sync_now()))?;
             d.write_result(p.truncate_entries(first, d))?;
         }
+        Ok(())
+    }
+
+    /// Stores the stamped batches of `entries` in `group`'s partition log, and
+    /// says for each entry where its batch went. A batch is stored this way
+    /// unless an entry whose batch is copied at apply (an unstamped one) is not
+    /// applied yet: offsets after it are decided at its apply.
+    ///
+    /// Runs without the WAL's lock, so that the groups of a group commit copy
+    /// their batches in parallel (weir never appends to one group concurrently).
+    pub(crate) fn place(&self, group: GroupId, entries: &[Entry]) -> Result<Vec<Option<Placed>>> {
+        if !entries.iter().any(|e| holds_batch(&e.data)) {
+            return Ok(Vec::new());
+        }
+        let part = self.partition_or_create(group)?;
+        let d = &self.durability;
+        let mut p = part.lock();
         let mut out = Vec::with_capacity(entries.len());
         for e in entries {
             let mut placed = None;
@@ -72,7 +66,7 @@ impl SegmentEngine {
             {
                 placed = Some(d.write_result(p.place(e.index, &h, batch, d))?);
             }
-            if placed.is_none() && weir_core::entry::carries_batch(&e.data) {
+            if placed.is_none() && holds_batch(&e.data) {
                 p.copied_through = p.copied_through.max(e.index);
             }
             out.push(placed);
@@ -92,6 +86,15 @@ impl SegmentEngine {
             .filter_map(|p| p.lock().take_unsynced())
             .collect()
     }
+}
+
+/// Whether an entry's payload is a produce command with a record batch (stamped
+/// or not): only data partitions have them.
+fn holds_batch(data: &[u8]) -> bool {
+    weir_core::entry::carries_batch(data)
+        && data
+            .get(1..)
+            .is_some_and(|b| weir_core::batch::BatchHeader::parse(b).is_ok())
 }
 
 /// Most threads one sync uses for partition logs.
