@@ -76,6 +76,17 @@ impl Segment {
     /// The stored batch whose base offset is `base`, if it has `len` bytes and the
     /// CRC `crc` (what a Raft entry's record says of it) and passes that CRC.
     pub(crate) fn batch_at(&self, base: Offset, len: u32, crc: u32) -> Result<Bytes, Error> {
+        self.checked_batch(base, len, crc)
+            .map(Bytes::copy_from_slice)
+    }
+
+    /// Whether the batch at `base` is stored here as `len` bytes with CRC `crc`
+    /// (and passes it): [`Segment::batch_at`] without the copy.
+    pub(crate) fn has_batch(&self, base: Offset, len: u32, crc: u32) -> bool {
+        self.checked_batch(base, len, crc).is_ok()
+    }
+
+    fn checked_batch(&self, base: Offset, len: u32, crc: u32) -> Result<&[u8], Error> {
         let missing = || {
             Error::Corrupt(format!(
                 "segment {}: no batch of {len} bytes with CRC {crc:#x} at offset {base}",
@@ -90,12 +101,7 @@ impl Segment {
         self.log.will_need(pos, pos + u64::from(len));
         let bytes = &self.log.map[pos as usize..pos as usize + len as usize];
         batch::verify(bytes).map_err(|e| self.corrupt(pos, e))?;
-        Ok(Bytes::copy_from_slice(bytes))
-    }
-
-    /// Whether the batch at `base` is stored here as `len` bytes with CRC `crc`.
-    pub(crate) fn has_batch(&self, base: Offset, len: u32, crc: u32) -> bool {
-        self.batch_at(base, len, crc).is_ok()
+        Ok(bytes)
     }
 
     /// The log file, to sync without holding the partition (group commit).
