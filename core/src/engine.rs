@@ -365,6 +365,27 @@ pub trait PartitionStore: Send + Sync {
     /// I/O failure poisons the engine.
     fn log_delete_prefix(&self, group: GroupId, offset: Offset) -> Result<()>;
 
+    /// How far retention `r` lets the start offset move: an offset at or above
+    /// `start_offset` and at most `next_offset`, the end of a unit of storage the
+    /// engine releases whole (a segment, a batch), decided by
+    /// [`retention_point`](crate::retention::retention_point) over those units.
+    /// The leader asks; every replica then raises its start offset to the answer
+    /// with [`log_delete_prefix`](Self::log_delete_prefix).
+    ///
+    /// The default reads the whole log, every batch a unit
+    /// ([`retention_point_by_reading`](crate::retention::retention_point_by_reading));
+    /// engines that know their units' sizes and timestamps answer without reading.
+    ///
+    /// # Errors
+    /// [`Error::Io`] or [`Error::Corrupt`] on a failed read.
+    fn log_retention_point(
+        &self,
+        group: GroupId,
+        r: crate::retention::Retention,
+    ) -> Result<Offset> {
+        crate::retention::retention_point_by_reading(self, group, r)
+    }
+
     /// Deletes `group`'s partition log entirely.
     ///
     /// # Errors

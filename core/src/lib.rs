@@ -46,6 +46,7 @@ pub mod pipeline;
 pub mod producers;
 pub mod raft;
 pub mod registry;
+pub mod retention;
 mod stamping;
 pub mod transport;
 

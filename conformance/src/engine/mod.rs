@@ -23,12 +23,14 @@ use crate::{CaseResult, Outcome, ensure, ensure_eq};
 mod crash_cases;
 mod log;
 mod raft;
+mod retention;
 mod state;
 mod unified;
 
 pub use crash_cases::*;
 pub use log::*;
 pub use raft::*;
+pub use retention::*;
 pub use state::*;
 pub use unified::*;
 
@@ -162,6 +164,7 @@ pub fn trials<H: EngineHarness + Send + Sync + 'static>(
         log_remove_while_read: Any,
         log_many_batches: Any, log_reopen_keeps_flushed: Reopen,
         log_reopen_after_delete_prefix: Reopen, log_large_batches: Any,
+        log_retention_by_time: Any, log_retention_by_size: Any,
         crash_raft_cut_every_byte: Files, crash_raft_torn_pages: Files,
         crash_raft_garbage_tail: Files, crash_raft_bit_flip: Files,
         crash_log_cut_every_byte: Files, crash_log_torn_pages: Files,

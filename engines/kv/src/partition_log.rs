@@ -1,6 +1,7 @@
 //! The partition log over the store: batches by offset, log state, retention.
 
 use super::*;
+use weir_core::retention::{LogUnit, Retention, retention_point};
 
 impl<S: KvStore> PartitionStore for KvEngine<S> {
     fn log_groups(&self) -> Result<Vec<GroupId>> {
@@ -104,6 +105,32 @@ impl<S: KvStore> PartitionStore for KvEngine<S> {
             batch_key(group, keep_from).to_vec(),
         )];
         self.put_log_state(group, state, ops)
+    }
+
+    fn log_retention_point(&self, group: GroupId, r: Retention) -> Result<Offset> {
+        let state = self.log_state_of(group);
+        if r.is_unlimited() || state.start_offset >= state.next_offset {
+            return Ok(state.start_offset);
+        }
+        // Every batch is a unit; only headers are looked at (nothing is served).
+        let mut units = Vec::new();
+        let from = self.batch_base(group, state.start_offset)?;
+        self.store.scan(
+            Table::Batches,
+            &batch_key(group, from),
+            &batch_key(group, state.next_offset),
+            &mut |_, v| {
+                let h = batch::BatchHeader::parse(v)?;
+                units.push(LogUnit {
+                    next_offset: h.last_offset() + 1,
+                    bytes: v.len() as u64,
+                    max_timestamp: h.max_timestamp,
+                    sealed: true,
+                });
+                Ok(true)
+            },
+        )?;
+        Ok(retention_point(&state, units, r))
     }
 
     fn log_remove(&self, group: GroupId) -> Result<()> {

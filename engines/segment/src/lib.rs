@@ -45,6 +45,7 @@ use bytes::Bytes;
 use parking_lot::{Mutex, RwLock};
 use weir_core::engine::check_append;
 use weir_core::eraftpb::{ConfState, Entry, HardState, SnapshotMetadata};
+use weir_core::retention::Retention;
 use weir_core::{
     Appended, Capabilities, Engine, Error, GroupId, LogState, Offset, PartitionStore, RaftLogStore,
     RaftState, Result,
@@ -422,6 +423,13 @@ impl PartitionStore for SegmentEngine {
         let mut p = p.lock();
         let d = &self.durability;
         d.write_result(p.delete_prefix(offset, keep_from, d))
+    }
+
+    fn log_retention_point(&self, group: GroupId, r: Retention) -> Result<Offset> {
+        Ok(match self.partition(group) {
+            Some(p) => p.lock().retention_point(r),
+            None => 0,
+        })
     }
 
     fn log_remove(&self, group: GroupId) -> Result<()> {

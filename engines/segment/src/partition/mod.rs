@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use bytes::Bytes;
 use weir_core::batch;
 use weir_core::engine::check_read_range;
+use weir_core::retention::{LogUnit, Retention, retention_point};
 use weir_core::{Appended, Error, LogState, Offset};
 
 use crate::durability::Durability;
@@ -315,6 +316,22 @@ impl Partition {
             }
         }
         Ok(Bytes::new())
+    }
+
+    /// Where retention `r` lets the start offset move: whole segments, the tail
+    /// (still written) never by size.
+    pub(crate) fn retention_point(&self, r: Retention) -> Offset {
+        let last = self.segments.len().saturating_sub(1);
+        let units = self.segments.values().enumerate().map(|(i, seg)| {
+            let st = seg.state();
+            LogUnit {
+                next_offset: st.next_offset,
+                bytes: st.end,
+                max_timestamp: st.max_timestamp,
+                sealed: i < last,
+            }
+        });
+        retention_point(&self.state, units, r)
     }
 
     pub(crate) fn find_timestamp(&self, ts: i64) -> Result<Option<Offset>, Error> {
