@@ -3,7 +3,8 @@
 //! The first byte is a tag naming the command; the rest is the command's argument.
 //! Partition groups carry [`TAG_PRODUCE_STAMPED`] (a record batch the leader
 //! stamped with its offsets), [`TAG_PRODUCE`] (a record batch whose offsets are
-//! assigned at apply) and [`TAG_COMPACT`] (an 8-byte big-endian Raft index); the metadata group carries
+//! assigned at apply), [`TAG_COMPACT`] (an 8-byte big-endian Raft index) and
+//! [`TAG_TRIM`] (an 8-byte big-endian offset); the metadata group carries
 //! [`TAG_META`] (a JSON-encoded [`MetaCommand`]). Every replica decodes the same
 //! bytes the same way, so a payload a state machine refuses is refused everywhere.
 
@@ -23,6 +24,11 @@ pub const TAG_COMPACT: u8 = 3;
 /// stamping existed, or while one is in flight) take their offsets at apply.
 pub const TAG_PRODUCE_STAMPED: u8 = 5;
 
+/// A partition group's log trim (retention, DeleteRecords): every replica raises
+/// its partition log's start offset to the offset that follows (8 bytes,
+/// big-endian), clamped to its end.
+pub const TAG_TRIM: u8 = 6;
+
 /// A decoded partition-group entry.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum PartitionEntry<'a> {
@@ -32,6 +38,8 @@ pub(crate) enum PartitionEntry<'a> {
     Stamped(&'a [u8]),
     /// Compact every replica's Raft log through this index.
     Compact(u64),
+    /// Raise every replica's log start offset to this offset.
+    Trim(i64),
 }
 
 /// Encodes a produce request's batch as a partition-group entry payload.
@@ -47,6 +55,14 @@ pub(crate) fn encode_compact(index: u64) -> Vec<u8> {
     let mut v = Vec::with_capacity(9);
     v.push(TAG_COMPACT);
     v.extend_from_slice(&index.to_be_bytes());
+    v
+}
+
+/// Encodes a trim command: raise every replica's log start offset to `offset`.
+pub(crate) fn encode_trim(offset: i64) -> Vec<u8> {
+    let mut v = Vec::with_capacity(9);
+    v.push(TAG_TRIM);
+    v.extend_from_slice(&offset.to_be_bytes());
     v
 }
 
@@ -82,6 +98,10 @@ pub(crate) fn decode_partition(data: &[u8]) -> Result<PartitionEntry<'_>> {
             .try_into()
             .map(|b| PartitionEntry::Compact(u64::from_be_bytes(b)))
             .map_err(|_| Error::Invalid("a compaction entry needs an 8-byte index".into())),
+        Some((&TAG_TRIM, arg)) => arg
+            .try_into()
+            .map(|b| PartitionEntry::Trim(i64::from_be_bytes(b)))
+            .map_err(|_| Error::Invalid("a trim entry needs an 8-byte offset".into())),
         _ => Err(Error::Invalid("not a partition command".into())),
     }
 }
@@ -124,6 +144,9 @@ mod tests {
         let e = encode_compact(42);
         assert_eq!(decode_partition(&e).ok(), Some(PartitionEntry::Compact(42)));
         assert!(decode_partition(&[TAG_COMPACT, 1, 2]).is_err());
+        let e = encode_trim(1234);
+        assert_eq!(decode_partition(&e).ok(), Some(PartitionEntry::Trim(1234)));
+        assert!(decode_partition(&[TAG_TRIM, 1]).is_err());
         assert!(decode_partition(&[]).is_err());
         assert!(decode_partition(&[TAG_META]).is_err());
     }

@@ -297,6 +297,13 @@ impl StateMachine for PartitionMachine {
                 self.skip(index, term)?;
                 Applied::Command
             }
+            PartitionEntry::Trim(offset) => {
+                // Every replica has applied the same entries before this one, so
+                // the clamp to the log's end lands at the same offset everywhere.
+                self.engine.log_delete_prefix(self.group, offset)?;
+                self.skip(index, term)?;
+                Applied::Command
+            }
         };
         if let Some(v) = self.view.as_mut() {
             v.applied(index, self.next_offset);

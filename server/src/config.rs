@@ -205,6 +205,17 @@ pub struct Config {
     pub compact_bytes: u64,
     /// …or this many milliseconds after its last proposal.
     pub compact_interval_ms: u64,
+    /// Broker default for topics without `retention.ms`: records older than this
+    /// many milliseconds (by their timestamps) are deleted, whole segments at a
+    /// time; -1 keeps them (Kafka's `log.retention.ms`; default 7 days).
+    pub retention_ms: i64,
+    /// Broker default for topics without `retention.bytes`: a partition's oldest
+    /// segments are deleted while it holds more; -1 (the default) keeps any size
+    /// (Kafka's `log.retention.bytes`).
+    pub retention_bytes: i64,
+    /// How often each partition leader checks its topic's retention, in
+    /// milliseconds (Kafka's `log.retention.check.interval.ms`; default 5 minutes).
+    pub retention_check_interval_ms: u64,
     /// Segment engine tuning, checked by the engine when it is chosen (see
     /// `weir_engine_segment::Config`).
     pub engine_segment: toml::Table,
@@ -282,6 +293,9 @@ impl Default for Config {
             flush_interval_ms: 1000,
             compact_bytes: 16 << 20,
             compact_interval_ms: 2000,
+            retention_ms: 7 * 24 * 3600 * 1000,
+            retention_bytes: -1,
+            retention_check_interval_ms: 300_000,
             engine_segment: toml::Table::new(),
             engine_rocksdb: toml::Table::new(),
             engine_redb: toml::Table::new(),

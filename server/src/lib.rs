@@ -252,6 +252,11 @@ pub async fn run_prepared(
         Duration::from_millis(config.group_consumer_session_timeout_ms);
     node_cfg.group_consumer_assignor = config.group_consumer_assignor.clone();
     node_cfg.producer_id_expiration = Duration::from_millis(config.producer_id_expiration_ms);
+    node_cfg.retention = u64::try_from(config.retention_ms)
+        .ok()
+        .map(Duration::from_millis);
+    node_cfg.retention_bytes = u64::try_from(config.retention_bytes).ok();
+    node_cfg.retention_check_interval = Duration::from_millis(config.retention_check_interval_ms);
     #[cfg(feature = "negative-controls")]
     {
         node_cfg.unsafe_bypass_leader_check = config.unsafe_bypass_leader_check;

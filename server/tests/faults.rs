@@ -81,7 +81,7 @@ async fn producer(
         let value = (id << 40) | seq;
         seq += 1;
         let partition = (seq % PARTITIONS as u64) as i32;
-        let mut batch = BatchBuilder::new(0)
+        let mut batch = BatchBuilder::new(weir_core::batch::now_ms())
             .record(None, Some(&value.to_be_bytes()))
             .build();
         if let Some((pid, epoch)) = session {
@@ -525,7 +525,7 @@ fn negative_control_bypassed_leader_check_is_caught() {
                 for seq in 0..300u64 {
                     let value = ((node as u64) << 40) | seq;
                     let batch = Bytes::from(
-                        BatchBuilder::new(0)
+                        BatchBuilder::new(weir_core::batch::now_ms())
                             .record(None, Some(&value.to_be_bytes()))
                             .build(),
                     );

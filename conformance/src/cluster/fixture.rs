@@ -22,6 +22,10 @@ pub(super) fn config(id: NodeId, ids: &[NodeId]) -> NodeConfig {
     // Compact often, so that every case also runs over compacted Raft logs.
     c.compact_bytes = 1024;
     c.compact_interval = Duration::from_millis(100);
+    // The cases produce records stamped near time 0, which Kafka's default
+    // retention (7 days) would delete at its first check: retention cases set
+    // their own.
+    c.retention = None;
     c
 }
 

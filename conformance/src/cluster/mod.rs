@@ -22,11 +22,13 @@ mod cases;
 mod faults;
 mod fixture;
 mod recovery;
+mod retention;
 
 pub use cases::*;
 pub use faults::*;
 pub use fixture::*;
 pub use recovery::*;
+pub use retention::*;
 
 /// How the cluster suite makes and restarts each node's engine.
 pub trait ClusterHarness: Send + Sync + 'static {
@@ -163,6 +165,8 @@ where
         cluster_leader_epochs_end_where_the_next_begins,
         cluster_lost_partition_log_is_refused_until_the_loss_is_accepted,
         cluster_randomized_churn,
+        cluster_retention_trims_every_replica_alike,
+        cluster_delete_records_moves_the_low_watermark,
     )
 }
 

@@ -84,6 +84,17 @@ pub struct NodeConfig {
     /// timestamps) is forgotten by that partition (Kafka's
     /// `producer.id.expiration.ms`).
     pub producer_id_expiration: Duration,
+    /// Broker default for topics without `retention.ms`: records older than this
+    /// (by their timestamps) are deleted, whole segments at a time. `None`
+    /// keeps them. Default 7 days, as Kafka's `log.retention.hours`.
+    pub retention: Option<Duration>,
+    /// Broker default for topics without `retention.bytes`: a partition's oldest
+    /// segments are deleted while it holds more. `None` (the default) keeps any
+    /// size.
+    pub retention_bytes: Option<u64>,
+    /// How often the leader of each partition checks its topic's retention
+    /// (Kafka's `log.retention.check.interval.ms`). Default 5 minutes.
+    pub retention_check_interval: Duration,
     /// The descriptors the node may open: the process's open-file limit less those
     /// already open when the node starts (inherited ones count against the limit
     /// too). The node keeps its partitions' files within half of it (the other
@@ -144,6 +155,9 @@ impl NodeConfig {
             group_consumer_session_timeout: Duration::from_secs(45),
             group_consumer_assignor: "uniform".to_string(),
             producer_id_expiration: Duration::from_secs(24 * 3600),
+            retention: Some(Duration::from_secs(7 * 24 * 3600)),
+            retention_bytes: None,
+            retention_check_interval: Duration::from_secs(300),
             open_file_limit: None,
             #[cfg(feature = "negative-controls")]
             unsafe_bypass_leader_check: false,
@@ -187,6 +201,11 @@ impl NodeConfig {
                 "group_partitions = {} must be at least 1",
                 self.group_partitions
             )));
+        }
+        if self.retention_check_interval.is_zero() {
+            return Err(Error::Config(
+                "retention_check_interval must be positive".into(),
+            ));
         }
         if self.heartbeat_ticks == 0 || self.election_ticks <= self.heartbeat_ticks {
             return Err(Error::Config(

@@ -175,10 +175,14 @@ impl Node {
             "timing group coordinators".into(),
             crate::groups::run_timers(WeakNode(Arc::downgrade(&node.inner))),
         );
+        let retention = fatal.spawn_supervised(
+            "enforcing retention".into(),
+            crate::pipeline::trim::run_retention(WeakNode(Arc::downgrade(&node.inner))),
+        );
         node.inner
             .tasks
             .lock()
-            .extend([reconcile, register, timers]);
+            .extend([reconcile, register, timers, retention]);
         Ok(node)
     }
 

@@ -9,12 +9,14 @@
 //! * [`offsets`] — offset lookups (earliest, latest, by timestamp).
 //! * [`topics`] — create and delete topics through the metadata group; the leader,
 //!   in-sync replicas and controller as clients are told of them.
+//! * [`trim`] — delete a partition's oldest records (DeleteRecords, retention).
 
 pub(crate) mod budget;
 pub mod fetch;
 pub mod offsets;
 pub mod produce;
 pub mod topics;
+pub mod trim;
 
 pub use budget::ProduceCredit;
 pub use fetch::{FetchPartition, Fetched};

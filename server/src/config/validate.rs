@@ -64,6 +64,16 @@ impl Config {
             self.group_consumer_assignor
         );
         anyhow::ensure!(
+            self.retention_ms >= -1 && self.retention_bytes >= -1,
+            "retention_ms ({}) and retention_bytes ({}) must be -1 (no limit) or non-negative",
+            self.retention_ms,
+            self.retention_bytes
+        );
+        anyhow::ensure!(
+            self.retention_check_interval_ms >= 1,
+            "retention_check_interval_ms must be at least 1"
+        );
+        anyhow::ensure!(
             self.default_replication >= 1,
             "default_replication must be at least 1"
         );
