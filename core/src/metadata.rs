@@ -213,6 +213,14 @@ pub enum MetaCommand {
         /// The name.
         name: String,
     },
+    /// Replaces a topic's configs whole (AlterConfigs, IncrementalAlterConfigs).
+    /// Ignored when the topic does not exist.
+    AlterTopicConfigs {
+        /// The topic.
+        name: String,
+        /// Its new configs.
+        configs: BTreeMap<String, String>,
+    },
     /// A replica became leader of a partition group.
     LeaderChanged {
         /// The group.
@@ -295,6 +303,11 @@ impl MetadataMachine {
             MetaCommand::DeleteTopic { name } => {
                 if let Some(t) = st.topics.remove(&name) {
                     st.topic_ids.remove(&t.id);
+                }
+            }
+            MetaCommand::AlterTopicConfigs { name, configs } => {
+                if let Some(t) = st.topics.get_mut(&name) {
+                    t.configs = configs;
                 }
             }
             MetaCommand::AllocateProducerIds { node } => {

@@ -407,7 +407,7 @@ impl Node {
     }
 
     /// The node's configuration.
-    pub(crate) fn config(&self) -> &NodeConfig {
+    pub fn config(&self) -> &NodeConfig {
         &self.inner.cfg
     }
 

@@ -33,7 +33,9 @@ pub fn validate_topic_name(name: &str) -> Result<()> {
 
 /// Checks the values of the topic configs weir acts on: `message.timestamp.type`
 /// is `CreateTime` or `LogAppendTime`; `message.timestamp.before.max.ms` and
-/// `after.max.ms` are milliseconds (a non-negative integer).
+/// `after.max.ms` are milliseconds (a non-negative integer); `retention.ms` and
+/// `retention.bytes` are -1 (no limit) or non-negative; `cleanup.policy` is a
+/// list of `delete` and `compact`.
 ///
 /// # Errors
 /// [`Error::Config`] naming the config and the value (Kafka's INVALID_CONFIG).
@@ -44,6 +46,10 @@ pub fn validate_topic_configs(configs: &BTreeMap<String, String>) -> Result<()> 
             "message.timestamp.before.max.ms" | "message.timestamp.after.max.ms" => {
                 v.trim().parse::<i64>().is_ok_and(|ms| ms >= 0)
             }
+            "retention.ms" | "retention.bytes" => v.trim().parse::<i64>().is_ok_and(|n| n >= -1),
+            "cleanup.policy" => v
+                .split(',')
+                .all(|p| matches!(p.trim(), "delete" | "compact")),
             _ => true,
         };
         if !ok {
@@ -248,6 +254,44 @@ impl Node {
         };
         self.propose_meta(cmd, timeout, |m| !m.topics.contains_key(name))
             .await
+    }
+
+    /// Replaces the configs of topic `name` with `configs` through group 0 and
+    /// waits until this node has applied them (AlterConfigs; IncrementalAlterConfigs
+    /// computes the whole new set from the current one). With `validate_only`,
+    /// only checks.
+    ///
+    /// # Errors
+    /// [`Error::NotFound`], [`Error::InvalidTopic`] for an internal topic, those of
+    /// [`validate_topic_configs`], [`Error::Timeout`].
+    pub async fn alter_topic_configs(
+        &self,
+        name: &str,
+        configs: BTreeMap<String, String>,
+        validate_only: bool,
+        timeout: Duration,
+    ) -> Result<()> {
+        match self.metadata().topics.get(name) {
+            None => return Err(Error::NotFound(format!("topic {name}"))),
+            Some(t) if t.is_internal() => {
+                return Err(Error::InvalidTopic(format!(
+                    "{name} is internal: the cluster sets its configs"
+                )));
+            }
+            Some(_) => {}
+        }
+        validate_topic_configs(&configs)?;
+        if validate_only {
+            return Ok(());
+        }
+        let cmd = MetaCommand::AlterTopicConfigs {
+            name: name.to_string(),
+            configs: configs.clone(),
+        };
+        self.propose_meta(cmd, timeout, |m| {
+            m.topics.get(name).is_none_or(|t| t.configs == configs)
+        })
+        .await
     }
 
     /// Proposes a metadata command (again every few ticks, as proposals can be lost

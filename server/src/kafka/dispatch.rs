@@ -28,6 +28,9 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::CreateTopics, 2, 7),
     (ApiKey::DeleteTopics, 1, 6),
     (ApiKey::DescribeConfigs, 1, 4),
+    (ApiKey::AlterConfigs, 0, 2),
+    (ApiKey::IncrementalAlterConfigs, 0, 1),
+    (ApiKey::DeleteRecords, 0, 2),
     // Consumer groups (classic protocol). OffsetFetch 8-9 batch several groups.
     (ApiKey::JoinGroup, 0, 9),
     (ApiKey::SyncGroup, 0, 5),
@@ -184,6 +187,21 @@ pub async fn start<'a>(
             Some(ResponseKind::DescribeConfigs(handlers::configs::describe(
                 r, ctx,
             )))
+        }),
+        RequestKind::AlterConfigs(r) => respond(req, async move {
+            Some(ResponseKind::AlterConfigs(
+                handlers::alter_configs::alter(r, ctx).await,
+            ))
+        }),
+        RequestKind::IncrementalAlterConfigs(r) => respond(req, async move {
+            Some(ResponseKind::IncrementalAlterConfigs(
+                handlers::alter_configs::incremental(r, ctx).await,
+            ))
+        }),
+        RequestKind::DeleteRecords(r) => respond(req, async move {
+            Some(ResponseKind::DeleteRecords(
+                handlers::records::delete(r, ctx).await,
+            ))
         }),
         RequestKind::FindCoordinator(r) => respond(req, async move {
             Some(ResponseKind::FindCoordinator(

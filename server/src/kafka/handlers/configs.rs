@@ -45,7 +45,7 @@ const KNOWN: &[Known] = &[
         name: "cleanup.policy",
         broker: "log.cleanup.policy",
         kind: kind::LIST,
-        doc: "delete: old data goes by retention (weir does not delete anything yet; compaction is not offered)",
+        doc: "delete: old records go by retention.ms and retention.bytes; compact: accepted and stored, but weir does not compact yet (such a topic keeps every record unless delete is listed too)",
     },
     Known {
         name: "compression.type",
@@ -81,13 +81,13 @@ const KNOWN: &[Known] = &[
         name: "retention.ms",
         broker: "log.retention.ms",
         kind: kind::LONG,
-        doc: "-1: weir keeps every record (time-based retention is not implemented yet)",
+        doc: "records older than this many milliseconds (by their timestamps) are deleted, whole segments at a time; -1 keeps them",
     },
     Known {
         name: "retention.bytes",
         broker: "log.retention.bytes",
         kind: kind::LONG,
-        doc: "-1: weir keeps every record (size-based retention is not implemented yet)",
+        doc: "a partition's oldest segments are deleted while it holds more than this many bytes (the segment being written stays); -1 keeps any size",
     },
     Known {
         name: "unclean.leader.election.enable",
@@ -96,6 +96,18 @@ const KNOWN: &[Known] = &[
         doc: "false: a partition's leader is elected by Raft and always holds every committed record",
     },
 ];
+
+/// The broker's default `retention.ms`, -1 for none.
+fn retention_ms(cfg: &weir_core::NodeConfig) -> i64 {
+    cfg.retention
+        .map_or(-1, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+/// The broker's default `retention.bytes`, -1 for none.
+fn retention_bytes(cfg: &weir_core::NodeConfig) -> i64 {
+    cfg.retention_bytes
+        .map_or(-1, |b| i64::try_from(b).unwrap_or(i64::MAX))
+}
 
 /// A topic config's value when the topic does not set it, and its source.
 fn default_of(name: &str, ctx: &Context) -> (String, i8) {
@@ -110,7 +122,14 @@ fn default_of(name: &str, ctx: &Context) -> (String, i8) {
         "message.timestamp.before.max.ms" | "message.timestamp.after.max.ms" => {
             (i64::MAX.to_string(), source::DEFAULT)
         }
-        "retention.ms" | "retention.bytes" => ("-1".into(), source::DEFAULT),
+        "retention.ms" => (
+            retention_ms(ctx.node.config()).to_string(),
+            source::STATIC_BROKER,
+        ),
+        "retention.bytes" => (
+            retention_bytes(ctx.node.config()).to_string(),
+            source::STATIC_BROKER,
+        ),
         _ => ("false".into(), source::DEFAULT),
     }
 }
@@ -225,7 +244,8 @@ fn broker(name: &str, req: &DescribeConfigsRequest, ctx: &Context) -> Described 
             format!("this is broker {id}: ask broker {name} for its own configs"),
         ));
     }
-    let settings: [(&str, String, i8, &str); 7] = [
+    let cfg = ctx.node.config();
+    let settings: [(&str, String, i8, &str); 10] = [
         (
             "broker.id",
             id.clone(),
@@ -261,6 +281,24 @@ fn broker(name: &str, req: &DescribeConfigsRequest, ctx: &Context) -> Described 
             ctx.max_request_bytes.to_string(),
             kind::INT,
             "the largest request accepted (max_request_bytes)",
+        ),
+        (
+            "log.retention.ms",
+            retention_ms(cfg).to_string(),
+            kind::LONG,
+            "retention.ms of topics that do not set it (retention_ms)",
+        ),
+        (
+            "log.retention.bytes",
+            retention_bytes(cfg).to_string(),
+            kind::LONG,
+            "retention.bytes of topics that do not set it (retention_bytes)",
+        ),
+        (
+            "log.retention.check.interval.ms",
+            cfg.retention_check_interval.as_millis().to_string(),
+            kind::LONG,
+            "how often partition leaders apply retention (retention_check_interval_ms)",
         ),
         (
             "log.message.timestamp.type",

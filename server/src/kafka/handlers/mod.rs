@@ -2,6 +2,7 @@
 //! Each handler takes the decoded request, its version and the [`Context`], and
 //! returns the response; none of them frames, decodes or encodes.
 
+pub mod alter_configs;
 pub mod configs;
 pub mod consumer_groups;
 pub mod fetch;
@@ -12,6 +13,7 @@ pub mod metadata;
 pub mod offsets;
 pub mod produce;
 pub mod producers;
+pub mod records;
 pub mod topics;
 
 use std::collections::BTreeMap;
