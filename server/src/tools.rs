@@ -45,6 +45,18 @@ pub enum TopicsCommand {
         /// The topic.
         name: String,
     },
+    /// Delete a partition's oldest records (DeleteRecords): its log start moves
+    /// to `--before`, and consumers below it reset per `auto.offset.reset`.
+    Trim {
+        /// The topic.
+        name: String,
+        /// The partition.
+        #[arg(long, short)]
+        partition: i32,
+        /// The first offset to keep; `end` deletes every record written so far.
+        #[arg(long)]
+        before: String,
+    },
 }
 
 /// Codecs `weir produce --compression` can write.
@@ -237,6 +249,20 @@ pub async fn topics(bootstrap: String, command: TopicsCommand) -> anyhow::Result
         TopicsCommand::Delete { name } => {
             c.delete_topic(&name).await?;
             println!("deleted {name}");
+        }
+        TopicsCommand::Trim {
+            name,
+            partition,
+            before,
+        } => {
+            let offset = match before.as_str() {
+                "end" => -1,
+                n => n.parse::<i64>().ok().filter(|o| *o >= 0).ok_or_else(|| {
+                    anyhow::anyhow!("--before {n:?}: expected an offset (0 or more) or `end`")
+                })?,
+            };
+            let start = c.delete_records(&name, partition, offset).await?;
+            println!("{name}-{partition}: log starts at offset {start}");
         }
     }
     Ok(())

@@ -49,6 +49,54 @@ impl Client {
         Ok(p.offset)
     }
 
+    /// Deletes a partition's records below `before` (-1: all of them, up to the
+    /// high watermark) through its leader (DeleteRecords); returns the new log
+    /// start offset.
+    ///
+    /// # Errors
+    /// Kafka errors, named.
+    pub async fn delete_records(
+        &mut self,
+        topic: &str,
+        partition: i32,
+        before: i64,
+    ) -> anyhow::Result<i64> {
+        let leader = self.leader(topic, partition).await?;
+        let req = DeleteRecordsRequest::default()
+            .with_timeout_ms(30_000)
+            .with_topics(vec![
+                delete_records_request::DeleteRecordsTopic::default()
+                    .with_name(name(topic))
+                    .with_partitions(vec![
+                        delete_records_request::DeleteRecordsPartition::default()
+                            .with_partition_index(partition)
+                            .with_offset(before),
+                    ]),
+            ]);
+        let ResponseKind::DeleteRecords(r) = self
+            .call(
+                &leader,
+                ApiKey::DeleteRecords,
+                DELETE_RECORDS_V,
+                RequestKind::DeleteRecords(req),
+            )
+            .await?
+        else {
+            bail!("unexpected response to DeleteRecords");
+        };
+        let p = r
+            .topics
+            .first()
+            .and_then(|t| t.partitions.first())
+            .context("empty DeleteRecords response")?;
+        if p.error_code != 0 {
+            let what = kafka_protocol::error::ResponseError::try_from_code(p.error_code)
+                .map_or_else(|| format!("error {}", p.error_code), |e| format!("{e:?}"));
+            bail!("deleting records of {topic}-{partition} below {before}: {what}");
+        }
+        Ok(p.low_watermark)
+    }
+
     /// Fetches record batches from `offset`, waiting up to `wait` for data.
     /// Returns the raw batches and the high watermark.
     ///

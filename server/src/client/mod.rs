@@ -33,6 +33,7 @@ const FETCH_V: i16 = 11;
 const LIST_OFFSETS_V: i16 = 5;
 const CREATE_V: i16 = 5;
 const DELETE_V: i16 = 4;
+const DELETE_RECORDS_V: i16 = 2;
 
 struct Conn {
     stream: Framed<TcpStream, LengthDelimitedCodec>,

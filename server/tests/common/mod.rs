@@ -101,6 +101,33 @@ pub fn weir(args: &[&str]) -> (bool, String) {
     )
 }
 
+/// [`weir`] with `input` on its standard input.
+pub fn weir_stdin(args: &[&str], input: &str) -> (bool, String) {
+    use std::io::Write as _;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_weir"))
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
 /// `weir serve` processes forming a static cluster.
 pub struct Cluster {
     pub nodes: Vec<Option<Child>>,
