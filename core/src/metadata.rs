@@ -11,9 +11,17 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
+use raft::eraftpb::SnapshotMetadata;
+
+use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::ids::{GroupId, NodeId};
 use crate::raft::driver::{Applied, StateMachine};
+
+mod snapshot;
+
+pub(crate) use snapshot::MetaLogPolicy;
+use snapshot::snapshot_source;
 
 /// A broker as registered in metadata.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -241,19 +249,36 @@ pub enum MetaCommand {
 /// How many producer ids a node is given at a time.
 pub const PRODUCER_ID_BLOCK: i64 = 1000;
 
-/// Group 0's state machine: applies commands and publishes each new state.
+/// Group 0's state machine: applies commands and publishes each new state;
+/// checkpoints it and compacts its own Raft log (see [`snapshot`]).
 pub(crate) struct MetadataMachine {
     state: Metadata,
     publish: watch::Sender<Arc<Metadata>>,
+    engine: Arc<dyn Engine>,
+    policy: MetaLogPolicy,
+    /// Term of the last applied entry.
+    term: u64,
+    /// Index of the last checkpoint written.
+    checkpointed: u64,
 }
 
 impl MetadataMachine {
-    pub(crate) fn new() -> (MetadataMachine, watch::Receiver<Arc<Metadata>>) {
-        let (tx, rx) = watch::channel(Arc::new(Metadata::default()));
+    fn with_state(
+        engine: Arc<dyn Engine>,
+        policy: MetaLogPolicy,
+        state: Metadata,
+        term: u64,
+        checkpointed: u64,
+    ) -> (MetadataMachine, watch::Receiver<Arc<Metadata>>) {
+        let (tx, rx) = watch::channel(Arc::new(state.clone()));
         (
             MetadataMachine {
-                state: Metadata::default(),
+                state,
                 publish: tx,
+                engine,
+                policy,
+                term,
+                checkpointed,
             },
             rx,
         )
@@ -330,19 +355,45 @@ impl MetadataMachine {
 }
 
 impl StateMachine for MetadataMachine {
-    fn apply(&mut self, index: u64, _term: u64, data: &[u8]) -> Result<Applied> {
+    fn apply(&mut self, index: u64, term: u64, data: &[u8]) -> Result<Applied> {
         let cmd = crate::entry::decode_meta(data)?;
         self.apply_command(cmd);
         self.state.applied = index;
+        self.term = term;
         Ok(Applied::Command)
     }
 
-    fn skip(&mut self, index: u64, _term: u64) -> Result<()> {
+    fn skip(&mut self, index: u64, term: u64) -> Result<()> {
         self.state.applied = index;
+        self.term = term;
+        Ok(())
+    }
+
+    fn check_snapshot(&self, data: &[u8]) -> Result<()> {
+        snapshot::check(data)
+    }
+
+    fn snapshot_source(&self) -> Option<crate::raft::storage::SnapshotSource> {
+        Some(snapshot_source(self.publish.subscribe()))
+    }
+
+    fn restore(&mut self, meta: &SnapshotMetadata, data: &[u8]) -> Result<()> {
+        self.install(meta, data)?;
+        self.publish_state();
         Ok(())
     }
 
     fn after_apply(&mut self) -> Result<()> {
+        if self.state.applied >= self.checkpointed + self.policy.checkpoint_every {
+            self.checkpoint()?;
+        }
+        self.publish_state();
+        Ok(())
+    }
+}
+
+impl MetadataMachine {
+    fn publish_state(&self) {
         let next = Arc::new(self.state.clone());
         self.publish.send_if_modified(|cur| {
             if **cur != *next {
@@ -352,6 +403,5 @@ impl StateMachine for MetadataMachine {
                 false
             }
         });
-        Ok(())
     }
 }

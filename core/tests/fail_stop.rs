@@ -203,12 +203,32 @@ async fn a_snapshot_from_a_peer_is_refused_without_stopping_the_node() {
         ..Message::default()
     };
     msg.set_snapshot(snapshot);
-    node.inbound().deliver(2, vec![GroupMessage { group, msg }]);
+    node.inbound().deliver(
+        2,
+        vec![GroupMessage {
+            group,
+            msg: msg.clone(),
+        }],
+    );
+    // The metadata group installs snapshots, but not one whose data does not
+    // decode.
+    msg.mut_snapshot().data = vec![1, 0xff, 0xff, 0xff].into();
+    node.inbound().deliver(
+        2,
+        vec![GroupMessage {
+            group: GroupId::METADATA,
+            msg,
+        }],
+    );
 
-    // The node still serves the partition, and never stopped.
+    // The node still serves the partition and changes metadata, and never
+    // stopped.
     produce_eventually(&node)
         .await
         .expect("produce after the snapshot");
+    node.create_topic("t2", 1, 1, Default::default(), Duration::from_secs(10))
+        .await
+        .expect("metadata after the snapshot");
     assert_eq!(node.fatal_error(), None);
     node.shutdown().await;
 }

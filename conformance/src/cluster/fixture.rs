@@ -26,6 +26,10 @@ pub(super) fn config(id: NodeId, ids: &[NodeId]) -> NodeConfig {
     // retention (7 days) would delete at its first check: retention cases set
     // their own.
     c.retention = None;
+    // Checkpoint and compact the metadata log often, so that every case also
+    // runs over a compacted one (and restarts load its checkpoint).
+    c.metadata_checkpoint_entries = 20;
+    c.metadata_keep_entries = 10;
     c
 }
 

@@ -23,12 +23,14 @@ mod faults;
 mod fixture;
 mod recovery;
 mod retention;
+mod snapshots;
 
 pub use cases::*;
 pub use faults::*;
 pub use fixture::*;
 pub use recovery::*;
 pub use retention::*;
+pub use snapshots::*;
 
 /// How the cluster suite makes and restarts each node's engine.
 pub trait ClusterHarness: Send + Sync + 'static {
@@ -167,6 +169,7 @@ where
         cluster_randomized_churn,
         cluster_retention_trims_every_replica_alike,
         cluster_delete_records_moves_the_low_watermark,
+        cluster_metadata_snapshot_brings_back_a_lagging_node,
     )
 }
 

@@ -95,6 +95,14 @@ pub struct NodeConfig {
     /// How often the leader of each partition checks its topic's retention
     /// (Kafka's `log.retention.check.interval.ms`). Default 5 minutes.
     pub retention_check_interval: Duration,
+    /// The metadata group checkpoints its state after this many applied entries
+    /// and compacts its Raft log below the checkpoint (docs/snapshots.md), so
+    /// that its log stays bounded. Default 1000.
+    pub metadata_checkpoint_entries: u64,
+    /// Entries of the metadata group's Raft log kept below its last checkpoint,
+    /// for followers a little behind; one further behind gets a snapshot.
+    /// Default 500.
+    pub metadata_keep_entries: u64,
     /// The descriptors the node may open: the process's open-file limit less those
     /// already open when the node starts (inherited ones count against the limit
     /// too). The node keeps its partitions' files within half of it (the other
@@ -158,6 +166,8 @@ impl NodeConfig {
             retention: Some(Duration::from_secs(7 * 24 * 3600)),
             retention_bytes: None,
             retention_check_interval: Duration::from_secs(300),
+            metadata_checkpoint_entries: 1000,
+            metadata_keep_entries: 500,
             open_file_limit: None,
             #[cfg(feature = "negative-controls")]
             unsafe_bypass_leader_check: false,
@@ -201,6 +211,11 @@ impl NodeConfig {
                 "group_partitions = {} must be at least 1",
                 self.group_partitions
             )));
+        }
+        if self.metadata_checkpoint_entries == 0 {
+            return Err(Error::Config(
+                "metadata_checkpoint_entries must be at least 1".into(),
+            ));
         }
         if self.retention_check_interval.is_zero() {
             return Err(Error::Config(

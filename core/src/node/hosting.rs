@@ -77,7 +77,10 @@ impl Inner {
         };
         cfg.validate()
             .map_err(|err| Error::Config(format!("{group}: {err}")))?;
-        let storage = EngineStorage::new(e.clone(), group);
+        let mut storage = EngineStorage::new(e.clone(), group);
+        if let Some(source) = sm.snapshot_source() {
+            storage.set_snapshot_source(source);
+        }
         let mut node = RawNode::new(&cfg, storage, &logger(self.cfg.id, group))
             .map_err(|err| Error::Corrupt(format!("{group}: cannot start Raft: {err}")))?;
         if state.conf_state.voters == [self.cfg.id] && state.conf_state.learners.is_empty() {

@@ -27,7 +27,7 @@ use crate::engine::Engine;
 use crate::error::{Error, LeaderHint, Result};
 use crate::groups::Coordinators;
 use crate::ids::{GroupId, NodeId};
-use crate::metadata::{Metadata, MetadataMachine, PartitionMeta};
+use crate::metadata::{MetaLogPolicy, Metadata, MetadataMachine, PartitionMeta};
 use crate::pipeline::budget::ProduceBudget;
 use crate::raft::driver::{GroupHandle, GroupMsg, GroupStatus, Role};
 use crate::raft::fatal::Fatal;
@@ -139,7 +139,11 @@ impl Node {
         let (writer, writer_thread) =
             Writer::spawn(engine.clone(), transport.clone(), fatal.clone())
                 .map_err(|e| Error::io("starting the Raft writer thread", e))?;
-        let (machine, meta) = MetadataMachine::new();
+        let policy = MetaLogPolicy {
+            checkpoint_every: cfg.metadata_checkpoint_entries,
+            keep: cfg.metadata_keep_entries,
+        };
+        let (machine, meta, meta_applied) = MetadataMachine::open(engine.clone(), policy)?;
         let cfg_budget = cfg.max_pending_produce_bytes;
         let space = Arc::new(space::Space::new(engine.clone(), cfg.min_free_bytes));
         let inner = Arc::new(Inner {
@@ -160,7 +164,7 @@ impl Node {
             producer_ids: tokio::sync::Mutex::new((0, 0)),
         });
         let voters = inner.cfg.voters.clone();
-        inner.start_group(GroupId::METADATA, &voters, 0, machine, None)?;
+        inner.start_group(GroupId::METADATA, &voters, meta_applied, machine, None)?;
         let node = Node { inner };
         let fatal = &node.inner.fatal;
         let reconcile = fatal.spawn_supervised(

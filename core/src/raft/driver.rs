@@ -172,6 +172,31 @@ pub(crate) trait StateMachine: Send + 'static {
         Ok(())
     }
 
+    /// Whether this group would install a snapshot carrying `data` (checked
+    /// before raft-rs sees the message): a group that installs no snapshots,
+    /// or data that does not decode, is refused, and the node keeps running.
+    fn check_snapshot(&self, _data: &[u8]) -> Result<()> {
+        Err(Error::Unsupported(
+            "this group does not install snapshots yet".into(),
+        ))
+    }
+
+    /// What the leader sends a follower that needs compacted entries, for
+    /// groups that accept snapshots.
+    fn snapshot_source(&self) -> Option<crate::raft::storage::SnapshotSource> {
+        None
+    }
+
+    /// Replaces the state with a leader's snapshot (`meta`, and `data` from
+    /// [`StateMachine::snapshot_source`] on the leader), durably, before the
+    /// driver resets the Raft log to it.
+    fn restore(&mut self, meta: &raft::eraftpb::SnapshotMetadata, _data: &[u8]) -> Result<()> {
+        Err(Error::Unsupported(format!(
+            "installing a Raft snapshot (index {})",
+            meta.index
+        )))
+    }
+
     /// On the leader, after each Ready: a command that compacts every replica's Raft
     /// log, if one is due. `matched` is the lowest index every replica has.
     /// The default never compacts (the metadata group is rebuilt from its whole log).
@@ -290,6 +315,10 @@ struct Driver<S: StateMachine> {
     unfinished: Option<Unfinished>,
     /// Counts this group as waiting for space while the disk is full.
     stalled: Option<Stalled>,
+    /// Peers sent a snapshot in the last Ready, reported to raft-rs after it.
+    snapshots_sent: Vec<NodeId>,
+    /// A snapshot installed here: its index, applied once it is persisted.
+    installed_snapshot: Option<u64>,
 }
 
 /// Starts a group's task on the current tokio runtime.
@@ -311,6 +340,8 @@ pub(crate) fn spawn<S: StateMachine>(
         was_leader: false,
         unfinished: None,
         stalled: None,
+        snapshots_sent: Vec::new(),
+        installed_snapshot: None,
     };
     let what = format!("the Raft driver of {}", driver.p.group);
     let task = driver.p.fatal.clone().spawn_supervised(what, driver.run());
@@ -412,6 +443,11 @@ impl<S: StateMachine> Driver<S> {
         if self.stalled.take().is_some() {
             tracing::info!(group = %self.p.group, "space was freed: writes resume");
         }
+        for to in std::mem::take(&mut self.snapshots_sent) {
+            self.p
+                .node
+                .report_snapshot(to, raft::SnapshotStatus::Finish);
+        }
         self.publish();
         self.notice_leadership();
         Turn::Go
@@ -434,22 +470,28 @@ impl<S: StateMachine> Driver<S> {
             }
             GroupMsg::Step(m) => {
                 self.inbox.fetch_sub(peer_bytes(&m), Ordering::Relaxed);
-                if m.msg_type == MessageType::MsgSnapshot {
-                    // weir installs no snapshots yet (its leaders never send one:
-                    // the Raft log is compacted only through what every replica
-                    // has). A peer that sends one anyway is refused; it must never
-                    // stop this node.
+                let refused = (m.msg_type == MessageType::MsgSnapshot)
+                    .then(|| self.sm.check_snapshot(&m.get_snapshot().data).err())
+                    .flatten();
+                if let Some(why) = refused {
+                    // Partition groups install no snapshots yet (their leaders
+                    // never send one: their Raft log is compacted only through
+                    // what every replica has). A snapshot refused here never
+                    // reaches raft-rs: it must never stop this node.
                     tracing::warn!(
                         group = %self.p.group, from = m.from, term = m.term,
-                        index = m.get_snapshot().get_metadata().index,
-                        "refused a Raft snapshot from a peer: snapshots are not supported yet"
+                        index = m.get_snapshot().get_metadata().index, error = %why,
+                        "refused a Raft snapshot from a peer"
                     );
                 } else if let Err(e) = self.p.node.step(m) {
                     tracing::debug!(group = %self.p.group, error = %e, "dropped a Raft message");
                 }
             }
             GroupMsg::Unreachable(peer) => self.p.node.report_unreachable(peer),
-            GroupMsg::Persisted(number) => self.p.node.on_persist_ready(number),
+            GroupMsg::Persisted(number) => {
+                self.p.node.on_persist_ready(number);
+                self.apply_installed_snapshot();
+            }
             GroupMsg::TransferLeader(to) => self.p.node.transfer_leader(to),
             GroupMsg::Campaign => {
                 let _ = self.p.node.campaign();
@@ -479,9 +521,15 @@ impl<S: StateMachine> Driver<S> {
         }
     }
 
-    fn send(&self, msgs: Vec<Message>) {
+    fn send(&mut self, msgs: Vec<Message>) {
         let mut by_peer: HashMap<NodeId, Vec<GroupMessage>> = HashMap::new();
         for msg in msgs {
+            if msg.msg_type == MessageType::MsgSnapshot {
+                // The state travels in the message: once handed to the transport
+                // it is sent. If it is lost, the follower never acknowledges it,
+                // and the leader probes again and sends another.
+                self.snapshots_sent.push(msg.to);
+            }
             by_peer.entry(msg.to).or_default().push(GroupMessage {
                 group: self.p.group,
                 msg,

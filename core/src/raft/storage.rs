@@ -13,6 +13,11 @@ use crate::ids::GroupId;
 /// The most entry bytes [`EngineStorage`] keeps in memory per group.
 const RECENT_BYTES: usize = 32 << 20;
 
+/// What a group's leader sends in a snapshot: the index its state reflects
+/// (applied here, so its term is in the Raft log) and the state, encoded.
+pub(crate) type SnapshotSource =
+    Arc<dyn Fn() -> crate::error::Result<(u64, Vec<u8>)> + Send + Sync>;
+
 /// One group's view of the engine, as raft-rs reads it. Writes do not go through
 /// here: the driver writes to the engine directly, and they are visible at once.
 ///
@@ -28,6 +33,8 @@ pub(crate) struct EngineStorage {
     /// Consecutive entries written by this replica and not yet applied.
     recent: VecDeque<Entry>,
     recent_bytes: usize,
+    /// Where snapshots come from (groups that send them).
+    snapshots: Option<SnapshotSource>,
 }
 
 impl EngineStorage {
@@ -38,7 +45,13 @@ impl EngineStorage {
             group,
             recent: VecDeque::new(),
             recent_bytes: 0,
+            snapshots: None,
         }
+    }
+
+    /// Lets this group's leader send snapshots of what `source` gives.
+    pub(crate) fn set_snapshot_source(&mut self, source: SnapshotSource) {
+        self.snapshots = Some(source);
     }
 
     /// Remembers entries just written to the engine (which replaced any entries
@@ -139,12 +152,30 @@ impl raft::Storage for EngineStorage {
         Ok(self.engine.raft_last_index(self.group)?)
     }
 
-    fn snapshot(&self, _request_index: u64, _to: u64) -> raft::Result<Snapshot> {
-        // weir does not compact Raft logs past what every replica has, so snapshots
-        // are never needed yet; see the Raft issue's notes.
-        Err(raft::Error::Store(
-            StorageError::SnapshotTemporarilyUnavailable,
-        ))
+    fn snapshot(&self, request_index: u64, to: u64) -> raft::Result<Snapshot> {
+        // Partition groups compact their Raft logs only through what every
+        // replica has, so they never need one (docs/snapshots.md, step 2).
+        let unavailable = || raft::Error::Store(StorageError::SnapshotTemporarilyUnavailable);
+        let Some(source) = &self.snapshots else {
+            return Err(unavailable());
+        };
+        let (index, data) = source().map_err(|e| {
+            tracing::warn!(group = %self.group, error = %e, "no snapshot for a lagging follower");
+            unavailable()
+        })?;
+        if index == 0 || index < request_index {
+            return Err(unavailable());
+        }
+        let mut snap = Snapshot {
+            data: data.into(),
+            ..Snapshot::default()
+        };
+        let meta = snap.mut_metadata();
+        meta.index = index;
+        meta.term = self.engine.raft_term(self.group, index)?;
+        meta.set_conf_state(self.engine.raft_state(self.group)?.conf_state);
+        tracing::info!(group = %self.group, index, to, bytes = snap.data.len(), "sending a snapshot");
+        Ok(snap)
     }
 }
 

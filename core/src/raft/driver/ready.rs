@@ -30,7 +30,7 @@ impl<S: StateMachine> Driver<S> {
                 self.send(rd.take_messages());
             }
             if !rd.snapshot().is_empty() {
-                return Err(Error::Unsupported("installing Raft snapshots".into()));
+                self.install_snapshot(rd.snapshot())?;
             }
             let committed = rd.take_committed_entries();
             let u = Unfinished {
@@ -43,6 +43,33 @@ impl<S: StateMachine> Driver<S> {
             self.finish_ready(u)?;
         }
         Ok(())
+    }
+
+    /// Installs a leader's snapshot (docs/snapshots.md): the state machine takes
+    /// its state and checkpoints it, then the Raft log is reset to it. Its index
+    /// becomes the applied index once the Ready is persisted.
+    fn install_snapshot(&mut self, snap: &raft::eraftpb::Snapshot) -> Result<()> {
+        let meta = snap.get_metadata();
+        self.sm.restore(meta, &snap.data)?;
+        self.p.engine.raft_apply_snapshot(self.p.group, meta)?;
+        self.p.node.mut_store().forget_through(u64::MAX);
+        self.installed_snapshot = Some(meta.index);
+        Ok(())
+    }
+
+    /// Moves the applied index to an installed snapshot's once raft-rs counts it
+    /// persisted.
+    pub(super) fn apply_installed_snapshot(&mut self) {
+        let Some(index) = self.installed_snapshot else {
+            return;
+        };
+        let log = &self.p.node.raft.raft_log;
+        if log.persisted >= index && log.committed >= index {
+            if log.applied < index {
+                self.p.node.advance_apply_to(index);
+            }
+            self.installed_snapshot = None;
+        }
     }
 
     /// Applies a Ready's committed entries, writes its entries and hard state and
