@@ -386,6 +386,17 @@ pub trait PartitionStore: Send + Sync {
         crate::retention::retention_point_by_reading(self, group, r)
     }
 
+    /// Sets how `group`'s log is cut into units from now on (its topic's
+    /// `segment.bytes` and `segment.ms`), before or after the log exists. The
+    /// default ignores it (engines without segments). Only the layout changes:
+    /// what is stored and served stays the same.
+    ///
+    /// # Errors
+    /// None expected; an engine may refuse a shape it cannot have.
+    fn log_configure(&self, _group: GroupId, _shape: crate::retention::LogShape) -> Result<()> {
+        Ok(())
+    }
+
     /// Deletes `group`'s partition log entirely.
     ///
     /// # Errors

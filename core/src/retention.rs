@@ -40,6 +40,34 @@ impl Retention {
     }
 }
 
+/// How a partition's log is cut into units, from its topic's configs
+/// (`segment.bytes`, `segment.ms`): engines that keep segments roll them by it
+/// ([`PartitionStore::log_configure`]); `None` keeps the engine's own setting.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LogShape {
+    /// A new segment starts when a batch no longer fits in this many bytes.
+    pub segment_bytes: Option<u64>,
+    /// …or when the segment being written took its first batch this long ago
+    /// (so that time-based retention can release it).
+    pub segment_ms: Option<u64>,
+}
+
+impl LogShape {
+    /// The shape a topic's configs ask for, `segment.ms` defaulting to
+    /// `default_segment_ms` (values that do not parse are left to the engine;
+    /// configs are validated when they are set).
+    pub fn of(
+        configs: &std::collections::BTreeMap<String, String>,
+        default_segment_ms: Option<u64>,
+    ) -> LogShape {
+        let num = |k: &str| configs.get(k).and_then(|v| v.trim().parse::<u64>().ok());
+        LogShape {
+            segment_bytes: num("segment.bytes"),
+            segment_ms: num("segment.ms").or(default_segment_ms),
+        }
+    }
+}
+
 /// A unit of storage an engine releases whole, as [`retention_point`] walks them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct LogUnit {

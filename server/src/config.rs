@@ -213,6 +213,11 @@ pub struct Config {
     /// segments are deleted while it holds more; -1 (the default) keeps any size
     /// (Kafka's `log.retention.bytes`).
     pub retention_bytes: i64,
+    /// Broker default for topics without `segment.ms`: the segment being written
+    /// is rolled once it took its first batch this many milliseconds ago, so that
+    /// time-based retention can release it; -1 rolls by size only (Kafka's
+    /// `log.roll.ms`; default 7 days).
+    pub segment_ms: i64,
     /// How often each partition leader checks its topic's retention, in
     /// milliseconds (Kafka's `log.retention.check.interval.ms`; default 5 minutes).
     pub retention_check_interval_ms: u64,
@@ -295,6 +300,7 @@ impl Default for Config {
             compact_interval_ms: 2000,
             retention_ms: 7 * 24 * 3600 * 1000,
             retention_bytes: -1,
+            segment_ms: 7 * 24 * 3600 * 1000,
             retention_check_interval_ms: 300_000,
             engine_segment: toml::Table::new(),
             engine_rocksdb: toml::Table::new(),

@@ -256,6 +256,9 @@ pub async fn run_prepared(
         .ok()
         .map(Duration::from_millis);
     node_cfg.retention_bytes = u64::try_from(config.retention_bytes).ok();
+    node_cfg.segment_ms = u64::try_from(config.segment_ms)
+        .ok()
+        .map(Duration::from_millis);
     node_cfg.retention_check_interval = Duration::from_millis(config.retention_check_interval_ms);
     #[cfg(feature = "negative-controls")]
     {

@@ -92,6 +92,11 @@ pub struct NodeConfig {
     /// segments are deleted while it holds more. `None` (the default) keeps any
     /// size.
     pub retention_bytes: Option<u64>,
+    /// Broker default for topics without `segment.ms`: the segment being written
+    /// is rolled once it took its first batch this long ago, so that time-based
+    /// retention can release its records. Default 7 days, as Kafka's
+    /// `log.roll.hours`; `None` rolls by size only.
+    pub segment_ms: Option<Duration>,
     /// How often the leader of each partition checks its topic's retention
     /// (Kafka's `log.retention.check.interval.ms`). Default 5 minutes.
     pub retention_check_interval: Duration,
@@ -165,6 +170,7 @@ impl NodeConfig {
             producer_id_expiration: Duration::from_secs(24 * 3600),
             retention: Some(Duration::from_secs(7 * 24 * 3600)),
             retention_bytes: None,
+            segment_ms: Some(Duration::from_secs(7 * 24 * 3600)),
             retention_check_interval: Duration::from_secs(300),
             metadata_checkpoint_entries: 1000,
             metadata_keep_entries: 500,

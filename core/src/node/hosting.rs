@@ -20,6 +20,7 @@ use crate::producers::SharedProducers;
 use crate::raft::driver::{self, DriverParts, GroupMsg, StateMachine};
 use crate::raft::logger::logger;
 use crate::raft::storage::EngineStorage;
+use crate::retention::LogShape;
 
 impl Inner {
     pub(super) fn start_group<S: StateMachine>(
@@ -211,11 +212,26 @@ impl Inner {
 /// Starts the partition groups metadata assigns to this node and stops (and deletes)
 /// those whose topic was deleted.
 pub(super) async fn reconcile(node: Weak<Inner>, mut meta: watch::Receiver<Arc<Metadata>>) {
+    // The layout each data partition's engine log was given (`log_configure`).
+    let mut shapes: HashMap<GroupId, LogShape> = HashMap::new();
     loop {
         let m = meta.borrow_and_update().clone();
         let Some(inner) = node.upgrade() else {
             return;
         };
+        for (t, p) in m.hosted_by(inner.cfg.id) {
+            let default_ms = inner
+                .cfg
+                .segment_ms
+                .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+            let shape = LogShape::of(&t.configs, default_ms);
+            if t.kind == TopicKind::Data && shapes.get(&p.group) != Some(&shape) {
+                if let Err(e) = inner.engine.log_configure(p.group, shape) {
+                    tracing::warn!(group = %p.group, error = %e, "the engine refused the topic's segment.bytes/segment.ms");
+                }
+                shapes.insert(p.group, shape);
+            }
+        }
         let wanted: HashMap<GroupId, (PartitionMeta, TopicKind)> = m
             .hosted_by(inner.cfg.id)
             .map(|(t, p)| (p.group, (p.clone(), t.kind)))
@@ -251,6 +267,7 @@ pub(super) async fn reconcile(node: Weak<Inner>, mut meta: watch::Receiver<Arc<M
             let _ = h.handle.tx.send(GroupMsg::Stop(tx));
             h.task.await;
             inner.coordinators.remove(g);
+            shapes.remove(&g);
             let removed = inner
                 .engine
                 .log_remove(g)

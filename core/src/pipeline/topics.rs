@@ -34,8 +34,9 @@ pub fn validate_topic_name(name: &str) -> Result<()> {
 /// Checks the values of the topic configs weir acts on: `message.timestamp.type`
 /// is `CreateTime` or `LogAppendTime`; `message.timestamp.before.max.ms` and
 /// `after.max.ms` are milliseconds (a non-negative integer); `retention.ms` and
-/// `retention.bytes` are -1 (no limit) or non-negative; `cleanup.policy` is a
-/// list of `delete` and `compact`.
+/// `retention.bytes` are -1 (no limit) or non-negative; `segment.bytes` is
+/// 64 KiB to 2 GiB - 1, `segment.ms` positive; `cleanup.policy` is a list of
+/// `delete` and `compact`.
 ///
 /// # Errors
 /// [`Error::Config`] naming the config and the value (Kafka's INVALID_CONFIG).
@@ -47,6 +48,11 @@ pub fn validate_topic_configs(configs: &BTreeMap<String, String>) -> Result<()> 
                 v.trim().parse::<i64>().is_ok_and(|ms| ms >= 0)
             }
             "retention.ms" | "retention.bytes" => v.trim().parse::<i64>().is_ok_and(|n| n >= -1),
+            "segment.bytes" => v
+                .trim()
+                .parse::<u64>()
+                .is_ok_and(|n| (64 << 10..=i32::MAX as u64).contains(&n)),
+            "segment.ms" => v.trim().parse::<u64>().is_ok_and(|n| n >= 1),
             "cleanup.policy" => v
                 .split(',')
                 .all(|p| matches!(p.trim(), "delete" | "compact")),

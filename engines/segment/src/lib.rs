@@ -45,7 +45,7 @@ use bytes::Bytes;
 use parking_lot::{Mutex, RwLock};
 use weir_core::engine::check_append;
 use weir_core::eraftpb::{ConfState, Entry, HardState, SnapshotMetadata};
-use weir_core::retention::Retention;
+use weir_core::retention::{LogShape, Retention};
 use weir_core::{
     Appended, Capabilities, Engine, Error, GroupId, LogState, Offset, PartitionStore, RaftLogStore,
     RaftState, Result,
@@ -78,6 +78,8 @@ pub struct SegmentEngine {
     shape: Shape,
     wal: Mutex<Wal>,
     partitions: RwLock<HashMap<GroupId, Arc<Mutex<Partition>>>>,
+    /// Topic configs that shape each group's segments (`log_configure`).
+    topic_shapes: Mutex<HashMap<GroupId, LogShape>>,
     /// Groups whose partition log got batches since the last `raft_sync`.
     unsynced: Mutex<Vec<GroupId>>,
     durability: Arc<Durability>,
@@ -147,6 +149,7 @@ impl SegmentEngine {
         let shape = Shape {
             segment_bytes: config.segment_bytes,
             index_interval: config.index_interval_bytes,
+            roll_after: None,
         };
         let mut partitions = HashMap::new();
         for entry in fs::read_dir(&pdir).ctx(|| format!("listing {}", pdir.display()))? {
@@ -184,6 +187,7 @@ impl SegmentEngine {
             shape,
             wal: Mutex::new(wal),
             partitions: RwLock::new(partitions),
+            topic_shapes: Mutex::new(HashMap::new()),
             unsynced: Mutex::new(Vec::new()),
             durability,
             states: StateFiles::open(dir)?,
@@ -216,14 +220,23 @@ impl SegmentEngine {
         if let Some(p) = map.get(&g) {
             return Ok(p.clone());
         }
+        let shape = self.shape_of(g);
         let p = self.durability.write_result(Partition::create(
             &partition_dir(&self.dir, g),
-            self.shape,
+            shape,
             &self.durability,
         ))?;
         let p = Arc::new(Mutex::new(p));
         map.insert(g, p.clone());
         Ok(p)
+    }
+
+    /// The shape of `g`'s log: the engine's, as its topic's configs change it.
+    fn shape_of(&self, g: GroupId) -> Shape {
+        self.topic_shapes
+            .lock()
+            .get(&g)
+            .map_or(self.shape, |t| self.shape.with(*t))
     }
 
     fn wal_write(&self, f: impl FnOnce(&mut Wal) -> Result<(), SegError>) -> Result<()> {
@@ -432,8 +445,17 @@ impl PartitionStore for SegmentEngine {
         })
     }
 
+    fn log_configure(&self, group: GroupId, shape: LogShape) -> Result<()> {
+        self.topic_shapes.lock().insert(group, shape);
+        if let Some(p) = self.partition(group) {
+            p.lock().set_shape(self.shape.with(shape));
+        }
+        Ok(())
+    }
+
     fn log_remove(&self, group: GroupId) -> Result<()> {
         self.durability.check()?;
+        self.topic_shapes.lock().remove(&group);
         let Some(p) = self.partitions.write().remove(&group) else {
             return Ok(());
         };

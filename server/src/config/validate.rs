@@ -70,6 +70,11 @@ impl Config {
             self.retention_bytes
         );
         anyhow::ensure!(
+            self.segment_ms == -1 || self.segment_ms >= 1,
+            "segment_ms ({}) must be -1 (roll by size only) or positive",
+            self.segment_ms
+        );
+        anyhow::ensure!(
             self.retention_check_interval_ms >= 1,
             "retention_check_interval_ms must be at least 1"
         );

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use bytes::Bytes;
 use weir_core::batch;
 use weir_core::engine::check_read_range;
-use weir_core::retention::{LogUnit, Retention, retention_point};
+use weir_core::retention::{LogShape, LogUnit, Retention, retention_point};
 use weir_core::{Appended, Error, LogState, Offset};
 
 use crate::durability::Durability;
@@ -23,6 +23,25 @@ pub(crate) use unified::{PLACED_LEN, Placed};
 pub(crate) struct Shape {
     pub(crate) segment_bytes: u64,
     pub(crate) index_interval: u64,
+    /// Roll a segment that took its first batch this long ago (`segment.ms`).
+    pub(crate) roll_after: Option<std::time::Duration>,
+}
+
+impl Shape {
+    /// This shape as a topic's configs change it (`segment.bytes` within the
+    /// engine's limits).
+    pub(crate) fn with(self, topic: LogShape) -> Shape {
+        Shape {
+            segment_bytes: topic
+                .segment_bytes
+                .map_or(self.segment_bytes, |b| b.clamp(64 << 10, 1 << 31)),
+            roll_after: topic
+                .segment_ms
+                .map(std::time::Duration::from_millis)
+                .or(self.roll_after),
+            ..self
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -42,6 +61,8 @@ pub(crate) struct Partition {
     /// The last Raft index whose entry carries a batch stored by `append` (the
     /// copying path): batches of later entries are not stored before it is applied.
     pub(crate) copied_through: u64,
+    /// When the tail took its first batch in this run (for `roll_after`).
+    tail_since: Option<std::time::Instant>,
 }
 
 impl Partition {
@@ -68,6 +89,7 @@ impl Partition {
             pending: VecDeque::new(),
             unsynced: false,
             copied_through: 0,
+            tail_since: None,
         })
     }
 
@@ -169,6 +191,7 @@ impl Partition {
             pending: VecDeque::new(),
             unsynced: false,
             copied_through: 0,
+            tail_since: None,
         };
         if let (Some(cut), Some(marks)) = (cut, fresh) {
             p.redo_cut(cut, marks, d)?;
@@ -224,8 +247,25 @@ impl Partition {
         Ok(a)
     }
 
-    /// Rolls or grows the tail so that `len` more bytes fit.
+    /// Lays the log out by `shape` from now on (segments already written keep
+    /// their size).
+    pub(crate) fn set_shape(&mut self, shape: Shape) {
+        self.shape = shape;
+    }
+
+    /// Rolls or grows the tail so that `len` more bytes fit; rolls a tail that
+    /// took its first batch `roll_after` ago.
     fn make_room(&mut self, len: usize, d: &Durability) -> Result<(), SegError> {
+        let aged = self
+            .shape
+            .roll_after
+            .is_some_and(|after| self.tail_since.is_some_and(|t| t.elapsed() >= after));
+        if aged && !self.tail().is_empty() {
+            self.roll(d)?;
+        }
+        if self.tail_since.is_none() || aged {
+            self.tail_since = Some(std::time::Instant::now());
+        }
         if !self.tail().fits(len) {
             if self.tail().is_empty() {
                 self.tail().grow_for(len)?;
@@ -253,6 +293,7 @@ impl Partition {
         )?;
         tracing::debug!(dir = %self.dir.display(), base, "rolled to a new segment");
         self.segments.insert(base, seg);
+        self.tail_since = Some(std::time::Instant::now());
         Ok(())
     }
 

@@ -90,6 +90,12 @@ const KNOWN: &[Known] = &[
         doc: "a partition's oldest segments are deleted while it holds more than this many bytes (the segment being written stays); -1 keeps any size",
     },
     Known {
+        name: "segment.ms",
+        broker: "log.roll.ms",
+        kind: kind::LONG,
+        doc: "the segment being written is rolled once it took its first batch this many milliseconds ago, so that time-based retention can release it (engines that keep segments)",
+    },
+    Known {
         name: "unclean.leader.election.enable",
         broker: "unclean.leader.election.enable",
         kind: kind::BOOLEAN,
@@ -124,6 +130,14 @@ fn default_of(name: &str, ctx: &Context) -> (String, i8) {
         }
         "retention.ms" => (
             retention_ms(ctx.node.config()).to_string(),
+            source::STATIC_BROKER,
+        ),
+        "segment.ms" => (
+            ctx.node
+                .config()
+                .segment_ms
+                .map_or(-1, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+                .to_string(),
             source::STATIC_BROKER,
         ),
         "retention.bytes" => (
@@ -220,7 +234,13 @@ fn topic(name: &str, req: &DescribeConfigsRequest, ctx: &Context) -> Described {
     // Configs set on the topic that weir stores but does not act on.
     for (k, v) in &t.configs {
         if KNOWN.iter().all(|known| known.name != k) {
-            let doc = "stored with the topic; weir does not act on it";
+            let doc = match k.as_str() {
+                // No broker-wide value: the engine's own segment size applies.
+                "segment.bytes" => {
+                    "a new segment of this topic's partitions starts when a batch no longer fits in this many bytes (engines that keep segments)"
+                }
+                _ => "stored with the topic; weir does not act on it",
+            };
             let mut e =
                 entry(k, v, kind::STRING, doc, req).with_config_source(source::DYNAMIC_TOPIC);
             if req.include_synonyms {
