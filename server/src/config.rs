@@ -218,6 +218,12 @@ pub struct Config {
     /// time-based retention can release it; -1 rolls by size only (Kafka's
     /// `log.roll.ms`; default 7 days).
     pub segment_ms: i64,
+    /// The metadata group checkpoints its state every this many applied entries
+    /// and compacts its Raft log below the checkpoint (docs/snapshots.md).
+    pub metadata_checkpoint_entries: u64,
+    /// Entries of the metadata group's log kept below its checkpoint, for peers
+    /// a little behind; one further behind is sent a snapshot.
+    pub metadata_keep_entries: u64,
     /// How often each partition leader checks its topic's retention, in
     /// milliseconds (Kafka's `log.retention.check.interval.ms`; default 5 minutes).
     pub retention_check_interval_ms: u64,
@@ -301,6 +307,8 @@ impl Default for Config {
             retention_ms: 7 * 24 * 3600 * 1000,
             retention_bytes: -1,
             segment_ms: 7 * 24 * 3600 * 1000,
+            metadata_checkpoint_entries: 1000,
+            metadata_keep_entries: 500,
             retention_check_interval_ms: 300_000,
             engine_segment: toml::Table::new(),
             engine_rocksdb: toml::Table::new(),

@@ -206,7 +206,13 @@ fn pick(rng: &mut StdRng, n: usize, k: usize) -> Vec<usize> {
 fn run_faults(n: usize) {
     let secs = env_u64("WEIR_FAULT_SECS", 30);
     let seed = env_u64("WEIR_FAULT_SEED", 42);
-    let mut c = Cluster::start_proxied(n, "grpc");
+    // The metadata log is checkpointed and compacted often, so that nodes
+    // killed or cut off through leader changes come back by snapshot.
+    let mut c = Cluster::start_proxied_with(
+        n,
+        "grpc",
+        "metadata_checkpoint_entries = 20\nmetadata_keep_entries = 5\n",
+    );
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

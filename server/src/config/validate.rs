@@ -75,6 +75,10 @@ impl Config {
             self.segment_ms
         );
         anyhow::ensure!(
+            self.metadata_checkpoint_entries >= 1,
+            "metadata_checkpoint_entries must be at least 1"
+        );
+        anyhow::ensure!(
             self.retention_check_interval_ms >= 1,
             "retention_check_interval_ms must be at least 1"
         );

@@ -137,7 +137,7 @@ pub struct Cluster {
     transport: &'static str,
     config: String,
     /// proxies[i][j]: node i's link to node j, when the cluster was started with
-    /// proxies (see [`Cluster::start_proxied`]).
+    /// proxies (see [`Cluster::start_proxied_with`]).
     pub proxies: Vec<Vec<Option<LinkProxy>>>,
     /// Extra environment of each node's process (applied at its next launch).
     pub env: Vec<Vec<(String, String)>>,
@@ -155,10 +155,10 @@ impl Cluster {
         c
     }
 
-    /// Like [`Cluster::start`], with every peer link going through a [`LinkProxy`]
-    /// so that the test can partition the network.
-    pub fn start_proxied(n: usize, transport: &'static str) -> Cluster {
-        let mut c = Cluster::start_unbooted(n, transport, "");
+    /// Like [`Cluster::start_with`], with every peer link going through a
+    /// [`LinkProxy`] so that the test can partition the network.
+    pub fn start_proxied_with(n: usize, transport: &'static str, config: &str) -> Cluster {
+        let mut c = Cluster::start_unbooted(n, transport, config);
         c.proxies = (0..n)
             .map(|i| {
                 (0..n)
