@@ -101,6 +101,9 @@ pub struct Capabilities {
     /// structure (docs/write-path.md): see "Unified logs" in the [module
     /// docs](self).
     pub unified_log: bool,
+    /// The engine stages a partition log received in a snapshot and installs it
+    /// atomically ([`crate::staging::StagingStore`]).
+    pub snapshot_install: bool,
 }
 
 impl Capabilities {
@@ -112,6 +115,7 @@ impl Capabilities {
             process_kill: true,
             files_per_partition: 0,
             unified_log: false,
+            snapshot_install: false,
         }
     }
 
@@ -124,6 +128,7 @@ impl Capabilities {
             process_kill: true,
             files_per_partition: 0,
             unified_log: false,
+            snapshot_install: false,
         }
     }
 
@@ -136,6 +141,7 @@ impl Capabilities {
             process_kill: false,
             files_per_partition: 0,
             unified_log: false,
+            snapshot_install: false,
         }
     }
 
@@ -143,6 +149,13 @@ impl Capabilities {
     /// in the [module docs](self)).
     pub const fn with_unified_log(mut self) -> Self {
         self.unified_log = true;
+        self
+    }
+
+    /// The same capabilities, staging and installing partition logs from
+    /// snapshots ([`crate::staging::StagingStore`]).
+    pub const fn with_snapshot_install(mut self) -> Self {
+        self.snapshot_install = true;
         self
     }
 
@@ -448,8 +461,11 @@ pub trait StateStore: Send + Sync {
     fn state_remove(&self, group: GroupId) -> Result<()>;
 }
 
-/// A storage engine: both logs, the state checkpoints, a name and its capabilities.
-pub trait Engine: RaftLogStore + PartitionStore + StateStore + 'static {
+/// A storage engine: both logs, the state checkpoints, staged logs (when it
+/// declares [`Capabilities::snapshot_install`]), a name and its capabilities.
+pub trait Engine:
+    RaftLogStore + PartitionStore + StateStore + crate::staging::StagingStore + 'static
+{
     /// The engine's name as chosen in configuration (`"memory"`, `"segment"`, …).
     fn name(&self) -> &'static str;
 

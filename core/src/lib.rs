@@ -47,6 +47,7 @@ pub mod producers;
 pub mod raft;
 pub mod registry;
 pub mod retention;
+pub mod staging;
 mod stamping;
 pub mod transport;
 
@@ -62,6 +63,7 @@ pub use pipeline::{
 };
 pub use raft::driver::{GroupStatus, Role};
 pub use registry::Registry;
+pub use staging::StagingStore;
 pub use transport::{GroupMessage, Inbound, PeerTransport, Transport};
 
 /// Raft's protobuf types used in the engine contract, re-exported so that plug-ins

@@ -22,6 +22,7 @@ use crate::engine::{
 };
 use crate::error::{Error, Result};
 use crate::ids::{GroupId, Offset};
+use crate::staging::{StagingStore, check_staged};
 
 /// The configuration name of this engine.
 pub const NAME: &str = "memory";
@@ -59,6 +60,8 @@ struct State {
     /// State checkpoints: durable when put (unless syncs lie).
     states: HashMap<GroupId, Bytes>,
     durable_states: HashMap<GroupId, Bytes>,
+    /// Staged logs ([`StagingStore`]): never durable, so a crash drops them.
+    staged: HashMap<GroupId, PartitionLog>,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -453,7 +456,9 @@ impl PartitionStore for MemoryEngine {
     }
 
     fn log_remove(&self, group: GroupId) -> Result<()> {
-        self.state.lock().log_write(group, LogOp::Remove);
+        let mut st = self.state.lock();
+        st.staged.remove(&group);
+        st.log_write(group, LogOp::Remove);
         Ok(())
     }
 
@@ -495,12 +500,73 @@ impl StateStore for MemoryEngine {
     }
 }
 
+impl StagingStore for MemoryEngine {
+    fn stage_begin(&self, group: GroupId, start: Offset) -> Result<()> {
+        let state = LogState {
+            start_offset: start,
+            next_offset: start,
+            applied_index: 0,
+        };
+        self.state.lock().staged.insert(
+            group,
+            PartitionLog {
+                state,
+                batches: BTreeMap::new(),
+            },
+        );
+        Ok(())
+    }
+
+    fn stage_append(&self, group: GroupId, batches: &[u8]) -> Result<Offset> {
+        let mut st = self.state.lock();
+        let log = st
+            .staged
+            .get_mut(&group)
+            .ok_or_else(|| Error::Invalid(format!("{group}: no staged log")))?;
+        let (checked, end) = check_staged(group, log.state.next_offset, batches)?;
+        for (base, bytes) in checked {
+            log.batches.insert(base, Bytes::copy_from_slice(bytes));
+        }
+        log.state.next_offset = end;
+        Ok(end)
+    }
+
+    fn stage_end(&self, group: GroupId) -> Result<Option<(Offset, Offset)>> {
+        Ok(self
+            .state
+            .lock()
+            .staged
+            .get(&group)
+            .map(|l| (l.state.start_offset, l.state.next_offset)))
+    }
+
+    fn stage_install(&self, group: GroupId, applied_index: u64) -> Result<()> {
+        let mut st = self.state.lock();
+        let mut log = st
+            .staged
+            .remove(&group)
+            .ok_or_else(|| Error::Invalid(format!("{group}: no staged log")))?;
+        log.state.applied_index = applied_index;
+        st.log_pending.remove(&group);
+        if !self.sync_lies {
+            st.durable_logs.insert(group, log.clone());
+        }
+        st.logs.insert(group, log);
+        Ok(())
+    }
+
+    fn stage_drop(&self, group: GroupId) -> Result<()> {
+        self.state.lock().staged.remove(&group);
+        Ok(())
+    }
+}
+
 impl Engine for MemoryEngine {
     fn name(&self) -> &'static str {
         NAME
     }
 
     fn capabilities(&self) -> Capabilities {
-        Capabilities::in_memory()
+        Capabilities::in_memory().with_snapshot_install()
     }
 }

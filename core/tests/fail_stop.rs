@@ -117,6 +117,8 @@ impl StateStore for CorruptPartitionTerms {
     }
 }
 
+impl weir_core::StagingStore for CorruptPartitionTerms {}
+
 impl Engine for CorruptPartitionTerms {
     fn name(&self) -> &'static str {
         "corrupt-partition-terms"

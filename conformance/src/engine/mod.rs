@@ -24,6 +24,7 @@ mod crash_cases;
 mod log;
 mod raft;
 mod retention;
+mod staging;
 mod state;
 mod unified;
 
@@ -31,6 +32,7 @@ pub use crash_cases::*;
 pub use log::*;
 pub use raft::*;
 pub use retention::*;
+pub use staging::*;
 pub use state::*;
 pub use unified::*;
 
@@ -111,6 +113,8 @@ enum Needs {
     ProcessKill,
     /// [`Capabilities::unified_log`].
     Unified,
+    /// [`Capabilities::snapshot_install`].
+    SnapshotInstall,
 }
 
 impl Needs {
@@ -121,6 +125,7 @@ impl Needs {
             Needs::Files => (caps.file_crash_simulation, "needs files"),
             Needs::ProcessKill => (caps.process_kill, "needs process_kill"),
             Needs::Unified => (caps.unified_log, "needs unified_log"),
+            Needs::SnapshotInstall => (caps.snapshot_install, "needs snapshot_install"),
         };
         if ok { Ok(()) } else { Err(why) }
     }
@@ -165,6 +170,9 @@ pub fn trials<H: EngineHarness + Send + Sync + 'static>(
         log_many_batches: Any, log_reopen_keeps_flushed: Reopen,
         log_reopen_after_delete_prefix: Reopen, log_large_batches: Any,
         log_retention_by_time: Any, log_retention_by_size: Any,
+        stage_install_replaces_the_log: SnapshotInstall,
+        stage_refuses_what_does_not_continue: SnapshotInstall,
+        stage_install_survives_reopen: SnapshotInstall,
         crash_raft_cut_every_byte: Files, crash_raft_torn_pages: Files,
         crash_raft_garbage_tail: Files, crash_raft_bit_flip: Files,
         crash_log_cut_every_byte: Files, crash_log_torn_pages: Files,

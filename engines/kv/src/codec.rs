@@ -139,27 +139,52 @@ impl RaftMeta {
     }
 }
 
-pub(crate) fn encode_log_state(s: &LogState) -> Vec<u8> {
-    let mut body = [0u8; 24];
-    body[..8].copy_from_slice(&s.start_offset.to_le_bytes());
-    body[8..16].copy_from_slice(&s.next_offset.to_le_bytes());
-    body[16..].copy_from_slice(&s.applied_index.to_le_bytes());
+/// The bit of a batch key's group that names a log's second key space: a
+/// partition log lives in one space and a staged log in the other, and an
+/// install switches them (see [`StagingStore`](weir_core::StagingStore)).
+pub(crate) const SPACE_BIT: u64 = 1 << 63;
+/// The bit of a log-meta key's group that names its staged log's record.
+pub(crate) const STAGED_BIT: u64 = 1 << 62;
+
+/// A log's state and the key space its batches are in (0 or [`SPACE_BIT`]):
+/// 24 bytes in space 0 (as before staging existed), else 32.
+pub(crate) fn encode_log_state(s: &LogState, space: u64) -> Vec<u8> {
+    let mut body = Vec::with_capacity(32);
+    body.extend_from_slice(&s.start_offset.to_le_bytes());
+    body.extend_from_slice(&s.next_offset.to_le_bytes());
+    body.extend_from_slice(&s.applied_index.to_le_bytes());
+    if space != 0 {
+        body.extend_from_slice(&space.to_le_bytes());
+    }
     seal(&body)
 }
 
-pub(crate) fn decode_log_state(v: &[u8]) -> Result<LogState> {
+pub(crate) fn decode_log_state(v: &[u8]) -> Result<(LogState, u64)> {
     let body = unseal("partition meta", v)?;
-    if body.len() != 24 {
+    if body.len() != 24 && body.len() != 32 {
         return Err(Error::Corrupt(format!(
             "partition meta of {} bytes",
             body.len()
         )));
     }
-    Ok(LogState {
-        start_offset: u64_at(body, 0) as i64,
-        next_offset: u64_at(body, 8) as i64,
-        applied_index: u64_at(body, 16),
-    })
+    let space = if body.len() == 32 {
+        u64_at(body, 24)
+    } else {
+        0
+    };
+    if space != 0 && space != SPACE_BIT {
+        return Err(Error::Corrupt(format!(
+            "partition meta names key space {space:#x}"
+        )));
+    }
+    Ok((
+        LogState {
+            start_offset: u64_at(body, 0) as i64,
+            next_offset: u64_at(body, 8) as i64,
+            applied_index: u64_at(body, 16),
+        },
+        space,
+    ))
 }
 
 /// The key of a batch: offsets are never negative in a log.

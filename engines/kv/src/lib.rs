@@ -50,10 +50,12 @@ use weir_core::ids::{GroupId, Offset};
 mod codec;
 mod partition_log;
 mod raft_log;
+mod staging;
 mod states;
 
 use codec::*;
 pub use codec::{group_key, key};
+use staging::staged_meta_key;
 
 /// The tables a [`KvEngine`] keeps; see the [module docs](self) for their layout.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -160,6 +162,10 @@ pub struct KvEngine<S: KvStore> {
     capabilities: Capabilities,
     raft: RwLock<HashMap<GroupId, RaftMeta>>,
     logs: RwLock<HashMap<GroupId, LogState>>,
+    /// Groups whose partition log is in the second key space ([`SPACE_BIT`]).
+    spaces: RwLock<HashMap<GroupId, u64>>,
+    /// Staged logs: state and key space.
+    staged: RwLock<HashMap<GroupId, (LogState, u64)>>,
     poisoned: AtomicBool,
 }
 
@@ -192,9 +198,18 @@ impl<S: KvStore> KvEngine<S> {
                 None => meta.snap_index,
             };
         }
-        let mut logs = HashMap::new();
+        let (mut logs, mut spaces, mut staged) = (HashMap::new(), HashMap::new(), HashMap::new());
         store.scan(Table::LogMeta, &[], &[0xff; 9], &mut |k, v| {
-            logs.insert(key_group(k)?, decode_log_state(v)?);
+            let g = key_group(k)?;
+            let (state, space) = decode_log_state(v)?;
+            if g.0 & STAGED_BIT != 0 {
+                staged.insert(GroupId(g.0 & !STAGED_BIT), (state, space));
+            } else {
+                logs.insert(g, state);
+                if space != 0 {
+                    spaces.insert(g, space);
+                }
+            }
             Ok(true)
         })?;
         tracing::debug!(
@@ -208,6 +223,8 @@ impl<S: KvStore> KvEngine<S> {
             capabilities,
             raft: RwLock::new(raft),
             logs: RwLock::new(logs),
+            spaces: RwLock::new(spaces),
+            staged: RwLock::new(staged),
             poisoned: AtomicBool::new(false),
         })
     }
@@ -266,6 +283,16 @@ impl<S: KvStore> KvEngine<S> {
         term.ok_or_else(|| Error::Corrupt(format!("{group}: raft entry {index} is missing")))
     }
 
+    /// The key space bits of `group`'s partition log (0 or [`SPACE_BIT`]).
+    fn space_bits(&self, group: GroupId) -> u64 {
+        self.spaces.read().get(&group).copied().unwrap_or(0)
+    }
+
+    /// The group its batches are keyed under.
+    fn space(&self, group: GroupId) -> GroupId {
+        GroupId(group.0 | self.space_bits(group))
+    }
+
     fn log_state_of(&self, group: GroupId) -> LogState {
         self.logs.read().get(&group).copied().unwrap_or_default()
     }
@@ -274,7 +301,7 @@ impl<S: KvStore> KvEngine<S> {
         ops.push(KvOp::Put(
             Table::LogMeta,
             group_key(group).to_vec(),
-            encode_log_state(&state),
+            encode_log_state(&state, self.space_bits(group)),
         ));
         self.write(ops)?;
         self.logs.write().insert(group, state);
@@ -285,8 +312,8 @@ impl<S: KvStore> KvEngine<S> {
     fn batch_base(&self, group: GroupId, offset: Offset) -> Result<Offset> {
         let found = self.store.last_key(
             Table::Batches,
-            &batch_key(group, 0),
-            &batch_key(group, offset.saturating_add(1)),
+            &batch_key(self.space(group), 0),
+            &batch_key(self.space(group), offset.saturating_add(1)),
         )?;
         Ok(match found {
             Some(k) => key_n(&k)? as Offset,
@@ -305,8 +332,8 @@ impl<S: KvStore> KvEngine<S> {
         let from = self.batch_base(group, offset)?;
         self.store.scan(
             Table::Batches,
-            &batch_key(group, from),
-            &batch_key(group, end),
+            &batch_key(self.space(group), from),
+            &batch_key(self.space(group), end),
             &mut |k, v| {
                 let h = batch::verify(v)?;
                 if h.base_offset != key_n(k)? as Offset {
@@ -328,7 +355,8 @@ impl<S: KvStore> Engine for KvEngine<S> {
     }
 
     fn capabilities(&self) -> Capabilities {
-        self.capabilities
+        // Every store stages and installs logs the same way (`staging`).
+        self.capabilities.with_snapshot_install()
     }
 
     fn free_bytes(&self) -> Option<u64> {

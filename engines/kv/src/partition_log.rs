@@ -29,7 +29,7 @@ impl<S: KvStore> PartitionStore for KvEngine<S> {
         batch::stamp(&mut owned, base, leader_epoch);
         let ops = vec![KvOp::Put(
             Table::Batches,
-            batch_key(group, base).to_vec(),
+            batch_key(self.space(group), base).to_vec(),
             owned,
         )];
         state.next_offset = base + i64::from(header.last_offset_delta) + 1;
@@ -101,8 +101,8 @@ impl<S: KvStore> PartitionStore for KvEngine<S> {
         state.start_offset = start;
         let ops = vec![KvOp::DeleteRange(
             Table::Batches,
-            batch_key(group, 0).to_vec(),
-            batch_key(group, keep_from).to_vec(),
+            batch_key(self.space(group), 0).to_vec(),
+            batch_key(self.space(group), keep_from).to_vec(),
         )];
         self.put_log_state(group, state, ops)
     }
@@ -117,8 +117,8 @@ impl<S: KvStore> PartitionStore for KvEngine<S> {
         let from = self.batch_base(group, state.start_offset)?;
         self.store.scan(
             Table::Batches,
-            &batch_key(group, from),
-            &batch_key(group, state.next_offset),
+            &batch_key(self.space(group), from),
+            &batch_key(self.space(group), state.next_offset),
             &mut |_, v| {
                 let h = batch::BatchHeader::parse(v)?;
                 units.push(LogUnit {
@@ -134,15 +134,24 @@ impl<S: KvStore> PartitionStore for KvEngine<S> {
     }
 
     fn log_remove(&self, group: GroupId) -> Result<()> {
-        self.write(vec![
-            KvOp::DeleteRange(
+        let mut ops = Vec::new();
+        for space in [0, SPACE_BIT] {
+            let g = GroupId(group.0 | space);
+            ops.push(KvOp::DeleteRange(
                 Table::Batches,
-                key(group, 0).to_vec(),
-                key(group, u64::MAX).to_vec(),
-            ),
-            KvOp::Delete(Table::LogMeta, group_key(group).to_vec()),
-        ])?;
+                key(g, 0).to_vec(),
+                key(g, u64::MAX).to_vec(),
+            ));
+        }
+        ops.push(KvOp::Delete(Table::LogMeta, group_key(group).to_vec()));
+        ops.push(KvOp::Delete(
+            Table::LogMeta,
+            staged_meta_key(group).to_vec(),
+        ));
+        self.write(ops)?;
         self.logs.write().remove(&group);
+        self.spaces.write().remove(&group);
+        self.staged.write().remove(&group);
         Ok(())
     }
 

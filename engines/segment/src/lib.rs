@@ -533,6 +533,10 @@ impl weir_core::StateStore for SegmentEngine {
     }
 }
 
+/// Not yet: the segment engine does not declare `snapshot_install`
+/// (docs/snapshots.md, step 2).
+impl weir_core::StagingStore for SegmentEngine {}
+
 impl Engine for SegmentEngine {
     fn name(&self) -> &'static str {
         NAME
