@@ -47,6 +47,7 @@ pub mod producers;
 pub mod raft;
 pub mod registry;
 pub mod retention;
+mod snapshot;
 pub mod staging;
 mod stamping;
 pub mod transport;

@@ -369,8 +369,8 @@ impl StateMachine for MetadataMachine {
         Ok(())
     }
 
-    fn check_snapshot(&self, data: &[u8]) -> Result<()> {
-        snapshot::check(data)
+    fn check_snapshot(&mut self, _from: NodeId, snap: &raft::eraftpb::Snapshot) -> Result<()> {
+        snapshot::check(&snap.data)
     }
 
     fn snapshot_source(&self) -> Option<crate::raft::storage::SnapshotSource> {

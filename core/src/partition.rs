@@ -9,10 +9,13 @@ use tokio::sync::{Notify, watch};
 use crate::engine::{Engine, LogState};
 use crate::entry::{PartitionEntry, decode_partition, encode_compact};
 use crate::error::{Error, Result};
-use crate::ids::GroupId;
+use crate::ids::{GroupId, NodeId};
 use crate::producers::{self, CachedBatch, SharedProducers, Verdict};
 use crate::raft::driver::{Applied, StateMachine};
+use crate::raft::storage::SnapshotSource;
+use crate::snapshot::{Descriptor, Snapshots};
 use crate::stamping::{EntriesFrom, LeaderView, ProposeAt, Stamp};
+use raft::eraftpb::{Snapshot, SnapshotMetadata};
 
 /// When the partition log is flushed (it need not be on every apply: the Raft log
 /// is the write-ahead log).
@@ -31,6 +34,10 @@ pub(crate) struct CompactPolicy {
     pub(crate) bytes: u64,
     /// …or this long after it.
     pub(crate) interval: Duration,
+    /// Past this many bytes of Raft log, compaction stops waiting for replicas
+    /// that are behind: they get a snapshot instead (`None`: it always waits,
+    /// for engines that cannot install one).
+    pub(crate) max_log_bytes: Option<u64>,
 }
 
 /// Raft log compaction of one partition replica.
@@ -61,6 +68,11 @@ pub(crate) struct Compaction {
     flushed_bytes: u64,
     /// When this replica last proposed one (or started).
     proposed_at: Instant,
+    /// Bytes of batches applied in this run, and `(index, bytes applied
+    /// through it)` about every MiB: how large the Raft log has grown since
+    /// its compaction point (entries from before a restart are not counted).
+    applied_bytes: u64,
+    marks: std::collections::VecDeque<(u64, u64)>,
 }
 
 impl Compaction {
@@ -76,7 +88,33 @@ impl Compaction {
             proposed: 0,
             flushed_bytes: 0,
             proposed_at: Instant::now(),
+            applied_bytes: 0,
+            marks: std::collections::VecDeque::new(),
         }
+    }
+
+    /// A batch of `bytes` was applied at `index`.
+    pub(crate) fn grew(&mut self, index: u64, bytes: u64) {
+        self.applied_bytes += bytes;
+        if self
+            .marks
+            .back()
+            .is_none_or(|&(_, b)| self.applied_bytes - b >= 1 << 20)
+        {
+            self.marks.push_back((index, self.applied_bytes));
+        }
+    }
+
+    /// About how many bytes of batches the Raft log holds past its compaction
+    /// point.
+    fn retained(&self) -> u64 {
+        let base = self
+            .marks
+            .iter()
+            .take_while(|&&(i, _)| i <= self.compacted)
+            .last()
+            .map_or(0, |&(_, b)| b);
+        self.applied_bytes - base
     }
 
     /// Entry `index` was applied; `data` says whether it changed the state (a
@@ -113,6 +151,9 @@ impl Compaction {
             engine.raft_compact(group, to)?;
             self.compacted = to;
             tracing::trace!(%group, index = to, "raft log compacted");
+            while self.marks.get(1).is_some_and(|&(i, _)| i <= to) {
+                self.marks.pop_front();
+            }
         }
         Ok(())
     }
@@ -120,7 +161,13 @@ impl Compaction {
     /// On the leader: a compaction command if one is due under `policy`, given
     /// that every replica has matched `matched`.
     pub(crate) fn propose(&mut self, matched: u64, policy: CompactPolicy) -> Option<Vec<u8>> {
-        let through = self.durable.min(matched);
+        // Past the bound, replicas behind are sent a snapshot instead.
+        let over = policy.max_log_bytes.is_some_and(|m| self.retained() > m);
+        let through = if over {
+            self.durable
+        } else {
+            self.durable.min(matched)
+        };
         let done = self.compacted.max(self.allowed).max(self.proposed);
         // Only batches are worth a command: once the last one is covered, what is
         // left (compaction commands, elections' empty entries) stays, or every
@@ -175,6 +222,9 @@ pub(crate) struct PartitionMachine {
     /// Whether a stamped batch was stored at other offsets than it carries
     /// (said once).
     pub(crate) renumbered: bool,
+    /// The node's snapshot service, when the engine installs partition logs
+    /// from snapshots.
+    pub(crate) snapshots: Option<Arc<Snapshots>>,
 }
 
 /// At most this many bytes of log are applied between two producer-state
@@ -278,6 +328,7 @@ impl PartitionMachine {
             self.producers_dirty = true;
         }
         self.compaction.applied(index, true);
+        self.compaction.grew(index, batch.len() as u64);
         self.unflushed += batch.len() as u64;
         self.unchecked_bytes = self.unchecked_bytes.saturating_add(batch.len() as u64);
         self.applied_batches = true;
@@ -342,6 +393,67 @@ impl StateMachine for PartitionMachine {
 
     fn compaction(&mut self, matched: u64) -> Option<Vec<u8>> {
         self.compaction.propose(matched, self.compact)
+    }
+
+    fn snapshot_source(&self) -> Option<SnapshotSource> {
+        self.snapshots.as_ref()?;
+        let (engine, group, producers) = (self.engine.clone(), self.group, self.producers.clone());
+        Some(Arc::new(move || {
+            // Called by raft-rs on this group's driver, between applies: the
+            // log and the producer state agree.
+            let log = engine.log_state(group)?;
+            let blob =
+                producers::checkpoint(log.applied_index, &producers.lock(), log.next_offset)?;
+            let d = Descriptor {
+                start: log.start_offset,
+                next: log.next_offset,
+                producers: blob,
+            };
+            Ok((log.applied_index, d.encode()?))
+        }))
+    }
+
+    fn check_snapshot(&mut self, from: NodeId, snap: &Snapshot) -> Result<()> {
+        let Some(service) = &self.snapshots else {
+            return Err(Error::Unsupported(
+                "this engine does not install partition logs from snapshots".into(),
+            ));
+        };
+        let d = Descriptor::decode(&snap.data)?;
+        if d.start > d.next {
+            return Err(Error::Invalid(format!(
+                "{}: a snapshot of log [{}, {})",
+                self.group, d.start, d.next
+            )));
+        }
+        match self.engine.stage_end(self.group)? {
+            Some((s, e)) if s == d.start && e == d.next => Ok(()),
+            _ => {
+                service.want(self.group, from, d.start, d.next)?;
+                Err(Error::Unavailable(snap.get_metadata().index))
+            }
+        }
+    }
+
+    fn restore(&mut self, meta: &SnapshotMetadata, data: &[u8]) -> Result<()> {
+        let d = Descriptor::decode(data)?;
+        let states = producers::from_checkpoint(self.group, &d.producers)?;
+        // The checkpoint first: one ahead of the log is rebuilt at a restart.
+        self.engine.state_put(self.group, &d.producers)?;
+        self.engine.stage_install(self.group, meta.index)?;
+        *self.producers.lock() = states;
+        self.next_offset = d.next;
+        self.compaction = Compaction::new(meta.index, meta.index);
+        self.view = None;
+        self.unflushed = 0;
+        self.producers_dirty = false;
+        self.unchecked_bytes = 0;
+        self.applied_batches = true;
+        if let Some(s) = &self.snapshots {
+            s.done(self.group);
+        }
+        tracing::info!(group = %self.group, index = meta.index, start = d.start, next = d.next, "installed a partition snapshot");
+        Ok(())
     }
 
     fn log_state(&self) -> Option<LogState> {

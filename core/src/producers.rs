@@ -266,6 +266,17 @@ pub fn checkpoint(index: u64, states: &ProducerStates, next_offset: i64) -> Resu
     Ok(crate::checkpoint::encode(index, &payload))
 }
 
+/// The producer state a checkpoint blob holds (one that [`checkpoint`] wrote).
+///
+/// # Errors
+/// [`Error::Corrupt`] when the blob is not one.
+pub fn from_checkpoint(group: crate::ids::GroupId, blob: &[u8]) -> Result<ProducerStates> {
+    let c = crate::checkpoint::decode(group, bytes::Bytes::copy_from_slice(blob))?;
+    let p: ProducerCheckpoint = postcard::from_bytes(&c.payload)
+        .map_err(|e| Error::Corrupt(format!("{group}: undecodable producer state: {e}")))?;
+    Ok(p.states)
+}
+
 /// Rebuilds partition `group`'s producer state as of its partition log's end:
 /// from its checkpoint when it is usable (not past the log), replaying the
 /// batches after it; else from the whole log. When it replayed batches, it

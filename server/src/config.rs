@@ -227,6 +227,11 @@ pub struct Config {
     /// How often each partition leader checks its topic's retention, in
     /// milliseconds (Kafka's `log.retention.check.interval.ms`; default 5 minutes).
     pub retention_check_interval_ms: u64,
+    /// A partition's Raft log stops waiting for replicas that are behind once it
+    /// holds about this many bytes: it is compacted, and a replica that needs
+    /// older entries is sent a snapshot (engines that install them; see
+    /// docs/snapshots.md).
+    pub raft_log_max_bytes: u64,
     /// Segment engine tuning, checked by the engine when it is chosen (see
     /// `weir_engine_segment::Config`).
     pub engine_segment: toml::Table,
@@ -307,6 +312,7 @@ impl Default for Config {
             retention_ms: 7 * 24 * 3600 * 1000,
             retention_bytes: -1,
             segment_ms: 7 * 24 * 3600 * 1000,
+            raft_log_max_bytes: 256 << 20,
             metadata_checkpoint_entries: 1000,
             metadata_keep_entries: 500,
             retention_check_interval_ms: 300_000,

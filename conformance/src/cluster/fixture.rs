@@ -30,6 +30,9 @@ pub(super) fn config(id: NodeId, ids: &[NodeId]) -> NodeConfig {
     // runs over a compacted one (and restarts load its checkpoint).
     c.metadata_checkpoint_entries = 20;
     c.metadata_keep_entries = 10;
+    // Partition logs past 256 KiB stop waiting for a replica that is behind
+    // (engines that install snapshots send it one).
+    c.raft_log_max_bytes = 256 << 10;
     c
 }
 

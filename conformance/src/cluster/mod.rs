@@ -133,9 +133,12 @@ impl<E: Engine> ClusterHarness for DirEngines<E> {
 /// factories, on its own tokio runtime.
 macro_rules! cluster_trials {
     ($h:ident, $n:ident; $($case:ident),* $(,)?) => {
+        cluster_trials!($h, $n, Ok(()); $($case),*)
+    };
+    ($h:ident, $n:ident, $applies:expr; $($case:ident),* $(,)?) => {
         vec![$({
             let (h, n) = ($h.clone(), $n.clone());
-            crate::suite::trial(stringify!($case), Ok(()), move || {
+            crate::suite::trial(stringify!($case), $applies, move || {
                 block_on($case(Arc::new(h()), Arc::new(n())))
             })
         }),*]
@@ -154,7 +157,7 @@ where
     N: NetHarness,
 {
     let (h, n) = (Arc::new(harness), Arc::new(net));
-    cluster_trials!(h, n;
+    let mut trials = cluster_trials!(h, n;
         cluster_single_node_produce_and_fetch,
         cluster_three_nodes_replicate_identically,
         cluster_produce_to_follower_names_the_leader,
@@ -170,7 +173,28 @@ where
         cluster_retention_trims_every_replica_alike,
         cluster_delete_records_moves_the_low_watermark,
         cluster_metadata_snapshot_brings_back_a_lagging_node,
-    )
+    );
+    // Partition snapshots, for engines that install them.
+    let installs = harness_caps(&*h).map_or(Err("the harness cannot create an engine"), |c| {
+        if c.snapshot_install {
+            Ok(())
+        } else {
+            Err("needs snapshot_install")
+        }
+    });
+    trials.extend(cluster_trials!(h, n, installs;
+        cluster_lagging_replica_catches_up_by_snapshot,
+        cluster_interrupted_snapshot_download_completes,
+    ));
+    trials
+}
+
+/// The capabilities of the engines `harness` makes.
+fn harness_caps<H: ClusterHarness>(
+    harness: &dyn Fn() -> H,
+) -> anyhow::Result<weir_core::Capabilities> {
+    let (_guard, engine) = harness().create(1)?;
+    Ok(engine.capabilities())
 }
 
 /// Runs the cluster suite as a test binary's `main` (its target has

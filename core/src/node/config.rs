@@ -32,6 +32,12 @@ pub struct NodeConfig {
     /// …or after this long. Compaction only reaches what every replica has and what
     /// is durable in the partition log, so a replica that is down holds it back.
     pub compact_interval: Duration,
+    /// A partition group's Raft log stops waiting for replicas that are behind
+    /// once it holds about this many bytes past its compaction point: it is
+    /// compacted through what this leader has applied, and a replica that needs
+    /// older entries is sent a snapshot (engines that install them only; the
+    /// others always wait). Default 256 MiB.
+    pub raft_log_max_bytes: u64,
     /// Most partitions one topic may have.
     pub max_partitions_per_topic: i32,
     /// Most partitions in the cluster, over all topics (each is a Raft group with
@@ -151,6 +157,7 @@ impl NodeConfig {
             flush_interval: Duration::from_secs(1),
             compact_bytes: 16 << 20,
             compact_interval: Duration::from_secs(2),
+            raft_log_max_bytes: 256 << 20,
             max_partitions_per_topic: 1000,
             max_partitions: 10_000,
             max_pending_produce_bytes: 256 << 20,

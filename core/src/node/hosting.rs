@@ -129,6 +129,10 @@ impl Inner {
                 p.group
             )));
         }
+        let installs = self.engine.capabilities().snapshot_install;
+        if installs && applied > self.engine.raft_last_index(p.group)? {
+            self.finish_interrupted_install(p.group, applied)?;
+        }
         let expiration_ms =
             i64::try_from(self.cfg.producer_id_expiration.as_millis()).unwrap_or(i64::MAX);
         let producers = Arc::new(parking_lot::Mutex::new(crate::producers::restore(
@@ -147,6 +151,7 @@ impl Inner {
             compact: CompactPolicy {
                 bytes: self.cfg.compact_bytes,
                 interval: self.cfg.compact_interval,
+                max_log_bytes: installs.then_some(self.cfg.raft_log_max_bytes),
             },
             unflushed: 0,
             last_flush: Instant::now(),
@@ -161,12 +166,29 @@ impl Inner {
             next_offset: self.engine.log_state(p.group)?.next_offset,
             view: None,
             renumbered: false,
+            snapshots: installs.then(|| self.snapshots.clone()),
         };
         self.start_group(p.group, &p.replicas, applied, sm, Some(producers))
     }
 }
 
 impl Inner {
+    /// A partition log installed from a snapshot at `applied` whose Raft log
+    /// was not reset to it yet (a crash between the two): resets it now. The
+    /// snapshot's term is not known here, so the compaction point gets term 0:
+    /// this replica then wins no election on it, and its leader's next append
+    /// does not match, so it sends a snapshot again.
+    fn finish_interrupted_install(&self, group: GroupId, applied: u64) -> Result<()> {
+        tracing::warn!(%group, applied, "finishing a snapshot install a crash interrupted");
+        let mut meta = raft::eraftpb::SnapshotMetadata {
+            index: applied,
+            ..Default::default()
+        };
+        meta.set_conf_state(self.engine.raft_state(group)?.conf_state);
+        self.engine.raft_apply_snapshot(group, &meta)?;
+        self.engine.raft_sync()
+    }
+
     /// Starts a group-coordinator replica: its state from the checkpoint, the
     /// Raft log replayed after it.
     fn start_coordinator(&self, p: &PartitionMeta) -> Result<()> {
@@ -198,6 +220,7 @@ impl Inner {
             compact: CompactPolicy {
                 bytes: self.cfg.compact_bytes,
                 interval: self.cfg.compact_interval,
+                max_log_bytes: None,
             },
             unsaved: 0,
             last_save: Instant::now(),
@@ -267,6 +290,7 @@ pub(super) async fn reconcile(node: Weak<Inner>, mut meta: watch::Receiver<Arc<M
             let _ = h.handle.tx.send(GroupMsg::Stop(tx));
             h.task.await;
             inner.coordinators.remove(g);
+            inner.snapshots.done(g);
             shapes.remove(&g);
             let removed = inner
                 .engine

@@ -64,6 +64,8 @@ struct Inner {
     coordinators: Coordinators,
     /// The producer ids this node hands out next: `[next, end)` of its block.
     producer_ids: tokio::sync::Mutex<(i64, i64)>,
+    /// Partition snapshots being served and downloaded.
+    snapshots: Arc<crate::snapshot::Snapshots>,
 }
 
 /// A node that does not keep it running (for its own background tasks).
@@ -94,12 +96,14 @@ impl std::fmt::Debug for Node {
 struct NodeInbound(Weak<Inner>);
 
 impl Inbound for NodeInbound {
-    fn deliver(&self, _from: NodeId, msgs: Vec<GroupMessage>) {
+    fn deliver(&self, from: NodeId, msgs: Vec<GroupMessage>) {
         if let Some(inner) = self.0.upgrade() {
             let groups = inner.groups.read();
             let max = inner.cfg.max_queued_peer_bytes_per_group;
             for m in msgs {
-                if let Some(h) = groups.get(&m.group)
+                if m.group.0 & crate::snapshot::CHANNEL_BIT != 0 {
+                    inner.snapshots.deliver(from, m);
+                } else if let Some(h) = groups.get(&m.group)
                     && !h.handle.step(m.msg, max)
                 {
                     tracing::debug!(
@@ -145,6 +149,8 @@ impl Node {
         };
         let (machine, meta, meta_applied) = MetadataMachine::open(engine.clone(), policy)?;
         let cfg_budget = cfg.max_pending_produce_bytes;
+        let (cfg_id, engine_for_snapshots, transport_for_snapshots) =
+            (cfg.id, engine.clone(), transport.clone());
         let space = Arc::new(space::Space::new(engine.clone(), cfg.min_free_bytes));
         let inner = Arc::new(Inner {
             cfg,
@@ -162,6 +168,11 @@ impl Node {
             space,
             coordinators: Coordinators::default(),
             producer_ids: tokio::sync::Mutex::new((0, 0)),
+            snapshots: Arc::new(crate::snapshot::Snapshots::new(
+                cfg_id,
+                engine_for_snapshots,
+                transport_for_snapshots,
+            )),
         });
         let voters = inner.cfg.voters.clone();
         inner.start_group(GroupId::METADATA, &voters, meta_applied, machine, None)?;

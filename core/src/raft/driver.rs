@@ -172,10 +172,12 @@ pub(crate) trait StateMachine: Send + 'static {
         Ok(())
     }
 
-    /// Whether this group would install a snapshot carrying `data` (checked
-    /// before raft-rs sees the message): a group that installs no snapshots,
-    /// or data that does not decode, is refused, and the node keeps running.
-    fn check_snapshot(&self, _data: &[u8]) -> Result<()> {
+    /// Whether this group installs `snap`, sent by `from`, now (checked before
+    /// raft-rs sees the message): a group that installs no snapshots, data
+    /// that does not decode, or a snapshot whose data is not here yet (a
+    /// partition log still downloading) is refused, and the node keeps
+    /// running; the leader sends it again.
+    fn check_snapshot(&mut self, _from: NodeId, _snap: &raft::eraftpb::Snapshot) -> Result<()> {
         Err(Error::Unsupported(
             "this group does not install snapshots yet".into(),
         ))
@@ -471,18 +473,22 @@ impl<S: StateMachine> Driver<S> {
             GroupMsg::Step(m) => {
                 self.inbox.fetch_sub(peer_bytes(&m), Ordering::Relaxed);
                 let refused = (m.msg_type == MessageType::MsgSnapshot)
-                    .then(|| self.sm.check_snapshot(&m.get_snapshot().data).err())
+                    .then(|| self.sm.check_snapshot(m.from, m.get_snapshot()).err())
                     .flatten();
                 if let Some(why) = refused {
                     // Partition groups install no snapshots yet (their leaders
                     // never send one: their Raft log is compacted only through
                     // what every replica has). A snapshot refused here never
                     // reaches raft-rs: it must never stop this node.
-                    tracing::warn!(
-                        group = %self.p.group, from = m.from, term = m.term,
-                        index = m.get_snapshot().get_metadata().index, error = %why,
-                        "refused a Raft snapshot from a peer"
-                    );
+                    let index = m.get_snapshot().get_metadata().index;
+                    if matches!(why, Error::Unavailable(_)) {
+                        tracing::debug!(group = %self.p.group, from = m.from, index, "a snapshot waits for its data");
+                    } else {
+                        tracing::warn!(
+                            group = %self.p.group, from = m.from, term = m.term, index,
+                            error = %why, "refused a Raft snapshot from a peer"
+                        );
+                    }
                 } else if let Err(e) = self.p.node.step(m) {
                     tracing::debug!(group = %self.p.group, error = %e, "dropped a Raft message");
                 }

@@ -1,0 +1,297 @@
+//! Partition snapshots (docs/snapshots.md, step 2): what a partition group's
+//! `MsgSnapshot` carries (a [`Descriptor`]), and the node's snapshot service,
+//! which serves a leader's partition log in chunks and downloads a leader's
+//! into the engine's staged log ([`StagingStore`]).
+//!
+//! Chunks travel through the peer transport as group messages on the group's
+//! *snapshot channel* (its id with [`CHANNEL_BIT`] set), which the node routes
+//! here instead of to a Raft driver; raft-rs never sees them. A request is a
+//! [`REQUEST`] message naming the offset wanted (`index`) and the offset to stop
+//! at (`commit`); a chunk is a `MsgSnapshot` whose snapshot data holds whole
+//! batches from that offset, `context` their CRC-32C, `reject` set when the
+//! leader cannot serve the offset (its log start moved past it). One request is
+//! in flight per download; a lost one is asked again when the leader sends its
+//! snapshot again.
+//!
+//! [`StagingStore`]: crate::staging::StagingStore
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
+use raft::eraftpb::{Message, MessageType};
+use serde::{Deserialize, Serialize};
+
+use crate::engine::Engine;
+use crate::error::{Error, Result};
+use crate::ids::{GroupId, NodeId, Offset};
+use crate::transport::{GroupMessage, SharedTransport};
+
+/// The bit of a group id that names the group's snapshot channel.
+pub(crate) const CHANNEL_BIT: u64 = 1 << 62;
+/// The most bytes of batches one chunk carries (at least one batch).
+const CHUNK_BYTES: usize = 4 << 20;
+/// The message type of a chunk request on a snapshot channel (raft-rs has no
+/// type of its own for it, and never sees these messages).
+const REQUEST: MessageType = MessageType::MsgSnapStatus;
+/// A request unanswered this long is sent again.
+const RETRY: Duration = Duration::from_secs(1);
+
+/// What a partition group's snapshot carries: the partition log's range at the
+/// snapshot's index, and the producer-state checkpoint there.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Descriptor {
+    /// The log start offset.
+    pub(crate) start: Offset,
+    /// The next offset (the log's end at the snapshot's index).
+    pub(crate) next: Offset,
+    /// The producer-state checkpoint blob at the snapshot's index.
+    pub(crate) producers: Vec<u8>,
+}
+
+const FORMAT: u8 = 1;
+
+impl Descriptor {
+    pub(crate) fn encode(&self) -> Result<Vec<u8>> {
+        postcard::to_extend(self, vec![FORMAT])
+            .map_err(|e| Error::Invalid(format!("encoding a snapshot descriptor: {e}")))
+    }
+
+    pub(crate) fn decode(data: &[u8]) -> Result<Descriptor> {
+        match data.split_first() {
+            Some((&FORMAT, rest)) => postcard::from_bytes(rest)
+                .map_err(|e| Error::Invalid(format!("a snapshot descriptor does not decode: {e}"))),
+            _ => Err(Error::Invalid(
+                "a snapshot descriptor of an unknown format".into(),
+            )),
+        }
+    }
+}
+
+/// One download of a leader's partition log.
+#[derive(Debug)]
+struct Download {
+    leader: NodeId,
+    start: Offset,
+    /// Download up to here (the newest snapshot's next offset).
+    target: Offset,
+    /// When the request in flight was sent.
+    asked: Option<Instant>,
+    /// A chunk is being stored.
+    busy: bool,
+}
+
+/// The node's snapshot service: downloads in progress, and serving chunks.
+pub(crate) struct Snapshots {
+    me: NodeId,
+    engine: Arc<dyn Engine>,
+    transport: SharedTransport,
+    downloads: Mutex<HashMap<GroupId, Download>>,
+}
+
+fn channel(group: GroupId) -> GroupId {
+    GroupId(group.0 | CHANNEL_BIT)
+}
+
+impl Snapshots {
+    pub(crate) fn new(me: NodeId, engine: Arc<dyn Engine>, transport: SharedTransport) -> Self {
+        Snapshots {
+            me,
+            engine,
+            transport,
+            downloads: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// A leader's snapshot of `group` needs `[start, target)` staged here:
+    /// starts or continues downloading it from `leader`. Runs on the group's
+    /// driver (blocking section).
+    pub(crate) fn want(
+        &self,
+        group: GroupId,
+        leader: NodeId,
+        start: Offset,
+        target: Offset,
+    ) -> Result<()> {
+        let mut downloads = self.downloads.lock();
+        let d = downloads.entry(group).or_insert(Download {
+            leader,
+            start,
+            target,
+            asked: None,
+            busy: false,
+        });
+        if d.start != start {
+            // The leader's log start moved: begin again from it.
+            *d = Download {
+                leader,
+                start,
+                target,
+                asked: None,
+                busy: d.busy,
+            };
+        }
+        d.leader = leader;
+        d.target = target;
+        if d.busy || d.asked.is_some_and(|t| t.elapsed() < RETRY) {
+            return Ok(());
+        }
+        let end = match self.engine.stage_end(group)? {
+            // Staged past the target (for an earlier leader's snapshot at a
+            // later index): it could not be installed at this one.
+            Some((s, e)) if s == start && e <= target => e,
+            _ => {
+                self.engine.stage_begin(group, start)?;
+                tracing::info!(%group, leader, start, target, "downloading a snapshot");
+                start
+            }
+        };
+        if end < d.target {
+            d.asked = Some(Instant::now());
+            self.ask(group, d.leader, end, d.target);
+        }
+        Ok(())
+    }
+
+    /// Forgets `group`'s download (installed, or the group is gone).
+    pub(crate) fn done(&self, group: GroupId) {
+        self.downloads.lock().remove(&group);
+    }
+
+    fn ask(&self, group: GroupId, leader: NodeId, offset: Offset, upto: Offset) {
+        let msg = Message {
+            msg_type: REQUEST,
+            to: leader,
+            from: self.me,
+            index: offset as u64,
+            commit: upto as u64,
+            ..Message::default()
+        };
+        self.transport.send(
+            leader,
+            vec![GroupMessage {
+                group: channel(group),
+                msg,
+            }],
+        );
+    }
+
+    /// A message on a snapshot channel from `from`: a request to serve, or a
+    /// chunk to store. The engine work runs on the blocking pool.
+    pub(crate) fn deliver(self: &Arc<Self>, from: NodeId, m: GroupMessage) {
+        let group = GroupId(m.group.0 & !CHANNEL_BIT);
+        let this = self.clone();
+        let work = move || match m.msg.msg_type {
+            REQUEST => this.serve(group, from, &m.msg),
+            MessageType::MsgSnapshot => this.store(group, from, &m.msg),
+            other => {
+                tracing::debug!(%group, from, ?other, "dropped a message on a snapshot channel")
+            }
+        };
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            drop(rt.spawn_blocking(work));
+        }
+    }
+
+    /// Answers a request with the batches of `[offset, upto)` that fit a chunk.
+    fn serve(&self, group: GroupId, to: NodeId, req: &Message) {
+        let (offset, upto) = (req.index as Offset, req.commit as Offset);
+        let mut reply = Message {
+            msg_type: MessageType::MsgSnapshot,
+            to,
+            from: self.me,
+            index: req.index,
+            commit: req.commit,
+            ..Message::default()
+        };
+        match self.read_chunk(group, offset, upto) {
+            Ok(data) => {
+                reply.context = crc32c::crc32c(&data).to_be_bytes().to_vec().into();
+                reply.mut_snapshot().data = data.into();
+            }
+            Err(e) => {
+                tracing::debug!(%group, to, offset, error = %e, "cannot serve a snapshot chunk");
+                reply.reject = true;
+            }
+        }
+        self.transport.send(
+            to,
+            vec![GroupMessage {
+                group: channel(group),
+                msg: reply,
+            }],
+        );
+    }
+
+    fn read_chunk(&self, group: GroupId, offset: Offset, upto: Offset) -> Result<Vec<u8>> {
+        let data = self.engine.log_read(group, offset, CHUNK_BYTES)?;
+        let mut len = 0;
+        for b in crate::batch::iter_batches(&data) {
+            let (h, one) = b?;
+            if h.base_offset >= upto {
+                break;
+            }
+            len += one.len();
+        }
+        Ok(data[..len].to_vec())
+    }
+
+    /// Stores a chunk that continues `group`'s staged log, then asks for the next.
+    fn store(&self, group: GroupId, from: NodeId, chunk: &Message) {
+        let (leader, target) = {
+            let mut downloads = self.downloads.lock();
+            let Some(d) = downloads.get_mut(&group) else {
+                return;
+            };
+            if d.busy {
+                return;
+            }
+            if chunk.reject {
+                tracing::info!(%group, from, "the leader cannot serve the snapshot from here; it begins again");
+                downloads.remove(&group);
+                return;
+            }
+            d.busy = true;
+            (d.leader, d.target)
+        };
+        let stored = self.append(group, chunk);
+        let mut downloads = self.downloads.lock();
+        let Some(d) = downloads.get_mut(&group) else {
+            return;
+        };
+        d.busy = false;
+        d.asked = None;
+        match stored {
+            Ok(Some(end)) if end < d.target => {
+                d.asked = Some(Instant::now());
+                self.ask(group, leader, end, d.target);
+            }
+            Ok(Some(end)) => tracing::info!(%group, end, target, "snapshot downloaded"),
+            // A stale or empty chunk: the next snapshot from the leader asks again.
+            Ok(None) => {}
+            Err(e) => tracing::debug!(%group, error = %e, "dropped a snapshot chunk"),
+        }
+    }
+
+    /// Appends a chunk at the staged end; the new end, or `None` for a chunk
+    /// that does not continue it or holds nothing.
+    fn append(&self, group: GroupId, chunk: &Message) -> Result<Option<Offset>> {
+        let data = &chunk.get_snapshot().data;
+        let crc = u32::from_be_bytes(
+            chunk.context[..]
+                .try_into()
+                .map_err(|_| Error::Corrupt("a snapshot chunk without its CRC".into()))?,
+        );
+        if crc32c::crc32c(data) != crc {
+            return Err(Error::Corrupt("a snapshot chunk fails its CRC".into()));
+        }
+        match self.engine.stage_end(group)? {
+            Some((_, end)) if end == chunk.index as Offset && !data.is_empty() => {
+                self.engine.stage_append(group, data).map(Some)
+            }
+            Some(_) => Ok(None),
+            None => Err(Error::Invalid("no staged log".into())),
+        }
+    }
+}
