@@ -1,0 +1,78 @@
+#!/usr/bin/env bash
+# Catch-up by snapshot (issue 20 item 4, docs/snapshots.md). Three nodes on
+# loopback (an engine that installs snapshots: redb by default), a topic of 4
+# partitions replicated 3 ways, raft_log_max_bytes = 64 MiB. Node 3 is killed,
+# WEIR_CATCHUP_MB of 1 KiB records are produced (its partitions' Raft logs are
+# compacted past it), node 3 restarts and downloads each partition's log. From
+# node 3's log: the time from its restart to the last partition downloaded and
+# installed, and the transfer rate (the partition logs' bytes over that time);
+# the leaders' peak heap (RssAnon) meanwhile; the data directories' sizes.
+#
+#   bench/snapshot-catchup.sh BIN        # a weir built with the engine's feature
+#   WEIR_CATCHUP_ENGINE=rocksdb WEIR_TRANSPORT=tcp bench/snapshot-catchup.sh BIN
+set -euo pipefail
+cd "$(dirname "$0")/.."
+[ $# -eq 1 ] || { echo "usage: bench/snapshot-catchup.sh BIN" >&2; exit 2; }
+BIN="$1"
+MB="${WEIR_CATCHUP_MB:-1024}"
+ENGINE="${WEIR_CATCHUP_ENGINE:-redb}"
+TRANSPORT="${WEIR_TRANSPORT:-grpc}"
+ROOT="$(mktemp -d "${WEIR_BENCH_DIR:-$PWD}/weir-snapcatch.XXXXXX")"
+PIDS=(0 0 0)
+cleanup() {
+    for p in "${PIDS[@]}"; do [ "$p" != 0 ] && kill -9 "$p" 2>/dev/null || true; done
+    rm -rf "$ROOT"
+}
+trap cleanup EXIT
+KAFKA=(19611 19612 19613)
+PEER=(19621 19622 19623)
+echo "raft_log_max_bytes = 67108864" >"$ROOT/weir.toml"
+
+start() { # NODE(0-based)
+    local i=$1 args=()
+    for j in 0 1 2; do
+        [ "$i" = "$j" ] || args+=(--peer "$((j + 1))=127.0.0.1:${PEER[$j]}")
+    done
+    RUST_LOG=info "$BIN" serve --config "$ROOT/weir.toml" --node-id $((i + 1)) \
+        --engine "$ENGINE" --transport "$TRANSPORT" --data-dir "$ROOT/d$i" \
+        --kafka-listen "127.0.0.1:${KAFKA[$i]}" --peer-listen "127.0.0.1:${PEER[$i]}" \
+        "${args[@]}" 2>>"$ROOT/log$i" &
+    PIDS[$i]=$!
+}
+rss_mb() { awk '/RssAnon/ {printf "%d", $2 / 1024}' "/proc/$1/status" 2>/dev/null || echo 0; }
+
+for i in 0 1 2; do start $i; done
+until (exec 3<>"/dev/tcp/127.0.0.1/${KAFKA[0]}") 2>/dev/null; do sleep 0.1; done
+sleep 2
+"$BIN" topics -b "127.0.0.1:${KAFKA[0]}" create catchup --partitions 4 --replication 3 >/dev/null
+sleep 2
+kill -9 "${PIDS[2]}"; wait "${PIDS[2]}" 2>/dev/null || true; PIDS[2]=0
+"$BIN" bench -b "127.0.0.1:${KAFKA[0]}" --json produce --topic catchup --partitions 4 \
+    --producers 4 --record-size 1024 --batch 500 --records $((MB * 1024)) >/dev/null
+sleep 3
+restarted=$(date +%s.%N)
+start 2
+peak=0 t0=$(date +%s)
+while [ "$(grep -c 'installed a partition snapshot' "$ROOT/log2" || true)" -lt 4 ] &&
+      [ $(( $(date +%s) - t0 )) -lt 900 ]; do
+    sleep 0.5
+    for i in 0 1; do r=$(rss_mb "${PIDS[$i]}"); [ "$r" -gt "$peak" ] && peak=$r; done
+done
+python3 - "$ROOT/log2" "$restarted" "$MB" "$peak" "$ENGINE" "$TRANSPORT" <<'PY'
+import re, sys, datetime
+log, restarted, mb, peak, engine, transport = sys.argv[1], float(sys.argv[2]), int(sys.argv[3]), sys.argv[4], sys.argv[5], sys.argv[6]
+def ts(line):
+    m = re.search(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d+)Z", re.sub(r"\x1b\[[0-9;]*m", "", line))
+    return datetime.datetime.fromisoformat(m.group(1)).replace(tzinfo=datetime.timezone.utc).timestamp()
+lines = open(log).read().splitlines()
+down = [ts(l) for l in lines if "snapshot downloaded" in l]
+inst = [ts(l) for l in lines if "installed a partition snapshot" in l]
+if len(inst) < 4:
+    sys.exit(f"only {len(inst)} of 4 partitions installed a snapshot; see {log}")
+secs = max(inst) - restarted
+print(f"{engine}/{transport}: {mb} MB in 4 partitions caught up by snapshot in {secs:.1f} s "
+      f"(last download done {max(down) - restarted:.1f} s after the restart): {mb * 1.048576 / secs:.0f} MB/s; "
+      f"leaders' heap (RssAnon) peak {peak} MB")
+PY
+sleep 2
+echo "data directories (MB), node 1/2/3: $(du -sm "$ROOT/d0" | cut -f1)/$(du -sm "$ROOT/d1" | cut -f1)/$(du -sm "$ROOT/d2" | cut -f1)"
