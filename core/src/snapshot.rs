@@ -88,6 +88,9 @@ pub(crate) struct Snapshots {
     engine: Arc<dyn Engine>,
     transport: SharedTransport,
     downloads: Mutex<HashMap<GroupId, Download>>,
+    /// Chunks being served or stored (on the blocking pool); `None` once the
+    /// node stops.
+    tasks: Mutex<Option<tokio::task::JoinSet<()>>>,
 }
 
 fn channel(group: GroupId) -> GroupId {
@@ -101,6 +104,16 @@ impl Snapshots {
             engine,
             transport,
             downloads: Mutex::new(HashMap::new()),
+            tasks: Mutex::new(Some(tokio::task::JoinSet::new())),
+        }
+    }
+
+    /// Stops taking messages and waits for the chunks being served or stored,
+    /// so that nothing holds the engine after the node stops.
+    pub(crate) async fn stop(&self) {
+        let tasks = self.tasks.lock().take();
+        if let Some(mut tasks) = tasks {
+            while tasks.join_next().await.is_some() {}
         }
     }
 
@@ -189,8 +202,13 @@ impl Snapshots {
                 tracing::debug!(%group, from, ?other, "dropped a message on a snapshot channel")
             }
         };
-        if let Ok(rt) = tokio::runtime::Handle::try_current() {
-            drop(rt.spawn_blocking(work));
+        let mut tasks = self.tasks.lock();
+        let Some(tasks) = tasks.as_mut() else {
+            return;
+        };
+        while tasks.try_join_next().is_some() {}
+        if tokio::runtime::Handle::try_current().is_ok() {
+            tasks.spawn_blocking(work);
         }
     }
 

@@ -284,6 +284,7 @@ impl Node {
             t.abort();
             t.await;
         }
+        self.inner.snapshots.stop().await;
         let hosted: Vec<Hosted> = self.inner.groups.write().drain().map(|(_, h)| h).collect();
         for h in hosted {
             let (tx, _rx) = oneshot::channel();

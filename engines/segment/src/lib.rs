@@ -28,6 +28,7 @@ mod error;
 mod format;
 mod partition;
 mod segment;
+mod staging;
 mod state;
 mod unified;
 mod wal;
@@ -78,6 +79,8 @@ pub struct SegmentEngine {
     shape: Shape,
     wal: Mutex<Wal>,
     partitions: RwLock<HashMap<GroupId, Arc<Mutex<Partition>>>>,
+    /// Logs staged from snapshots (`StagingStore`, in `staging`).
+    staged: Mutex<HashMap<GroupId, Partition>>,
     /// Topic configs that shape each group's segments (`log_configure`).
     topic_shapes: Mutex<HashMap<GroupId, LogShape>>,
     /// Groups whose partition log got batches since the last `raft_sync`.
@@ -151,10 +154,30 @@ impl SegmentEngine {
             index_interval: config.index_interval_bytes,
             roll_after: None,
         };
-        let mut partitions = HashMap::new();
+        // Installs a crash interrupted are finished first: they rename logs.
         for entry in fs::read_dir(&pdir).ctx(|| format!("listing {}", pdir.display()))? {
             let entry = entry.ctx(|| format!("listing {}", pdir.display()))?;
             let name = entry.file_name().to_string_lossy().into_owned();
+            if name.ends_with(".install") {
+                staging::recover_entry(dir, &name)?;
+            }
+        }
+        let mut partitions = HashMap::new();
+        let mut staged = HashMap::new();
+        for entry in fs::read_dir(&pdir).ctx(|| format!("listing {}", pdir.display()))? {
+            let entry = entry.ctx(|| format!("listing {}", pdir.display()))?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if let Some((g, false)) = staging::recover_entry(dir, &name)? {
+                match Partition::open(&entry.path(), shape, accept_loss, &durability)? {
+                    Some(mut p) => {
+                        p.adopt_tail();
+                        staged.insert(g, p);
+                    }
+                    None => fs::remove_dir_all(entry.path())
+                        .ctx(|| format!("removing {}", entry.path().display()))?,
+                }
+                continue;
+            }
             if name.contains(REMOVED_MARK) {
                 // A removal that a crash interrupted: finish it.
                 fs::remove_dir_all(entry.path())
@@ -187,6 +210,7 @@ impl SegmentEngine {
             shape,
             wal: Mutex::new(wal),
             partitions: RwLock::new(partitions),
+            staged: Mutex::new(staged),
             topic_shapes: Mutex::new(HashMap::new()),
             unsynced: Mutex::new(Vec::new()),
             durability,
@@ -456,6 +480,7 @@ impl PartitionStore for SegmentEngine {
     fn log_remove(&self, group: GroupId) -> Result<()> {
         self.durability.check()?;
         self.topic_shapes.lock().remove(&group);
+        weir_core::StagingStore::stage_drop(self, group)?;
         let Some(p) = self.partitions.write().remove(&group) else {
             return Ok(());
         };
@@ -533,10 +558,6 @@ impl weir_core::StateStore for SegmentEngine {
     }
 }
 
-/// Not yet: the segment engine does not declare `snapshot_install`
-/// (docs/snapshots.md, step 2).
-impl weir_core::StagingStore for SegmentEngine {}
-
 impl Engine for SegmentEngine {
     fn name(&self) -> &'static str {
         NAME
@@ -548,6 +569,7 @@ impl Engine for SegmentEngine {
         Capabilities::files()
             .with_files_per_partition(3)
             .with_unified_log()
+            .with_snapshot_install()
     }
 
     fn free_bytes(&self) -> Option<u64> {

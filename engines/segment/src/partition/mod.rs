@@ -68,22 +68,42 @@ pub(crate) struct Partition {
 impl Partition {
     /// Creates an empty partition log in `dir`.
     pub(crate) fn create(dir: &Path, shape: Shape, d: &Durability) -> Result<Partition, SegError> {
+        Partition::create_at(dir, shape, 0, d)
+    }
+
+    /// Creates an empty partition log in `dir` that starts at offset `start`
+    /// (a log staged from a snapshot).
+    pub(crate) fn create_at(
+        dir: &Path,
+        shape: Shape,
+        start: Offset,
+        d: &Durability,
+    ) -> Result<Partition, SegError> {
         fs::create_dir_all(dir).ctx(|| format!("creating {}", dir.display()))?;
         crate::durability::sync_dir(dir.parent().unwrap_or(dir))?;
+        let marks = Marks {
+            applied_index: 0,
+            start_offset: start,
+            high_watermark: start,
+        };
         let seg = Segment::create(
             dir,
-            0,
+            start,
             shape.segment_bytes,
             shape.index_interval,
-            Marks::default(),
+            marks,
             d,
         )?;
         let mut segments = BTreeMap::new();
-        segments.insert(0, seg);
+        segments.insert(start, seg);
         Ok(Partition {
             dir: dir.to_path_buf(),
             segments,
-            state: LogState::default(),
+            state: LogState {
+                start_offset: start,
+                next_offset: start,
+                applied_index: 0,
+            },
             shape,
             removed: false,
             pending: VecDeque::new(),
@@ -295,6 +315,34 @@ impl Partition {
         self.segments.insert(base, seg);
         self.tail_since = Some(std::time::Instant::now());
         Ok(())
+    }
+
+    /// Appends a batch as it is (stamped elsewhere: its base offset must be
+    /// the log's next offset, which the caller checked), for a staged log.
+    pub(crate) fn append_stamped(
+        &mut self,
+        h: &batch::BatchHeader,
+        bytes: &[u8],
+        d: &Durability,
+    ) -> Result<(), SegError> {
+        self.make_room(bytes.len(), d)?;
+        let a = self.tail().append(h, bytes, h.leader_epoch)?;
+        self.state.next_offset = a.last_offset + 1;
+        Ok(())
+    }
+
+    /// Counts every batch its segments hold as part of the log (a staged log
+    /// reopened: it has no Raft entries, so nothing past its high watermark
+    /// waits for one).
+    pub(crate) fn adopt_tail(&mut self) {
+        self.state.next_offset = self.leo();
+        self.pending.clear();
+    }
+
+    /// The directory the log lives in from now on (a staged log installed by
+    /// rename).
+    pub(crate) fn moved_to(&mut self, dir: &Path) {
+        self.dir = dir.to_path_buf();
     }
 
     pub(crate) fn mark_applied(&mut self, raft_index: u64) {
