@@ -206,12 +206,13 @@ fn pick(rng: &mut StdRng, n: usize, k: usize) -> Vec<usize> {
 fn run_faults(n: usize) {
     let secs = env_u64("WEIR_FAULT_SECS", 30);
     let seed = env_u64("WEIR_FAULT_SEED", 42);
-    // The metadata log is checkpointed and compacted often, so that nodes
-    // killed or cut off through leader changes come back by snapshot.
+    // The metadata log is checkpointed and compacted often, and partition
+    // Raft logs stop waiting for a replica 1 MiB behind, so that nodes killed
+    // or cut off come back by snapshot.
     let mut c = Cluster::start_proxied_with(
         n,
         "grpc",
-        "metadata_checkpoint_entries = 20\nmetadata_keep_entries = 5\n",
+        "metadata_checkpoint_entries = 20\nmetadata_keep_entries = 5\nraft_log_max_bytes = 1048576\n",
     );
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
