@@ -38,6 +38,8 @@ pub(crate) struct CompactPolicy {
     /// that are behind: they get a snapshot instead (`None`: it always waits,
     /// for engines that cannot install one).
     pub(crate) max_log_bytes: Option<u64>,
+    /// …and once its oldest batch is this old.
+    pub(crate) max_log_age: Option<Duration>,
 }
 
 /// Raft log compaction of one partition replica.
@@ -69,10 +71,11 @@ pub(crate) struct Compaction {
     /// When this replica last proposed one (or started).
     proposed_at: Instant,
     /// Bytes of batches applied in this run, and `(index, bytes applied
-    /// through it)` about every MiB: how large the Raft log has grown since
-    /// its compaction point (entries from before a restart are not counted).
+    /// through it, when)` about every MiB: how large and how old the Raft log
+    /// has grown since its compaction point (entries from before a restart are
+    /// not counted).
     applied_bytes: u64,
-    marks: std::collections::VecDeque<(u64, u64)>,
+    marks: std::collections::VecDeque<(u64, u64, Instant)>,
 }
 
 impl Compaction {
@@ -96,12 +99,18 @@ impl Compaction {
     /// A batch of `bytes` was applied at `index`.
     pub(crate) fn grew(&mut self, index: u64, bytes: u64) {
         self.applied_bytes += bytes;
-        if self
+        let kept = self
             .marks
             .back()
-            .is_none_or(|&(_, b)| self.applied_bytes - b >= 1 << 20)
+            .is_some_and(|&(i, _, _)| i > self.compacted);
+        if !kept
+            || self
+                .marks
+                .back()
+                .is_some_and(|&(_, b, _)| self.applied_bytes - b >= 1 << 20)
         {
-            self.marks.push_back((index, self.applied_bytes));
+            self.marks
+                .push_back((index, self.applied_bytes, Instant::now()));
         }
     }
 
@@ -111,10 +120,18 @@ impl Compaction {
         let base = self
             .marks
             .iter()
-            .take_while(|&&(i, _)| i <= self.compacted)
+            .take_while(|&&(i, _, _)| i <= self.compacted)
             .last()
-            .map_or(0, |&(_, b)| b);
+            .map_or(0, |&(_, b, _)| b);
         self.applied_bytes - base
+    }
+
+    /// About how long ago the oldest batch past the compaction point was applied.
+    fn retained_age(&self) -> Option<Duration> {
+        self.marks
+            .iter()
+            .find(|&&(i, _, _)| i > self.compacted)
+            .map(|&(_, _, t)| t.elapsed())
     }
 
     /// Entry `index` was applied; `data` says whether it changed the state (a
@@ -151,7 +168,7 @@ impl Compaction {
             engine.raft_compact(group, to)?;
             self.compacted = to;
             tracing::trace!(%group, index = to, "raft log compacted");
-            while self.marks.get(1).is_some_and(|&(i, _)| i <= to) {
+            while self.marks.get(1).is_some_and(|&(i, _, _)| i <= to) {
                 self.marks.pop_front();
             }
         }
@@ -162,7 +179,10 @@ impl Compaction {
     /// that every replica has matched `matched`.
     pub(crate) fn propose(&mut self, matched: u64, policy: CompactPolicy) -> Option<Vec<u8>> {
         // Past the bound, replicas behind are sent a snapshot instead.
-        let over = policy.max_log_bytes.is_some_and(|m| self.retained() > m);
+        let over = policy.max_log_bytes.is_some_and(|m| self.retained() > m)
+            || policy
+                .max_log_age
+                .is_some_and(|m| self.retained_age().is_some_and(|a| a > m));
         let through = if over {
             self.durable
         } else {
@@ -491,5 +511,44 @@ impl StateMachine for PartitionMachine {
         self.compaction.new_term();
         // The registration loop announces the new leader (its one path to metadata).
         self.announce.notify_one();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policy(max_log_age: Option<Duration>) -> CompactPolicy {
+        CompactPolicy {
+            bytes: 0,
+            interval: Duration::ZERO,
+            max_log_bytes: None,
+            max_log_age,
+        }
+    }
+
+    #[test]
+    fn compaction_waits_for_replicas_behind_until_a_bound_is_passed() {
+        let mut c = Compaction::new(0, 0);
+        c.applied(5, true);
+        c.grew(5, 100);
+        c.made_durable(100);
+        // A replica has matched nothing: without a bound, nothing is compacted.
+        assert_eq!(c.propose(0, policy(None)), None);
+        // Past the age bound, compaction goes through what is durable here.
+        assert_eq!(
+            c.propose(0, policy(Some(Duration::ZERO))),
+            Some(encode_compact(5))
+        );
+        // Past the size bound too.
+        let mut c = Compaction::new(0, 0);
+        c.applied(7, true);
+        c.grew(7, 2 << 20);
+        c.made_durable(2 << 20);
+        let by_size = CompactPolicy {
+            max_log_bytes: Some(1 << 20),
+            ..policy(None)
+        };
+        assert_eq!(c.propose(0, by_size), Some(encode_compact(7)));
     }
 }

@@ -232,6 +232,8 @@ pub struct Config {
     /// older entries is sent a snapshot (engines that install them; see
     /// docs/snapshots.md).
     pub raft_log_max_bytes: u64,
+    /// …or once its oldest batch was applied this many milliseconds ago.
+    pub raft_log_max_age_ms: u64,
     /// Segment engine tuning, checked by the engine when it is chosen (see
     /// `weir_engine_segment::Config`).
     pub engine_segment: toml::Table,
@@ -313,6 +315,7 @@ impl Default for Config {
             retention_bytes: -1,
             segment_ms: 7 * 24 * 3600 * 1000,
             raft_log_max_bytes: 256 << 20,
+            raft_log_max_age_ms: 3_600_000,
             metadata_checkpoint_entries: 1000,
             metadata_keep_entries: 500,
             retention_check_interval_ms: 300_000,

@@ -257,6 +257,7 @@ pub async fn run_prepared(
         .map(Duration::from_millis);
     node_cfg.retention_bytes = u64::try_from(config.retention_bytes).ok();
     node_cfg.raft_log_max_bytes = config.raft_log_max_bytes;
+    node_cfg.raft_log_max_age = Duration::from_millis(config.raft_log_max_age_ms);
     node_cfg.metadata_checkpoint_entries = config.metadata_checkpoint_entries;
     node_cfg.metadata_keep_entries = config.metadata_keep_entries;
     node_cfg.segment_ms = u64::try_from(config.segment_ms)

@@ -38,6 +38,10 @@ pub struct NodeConfig {
     /// older entries is sent a snapshot (engines that install them only; the
     /// others always wait). Default 256 MiB.
     pub raft_log_max_bytes: u64,
+    /// …or once the oldest batch in it past its compaction point was applied
+    /// this long ago (a replica down for good does not hold a quiet
+    /// partition's log forever). Default 1 hour.
+    pub raft_log_max_age: Duration,
     /// Most partitions one topic may have.
     pub max_partitions_per_topic: i32,
     /// Most partitions in the cluster, over all topics (each is a Raft group with
@@ -158,6 +162,7 @@ impl NodeConfig {
             compact_bytes: 16 << 20,
             compact_interval: Duration::from_secs(2),
             raft_log_max_bytes: 256 << 20,
+            raft_log_max_age: Duration::from_secs(3600),
             max_partitions_per_topic: 1000,
             max_partitions: 10_000,
             max_pending_produce_bytes: 256 << 20,
