@@ -56,6 +56,36 @@ pub fn decode(group: GroupId, blob: Bytes) -> Result<Checkpoint> {
     Ok(Checkpoint { index, payload })
 }
 
+/// `value` encoded with postcard behind a version byte `format`: how state
+/// payloads (checkpoints, snapshot data) are written, so that a reader of
+/// another format refuses them instead of misreading them.
+///
+/// # Errors
+/// Why it cannot be encoded (plain data: a bug).
+pub(crate) fn to_versioned<T: serde::Serialize>(
+    format: u8,
+    value: &T,
+) -> std::result::Result<Vec<u8>, String> {
+    postcard::to_extend(value, vec![format]).map_err(|e| e.to_string())
+}
+
+/// Reads what [`to_versioned`] wrote with `format`.
+///
+/// # Errors
+/// Why the bytes are not that: empty, another format, or undecodable.
+pub(crate) fn from_versioned<T: for<'de> serde::Deserialize<'de>>(
+    format: u8,
+    bytes: &[u8],
+) -> std::result::Result<T, String> {
+    match bytes.split_first() {
+        Some((&v, rest)) if v == format => postcard::from_bytes(rest).map_err(|e| e.to_string()),
+        Some((v, _)) => Err(format!(
+            "format {v} is not known (this weir reads {format})"
+        )),
+        None => Err("empty".into()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -54,18 +54,13 @@ const FORMAT: u8 = 1;
 
 impl Descriptor {
     pub(crate) fn encode(&self) -> Result<Vec<u8>> {
-        postcard::to_extend(self, vec![FORMAT])
+        crate::checkpoint::to_versioned(FORMAT, self)
             .map_err(|e| Error::Invalid(format!("encoding a snapshot descriptor: {e}")))
     }
 
     pub(crate) fn decode(data: &[u8]) -> Result<Descriptor> {
-        match data.split_first() {
-            Some((&FORMAT, rest)) => postcard::from_bytes(rest)
-                .map_err(|e| Error::Invalid(format!("a snapshot descriptor does not decode: {e}"))),
-            _ => Err(Error::Invalid(
-                "a snapshot descriptor of an unknown format".into(),
-            )),
-        }
+        crate::checkpoint::from_versioned(FORMAT, data)
+            .map_err(|e| Error::Invalid(format!("a snapshot descriptor does not decode: {e}")))
     }
 }
 

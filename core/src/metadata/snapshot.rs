@@ -39,18 +39,12 @@ struct Saved {
 const FORMAT: u8 = 1;
 
 fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>> {
-    postcard::to_extend(value, vec![FORMAT])
+    checkpoint::to_versioned(FORMAT, value)
         .map_err(|e| Error::Invalid(format!("{G}: encoding the metadata state: {e}")))
 }
 
 fn decode<T: for<'de> Deserialize<'de>>(bytes: &[u8]) -> std::result::Result<T, String> {
-    match bytes.split_first() {
-        Some((&FORMAT, rest)) => postcard::from_bytes(rest).map_err(|e| e.to_string()),
-        Some((v, _)) => Err(format!(
-            "format {v} is not known (this weir reads {FORMAT})"
-        )),
-        None => Err("empty".into()),
-    }
+    checkpoint::from_versioned(FORMAT, bytes)
 }
 
 fn corrupt(what: String) -> Error {
