@@ -252,17 +252,15 @@ pub async fn run_prepared(
         Duration::from_millis(config.group_consumer_session_timeout_ms);
     node_cfg.group_consumer_assignor = config.group_consumer_assignor.clone();
     node_cfg.producer_id_expiration = Duration::from_millis(config.producer_id_expiration_ms);
-    node_cfg.retention = u64::try_from(config.retention_ms)
-        .ok()
-        .map(Duration::from_millis);
+    // -1 (validated: the only negative value) is "none".
+    let optional_ms = |ms: i64| u64::try_from(ms).ok().map(Duration::from_millis);
+    node_cfg.retention = optional_ms(config.retention_ms);
     node_cfg.retention_bytes = u64::try_from(config.retention_bytes).ok();
     node_cfg.raft_log_max_bytes = config.raft_log_max_bytes;
     node_cfg.raft_log_max_age = Duration::from_millis(config.raft_log_max_age_ms);
     node_cfg.metadata_checkpoint_entries = config.metadata_checkpoint_entries;
     node_cfg.metadata_keep_entries = config.metadata_keep_entries;
-    node_cfg.segment_ms = u64::try_from(config.segment_ms)
-        .ok()
-        .map(Duration::from_millis);
+    node_cfg.segment_ms = optional_ms(config.segment_ms);
     node_cfg.retention_check_interval = Duration::from_millis(config.retention_check_interval_ms);
     #[cfg(feature = "negative-controls")]
     {

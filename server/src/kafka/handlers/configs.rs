@@ -103,10 +103,14 @@ const KNOWN: &[Known] = &[
     },
 ];
 
+/// A broker setting in milliseconds as Kafka shows it: -1 for none.
+fn ms_or_none(d: Option<std::time::Duration>) -> i64 {
+    d.map_or(-1, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
 /// The broker's default `retention.ms`, -1 for none.
 fn retention_ms(cfg: &weir_core::NodeConfig) -> i64 {
-    cfg.retention
-        .map_or(-1, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+    ms_or_none(cfg.retention)
 }
 
 /// The broker's default `retention.bytes`, -1 for none.
@@ -133,11 +137,7 @@ fn default_of(name: &str, ctx: &Context) -> (String, i8) {
             source::STATIC_BROKER,
         ),
         "segment.ms" => (
-            ctx.node
-                .config()
-                .segment_ms
-                .map_or(-1, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-                .to_string(),
+            ms_or_none(ctx.node.config().segment_ms).to_string(),
             source::STATIC_BROKER,
         ),
         "retention.bytes" => (
