@@ -258,11 +258,7 @@ pub async fn cluster_restarted_follower_catches_up<H: ClusterHarness, N: NetHarn
     c.create_topic(1, "c", 1, 3).await?;
     let g = c.group("c", 0)?;
     let leader = c.leader(g).await?;
-    let follower = c
-        .running()
-        .into_iter()
-        .find(|&id| id != leader)
-        .context("no follower")?;
+    let follower = c.follower_of(leader)?;
     let mut acked = HashMap::new();
     for v in 0..10u64 {
         acked.insert(
@@ -382,11 +378,7 @@ pub async fn cluster_raft_logs_are_compacted<H: ClusterHarness, N: NetHarness>(
         );
     }
     // A stopped follower holds compaction back at what it has.
-    let follower = c
-        .running()
-        .into_iter()
-        .find(|&id| id != leader)
-        .context("no follower")?;
+    let follower = c.follower_of(leader)?;
     c.stop(follower).await;
     let has = c.engine(follower).raft_last_index(g)?;
     for v in 40..80u64 {

@@ -211,6 +211,18 @@ impl<H: ClusterHarness, N: NetHarness> Cluster<H, N> {
         }
     }
 
+    /// A running node other than `leader` (a follower of a group it leads,
+    /// when every node holds a replica).
+    ///
+    /// # Errors
+    /// When no other node runs.
+    pub fn follower_of(&self, leader: NodeId) -> anyhow::Result<NodeId> {
+        self.running()
+            .into_iter()
+            .find(|&id| id != leader)
+            .context("no follower")
+    }
+
     /// Produces `batch` with acks=all, following leader hints and retrying
     /// NOT_LEADER answers until `timeout`.
     ///

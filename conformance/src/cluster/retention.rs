@@ -138,11 +138,7 @@ pub async fn cluster_delete_records_moves_the_low_watermark<H: ClusterHarness, N
         matches!(past, Err(Error::OutOfRange { .. })),
         "past the high watermark: {past:?}"
     );
-    let follower = c
-        .running()
-        .into_iter()
-        .find(|&id| id != leader)
-        .context("no follower")?;
+    let follower = c.follower_of(leader)?;
     let r = c.node(follower).delete_records("d", 0, 9, WAIT).await;
     ensure!(
         matches!(r, Err(Error::NotLeader { .. })),

@@ -95,11 +95,7 @@ async fn produce_past_a_stopped_follower<H: ClusterHarness, N: NetHarness>(
     c.create_topic(1, "s", 1, 3).await?;
     let g = c.group("s", 0)?;
     let leader = c.leader(g).await?;
-    let follower = c
-        .running()
-        .into_iter()
-        .find(|&id| id != leader)
-        .context("no follower")?;
+    let follower = c.follower_of(leader)?;
     let mut acked = HashMap::new();
     for v in 0..5u64 {
         acked.insert(
