@@ -236,7 +236,19 @@ impl<H: ClusterHarness, N: NetHarness> Cluster<H, N> {
         timeout: Duration,
     ) -> anyhow::Result<Appended> {
         let deadline = tokio::time::Instant::now() + timeout;
-        let mut target = *self.nodes.keys().next().context("no node running")?;
+        // Start from the node that leads the partition now, if one says so (a
+        // tick is lost on every redirect).
+        let leading = self.group(topic, partition).ok().and_then(|g| {
+            self.nodes.values().find_map(|n| {
+                n.group_status(g)
+                    .is_some_and(|s| s.role == Role::Leader)
+                    .then(|| n.id())
+            })
+        });
+        let mut target = match leading {
+            Some(id) => id,
+            None => *self.nodes.keys().next().context("no node running")?,
+        };
         loop {
             let node = self
                 .nodes

@@ -114,13 +114,9 @@ async fn produce_past_a_stopped_follower<H: ClusterHarness, N: NetHarness>(
     let left_at = c.engine(follower).raft_last_index(g)?;
     c.stop(follower).await;
     for v in 5..batches {
-        let b = produced_batch(1, 0, v, 4000);
-        // Straight to the leader (`Cluster::produce` starts from the first
-        // node each time, a tick lost per batch when that is not the leader).
-        let a = match c.node(leader).produce("s", 0, &b, Acks::All, WAIT).await {
-            Ok(Some(a)) => a,
-            _ => c.produce("s", 0, &b, WAIT).await?,
-        };
+        let a = c
+            .produce("s", 0, &produced_batch(1, 0, v, 4000), WAIT)
+            .await?;
         acked.insert(v, a.base_offset);
     }
     Ok((follower, acked, left_at))
