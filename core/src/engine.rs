@@ -104,6 +104,9 @@ pub struct Capabilities {
     /// The engine stages a partition log received in a snapshot and installs it
     /// atomically ([`crate::staging::StagingStore`]).
     pub snapshot_install: bool,
+    /// The engine rewrites units of a partition log for the cleaner of
+    /// compacted topics ([`crate::compaction::CompactionStore`]).
+    pub key_compaction: bool,
 }
 
 impl Capabilities {
@@ -116,6 +119,7 @@ impl Capabilities {
             files_per_partition: 0,
             unified_log: false,
             snapshot_install: false,
+            key_compaction: false,
         }
     }
 
@@ -129,6 +133,7 @@ impl Capabilities {
             files_per_partition: 0,
             unified_log: false,
             snapshot_install: false,
+            key_compaction: false,
         }
     }
 
@@ -142,6 +147,7 @@ impl Capabilities {
             files_per_partition: 0,
             unified_log: false,
             snapshot_install: false,
+            key_compaction: false,
         }
     }
 
@@ -156,6 +162,13 @@ impl Capabilities {
     /// snapshots ([`crate::staging::StagingStore`]).
     pub const fn with_snapshot_install(mut self) -> Self {
         self.snapshot_install = true;
+        self
+    }
+
+    /// The same capabilities, rewriting partition-log units for the cleaner of
+    /// compacted topics.
+    pub const fn with_key_compaction(mut self) -> Self {
+        self.key_compaction = true;
         self
     }
 
@@ -462,9 +475,15 @@ pub trait StateStore: Send + Sync {
 }
 
 /// A storage engine: both logs, the state checkpoints, staged logs (when it
-/// declares [`Capabilities::snapshot_install`]), a name and its capabilities.
+/// declares [`Capabilities::snapshot_install`]), rewritten units (when it
+/// declares [`Capabilities::key_compaction`]), a name and its capabilities.
 pub trait Engine:
-    RaftLogStore + PartitionStore + StateStore + crate::staging::StagingStore + 'static
+    RaftLogStore
+    + PartitionStore
+    + StateStore
+    + crate::staging::StagingStore
+    + crate::compaction::CompactionStore
+    + 'static
 {
     /// The engine's name as chosen in configuration (`"memory"`, `"segment"`, …).
     fn name(&self) -> &'static str;

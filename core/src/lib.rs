@@ -29,6 +29,7 @@
 
 pub mod batch;
 pub mod checkpoint;
+pub mod compaction;
 pub mod engine;
 pub mod entry;
 pub mod error;
@@ -52,6 +53,7 @@ pub mod staging;
 mod stamping;
 pub mod transport;
 
+pub use compaction::CompactionStore;
 pub use engine::{
     Appended, Capabilities, Engine, LogState, PartitionStore, RaftLogStore, RaftState, StateStore,
 };

@@ -16,6 +16,7 @@ use protobuf::Message as _;
 use raft::eraftpb::{ConfState, Entry, HardState, SnapshotMetadata};
 
 use crate::batch;
+use crate::compaction::{CleanUnit, CompactionStore, check_replacement, units_by_size};
 use crate::engine::{
     Appended, Capabilities, Engine, LogBounds, LogState, PartitionStore, RaftLogStore, RaftState,
     StateStore, check_append, check_log_append, check_read_range,
@@ -62,6 +63,20 @@ struct State {
     durable_states: HashMap<GroupId, Bytes>,
     /// Staged logs ([`StagingStore`]): never durable, so a crash drops them.
     staged: HashMap<GroupId, PartitionLog>,
+    /// Units being replaced ([`CompactionStore`]), dropped when the log changes
+    /// under them.
+    cleaning: HashMap<GroupId, Replacement>,
+    /// Bytes per cleanable unit, by group (`segment.bytes`, [`PartitionStore::log_configure`]).
+    unit_bytes: HashMap<GroupId, u64>,
+}
+
+/// A unit being replaced: the unit, where its last added batch ended, the
+/// batches added.
+#[derive(Debug)]
+struct Replacement {
+    unit: CleanUnit,
+    after: Offset,
+    batches: Vec<(Offset, Bytes)>,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -95,6 +110,8 @@ enum LogOp {
     Append(u64, Bytes),
     MarkApplied(u64),
     DeletePrefix(Offset),
+    /// A cleaned unit: the batches in `[base, next)` become these.
+    Replace(Offset, Offset, Arc<[(Offset, Bytes)]>),
     Remove,
 }
 
@@ -174,6 +191,15 @@ fn apply_log(map: &mut HashMap<GroupId, PartitionLog>, g: GroupId, op: &LogOp) {
                 }
             }
         }
+        LogOp::Replace(base, next, batches) => {
+            let old: Vec<Offset> = log.batches.range(*base..*next).map(|(b, _)| *b).collect();
+            for b in old {
+                log.batches.remove(&b);
+            }
+            for (b, bytes) in batches.iter() {
+                log.batches.insert(*b, bytes.clone());
+            }
+        }
         LogOp::Remove => {}
     }
 }
@@ -226,6 +252,10 @@ impl State {
     }
 
     fn log_write(&mut self, g: GroupId, op: LogOp) {
+        if matches!(op, LogOp::DeletePrefix(_) | LogOp::Remove) {
+            // The unit being cleaned may not be what it was.
+            self.cleaning.remove(&g);
+        }
         apply_log(&mut self.logs, g, &op);
         self.log_pending.entry(g).or_default().push(op);
     }
@@ -455,6 +485,13 @@ impl PartitionStore for MemoryEngine {
         Ok(())
     }
 
+    fn log_configure(&self, group: GroupId, shape: crate::retention::LogShape) -> Result<()> {
+        if let Some(b) = shape.segment_bytes {
+            self.state.lock().unit_bytes.insert(group, b.max(1));
+        }
+        Ok(())
+    }
+
     fn log_remove(&self, group: GroupId) -> Result<()> {
         let mut st = self.state.lock();
         st.staged.remove(&group);
@@ -463,17 +500,89 @@ impl PartitionStore for MemoryEngine {
     }
 
     fn log_flush(&self, group: GroupId) -> Result<()> {
-        let mut st = self.state.lock();
-        let pending = st.log_pending.remove(&group).unwrap_or_default();
-        if self.sync_lies {
-            return Ok(());
-        }
-        for op in &pending {
-            apply_log(&mut st.durable_logs, group, op);
-        }
+        self.state.lock().flush_log(group, self.sync_lies);
         Ok(())
     }
 }
+
+impl State {
+    fn flush_log(&mut self, group: GroupId, sync_lies: bool) {
+        let pending = self.log_pending.remove(&group).unwrap_or_default();
+        if sync_lies {
+            return;
+        }
+        for op in &pending {
+            apply_log(&mut self.durable_logs, group, op);
+        }
+    }
+}
+
+impl CompactionStore for MemoryEngine {
+    fn log_clean_units(&self, group: GroupId) -> Result<Vec<CleanUnit>> {
+        let st = self.state.lock();
+        let Some(log) = st.logs.get(&group) else {
+            return Ok(Vec::new());
+        };
+        let mut batches = Vec::with_capacity(log.batches.len());
+        for bytes in log.batches.values() {
+            let h = batch::BatchHeader::parse(bytes)?;
+            batches.push((
+                h.base_offset,
+                h.last_offset(),
+                bytes.len() as u64,
+                h.max_timestamp,
+            ));
+        }
+        let unit = st.unit_bytes.get(&group).copied().unwrap_or(UNIT_BYTES);
+        Ok(units_by_size(batches, log.state.start_offset, unit))
+    }
+
+    fn clean_begin(&self, group: GroupId, unit: &CleanUnit) -> Result<()> {
+        let replacement = Replacement {
+            unit: *unit,
+            after: unit.base,
+            batches: Vec::new(),
+        };
+        self.state.lock().cleaning.insert(group, replacement);
+        Ok(())
+    }
+
+    fn clean_append(&self, group: GroupId, batches: &[u8]) -> Result<()> {
+        let mut st = self.state.lock();
+        let r = st
+            .cleaning
+            .get_mut(&group)
+            .ok_or_else(|| Error::Invalid(format!("{group}: no unit is being cleaned")))?;
+        let (checked, after) = check_replacement(group, &r.unit, r.after, batches)?;
+        r.batches.extend(
+            checked
+                .into_iter()
+                .map(|(b, bytes)| (b, Bytes::copy_from_slice(bytes))),
+        );
+        r.after = after;
+        Ok(())
+    }
+
+    fn clean_commit(&self, group: GroupId) -> Result<bool> {
+        let mut st = self.state.lock();
+        let Some(r) = st.cleaning.remove(&group) else {
+            return Ok(false);
+        };
+        if !st.logs.contains_key(&group) {
+            return Ok(false);
+        }
+        // Durable at once: what was appended before goes first, then the swap.
+        st.log_write(
+            group,
+            LogOp::Replace(r.unit.base, r.unit.next, r.batches.into()),
+        );
+        st.flush_log(group, self.sync_lies);
+        Ok(true)
+    }
+}
+
+/// Bytes of batches per cleanable unit.
+const UNIT_BYTES: u64 = 1 << 20;
 
 impl StateStore for MemoryEngine {
     fn state_put(&self, group: GroupId, blob: &[u8]) -> Result<()> {
@@ -542,6 +651,7 @@ impl StagingStore for MemoryEngine {
 
     fn stage_install(&self, group: GroupId, applied_index: u64) -> Result<()> {
         let mut st = self.state.lock();
+        st.cleaning.remove(&group);
         let mut log = st
             .staged
             .remove(&group)
@@ -567,6 +677,8 @@ impl Engine for MemoryEngine {
     }
 
     fn capabilities(&self) -> Capabilities {
-        Capabilities::in_memory().with_snapshot_install()
+        Capabilities::in_memory()
+            .with_snapshot_install()
+            .with_key_compaction()
     }
 }

@@ -11,9 +11,10 @@
 //!
 //! * At most one staged log exists; [`stage_begin`](StagingStore::stage_begin)
 //!   replaces any previous one.
-//! * Staged batches are whole, verified, stamped batches stored back to back
-//!   from the staged start: each one's base offset is the previous one's last
-//!   offset + 1. They are never served by reads of the partition log.
+//! * Staged batches are whole, verified, stamped batches stored in offset order
+//!   from the staged start: each one's base offset is past the previous one's
+//!   last offset (the next one, or later where a compacted log has a gap). They
+//!   are never served by reads of the partition log.
 //! * Staging writes need not be durable. After a crash, [`stage_end`] reports a
 //!   prefix of what was staged (the download resumes from there), or `None`.
 //! * [`stage_install`](StagingStore::stage_install) is atomic and durable when
@@ -42,8 +43,8 @@ pub trait StagingStore: Send + Sync {
     }
 
     /// Appends whole stamped batches (`batches`, back to back) at the staged
-    /// log's end; returns the new end. The first batch must start at the
-    /// current end, and each next one where the previous one ended.
+    /// log's end; returns the new end. The first batch must start at or after
+    /// the current end, and each next one after the previous one.
     ///
     /// # Errors
     /// [`Error::Invalid`] when there is no staged log, the batches do not
@@ -108,9 +109,11 @@ pub fn check_staged(
     for b in crate::batch::iter_batches(batches) {
         let (h, bytes) = b?;
         crate::batch::verify(bytes)?;
-        if h.base_offset != at {
+        // Past the end is fine: a compacted log has gaps where the cleaner
+        // removed whole batches.
+        if h.base_offset < at {
             return Err(Error::Invalid(format!(
-                "{group}: a staged batch starts at offset {}, not at the staged end {at}",
+                "{group}: a staged batch starts at offset {}, before the staged end {at}",
                 h.base_offset
             )));
         }

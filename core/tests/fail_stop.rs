@@ -118,6 +118,7 @@ impl StateStore for CorruptPartitionTerms {
 }
 
 impl weir_core::StagingStore for CorruptPartitionTerms {}
+impl weir_core::CompactionStore for CorruptPartitionTerms {}
 
 impl Engine for CorruptPartitionTerms {
     fn name(&self) -> &'static str {

@@ -20,6 +20,7 @@ use weir_core::{
 use crate::crash::{self, Diff, Image};
 use crate::{CaseResult, Outcome, ensure, ensure_eq};
 
+mod compaction;
 mod crash_cases;
 mod log;
 mod raft;
@@ -28,6 +29,7 @@ mod staging;
 mod state;
 mod unified;
 
+pub use compaction::*;
 pub use crash_cases::*;
 pub use log::*;
 pub use raft::*;
@@ -115,6 +117,8 @@ enum Needs {
     Unified,
     /// [`Capabilities::snapshot_install`].
     SnapshotInstall,
+    /// [`Capabilities::key_compaction`].
+    KeyCompaction,
 }
 
 impl Needs {
@@ -126,6 +130,7 @@ impl Needs {
             Needs::ProcessKill => (caps.process_kill, "needs process_kill"),
             Needs::Unified => (caps.unified_log, "needs unified_log"),
             Needs::SnapshotInstall => (caps.snapshot_install, "needs snapshot_install"),
+            Needs::KeyCompaction => (caps.key_compaction, "needs key_compaction"),
         };
         if ok { Ok(()) } else { Err(why) }
     }
@@ -173,6 +178,8 @@ pub fn trials<H: EngineHarness + Send + Sync + 'static>(
         stage_install_replaces_the_log: SnapshotInstall,
         stage_refuses_what_does_not_continue: SnapshotInstall,
         stage_install_survives_reopen: SnapshotInstall,
+        compact_model_random: KeyCompaction, compact_commit_only_the_unit_listed: KeyCompaction,
+        compact_replacement_survives_reopen: KeyCompaction,
         crash_raft_cut_every_byte: Files, crash_raft_torn_pages: Files,
         crash_raft_garbage_tail: Files, crash_raft_bit_flip: Files,
         crash_log_cut_every_byte: Files, crash_log_torn_pages: Files,

@@ -75,7 +75,8 @@ pub fn stage_install_replaces_the_log(h: &impl EngineHarness) -> CaseResult {
     Ok(Outcome::Passed)
 }
 
-/// Staged batches must continue the staged log and pass their CRC; nothing is
+/// Staged batches must continue the staged log (gaps allowed, no overlap) and
+/// pass their CRC; nothing is
 /// stored otherwise. Without a staged log, appends and installs are refused;
 /// dropping or beginning again discards what was staged; removing the
 /// partition log removes its staged log.
@@ -96,10 +97,10 @@ pub fn stage_refuses_what_does_not_continue(h: &impl EngineHarness) -> CaseResul
     e.stage_begin(G1, 50)?;
     ensure!(
         matches!(
-            e.stage_append(G1, &stamped_run(51, 1, 1)),
+            e.stage_append(G1, &stamped_run(49, 1, 1)),
             Err(Error::Invalid(_))
         ),
-        "a batch that leaves a hole"
+        "a batch that starts before the staged end"
     );
     let mut bad = stamped_run(50, 1, 1);
     let last = bad.len() - 1;
@@ -110,6 +111,19 @@ pub fn stage_refuses_what_does_not_continue(h: &impl EngineHarness) -> CaseResul
     );
     ensure_eq!(e.stage_end(G1)?, Some((50, 50)), "nothing stored");
     e.stage_append(G1, &stamped_run(50, 2, 1))?;
+    // A gap (a compacted log's removed batches) is fine; going back is not.
+    ensure_eq!(
+        e.stage_append(G1, &stamped_run(58, 1, 1))?,
+        61,
+        "after a gap"
+    );
+    ensure!(
+        matches!(
+            e.stage_append(G1, &stamped_run(59, 1, 1)),
+            Err(Error::Invalid(_))
+        ),
+        "a batch that overlaps the staged end"
+    );
     e.stage_begin(G1, 60)?;
     ensure_eq!(e.stage_end(G1)?, Some((60, 60)), "begun again");
     e.stage_append(G1, &stamped_run(60, 1, 1))?;

@@ -26,7 +26,10 @@
 use crate::error::{Error, Result};
 use crate::ids::Offset;
 
+mod compact;
 mod validate;
+
+pub use compact::{KeyedRecord, Thinned, for_each_record, retain_records};
 
 pub use validate::{
     find_timestamp, set_log_append_time, set_max_timestamp, validate_record_times, validate_records,

@@ -57,6 +57,7 @@ pub fn validate_record_times(
     walk_records(
         &records_of(batch, h, max_decompressed)?,
         h.record_count,
+        Deltas::Exact,
         &mut seen,
     )?;
     Ok((
@@ -66,7 +67,7 @@ pub fn validate_record_times(
 }
 
 /// The records of a batch: in place, or decompressed when they are compressed.
-fn records_of<'a>(
+pub(super) fn records_of<'a>(
     batch: &'a [u8],
     h: &BatchHeader,
     max_decompressed: usize,
@@ -96,14 +97,19 @@ pub fn find_timestamp(
     }
     let records = records_of(batch, h, max_decompressed)?;
     let mut found = None;
-    walk_records(&records, h.record_count, &mut |offset_delta, ts_delta| {
-        let ts = h.base_timestamp.saturating_add(ts_delta);
-        if ts >= timestamp {
-            found = Some((h.base_offset + offset_delta, ts));
-            return true;
-        }
-        false
-    })?;
+    walk_records(
+        &records,
+        h.record_count,
+        Deltas::Increasing,
+        &mut |offset_delta, ts_delta| {
+            let ts = h.base_timestamp.saturating_add(ts_delta);
+            if ts >= timestamp {
+                found = Some((h.base_offset + offset_delta, ts));
+                return true;
+            }
+            false
+        },
+    )?;
     Ok(found)
 }
 
@@ -182,7 +188,7 @@ fn bomb(name: &str, compressed: usize, max: usize) -> Error {
 
 /// The xerial framing that Java's snappy stream writes (and librdkafka reads):
 /// a magic header, then blocks each prefixed by its 4-byte length.
-const XERIAL_MAGIC: &[u8] = b"\x82SNAPPY\x00";
+pub(super) const XERIAL_MAGIC: &[u8] = b"\x82SNAPPY\x00";
 
 /// Snappy, raw or in xerial framing.
 fn snappy(data: &[u8], max: usize, out: &mut Vec<u8>) -> Result<()> {
@@ -225,7 +231,7 @@ fn snappy(data: &[u8], max: usize, out: &mut Vec<u8>) -> Result<()> {
 }
 
 /// Reads a zigzag varint (Kafka's record fields) at `*at`.
-fn varint(buf: &[u8], at: &mut usize) -> Option<i64> {
+pub(super) fn varint(buf: &[u8], at: &mut usize) -> Option<i64> {
     let mut raw: u64 = 0;
     for shift in (0..70).step_by(7) {
         let b = *buf.get(*at)?;
@@ -238,14 +244,30 @@ fn varint(buf: &[u8], at: &mut usize) -> Option<i64> {
     None
 }
 
+/// What a walk demands of record offset deltas.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Deltas {
+    /// Each record's offset delta is its position (what producers send).
+    Exact,
+    /// Offset deltas only grow (a stored batch the cleaner thinned out:
+    /// `cleanup.policy=compact` keeps each retained record's offset).
+    Increasing,
+}
+
 /// Walks `count` records laid end to end in `buf`: each one's length must fit, its
-/// offset delta must be its position, and nothing may be left over. `each` sees
-/// every record's offset delta and timestamp delta, and stops the walk (early, with
-/// nothing more checked) by returning true.
-fn walk_records(buf: &[u8], count: i32, each: &mut dyn FnMut(i64, i64) -> bool) -> Result<()> {
+/// offset delta must be as `deltas` demands, and nothing may be left over. `each`
+/// sees every record's offset delta and timestamp delta, and stops the walk
+/// (early, with nothing more checked) by returning true.
+fn walk_records(
+    buf: &[u8],
+    count: i32,
+    deltas: Deltas,
+    each: &mut dyn FnMut(i64, i64) -> bool,
+) -> Result<()> {
     let invalid = |why: String| Error::Invalid(format!("record batch: {why}"));
     let mut at = 0usize;
     let mut n: i64 = 0;
+    let mut prev: i64 = -1;
     while at < buf.len() {
         if n >= i64::from(count) {
             return Err(invalid(format!(
@@ -266,11 +288,17 @@ fn walk_records(buf: &[u8], count: i32, each: &mut dyn FnMut(i64, i64) -> bool) 
         let timestamp_delta = varint(record, &mut field);
         let delta = varint(record, &mut field)
             .ok_or_else(|| invalid(format!("record {n} is truncated")))?;
-        if delta != n {
+        let ok = match deltas {
+            Deltas::Exact => delta == n,
+            Deltas::Increasing => delta > prev,
+        };
+        if !ok {
             return Err(invalid(format!(
-                "record {n} has offset delta {delta} (expected {n})"
+                "record {n} has offset delta {delta} (expected {})",
+                if deltas == Deltas::Exact { n } else { prev + 1 }
             )));
         }
+        prev = delta;
         if each(delta, timestamp_delta.unwrap_or(0)) {
             return Ok(());
         }
@@ -339,14 +367,16 @@ mod tests {
             .record(None, Some(b"c"))
             .build();
         let body = &b[HEADER_LEN..];
-        assert!(walk_records(body, 3, &mut |_, _| false).is_ok());
-        let e =
-            walk_records(body, 1, &mut |_, _| false).expect_err("three records, header says one");
+        assert!(walk_records(body, 3, Deltas::Exact, &mut |_, _| false).is_ok());
+        let e = walk_records(body, 1, Deltas::Exact, &mut |_, _| false)
+            .expect_err("three records, header says one");
         assert!(e.to_string().contains("holds more"), "{e}");
-        let e =
-            walk_records(body, 4, &mut |_, _| false).expect_err("three records, header says four");
+        let e = walk_records(body, 4, Deltas::Exact, &mut |_, _| false)
+            .expect_err("three records, header says four");
         assert!(e.to_string().contains("holds 3"), "{e}");
-        assert!(walk_records(&body[..body.len() - 1], 3, &mut |_, _| false).is_err());
+        assert!(
+            walk_records(&body[..body.len() - 1], 3, Deltas::Exact, &mut |_, _| false).is_err()
+        );
     }
 
     #[test]

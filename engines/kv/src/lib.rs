@@ -47,6 +47,7 @@ use weir_core::engine::{
 use weir_core::error::{Error, Result};
 use weir_core::ids::{GroupId, Offset};
 
+mod cleaning;
 mod codec;
 mod partition_log;
 mod raft_log;
@@ -166,6 +167,10 @@ pub struct KvEngine<S: KvStore> {
     spaces: RwLock<HashMap<GroupId, u64>>,
     /// Staged logs: state and key space.
     staged: RwLock<HashMap<GroupId, (LogState, u64)>>,
+    /// Units being replaced by the cleaner (`cleaning`).
+    cleaning: parking_lot::Mutex<HashMap<GroupId, cleaning::Replacement>>,
+    /// Bytes per cleanable unit, by group (`segment.bytes`, `log_configure`).
+    unit_bytes: RwLock<HashMap<GroupId, u64>>,
     poisoned: AtomicBool,
 }
 
@@ -225,6 +230,8 @@ impl<S: KvStore> KvEngine<S> {
             logs: RwLock::new(logs),
             spaces: RwLock::new(spaces),
             staged: RwLock::new(staged),
+            cleaning: parking_lot::Mutex::new(HashMap::new()),
+            unit_bytes: RwLock::new(HashMap::new()),
             poisoned: AtomicBool::new(false),
         })
     }
@@ -355,8 +362,11 @@ impl<S: KvStore> Engine for KvEngine<S> {
     }
 
     fn capabilities(&self) -> Capabilities {
-        // Every store stages and installs logs the same way (`staging`).
-        self.capabilities.with_snapshot_install()
+        // Every store stages and installs logs, and cleans units, the same
+        // way (`staging`, `cleaning`).
+        self.capabilities
+            .with_snapshot_install()
+            .with_key_compaction()
     }
 
     fn free_bytes(&self) -> Option<u64> {

@@ -87,6 +87,7 @@ impl<S: KvStore> PartitionStore for KvEngine<S> {
     }
 
     fn log_delete_prefix(&self, group: GroupId, offset: Offset) -> Result<()> {
+        let _cleaning = self.stop_cleaning(group);
         let mut state = self.log_state_of(group);
         let start = offset.min(state.next_offset);
         if start <= state.start_offset {
@@ -133,7 +134,15 @@ impl<S: KvStore> PartitionStore for KvEngine<S> {
         Ok(retention_point(&state, units, r))
     }
 
+    fn log_configure(&self, group: GroupId, shape: weir_core::retention::LogShape) -> Result<()> {
+        if let Some(b) = shape.segment_bytes {
+            self.unit_bytes.write().insert(group, b.max(1));
+        }
+        Ok(())
+    }
+
     fn log_remove(&self, group: GroupId) -> Result<()> {
+        let _cleaning = self.stop_cleaning(group);
         let mut ops = Vec::new();
         for space in [0, SPACE_BIT] {
             let g = GroupId(group.0 | space);

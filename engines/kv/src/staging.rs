@@ -92,6 +92,7 @@ impl<S: KvStore> StagingStore for KvEngine<S> {
                 encode_log_state(&state, space),
             ),
         ];
+        let cleaning = self.stop_cleaning(group);
         // Readers find the log through both maps: they switch with the store.
         let mut logs = self.logs.write();
         let mut spaces = self.spaces.write();
@@ -103,7 +104,7 @@ impl<S: KvStore> StagingStore for KvEngine<S> {
         } else {
             spaces.insert(group, space);
         }
-        drop((logs, spaces));
+        drop((logs, spaces, cleaning));
         self.staged.write().remove(&group);
         Ok(())
     }
