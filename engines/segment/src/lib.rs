@@ -22,6 +22,7 @@
 //! * `partition` — a partition's segments, rolling and retention.
 //! * `durability` — poisoning after a failed write or sync, and fault injection.
 
+mod cleaning;
 mod config;
 mod durability;
 mod error;
@@ -81,6 +82,8 @@ pub struct SegmentEngine {
     partitions: RwLock<HashMap<GroupId, Arc<Mutex<Partition>>>>,
     /// Logs staged from snapshots (`StagingStore`, in `staging`).
     staged: Mutex<HashMap<GroupId, Partition>>,
+    /// Segments being cleaned (`CompactionStore`, in `cleaning`).
+    cleaning: Mutex<HashMap<GroupId, cleaning::Cleaning>>,
     /// Topic configs that shape each group's segments (`log_configure`).
     topic_shapes: Mutex<HashMap<GroupId, LogShape>>,
     /// Groups whose partition log got batches since the last `raft_sync`.
@@ -211,6 +214,7 @@ impl SegmentEngine {
             wal: Mutex::new(wal),
             partitions: RwLock::new(partitions),
             staged: Mutex::new(staged),
+            cleaning: Mutex::new(HashMap::new()),
             topic_shapes: Mutex::new(HashMap::new()),
             unsynced: Mutex::new(Vec::new()),
             durability,
@@ -570,6 +574,7 @@ impl Engine for SegmentEngine {
             .with_files_per_partition(3)
             .with_unified_log()
             .with_snapshot_install()
+            .with_key_compaction()
     }
 
     fn free_bytes(&self) -> Option<u64> {

@@ -170,5 +170,3 @@ impl StagingStore for SegmentEngine {
         self.durability.write_result(p.remove())
     }
 }
-
-impl weir_core::CompactionStore for SegmentEngine {}

@@ -12,7 +12,8 @@ use weir_core::{Appended, Error, LogState, Offset};
 
 use crate::durability::Durability;
 use crate::error::{IoContext, SegError};
-use crate::segment::{Marks, Segment};
+use crate::segment::{CleanedFile, Marks, Segment};
+use weir_core::compaction::CleanUnit;
 
 mod unified;
 
@@ -225,7 +226,7 @@ impl Partition {
         self.state
     }
 
-    fn marks(&self) -> Marks {
+    pub(crate) fn marks(&self) -> Marks {
         Marks {
             applied_index: self.state.applied_index,
             start_offset: self.state.start_offset,
@@ -318,7 +319,8 @@ impl Partition {
     }
 
     /// Appends a batch as it is (stamped elsewhere: its base offset must be
-    /// the log's next offset, which the caller checked), for a staged log.
+    /// at or past the log's next offset, which the caller checked), for a
+    /// staged log.
     pub(crate) fn append_stamped(
         &mut self,
         h: &batch::BatchHeader,
@@ -326,7 +328,9 @@ impl Partition {
         d: &Durability,
     ) -> Result<(), SegError> {
         self.make_room(bytes.len(), d)?;
-        let a = self.tail().append(h, bytes, h.leader_epoch)?;
+        let a = self
+            .tail()
+            .append_at(h.base_offset, h, bytes, h.leader_epoch)?;
         self.state.next_offset = a.last_offset + 1;
         Ok(())
     }
@@ -400,11 +404,65 @@ impl Partition {
             .into_iter()
             .chain(self.segments.range(offset + 1..))
         {
-            if let Some(b) = seg.read(offset, max_bytes, self.state.next_offset)? {
+            // Past the segment holding `offset`, reading starts at a segment's
+            // first offset (`offset` lay in a gap the cleaner left).
+            let from = offset.max(seg.base());
+            if let Some(b) = seg.read(from, max_bytes, self.state.next_offset)? {
                 return Ok(b);
             }
         }
         Ok(Bytes::new())
+    }
+
+    /// The sealed segments the cleaner may rewrite: wholly below `bound` (the
+    /// first batch a Raft entry refers to) and the high watermark, not wholly
+    /// below the start offset.
+    pub(crate) fn clean_units(&self, bound: Offset) -> Vec<CleanUnit> {
+        let bound = bound.min(self.state.next_offset);
+        let last = self.segments.len().saturating_sub(1);
+        self.segments
+            .values()
+            .take(last)
+            .map(|seg| (seg.base(), seg.state()))
+            .filter(|(_, st)| st.next_offset <= bound && st.next_offset > self.state.start_offset)
+            .map(|(base, st)| CleanUnit {
+                base,
+                next: st.next_offset,
+                bytes: st.end,
+                max_timestamp: st.max_timestamp,
+            })
+            .collect()
+    }
+
+    /// The directory the log lives in.
+    pub(crate) fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Swaps in `c`, the cleaned copy of the segment at `unit.base`, if that
+    /// segment is still sealed and as listed; otherwise discards the copy and
+    /// answers false.
+    pub(crate) fn replace_segment(
+        &mut self,
+        unit: &CleanUnit,
+        c: CleanedFile,
+    ) -> Result<bool, SegError> {
+        let tail = self.segments.keys().next_back().copied();
+        let listed = self
+            .segments
+            .get(&unit.base)
+            .is_some_and(|seg| seg.is_unit(unit.next, unit.bytes));
+        if !listed || tail == Some(unit.base) {
+            c.discard();
+            return Ok(false);
+        }
+        let Some(old) = self.segments.remove(&unit.base) else {
+            c.discard();
+            return Ok(false);
+        };
+        let seg = old.replace_with(c)?;
+        self.segments.insert(unit.base, seg);
+        Ok(true)
     }
 
     /// Where retention `r` lets the start offset move: whole segments, the tail

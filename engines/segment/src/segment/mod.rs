@@ -24,9 +24,12 @@ use crate::durability::{Durability, sync_dir};
 use crate::error::{IoContext, SegError, full_or_io};
 use crate::format::{Checkpoint, HEADER_LEN, Magic, decode_header, encode_header};
 
+mod cleaned;
 mod readahead;
 mod recovery;
 mod tail;
+
+pub(crate) use cleaned::CleanedFile;
 
 pub(super) const INDEX_ENTRY: usize = 8;
 pub(super) const TIME_ENTRY: usize = 16;
@@ -384,8 +387,20 @@ impl Segment {
         bytes: &[u8],
         epoch: i32,
     ) -> Result<Appended, SegError> {
+        self.append_at(self.state.next_offset, h, bytes, epoch)
+    }
+
+    /// [`append`](Self::append) at offset `base`, at or past the segment's
+    /// next offset (a staged batch of a compacted log, after a gap).
+    pub(crate) fn append_at(
+        &mut self,
+        base: Offset,
+        h: &BatchHeader,
+        bytes: &[u8],
+        epoch: i32,
+    ) -> Result<Appended, SegError> {
+        debug_assert!(base >= self.state.next_offset);
         let pos = self.state.end;
-        let base = self.state.next_offset;
         // The broker-owned fields lie in the first 16 bytes; the rest is written as sent.
         let mut head = [0u8; 16];
         head.copy_from_slice(&bytes[..16]);

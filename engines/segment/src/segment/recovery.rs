@@ -43,7 +43,9 @@ impl Segment {
         let want_next = self.state.next_offset;
         let want_crc = self.state.stamp_crc;
         self.walk(self.state.end)?;
-        if self.state.next_offset != want_next || self.state.stamp_crc != want_crc {
+        // A cleaned segment's batches may end before the offsets it covers
+        // (the cleaner removed its last ones): the checkpoint keeps the end.
+        if self.state.next_offset > want_next || self.state.stamp_crc != want_crc {
             return Err(SegError::Corrupt(format!(
                 "segment {}: batches end at offset {} with header checksum {:#x}, but the checkpoint says {want_next} and {want_crc:#x}",
                 self.log.path.display(),
@@ -51,6 +53,7 @@ impl Segment {
                 self.state.stamp_crc,
             )));
         }
+        self.state.next_offset = want_next;
         Ok(())
     }
 
@@ -83,9 +86,11 @@ impl Segment {
             // (`read`), so a restart costs a walk over the headers, not a read of the
             // whole tail. The headers are checked against the checkpoint's checksum
             // of them (`stamp_crc`) by `rebuild`.
-            if h.base_offset != self.state.next_offset {
+            // Offsets only grow; a gap is where the cleaner of a compacted
+            // topic removed whole batches.
+            if h.base_offset < self.state.next_offset {
                 return Err(bad(format!(
-                    "base offset {} where {} was expected",
+                    "base offset {} where {} or later was expected",
                     h.base_offset, self.state.next_offset
                 )));
             }
@@ -103,7 +108,7 @@ impl Segment {
         Ok(())
     }
 
-    /// Checks a sealed segment's batch headers (continuity and `stamp_crc`) once.
+    /// Checks a sealed segment's batch headers (order and `stamp_crc`) once.
     pub(super) fn check_headers(&self) -> Result<(), Error> {
         let outcome = self.headers_checked.get_or_init(|| {
             let mut pos = HEADER_LEN;
@@ -114,9 +119,9 @@ impl Segment {
                     Ok(h) => h,
                     Err(e) => return Some(e.to_string()),
                 };
-                if h.base_offset != next {
+                if h.base_offset < next {
                     return Some(format!(
-                        "segment {} at byte {pos}: base offset {} where {next} was expected",
+                        "segment {} at byte {pos}: base offset {} where {next} or later was expected",
                         self.log.path.display(),
                         h.base_offset
                     ));
@@ -125,7 +130,7 @@ impl Segment {
                 next = h.last_offset() + 1;
                 pos += h.total_len() as u64;
             }
-            (crc != self.state.stamp_crc || next != self.state.next_offset).then(|| {
+            (crc != self.state.stamp_crc || next > self.state.next_offset).then(|| {
                 format!(
                     "segment {}: batch headers do not match the checkpoint",
                     self.log.path.display()
