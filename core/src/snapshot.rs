@@ -86,6 +86,9 @@ pub(crate) struct Snapshots {
     /// Chunks being served or stored (on the blocking pool); `None` once the
     /// node stops.
     tasks: Mutex<Option<tokio::task::JoinSet<()>>>,
+    /// Partition logs installed (or given up) so far, by group: the cleaner of
+    /// compacted topics forgets what it knew of a log that changed.
+    installs: Mutex<HashMap<GroupId, u64>>,
 }
 
 fn channel(group: GroupId) -> GroupId {
@@ -100,7 +103,14 @@ impl Snapshots {
             transport,
             downloads: Mutex::new(HashMap::new()),
             tasks: Mutex::new(Some(tokio::task::JoinSet::new())),
+            installs: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// How many times `group`'s partition log was installed from a snapshot
+    /// (or its download ended) since the node started.
+    pub(crate) fn installs(&self, group: GroupId) -> u64 {
+        self.installs.lock().get(&group).copied().unwrap_or(0)
     }
 
     /// Stops taking messages and waits for the chunks being served or stored,
@@ -165,6 +175,7 @@ impl Snapshots {
     /// Forgets `group`'s download (installed, or the group is gone).
     pub(crate) fn done(&self, group: GroupId) {
         self.downloads.lock().remove(&group);
+        *self.installs.lock().entry(group).or_default() += 1;
     }
 
     fn ask(&self, group: GroupId, leader: NodeId, offset: Offset, upto: Offset) {

@@ -218,6 +218,26 @@ pub struct Config {
     /// time-based retention can release it; -1 rolls by size only (Kafka's
     /// `log.roll.ms`; default 7 days).
     pub segment_ms: i64,
+    /// Broker default for compacted topics without `delete.retention.ms`:
+    /// tombstones older than this many milliseconds are removed by the cleaner
+    /// (Kafka's `log.cleaner.delete.retention.ms`; default 1 day).
+    pub delete_retention_ms: u64,
+    /// Broker default for `min.cleanable.dirty.ratio`: a compacted partition is
+    /// cleaned once what was appended since its last cleaning is this share of
+    /// its cleanable bytes (Kafka's `log.cleaner.min.cleanable.ratio`; 0.5).
+    pub min_cleanable_dirty_ratio: f64,
+    /// Broker default for `min.compaction.lag.ms`: records younger than this
+    /// many milliseconds are not cleaned (default 0).
+    pub min_compaction_lag_ms: u64,
+    /// How often the cleaner looks for compacted partitions to clean, in
+    /// milliseconds (Kafka's `log.cleaner.backoff.ms`; default 15 s).
+    pub cleaner_check_interval_ms: u64,
+    /// Bytes per second the cleaner reads and writes, over all partitions;
+    /// 0 does not limit it (default 64 MiB/s).
+    pub cleaner_io_bytes_per_sec: u64,
+    /// Memory for the cleaner's map of keys to their latest offsets (Kafka's
+    /// `log.cleaner.dedupe.buffer.size`; default 64 MiB).
+    pub cleaner_dedupe_buffer_bytes: u64,
     /// The metadata group checkpoints its state every this many applied entries
     /// and compacts its Raft log below the checkpoint (docs/snapshots.md).
     pub metadata_checkpoint_entries: u64,
@@ -319,6 +339,12 @@ impl Default for Config {
             metadata_checkpoint_entries: 1000,
             metadata_keep_entries: 500,
             retention_check_interval_ms: 300_000,
+            delete_retention_ms: 24 * 3600 * 1000,
+            min_cleanable_dirty_ratio: 0.5,
+            min_compaction_lag_ms: 0,
+            cleaner_check_interval_ms: 15_000,
+            cleaner_io_bytes_per_sec: 64 << 20,
+            cleaner_dedupe_buffer_bytes: 64 << 20,
             engine_segment: toml::Table::new(),
             engine_rocksdb: toml::Table::new(),
             engine_redb: toml::Table::new(),

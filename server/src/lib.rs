@@ -262,6 +262,14 @@ pub async fn run_prepared(
     node_cfg.metadata_keep_entries = config.metadata_keep_entries;
     node_cfg.segment_ms = optional_ms(config.segment_ms);
     node_cfg.retention_check_interval = Duration::from_millis(config.retention_check_interval_ms);
+    node_cfg.delete_retention = Duration::from_millis(config.delete_retention_ms);
+    node_cfg.min_cleanable_dirty_ratio = config.min_cleanable_dirty_ratio;
+    node_cfg.min_compaction_lag = Duration::from_millis(config.min_compaction_lag_ms);
+    node_cfg.cleaner_check_interval = Duration::from_millis(config.cleaner_check_interval_ms);
+    node_cfg.cleaner_io_bytes_per_sec =
+        (config.cleaner_io_bytes_per_sec > 0).then_some(config.cleaner_io_bytes_per_sec);
+    node_cfg.cleaner_dedupe_buffer_bytes =
+        usize::try_from(config.cleaner_dedupe_buffer_bytes).unwrap_or(usize::MAX);
     #[cfg(feature = "negative-controls")]
     {
         node_cfg.unsafe_bypass_leader_check = config.unsafe_bypass_leader_check;

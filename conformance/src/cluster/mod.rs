@@ -19,6 +19,7 @@ use crate::net::{Faults, FaultyTransport, MemNet, NetHarness};
 use crate::{CaseResult, Outcome, ensure, ensure_eq};
 
 mod cases;
+mod compaction;
 mod faults;
 mod fixture;
 mod recovery;
@@ -26,6 +27,7 @@ mod retention;
 mod snapshots;
 
 pub use cases::*;
+pub use compaction::*;
 pub use faults::*;
 pub use fixture::*;
 pub use recovery::*;
@@ -185,6 +187,17 @@ where
     trials.extend(cluster_trials!(h, n, installs;
         cluster_lagging_replica_catches_up_by_snapshot,
         cluster_interrupted_snapshot_download_completes,
+    ));
+    // Compacted topics, for engines that clean logs.
+    let compacts = harness_caps(&*h).map_or(Err("the harness cannot create an engine"), |c| {
+        if c.key_compaction {
+            Ok(())
+        } else {
+            Err("needs key_compaction")
+        }
+    });
+    trials.extend(cluster_trials!(h, n, compacts;
+        cluster_compacted_topic_keeps_the_latest_per_key,
     ));
     trials
 }

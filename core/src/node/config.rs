@@ -110,6 +110,28 @@ pub struct NodeConfig {
     /// How often the leader of each partition checks its topic's retention
     /// (Kafka's `log.retention.check.interval.ms`). Default 5 minutes.
     pub retention_check_interval: Duration,
+    /// Broker default for compacted topics without `delete.retention.ms`:
+    /// tombstones older than this (by their timestamps) are removed by the
+    /// cleaner. Default 1 day, as Kafka's `log.cleaner.delete.retention.ms`.
+    pub delete_retention: Duration,
+    /// Broker default for `min.cleanable.dirty.ratio`: a compacted partition
+    /// is cleaned once the records appended since its last cleaning are this
+    /// share of its cleanable bytes. Default 0.5, as Kafka's.
+    pub min_cleanable_dirty_ratio: f64,
+    /// Broker default for `min.compaction.lag.ms`: records younger than this
+    /// are not cleaned. Default 0.
+    pub min_compaction_lag: Duration,
+    /// How often the cleaner looks for compacted partitions to clean (Kafka's
+    /// `log.cleaner.backoff.ms`). Default 15 s.
+    pub cleaner_check_interval: Duration,
+    /// Bytes per second the cleaner reads and writes, over all partitions,
+    /// so that producers keep their latency; `None` does not limit it.
+    /// Default 64 MiB/s.
+    pub cleaner_io_bytes_per_sec: Option<u64>,
+    /// Memory for the cleaner's map of keys to their latest offsets; a pass
+    /// over more keys cleans as far as the map reaches (Kafka's
+    /// `log.cleaner.dedupe.buffer.size`). Default 64 MiB.
+    pub cleaner_dedupe_buffer_bytes: usize,
     /// The metadata group checkpoints its state after this many applied entries
     /// and compacts its Raft log below the checkpoint (docs/snapshots.md), so
     /// that its log stays bounded. Default 1000.
@@ -184,6 +206,12 @@ impl NodeConfig {
             retention_bytes: None,
             segment_ms: Some(Duration::from_secs(7 * 24 * 3600)),
             retention_check_interval: Duration::from_secs(300),
+            delete_retention: Duration::from_secs(24 * 3600),
+            min_cleanable_dirty_ratio: 0.5,
+            min_compaction_lag: Duration::ZERO,
+            cleaner_check_interval: Duration::from_secs(15),
+            cleaner_io_bytes_per_sec: Some(64 << 20),
+            cleaner_dedupe_buffer_bytes: 64 << 20,
             metadata_checkpoint_entries: 1000,
             metadata_keep_entries: 500,
             open_file_limit: None,
@@ -234,6 +262,17 @@ impl NodeConfig {
             return Err(Error::Config(
                 "metadata_checkpoint_entries must be at least 1".into(),
             ));
+        }
+        if self.cleaner_check_interval.is_zero() || self.cleaner_io_bytes_per_sec == Some(0) {
+            return Err(Error::Config(
+                "cleaner_check_interval and cleaner_io_bytes_per_sec must be positive".into(),
+            ));
+        }
+        if !(0.0..=1.0).contains(&self.min_cleanable_dirty_ratio) {
+            return Err(Error::Config(format!(
+                "min_cleanable_dirty_ratio = {} must be within 0 and 1",
+                self.min_cleanable_dirty_ratio
+            )));
         }
         if self.retention_check_interval.is_zero() {
             return Err(Error::Config(

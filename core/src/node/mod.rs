@@ -66,6 +66,8 @@ struct Inner {
     producer_ids: tokio::sync::Mutex<(i64, i64)>,
     /// Partition snapshots being served and downloaded.
     snapshots: Arc<crate::snapshot::Snapshots>,
+    /// The cleaner of compacted topics.
+    cleaner: Arc<crate::pipeline::clean::Cleaner>,
 }
 
 /// A node that does not keep it running (for its own background tasks).
@@ -173,6 +175,7 @@ impl Node {
                 engine_for_snapshots,
                 transport_for_snapshots,
             )),
+            cleaner: Arc::default(),
         });
         let voters = inner.cfg.voters.clone();
         inner.start_group(GroupId::METADATA, &voters, meta_applied, machine, None)?;
@@ -194,10 +197,14 @@ impl Node {
             "enforcing retention".into(),
             crate::pipeline::trim::run_retention(WeakNode(Arc::downgrade(&node.inner))),
         );
+        let cleaner = fatal.spawn_supervised(
+            "cleaning compacted topics".into(),
+            crate::pipeline::clean::run_cleaner(WeakNode(Arc::downgrade(&node.inner))),
+        );
         node.inner
             .tasks
             .lock()
-            .extend([reconcile, register, timers, retention]);
+            .extend([reconcile, register, timers, retention, cleaner]);
         Ok(node)
     }
 
@@ -277,6 +284,8 @@ impl Node {
 
     /// Stops every group and the writer, and waits until nothing holds the engine.
     pub async fn shutdown(self) {
+        // A cleaning pass runs on the blocking pool, out of reach of an abort.
+        self.inner.cleaner.stop().await;
         // An aborted task may be mid-poll on another worker (reconcile could be
         // starting a group): wait until each has really ended before draining groups.
         let tasks: Vec<Supervised> = self.inner.tasks.lock().drain(..).collect();
@@ -435,6 +444,16 @@ impl Node {
     /// The engine.
     pub(crate) fn engine(&self) -> &Arc<dyn Engine> {
         &self.inner.engine
+    }
+
+    /// The cleaner's state, and the snapshot service it asks about installs.
+    pub(crate) fn cleaner(
+        &self,
+    ) -> (
+        Arc<crate::pipeline::clean::Cleaner>,
+        Arc<crate::snapshot::Snapshots>,
+    ) {
+        (self.inner.cleaner.clone(), self.inner.snapshots.clone())
     }
 
     /// Sends a message to a hosted group's task (dropped when it is not hosted here).

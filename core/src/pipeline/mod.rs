@@ -12,6 +12,7 @@
 //! * [`trim`] — delete a partition's oldest records (DeleteRecords, retention).
 
 pub(crate) mod budget;
+pub mod clean;
 pub mod fetch;
 pub mod offsets;
 pub mod produce;

@@ -74,6 +74,24 @@ impl ProduceTicket {
     }
 }
 
+/// Refuses a batch with a record without a key, for a compacted topic (the
+/// cleaner keeps records by key), as Kafka does.
+fn check_keyed(topic: &str, bytes: &[u8], h: &batch::BatchHeader, max: usize) -> Result<()> {
+    let mut unkeyed = false;
+    let mut walk = || batch::for_each_record(bytes, h, max, &mut |r| unkeyed |= r.key.is_none());
+    if h.compression() == 0 {
+        walk()?;
+    } else {
+        crate::raft::blocking(walk)?;
+    }
+    if unkeyed {
+        return Err(Error::Invalid(format!(
+            "{topic} is compacted (cleanup.policy=compact): every record needs a key"
+        )));
+    }
+    Ok(())
+}
+
 /// A topic's timestamp configs (Kafka's names and meanings).
 struct TopicTimes {
     /// `message.timestamp.type=LogAppendTime`: the broker's time is the batch's.
@@ -140,7 +158,8 @@ impl Node {
     /// [`batch::validate_records`]); [`Error::NotLeader`]
     /// (with a hint) when this node does not lead it; [`Error::InvalidTimestamp`]
     /// for records outside the topic's `message.timestamp.before.max.ms` /
-    /// `after.max.ms`; [`Error::StorageFull`] below
+    /// `after.max.ms`; [`Error::Invalid`] for a record without a key in a
+    /// compacted topic; [`Error::StorageFull`] below
     /// the free-space floor or while the disk is full; [`Error::Shutdown`].
     pub fn propose(
         &self,
@@ -171,6 +190,13 @@ impl Node {
             return Err(Error::InvalidTopic(format!(
                 "{topic} is internal: clients cannot produce to it"
             )));
+        }
+        if meta
+            .topics
+            .get(topic)
+            .is_some_and(|t| crate::pipeline::clean::is_compacted(&t.configs))
+        {
+            check_keyed(topic, batch_bytes, &header, max)?;
         }
         let (p, h) = self.locate_in(&meta, topic, partition)?;
         if !self.config().bypass_leader_check() {

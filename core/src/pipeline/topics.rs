@@ -36,7 +36,8 @@ pub fn validate_topic_name(name: &str) -> Result<()> {
 /// `after.max.ms` are milliseconds (a non-negative integer); `retention.ms` and
 /// `retention.bytes` are -1 (no limit) or non-negative; `segment.bytes` is
 /// 64 KiB to 2 GiB - 1, `segment.ms` positive; `cleanup.policy` is a list of
-/// `delete` and `compact`.
+/// `delete` and `compact`; `delete.retention.ms` and `min.compaction.lag.ms`
+/// are non-negative milliseconds, `min.cleanable.dirty.ratio` within 0 and 1.
 ///
 /// # Errors
 /// [`Error::Config`] naming the config and the value (Kafka's INVALID_CONFIG).
@@ -56,6 +57,13 @@ pub fn validate_topic_configs(configs: &BTreeMap<String, String>) -> Result<()> 
             "cleanup.policy" => v
                 .split(',')
                 .all(|p| matches!(p.trim(), "delete" | "compact")),
+            "delete.retention.ms" | "min.compaction.lag.ms" => {
+                v.trim().parse::<i64>().is_ok_and(|ms| ms >= 0)
+            }
+            "min.cleanable.dirty.ratio" => v
+                .trim()
+                .parse::<f64>()
+                .is_ok_and(|r| (0.0..=1.0).contains(&r)),
             _ => true,
         };
         if !ok {

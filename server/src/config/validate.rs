@@ -83,6 +83,20 @@ impl Config {
             "retention_check_interval_ms must be at least 1"
         );
         anyhow::ensure!(
+            (0.0..=1.0).contains(&self.min_cleanable_dirty_ratio),
+            "min_cleanable_dirty_ratio ({}) must be within 0 and 1",
+            self.min_cleanable_dirty_ratio
+        );
+        anyhow::ensure!(
+            self.cleaner_check_interval_ms >= 1,
+            "cleaner_check_interval_ms must be at least 1"
+        );
+        anyhow::ensure!(
+            self.cleaner_dedupe_buffer_bytes >= 1 << 20,
+            "cleaner_dedupe_buffer_bytes ({}) must be at least 1 MiB",
+            self.cleaner_dedupe_buffer_bytes
+        );
+        anyhow::ensure!(
             self.default_replication >= 1,
             "default_replication must be at least 1"
         );

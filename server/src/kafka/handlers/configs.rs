@@ -28,6 +28,7 @@ mod kind {
     pub(super) const STRING: i8 = 2;
     pub(super) const INT: i8 = 3;
     pub(super) const LONG: i8 = 5;
+    pub(super) const DOUBLE: i8 = 6;
     pub(super) const LIST: i8 = 7;
 }
 
@@ -45,7 +46,7 @@ const KNOWN: &[Known] = &[
         name: "cleanup.policy",
         broker: "log.cleanup.policy",
         kind: kind::LIST,
-        doc: "delete: old records go by retention.ms and retention.bytes; compact: accepted and stored, but weir does not compact yet (such a topic keeps every record unless delete is listed too)",
+        doc: "delete: old records go by retention.ms and retention.bytes; compact: the cleaner keeps the latest record of each key (docs/compaction.md); both may be listed",
     },
     Known {
         name: "compression.type",
@@ -54,22 +55,16 @@ const KNOWN: &[Known] = &[
         doc: "producer: batches are stored as the producer compressed them",
     },
     Known {
+        name: "delete.retention.ms",
+        broker: "log.cleaner.delete.retention.ms",
+        kind: kind::LONG,
+        doc: "compacted topics: tombstones (null values) older than this many milliseconds, by their timestamps, are removed by the cleaner",
+    },
+    Known {
         name: "max.message.bytes",
         broker: "message.max.bytes",
         kind: kind::INT,
         doc: "the largest record batch accepted (weir's max_batch_bytes)",
-    },
-    Known {
-        name: "message.timestamp.type",
-        broker: "log.message.timestamp.type",
-        kind: kind::STRING,
-        doc: "CreateTime (the producer's) or LogAppendTime (the broker stamps its own time on each batch)",
-    },
-    Known {
-        name: "message.timestamp.before.max.ms",
-        broker: "log.message.timestamp.before.max.ms",
-        kind: kind::LONG,
-        doc: "how far before the broker's time a record's timestamp may be (CreateTime topics); older ones are refused with INVALID_TIMESTAMP",
     },
     Known {
         name: "message.timestamp.after.max.ms",
@@ -78,16 +73,40 @@ const KNOWN: &[Known] = &[
         doc: "how far after the broker's time a record's timestamp may be (CreateTime topics); later ones are refused with INVALID_TIMESTAMP",
     },
     Known {
-        name: "retention.ms",
-        broker: "log.retention.ms",
+        name: "message.timestamp.before.max.ms",
+        broker: "log.message.timestamp.before.max.ms",
         kind: kind::LONG,
-        doc: "records older than this many milliseconds (by their timestamps) are deleted, whole segments at a time; -1 keeps them",
+        doc: "how far before the broker's time a record's timestamp may be (CreateTime topics); older ones are refused with INVALID_TIMESTAMP",
+    },
+    Known {
+        name: "message.timestamp.type",
+        broker: "log.message.timestamp.type",
+        kind: kind::STRING,
+        doc: "CreateTime (the producer's) or LogAppendTime (the broker stamps its own time on each batch)",
+    },
+    Known {
+        name: "min.cleanable.dirty.ratio",
+        broker: "log.cleaner.min.cleanable.ratio",
+        kind: kind::DOUBLE,
+        doc: "compacted topics: a partition is cleaned once what was appended since its last cleaning is this share of its cleanable bytes",
+    },
+    Known {
+        name: "min.compaction.lag.ms",
+        broker: "log.cleaner.min.compaction.lag.ms",
+        kind: kind::LONG,
+        doc: "compacted topics: records younger than this many milliseconds are not cleaned",
     },
     Known {
         name: "retention.bytes",
         broker: "log.retention.bytes",
         kind: kind::LONG,
         doc: "a partition's oldest segments are deleted while it holds more than this many bytes (the segment being written stays); -1 keeps any size",
+    },
+    Known {
+        name: "retention.ms",
+        broker: "log.retention.ms",
+        kind: kind::LONG,
+        doc: "records older than this many milliseconds (by their timestamps) are deleted, whole segments at a time; -1 keeps them",
     },
     Known {
         name: "segment.ms",
@@ -142,6 +161,18 @@ fn default_of(name: &str, ctx: &Context) -> (String, i8) {
         ),
         "retention.bytes" => (
             retention_bytes(ctx.node.config()).to_string(),
+            source::STATIC_BROKER,
+        ),
+        "delete.retention.ms" => (
+            ms_or_none(Some(ctx.node.config().delete_retention)).to_string(),
+            source::STATIC_BROKER,
+        ),
+        "min.cleanable.dirty.ratio" => (
+            ctx.node.config().min_cleanable_dirty_ratio.to_string(),
+            source::STATIC_BROKER,
+        ),
+        "min.compaction.lag.ms" => (
+            ms_or_none(Some(ctx.node.config().min_compaction_lag)).to_string(),
             source::STATIC_BROKER,
         ),
         _ => ("false".into(), source::DEFAULT),
@@ -265,7 +296,7 @@ fn broker(name: &str, req: &DescribeConfigsRequest, ctx: &Context) -> Described 
         ));
     }
     let cfg = ctx.node.config();
-    let settings: [(&str, String, i8, &str); 10] = [
+    let settings: [(&str, String, i8, &str); 11] = [
         (
             "broker.id",
             id.clone(),
@@ -319,6 +350,14 @@ fn broker(name: &str, req: &DescribeConfigsRequest, ctx: &Context) -> Described 
             cfg.retention_check_interval.as_millis().to_string(),
             kind::LONG,
             "how often partition leaders apply retention (retention_check_interval_ms)",
+        ),
+        (
+            "log.cleaner.io.max.bytes.per.second",
+            cfg.cleaner_io_bytes_per_sec
+                .map_or(-1, |b| i64::try_from(b).unwrap_or(i64::MAX))
+                .to_string(),
+            kind::LONG,
+            "bytes per second the cleaner of compacted topics reads and writes; -1 unlimited (cleaner_io_bytes_per_sec)",
         ),
         (
             "log.message.timestamp.type",
