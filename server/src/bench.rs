@@ -62,6 +62,8 @@ pub struct BenchArgs {
     /// Produce as idempotent producers (an id from InitProducerId per task,
     /// batches numbered per partition).
     pub idempotent: bool,
+    /// Record i of a batch gets key `k{i mod keys}`; 0: no keys.
+    pub keys: u64,
 }
 
 /// A benchmark's figures.
@@ -139,7 +141,10 @@ pub async fn produce(args: &BenchArgs, quiet: bool) -> anyhow::Result<Report> {
     create_topic(args).await?;
     let per_batch = args.batch.max(1) as u64;
     let records: Vec<_> = (0..per_batch)
-        .map(|i| (None, Some(text(args.record_size, i))))
+        .map(|i| {
+            let key = (args.keys > 0).then(|| Bytes::from(format!("k{}", i % args.keys)));
+            (key, Some(text(args.record_size, i)))
+        })
         .collect();
     let batch = crate::tools::encode_batch(&records, 0, args.compression)?;
     let producers = args.producers.max(1).min(args.partitions.max(1) as usize);

@@ -129,6 +129,10 @@ struct BenchCli {
     /// Produce as idempotent producers (InitProducerId, numbered batches).
     #[arg(long)]
     idempotent: bool,
+    /// Give records keys `k0`…`k{N-1}` (record i of a batch gets key i mod N),
+    /// as a compacted topic needs; 0 (the default) leaves them without keys.
+    #[arg(long, default_value_t = 0)]
+    keys: u64,
     /// Compression of produced batches: none, gzip, snappy, lz4 or zstd.
     #[arg(long, default_value = "none", value_parser = ["none", "gzip", "snappy", "lz4", "zstd"])]
     compression: String,
@@ -358,6 +362,7 @@ async fn bench(cli: BenchCli) -> anyhow::Result<()> {
         },
         group: cli.group,
         idempotent: cli.idempotent,
+        keys: cli.keys,
     };
     let mut reports = Vec::new();
     if cli.mode == "probe" {
