@@ -88,3 +88,75 @@ fn an_unmarked_staged_log_stays_staged() {
         (10, 15, 99)
     );
 }
+
+/// An installed log's segments live where the install moved them: deleting
+/// its oldest segments afterwards (retention, a trim) and cleaning them work
+/// on the live directory. (Before, the segments kept their staging paths, so
+/// the first deletion after an install failed and poisoned the engine.)
+#[test]
+fn an_installed_log_deletes_and_cleans_its_segments_where_it_lives() {
+    let dir = tempfile::tempdir().unwrap();
+    let e = SegmentEngine::open(dir.path(), Config::default()).unwrap();
+    e.log_configure(
+        G,
+        weir_core::retention::LogShape {
+            segment_bytes: Some(64 << 10),
+            segment_ms: None,
+        },
+    )
+    .unwrap();
+    e.log_append(
+        G,
+        1,
+        1,
+        &BatchBuilder::new(1000).record(None, Some(b"old")).build(),
+    )
+    .unwrap();
+    e.stage_begin(G, 0).unwrap();
+    // 400 batches of ~130 bytes' keyed records: a few 64 KiB segments.
+    let mut run = Vec::new();
+    for k in 0..400i64 {
+        let mut b = BatchBuilder::new(1000)
+            .record(Some(&[(k % 4) as u8]), Some(&[k as u8; 300]))
+            .build();
+        batch::stamp(&mut b, k, 3);
+        run.extend_from_slice(&b);
+    }
+    e.stage_append(G, &run).unwrap();
+    e.stage_install(G, 50).unwrap();
+    let policy = weir_core::compaction::CleanPolicy {
+        tombstones_before: 0,
+        lag_before: i64::MAX,
+        min_dirty_ratio: 0.0,
+    };
+    let pass = weir_core::compaction::clean_log(
+        &e,
+        G,
+        &policy,
+        0,
+        &weir_core::compaction::CleanLimits::default(),
+        &mut |_| Ok(()),
+    )
+    .unwrap();
+    assert!(pass.units_rewritten >= 1, "{pass:?}");
+    e.log_delete_prefix(G, 300).unwrap();
+    e.log_flush(G).unwrap();
+    assert_eq!(e.log_state(G).unwrap().start_offset, 300);
+    let live = dir.path().join("partitions").join(format!("{:020}", G.0));
+    let segments = std::fs::read_dir(&live)
+        .unwrap()
+        .filter(|f| {
+            f.as_ref()
+                .unwrap()
+                .path()
+                .extension()
+                .is_some_and(|x| x == "log")
+        })
+        .count();
+    assert!(segments >= 1);
+    drop(e);
+    let e = SegmentEngine::open(dir.path(), Config::default()).unwrap();
+    let st = e.log_state(G).unwrap();
+    assert_eq!((st.start_offset, st.next_offset), (300, 400));
+    assert!(!e.log_read(G, 300, 1 << 20).unwrap().is_empty());
+}

@@ -347,6 +347,9 @@ impl Partition {
     /// rename).
     pub(crate) fn moved_to(&mut self, dir: &Path) {
         self.dir = dir.to_path_buf();
+        for seg in self.segments.values_mut() {
+            seg.moved_to(dir);
+        }
     }
 
     pub(crate) fn mark_applied(&mut self, raft_index: u64) {
@@ -509,7 +512,7 @@ impl Partition {
         fs::rename(&self.dir, trash)
             .ctx(|| format!("moving {} aside to {}", self.dir.display(), trash.display()))?;
         crate::durability::sync_dir(trash.parent().unwrap_or(trash))?;
-        self.dir = trash.to_path_buf();
+        self.moved_to(trash);
         self.removed = true;
         Ok(())
     }

@@ -354,6 +354,15 @@ impl Segment {
         self.base
     }
 
+    /// The segment's files are in `dir` from now on (their directory was
+    /// renamed: a staged log installed); the open files and maps stay.
+    pub(crate) fn moved_to(&mut self, dir: &Path) {
+        let (log, index, time) = paths(dir, self.base);
+        self.log.path = log;
+        self.index.path = index;
+        self.time.path = time;
+    }
+
     pub(crate) fn state(&self) -> SegmentState {
         self.state
     }
