@@ -111,12 +111,25 @@ pub async fn cluster_compacted_topic_keeps_the_latest_per_key<H: ClusterHarness,
     .await?;
     let mut removed = 0;
     for &r in &running {
+        // What the engine lets the cleaner rewrite (not the segment being
+        // written; in a unified log, not what Raft entries still refer to,
+        // up to raft_log_max_bytes with a replica down) ends here.
+        let bound = c.engine(r).log_clean_units(g)?.last().map_or(0, |u| u.next);
+        ensure!(bound > 0, "node {r} has nothing to clean");
         removed += c.node(r).clean_compacted().await?.records_removed;
-        let left = check_replica(&c, r, g, &want)?;
-        ensure!(
-            left < 300,
-            "node {r} keeps {left} of 1004 records after cleaning"
-        );
+        check_replica(&c, r, g, &want)?;
+        let mut below = std::collections::HashSet::new();
+        for b in read_all(c.engine(r).as_ref(), g)? {
+            for rec in batch::decode_records(&b)? {
+                if rec.offset < bound {
+                    let key = rec.key.context("a record without a key")?;
+                    ensure!(
+                        below.insert(key.to_vec()),
+                        "node {r}: key {key:?} twice below the cleaned point {bound}"
+                    );
+                }
+            }
+        }
         let st = c.engine(r).log_state(g)?;
         ensure_eq!(
             (st.start_offset, st.next_offset),
@@ -124,7 +137,7 @@ pub async fn cluster_compacted_topic_keeps_the_latest_per_key<H: ClusterHarness,
             "node {r}'s log bounds"
         );
     }
-    ensure!(removed > 1000, "the replicas removed {removed} records");
+    ensure!(removed > 0, "the replicas removed nothing");
     // Fetches from the start (and from inside a gap) step over what went.
     let f = c
         .node(leader)
