@@ -65,6 +65,7 @@ def ts(line):
     m = re.search(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d+)Z", re.sub(r"\x1b\[[0-9;]*m", "", line))
     return datetime.datetime.fromisoformat(m.group(1)).replace(tzinfo=datetime.timezone.utc).timestamp()
 lines = open(log).read().splitlines()
+began = [ts(l) for l in lines if "downloading a snapshot" in l]
 down = [ts(l) for l in lines if "snapshot downloaded" in l]
 inst = [ts(l) for l in lines if "installed a partition snapshot" in l]
 if len(inst) < 4:
@@ -73,6 +74,10 @@ secs = max(inst) - restarted
 print(f"{engine}/{transport}: {mb} MB in 4 partitions caught up by snapshot in {secs:.1f} s "
       f"(last download done {max(down) - restarted:.1f} s after the restart): {mb * 1.048576 / secs:.0f} MB/s; "
       f"leaders' heap (RssAnon) peak {peak} MB")
+if began:
+    print(f"  phases after the restart: first download asked {min(began) - restarted:.1f} s, "
+          f"last downloaded {max(down) - restarted:.1f} s, last installed {secs:.1f} s "
+          f"(downloading alone: {mb * 1.048576 / max(max(down) - min(began), 1e-3):.0f} MB/s)")
 PY
 sleep 2
 echo "data directories (MB), node 1/2/3: $(du -sm "$ROOT/d0" | cut -f1)/$(du -sm "$ROOT/d1" | cut -f1)/$(du -sm "$ROOT/d2" | cut -f1)"

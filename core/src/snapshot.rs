@@ -9,9 +9,10 @@
 //! [`REQUEST`] message naming the offset wanted (`index`) and the offset to stop
 //! at (`commit`); a chunk is a `MsgSnapshot` whose snapshot data holds whole
 //! batches from that offset, `context` their CRC-32C, `reject` set when the
-//! leader cannot serve the offset (its log start moved past it). One request is
-//! in flight per download; a lost one is asked again when the leader sends its
-//! snapshot again.
+//! leader cannot serve the offset (its log start moved past it). Up to two
+//! chunks are in flight per download (the next is asked for before the one
+//! that arrived is stored); a lost one is asked again when the leader sends
+//! its snapshot again.
 //!
 //! [`StagingStore`]: crate::staging::StagingStore
 
@@ -71,10 +72,29 @@ struct Download {
     start: Offset,
     /// Download up to here (the newest snapshot's next offset).
     target: Offset,
-    /// When the request in flight was sent.
+    /// When the last request was sent.
     asked: Option<Instant>,
-    /// A chunk is being stored.
-    busy: bool,
+    /// The offset last asked for.
+    requested: Option<Offset>,
+    /// Chunks being stored or waiting to be.
+    storing: u32,
+    /// Taken to store a chunk: chunks are stored one at a time, in the order
+    /// they arrived.
+    gate: Arc<Mutex<()>>,
+}
+
+impl Download {
+    fn new(leader: NodeId, start: Offset, target: Offset) -> Download {
+        Download {
+            leader,
+            start,
+            target,
+            asked: None,
+            requested: None,
+            storing: 0,
+            gate: Arc::default(),
+        }
+    }
 }
 
 /// The node's snapshot service: downloads in progress, and serving chunks.
@@ -133,26 +153,18 @@ impl Snapshots {
         target: Offset,
     ) -> Result<()> {
         let mut downloads = self.downloads.lock();
-        let d = downloads.entry(group).or_insert(Download {
-            leader,
-            start,
-            target,
-            asked: None,
-            busy: false,
-        });
+        let d = downloads
+            .entry(group)
+            .or_insert_with(|| Download::new(leader, start, target));
         if d.start != start {
             // The leader's log start moved: begin again from it.
-            *d = Download {
-                leader,
-                start,
-                target,
-                asked: None,
-                busy: d.busy,
-            };
+            let storing = d.storing;
+            *d = Download::new(leader, start, target);
+            d.storing = storing;
         }
         d.leader = leader;
         d.target = target;
-        if d.busy || d.asked.is_some_and(|t| t.elapsed() < RETRY) {
+        if d.storing > 0 || d.asked.is_some_and(|t| t.elapsed() < RETRY) {
             return Ok(());
         }
         let end = match self.engine.stage_end(group)? {
@@ -167,6 +179,7 @@ impl Snapshots {
         };
         if end < d.target {
             d.asked = Some(Instant::now());
+            d.requested = Some(end);
             self.ask(group, d.leader, end, d.target);
         }
         Ok(())
@@ -261,40 +274,63 @@ impl Snapshots {
         Ok(data[..len].to_vec())
     }
 
-    /// Stores a chunk that continues `group`'s staged log, then asks for the next.
+    /// Stores a chunk that continues `group`'s staged log. The next chunk is
+    /// asked for before this one is stored, so that the leader reads and sends
+    /// it meanwhile (two chunks in flight per download); it waits for this one
+    /// at the gate.
     fn store(&self, group: GroupId, from: NodeId, chunk: &Message) {
-        let (leader, target) = {
+        let gate = {
             let mut downloads = self.downloads.lock();
             let Some(d) = downloads.get_mut(&group) else {
                 return;
             };
-            if d.busy {
-                return;
-            }
             if chunk.reject {
                 tracing::info!(%group, from, "the leader cannot serve the snapshot from here; it begins again");
                 downloads.remove(&group);
                 return;
             }
-            d.busy = true;
-            (d.leader, d.target)
+            d.storing += 1;
+            d.gate.clone()
         };
-        let stored = self.append(group, chunk);
+        let stored = {
+            let _gate = gate.lock();
+            if let Some(next) = chunk_end(chunk) {
+                self.ask_ahead(group, chunk.index as Offset, next);
+            }
+            self.append(group, chunk)
+        };
         let mut downloads = self.downloads.lock();
         let Some(d) = downloads.get_mut(&group) else {
             return;
         };
-        d.busy = false;
-        d.asked = None;
+        d.storing = d.storing.saturating_sub(1);
+        let (leader, target) = (d.leader, d.target);
         match stored {
-            Ok(Some(end)) if end < d.target => {
-                d.asked = Some(Instant::now());
-                self.ask(group, leader, end, d.target);
+            Ok(Some(end)) if end < target => {
+                if d.requested != Some(end) {
+                    d.asked = Some(Instant::now());
+                    d.requested = Some(end);
+                    self.ask(group, leader, end, target);
+                }
             }
             Ok(Some(end)) => tracing::info!(%group, end, target, "snapshot downloaded"),
             // A stale or empty chunk: the next snapshot from the leader asks again.
             Ok(None) => {}
             Err(e) => tracing::debug!(%group, error = %e, "dropped a snapshot chunk"),
+        }
+    }
+
+    /// Asks for the chunk at `next` if the chunk at `from` was the last one
+    /// asked for and the download does not end before `next`.
+    fn ask_ahead(&self, group: GroupId, from: Offset, next: Offset) {
+        let mut downloads = self.downloads.lock();
+        let Some(d) = downloads.get_mut(&group) else {
+            return;
+        };
+        if d.requested == Some(from) && next < d.target {
+            d.asked = Some(Instant::now());
+            d.requested = Some(next);
+            self.ask(group, d.leader, next, d.target);
         }
     }
 
@@ -318,4 +354,22 @@ impl Snapshots {
             None => Err(Error::Invalid("no staged log".into())),
         }
     }
+}
+
+/// The offset after a chunk's last batch, from the batch headers (not yet
+/// checked: the chunk's CRC is checked when it is stored); `None` for an empty
+/// or malformed chunk.
+fn chunk_end(chunk: &Message) -> Option<Offset> {
+    let mut data = &chunk.get_snapshot().data[..];
+    let mut end = None;
+    while !data.is_empty() {
+        let h = crate::batch::BatchHeader::parse(data).ok()?;
+        let len = h.total_len();
+        if len > data.len() {
+            return None;
+        }
+        end = Some(h.last_offset() + 1);
+        data = &data[len..];
+    }
+    end
 }
