@@ -146,7 +146,9 @@ pub async fn produce(args: &BenchArgs, quiet: bool) -> anyhow::Result<Report> {
             (key, Some(text(args.record_size, i)))
         })
         .collect();
-    let batch = crate::tools::encode_batch(&records, 0, args.compression)?;
+    // Stamped now, as a producer would: records stamped 0 would be expired at
+    // once by time-based retention.
+    let batch = crate::tools::encode_batch(&records, weir_core::batch::now_ms(), args.compression)?;
     let producers = args.producers.max(1).min(args.partitions.max(1) as usize);
     let budget = args.records.div_ceil(per_batch);
     let next = Arc::new(AtomicU64::new(0));

@@ -28,7 +28,9 @@ pub async fn producer_ids(args: &BenchArgs, quiet: bool) -> anyhow::Result<Repor
     let records: Vec<_> = (0..per_batch)
         .map(|i| (None, Some(text(args.record_size, i))))
         .collect();
-    let batch = crate::tools::encode_batch(&records, 0, args.compression)?;
+    // Stamped now, as a producer would: records stamped 0 would be expired at
+    // once by time-based retention.
+    let batch = crate::tools::encode_batch(&records, weir_core::batch::now_ms(), args.compression)?;
     let next = Arc::new(AtomicU64::new(0));
     let bar = progress(producers * per_batch, quiet);
     let started = Instant::now();
