@@ -30,6 +30,7 @@
 pub mod batch;
 pub mod checkpoint;
 pub mod compaction;
+pub mod crash;
 pub mod engine;
 pub mod entry;
 pub mod error;

@@ -461,6 +461,7 @@ impl StateMachine for PartitionMachine {
         // The checkpoint first: one ahead of the log is rebuilt at a restart.
         self.engine.state_put(self.group, &d.producers)?;
         self.engine.stage_install(self.group, meta.index)?;
+        crate::crash::crash_point("install-before-raft-reset");
         *self.producers.lock() = states;
         self.next_offset = d.next;
         self.compaction = Compaction::new(meta.index, meta.index);

@@ -46,6 +46,7 @@ pub(crate) fn recover_entry(
             }
             fs::rename(&staged, &live)
                 .ctx(|| format!("renaming {} to {}", staged.display(), live.display()))?;
+            weir_core::crash::crash_point("install-renamed");
         }
         let m = marker(root, g);
         fs::remove_file(&m).ctx(|| format!("removing {}", m.display()))?;
@@ -143,6 +144,7 @@ impl StagingStore for SegmentEngine {
         let swap = || -> std::result::Result<(), SegError> {
             fs::write(&m, b"").ctx(|| format!("writing {}", m.display()))?;
             crate::durability::sync_dir(&parent)?;
+            weir_core::crash::crash_point("install-marked");
             if let Some(old) = self.partitions.write().remove(&group) {
                 // Readers may hold the old log: it goes when they are done.
                 let moved = old
@@ -152,6 +154,7 @@ impl StagingStore for SegmentEngine {
             }
             fs::rename(&staged, &live)
                 .ctx(|| format!("renaming {} to {}", staged.display(), live.display()))?;
+            weir_core::crash::crash_point("install-renamed");
             fs::remove_file(&m).ctx(|| format!("removing {}", m.display()))?;
             crate::durability::sync_dir(&parent)
         };

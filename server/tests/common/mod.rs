@@ -243,6 +243,36 @@ impl Cluster {
         }
     }
 
+    /// Node `i`'s data directory.
+    pub fn data_dir(&self, i: usize) -> std::path::PathBuf {
+        self.dir.path().join(format!("n{}", i + 1))
+    }
+
+    /// Waits until node `i`'s process exits by itself, up to `timeout`;
+    /// its exit status, or `None` if it is still running.
+    pub fn wait_exit(&mut self, i: usize, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let child = self.nodes[i].as_mut()?;
+            if let Some(status) = child.try_wait().unwrap() {
+                self.nodes[i] = None;
+                return Some(status);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Stops node `i` with SIGTERM and waits for it to exit.
+    pub fn stop(&mut self, i: usize) {
+        self.signal(i, "-TERM");
+        if self.wait_exit(i, Duration::from_secs(30)).is_none() {
+            self.kill9(i);
+        }
+    }
+
     pub fn kill9(&mut self, i: usize) {
         let mut c = self.nodes[i].take().unwrap();
         c.kill().unwrap();
