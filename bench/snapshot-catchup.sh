@@ -45,11 +45,23 @@ for i in 0 1 2; do start $i; done
 until (exec 3<>"/dev/tcp/127.0.0.1/${KAFKA[0]}") 2>/dev/null; do sleep 0.1; done
 sleep 2
 "$BIN" topics -b "127.0.0.1:${KAFKA[0]}" create catchup --partitions 4 --replication 3 >/dev/null
+"$BIN" topics -b "127.0.0.1:${KAFKA[0]}" create load --partitions 2 --replication 3 >/dev/null
 sleep 2
 kill -9 "${PIDS[2]}"; wait "${PIDS[2]}" 2>/dev/null || true; PIDS[2]=0
 "$BIN" bench -b "127.0.0.1:${KAFKA[0]}" --json produce --topic catchup --partitions 4 \
     --producers 4 --record-size 1024 --batch 500 --records $((MB * 1024)) >/dev/null
 sleep 3
+# A light produce load on another topic (leaders on nodes 1 and 2), before
+# and while node 3 catches up: its latency is what producers on the nodes
+# serving the snapshot see.
+load() {
+    "$BIN" bench -b "127.0.0.1:${KAFKA[0]},127.0.0.1:${KAFKA[1]}" --json produce --topic load \
+        --partitions 2 --producers 2 --record-size 1024 --batch 100 --linger-ms 5 --duration "$1" 2>/dev/null |
+        tail -1 | python3 -c 'import json,sys; r=json.load(sys.stdin); print(f"p50 {r[\"p50_ms\"]:.2f} ms, p99 {r[\"p99_ms\"]:.2f} ms")'
+}
+before_load=$(load 8)
+load 6 >"$ROOT/load-during" &
+LOAD=$!
 restarted=$(date +%s.%N)
 start 2
 peak=0 t0=$(date +%s)
@@ -58,6 +70,8 @@ while [ "$(grep -c 'installed a partition snapshot' "$ROOT/log2" || true)" -lt 4
     sleep 0.5
     for i in 0 1; do r=$(rss_mb "${PIDS[$i]}"); [ "$r" -gt "$peak" ] && peak=$r; done
 done
+wait "$LOAD" || true
+echo "produce load (other topic): before the catch-up $before_load; during it $(cat "$ROOT/load-during")"
 python3 - "$ROOT/log2" "$restarted" "$MB" "$peak" "$ENGINE" "$TRANSPORT" <<'PY'
 import re, sys, datetime
 log, restarted, mb, peak, engine, transport = sys.argv[1], float(sys.argv[2]), int(sys.argv[3]), sys.argv[4], sys.argv[5], sys.argv[6]

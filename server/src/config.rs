@@ -116,6 +116,14 @@ pub struct Config {
     pub cluster_id: String,
     /// Where peers connect to this node.
     pub peer_listen: Option<SocketAddr>,
+    /// Where the admin HTTP server listens (metrics, health, cluster view):
+    /// an address, or `none`. Unset: 127.0.0.1:9644, and a node that cannot
+    /// bind it (another broker on the same host has it) runs without one,
+    /// with a warning; an address given here must be free.
+    pub admin_listen: Option<String>,
+    /// Partition groups above which metrics are aggregated per node instead
+    /// of exported per partition (label cardinality). Default 1000.
+    pub metrics_max_partitions: usize,
     /// The other voters of a static cluster: node id → peer address.
     pub peers: BTreeMap<u64, String>,
     /// Create unknown topics on Metadata and Produce requests.
@@ -297,6 +305,8 @@ impl Default for Config {
             transport: TransportKind::Grpc,
             cluster_id: "weir".to_string(),
             peer_listen: None,
+            admin_listen: None,
+            metrics_max_partitions: 1000,
             peers: BTreeMap::new(),
             auto_create_topics: true,
             default_partitions: 1,

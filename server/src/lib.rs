@@ -18,6 +18,7 @@
 //! Plug-ins are chosen at start from those compiled in; naming one that is not
 //! compiled in is an error that names its cargo feature.
 
+pub mod admin;
 pub mod alloc;
 pub mod bench;
 pub mod client;
@@ -25,6 +26,7 @@ pub mod config;
 pub mod fuzzing;
 pub mod group_tools;
 pub mod kafka;
+pub mod metrics;
 pub mod producer_tools;
 pub mod recover;
 pub mod rlimit;
@@ -203,6 +205,35 @@ pub fn prepare(config: &Config) -> anyhow::Result<Prepared> {
     })
 }
 
+/// The admin listener's address when none is configured.
+pub const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:9644";
+
+/// Binds the admin listener `config` asks for (see
+/// [`Config::admin_listen`](config::Config::admin_listen)).
+///
+/// # Errors
+/// An address that was given and cannot be bound.
+async fn bind_admin(config: &Config) -> anyhow::Result<Option<TcpListener>> {
+    let (addr, given) = match config.admin_listen.as_deref() {
+        Some("none") => return Ok(None),
+        Some(a) => (a, true),
+        None => (DEFAULT_ADMIN_LISTEN, false),
+    };
+    match TcpListener::bind(addr).await {
+        Ok(l) => {
+            tracing::info!(admin = %addr, "admin listener (metrics, health) bound");
+            Ok(Some(l))
+        }
+        Err(e) if !given => {
+            tracing::warn!(admin = %addr, error = %e, "the default admin listener cannot be bound; running without metrics and health endpoints (set admin_listen to an address of this node's own, or \"none\")");
+            Ok(None)
+        }
+        Err(e) => Err(anyhow::anyhow!(
+            "admin_listen {addr}: cannot listen there: {e} (give each node its own address, or \"none\")"
+        )),
+    }
+}
+
 /// Runs a broker on what [`prepare`] opened: opens the transport, starts the
 /// node, serves Kafka on `kafka` until `shutdown` resolves or the node hits a
 /// fatal error, then stops.
@@ -291,6 +322,7 @@ pub async fn run_prepared(
             );
         }
     }
+    let admin = bind_admin(&config).await?;
     let node = Node::start(node_cfg, engine.clone(), transport)?;
     register(node.inbound());
     if let Some(s) = stamped.filter(|s| !s.holds_raft_state) {
@@ -318,6 +350,17 @@ pub async fn run_prepared(
         stats: kafka::ListenerStats::default(),
         request_memory: kafka::RequestMemory::new(config.max_buffered_request_bytes),
     });
+    let admin_stop = tokio_util::sync::CancellationToken::new();
+    let admin_task = admin.map(|listener| {
+        let stopped = admin_stop.clone();
+        tokio::spawn(admin::serve(
+            listener,
+            node.clone(),
+            ctx.clone(),
+            config.metrics_max_partitions,
+            async move { stopped.cancelled().await },
+        ))
+    });
     let fatal_node = node.clone();
     let stop = async move {
         tokio::select! {
@@ -334,6 +377,14 @@ pub async fn run_prepared(
         () = &mut stop => {}
     }
     let fatal = node.fatal_error();
+    admin_stop.cancel();
+    if let Some(t) = admin_task {
+        match t.await {
+            Ok(Err(e)) => tracing::warn!(error = %e, "the admin listener failed"),
+            Err(e) => tracing::warn!(error = %e, "the admin listener's task failed"),
+            Ok(Ok(())) => {}
+        }
+    }
     node.shutdown().await;
     match fatal {
         Some(why) => anyhow::bail!("fatal error: {why}"),

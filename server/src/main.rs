@@ -162,6 +162,10 @@ struct ServeArgs {
     /// Where peers connect.
     #[arg(long)]
     peer_listen: Option<std::net::SocketAddr>,
+    /// Where the admin HTTP server (metrics, health, cluster view) listens,
+    /// e.g. 127.0.0.1:9644; `none` disables it.
+    #[arg(long)]
+    admin_listen: Option<String>,
     /// Another voter of a static cluster, as ID=HOST:PORT (repeatable).
     #[arg(long = "peer", value_parser = parse_peer)]
     peers: Vec<(u64, String)>,
@@ -200,6 +204,9 @@ impl ServeArgs {
         }
         if let Some(v) = self.advertised_kafka {
             c.advertised_kafka = Some(v);
+        }
+        if let Some(v) = self.admin_listen {
+            c.admin_listen = Some(v);
         }
         if let Some(v) = self.peer_listen {
             c.peer_listen = Some(v);

@@ -446,6 +446,11 @@ impl Node {
         &self.inner.engine
     }
 
+    /// Bytes free for the engine's data (`None`: the engine keeps no files).
+    pub fn free_bytes(&self) -> Option<u64> {
+        self.inner.engine.free_bytes()
+    }
+
     /// The cleaner's state, and the snapshot service it asks about installs.
     pub(crate) fn cleaner(
         &self,

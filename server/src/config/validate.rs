@@ -87,6 +87,12 @@ impl Config {
             "min_cleanable_dirty_ratio ({}) must be within 0 and 1",
             self.min_cleanable_dirty_ratio
         );
+        if let Some(a) = &self.admin_listen {
+            anyhow::ensure!(
+                a == "none" || a.parse::<std::net::SocketAddr>().is_ok(),
+                "admin_listen = {a:?} must be an address such as 127.0.0.1:9644, or \"none\""
+            );
+        }
         anyhow::ensure!(
             self.cleaner_check_interval_ms >= 1,
             "cleaner_check_interval_ms must be at least 1"

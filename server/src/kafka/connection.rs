@@ -61,6 +61,9 @@ where
     S: AsyncRead + AsyncWrite + Send,
 {
     let _open = ListenerStats::enter(&ctx.stats.connections);
+    ctx.stats
+        .opened
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let (rd, wr) = tokio::io::split(io);
     let mut frames = codec::FrameReader::new(rd, ctx.max_request_bytes, &ctx.request_memory);
     let mut out = FramedWrite::new(wr, codec::frame_codec(usize::MAX));

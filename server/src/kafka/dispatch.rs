@@ -82,6 +82,9 @@ struct Request {
     key: ApiKey,
     version: i16,
     correlation_id: i32,
+    /// When its frame was taken up, and its size (for the metrics).
+    started: std::time::Instant,
+    frame_bytes: usize,
 }
 
 /// Decodes one request frame, does the first part of its handling (a produce
@@ -102,6 +105,7 @@ pub async fn start<'a>(
         frame.len()
     );
     let frame_bytes = frame.len();
+    let started = std::time::Instant::now();
     let raw_key = i16::from_be_bytes([frame[0], frame[1]]);
     let version = i16::from_be_bytes([frame[2], frame[3]]);
     let correlation_id = i32::from_be_bytes([frame[4], frame[5], frame[6], frame[7]]);
@@ -118,6 +122,8 @@ pub async fn start<'a>(
                 key,
                 version: 0,
                 correlation_id,
+                started,
+                frame_bytes,
             };
             let frame = encode(&req, &ResponseKind::ApiVersions(resp));
             return Ok(async move { frame.map(Some) }.boxed());
@@ -137,6 +143,8 @@ pub async fn start<'a>(
         key,
         version,
         correlation_id: header.correlation_id,
+        started,
+        frame_bytes,
     };
     Ok(match body {
         RequestKind::ApiVersions(_) => respond(req, async {
@@ -295,12 +303,68 @@ fn respond<'a>(
     handling: impl Future<Output = Option<ResponseKind>> + Send + 'a,
 ) -> Pending<'a> {
     async move {
-        match handling.await {
-            Some(resp) => encode(&req, &resp).map(Some),
-            None => Ok(None),
-        }
+        let resp = handling.await;
+        let frame = resp.as_ref().map(|r| encode(&req, r)).transpose()?;
+        crate::metrics::request_done(
+            req.key,
+            req.version,
+            req.started.elapsed(),
+            req.frame_bytes,
+            frame.as_ref().map_or(0, Bytes::len),
+            &resp.as_ref().map(error_codes).unwrap_or_default(),
+        );
+        Ok(frame)
     }
     .boxed()
+}
+
+/// The non-zero error codes a response carries (top level and per topic or
+/// partition), for the error counters; APIs without per-item errors give
+/// their top-level code only.
+fn error_codes(resp: &ResponseKind) -> Vec<i16> {
+    let mut v = Vec::new();
+    match resp {
+        ResponseKind::Produce(r) => v.extend(
+            r.responses
+                .iter()
+                .flat_map(|t| t.partition_responses.iter().map(|p| p.error_code)),
+        ),
+        ResponseKind::Fetch(r) => {
+            v.push(r.error_code);
+            v.extend(
+                r.responses
+                    .iter()
+                    .flat_map(|t| t.partitions.iter().map(|p| p.error_code)),
+            );
+        }
+        ResponseKind::ListOffsets(r) => v.extend(
+            r.topics
+                .iter()
+                .flat_map(|t| t.partitions.iter().map(|p| p.error_code)),
+        ),
+        ResponseKind::Metadata(r) => v.extend(r.topics.iter().map(|t| t.error_code)),
+        ResponseKind::CreateTopics(r) => v.extend(r.topics.iter().map(|t| t.error_code)),
+        ResponseKind::DeleteTopics(r) => v.extend(r.responses.iter().map(|t| t.error_code)),
+        ResponseKind::OffsetCommit(r) => v.extend(
+            r.topics
+                .iter()
+                .flat_map(|t| t.partitions.iter().map(|p| p.error_code)),
+        ),
+        ResponseKind::FindCoordinator(r) => {
+            v.push(r.error_code);
+            v.extend(r.coordinators.iter().map(|c| c.error_code));
+        }
+        ResponseKind::JoinGroup(r) => v.push(r.error_code),
+        ResponseKind::SyncGroup(r) => v.push(r.error_code),
+        ResponseKind::Heartbeat(r) => v.push(r.error_code),
+        ResponseKind::LeaveGroup(r) => v.push(r.error_code),
+        ResponseKind::InitProducerId(r) => v.push(r.error_code),
+        ResponseKind::ConsumerGroupHeartbeat(r) => v.push(r.error_code),
+        ResponseKind::ApiVersions(r) => v.push(r.error_code),
+        _ => {}
+    }
+    v.retain(|&c| c != 0);
+    v
 }
 
 /// Decodes one request frame (without its size prefix) and returns the encoded

@@ -153,10 +153,16 @@ impl Drop for Reservation<'_> {
 #[derive(Debug, Default)]
 pub struct ListenerStats {
     connections: AtomicUsize,
+    opened: std::sync::atomic::AtomicU64,
     in_flight: AtomicUsize,
 }
 
 impl ListenerStats {
+    /// Client connections accepted since the listener started.
+    pub fn connections_opened(&self) -> u64 {
+        self.opened.load(Ordering::Relaxed)
+    }
+
     /// Client connections being served.
     pub fn connections(&self) -> usize {
         self.connections.load(Ordering::Relaxed)

@@ -133,6 +133,8 @@ pub struct Cluster {
     pub nodes: Vec<Option<Child>>,
     pub kafka: Vec<u16>,
     peer: Vec<u16>,
+    /// Each node's admin listener (metrics, health).
+    pub admin: Vec<u16>,
     dir: tempfile::TempDir,
     transport: &'static str,
     config: String,
@@ -175,6 +177,7 @@ impl Cluster {
             nodes: (0..n).map(|_| None).collect(),
             kafka: (0..n).map(|_| free_port()).collect(),
             peer: (0..n).map(|_| free_port()).collect(),
+            admin: (0..n).map(|_| free_port()).collect(),
             dir: tempfile::tempdir().unwrap(),
             transport,
             config: config.to_string(),
@@ -205,6 +208,7 @@ impl Cluster {
         .arg(self.dir.path().join(format!("n{}", i + 1)))
         .args(["--kafka-listen", &format!("127.0.0.1:{}", self.kafka[i])])
         .args(["--peer-listen", &format!("127.0.0.1:{}", self.peer[i])])
+        .args(["--admin-listen", &format!("127.0.0.1:{}", self.admin[i])])
         .arg("--config")
         .arg(&config);
         for j in 0..self.kafka.len() {
@@ -241,6 +245,23 @@ impl Cluster {
             );
             std::thread::sleep(Duration::from_millis(50));
         }
+    }
+
+    /// `GET path` on node `i`'s admin listener: the status code and body.
+    pub fn admin_get(&self, i: usize, path: &str) -> (u16, String) {
+        use std::io::{Read, Write};
+        let mut s = TcpStream::connect(("127.0.0.1", self.admin[i])).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        write!(s, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).unwrap();
+        let status = out
+            .split_whitespace()
+            .nth(1)
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(0);
+        let body = out.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+        (status, body.to_string())
     }
 
     /// Node `i`'s data directory.
