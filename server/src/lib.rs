@@ -221,6 +221,9 @@ async fn bind_admin(config: &Config) -> anyhow::Result<Option<TcpListener>> {
     };
     match TcpListener::bind(addr).await {
         Ok(l) => {
+            // Before any request is answered: handles registered earlier
+            // would go to no recorder.
+            metrics::handle()?;
             tracing::info!(admin = %addr, "admin listener (metrics, health) bound");
             Ok(Some(l))
         }

@@ -78,25 +78,65 @@ pub fn api_name(key: ApiKey) -> &'static str {
     }
 }
 
-/// Records one answered request: its count, latency (from its arrival to its
-/// response, a produce with acks=all to its acknowledgement), bytes, and the
-/// error codes its response carries (`errors`, non-zero only).
+/// Records one answered request (handles registered on the API's first
+/// request: the recorder must be installed before, see [`handle`]): its count, latency (from its arrival to its
+/// response, a produce with acks=all to its acknowledgement) and bytes.
 pub fn request_done(
     key: ApiKey,
     version: i16,
     elapsed: Duration,
     bytes_in: usize,
     bytes_out: usize,
-    errors: &[i16],
 ) {
-    let api = api_name(key);
-    counter!("weir_kafka_requests_total", "api" => api, "version" => version_label(version))
+    let m = api_metrics(key);
+    if let Some(slot) = usize::try_from(version)
+        .ok()
+        .and_then(|v| m.requests.get(v))
+    {
+        let api = api_name(key);
+        slot.get_or_init(|| {
+            counter!("weir_kafka_requests_total", "api" => api, "version" => version_label(version))
+        })
         .increment(1);
-    histogram!("weir_kafka_request_duration_seconds", "api" => api).record(elapsed.as_secs_f64());
-    counter!("weir_kafka_request_bytes_total", "api" => api).increment(bytes_in as u64);
-    counter!("weir_kafka_response_bytes_total", "api" => api).increment(bytes_out as u64);
-    for &code in errors {
-        counter!("weir_kafka_errors_total", "api" => api, "error" => error_name(code)).increment(1);
+    }
+    m.duration.record(elapsed.as_secs_f64());
+    m.bytes_in.increment(bytes_in as u64);
+    m.bytes_out.increment(bytes_out as u64);
+}
+
+/// Records an error code (non-zero) in a response to a `key` request.
+pub fn request_error(key: ApiKey, code: i16) {
+    counter!("weir_kafka_errors_total", "api" => api_name(key), "error" => error_name(code))
+        .increment(1);
+}
+
+/// One API's request metrics, registered once: a request then costs a few
+/// atomic updates, no registry lookup.
+struct ApiMetrics {
+    /// By version, registered on first use.
+    requests: [OnceLock<metrics::Counter>; 20],
+    duration: metrics::Histogram,
+    bytes_in: metrics::Counter,
+    bytes_out: metrics::Counter,
+}
+
+/// Kafka API keys below this are cached (every key weir answers is).
+const API_KEYS: usize = 128;
+static APIS: [OnceLock<ApiMetrics>; API_KEYS] = [const { OnceLock::new() }; API_KEYS];
+
+fn api_metrics(key: ApiKey) -> &'static ApiMetrics {
+    let init = || {
+        let api = api_name(key);
+        ApiMetrics {
+            requests: [const { OnceLock::new() }; 20],
+            duration: histogram!("weir_kafka_request_duration_seconds", "api" => api),
+            bytes_in: counter!("weir_kafka_request_bytes_total", "api" => api),
+            bytes_out: counter!("weir_kafka_response_bytes_total", "api" => api),
+        }
+    };
+    match usize::try_from(key as i16).ok().and_then(|i| APIS.get(i)) {
+        Some(slot) => slot.get_or_init(init),
+        None => Box::leak(Box::new(init())),
     }
 }
 

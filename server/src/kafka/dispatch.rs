@@ -311,18 +311,20 @@ fn respond<'a>(
             req.started.elapsed(),
             req.frame_bytes,
             frame.as_ref().map_or(0, Bytes::len),
-            &resp.as_ref().map(error_codes).unwrap_or_default(),
         );
+        if let Some(r) = &resp {
+            error_codes(r, &mut |code| crate::metrics::request_error(req.key, code));
+        }
         Ok(frame)
     }
     .boxed()
 }
 
-/// The non-zero error codes a response carries (top level and per topic or
-/// partition), for the error counters; APIs without per-item errors give
-/// their top-level code only.
-fn error_codes(resp: &ResponseKind) -> Vec<i16> {
-    let mut v = Vec::new();
+/// Calls `each` with the non-zero error codes a response carries (top level
+/// and per topic or partition), for the error counters; APIs without
+/// per-item errors give their top-level code only.
+fn error_codes(resp: &ResponseKind, each: &mut dyn FnMut(i16)) {
+    let mut v = Codes(each);
     match resp {
         ResponseKind::Produce(r) => v.extend(
             r.responses
@@ -363,8 +365,23 @@ fn error_codes(resp: &ResponseKind) -> Vec<i16> {
         ResponseKind::ApiVersions(r) => v.push(r.error_code),
         _ => {}
     }
-    v.retain(|&c| c != 0);
-    v
+}
+
+/// Passes on the non-zero codes it is given.
+struct Codes<'a>(&'a mut dyn FnMut(i16));
+
+impl Codes<'_> {
+    fn push(&mut self, code: i16) {
+        if code != 0 {
+            (self.0)(code);
+        }
+    }
+
+    fn extend(&mut self, codes: impl IntoIterator<Item = i16>) {
+        for c in codes {
+            self.push(c);
+        }
+    }
 }
 
 /// Decodes one request frame (without its size prefix) and returns the encoded
