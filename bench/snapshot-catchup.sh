@@ -57,7 +57,7 @@ sleep 3
 load() {
     "$BIN" bench -b "127.0.0.1:${KAFKA[0]},127.0.0.1:${KAFKA[1]}" --json produce --topic load \
         --partitions 2 --producers 2 --record-size 1024 --batch 100 --linger-ms 5 --duration "$1" 2>/dev/null |
-        tail -1 | python3 -c 'import json,sys; r=json.load(sys.stdin); print(f"p50 {r[\"p50_ms\"]:.2f} ms, p99 {r[\"p99_ms\"]:.2f} ms")'
+        tail -1 | python3 -c 'import json,sys; r=json.load(sys.stdin); print("p50 %.2f ms, p99 %.2f ms" % (r["p50_ms"], r["p99_ms"]))'
 }
 before_load=$(load 8)
 load 6 >"$ROOT/load-during" &
