@@ -281,19 +281,11 @@ pub fn clean_log<E: Engine + ?Sized>(
     let mut map: HashMap<Box<[u8]>, Offset> = HashMap::new();
     let mut map_cost = 0usize;
     let mut map_end = first_dirty;
-    'mapping: while map_end < bound {
-        let chunk = engine.log_read(group, map_end, limits.read_bytes)?;
-        if chunk.is_empty() {
-            break;
-        }
-        pass.bytes_read += chunk.len() as u64;
+    let mut chunks = Chunks::new(engine, group, first_dirty, bound, limits.read_bytes);
+    'mapping: while let Some(chunk) = chunks.next(&mut pass)? {
         pace(chunk.len() as u64)?;
         for b in batch::iter_batches(&chunk) {
             let (h, bytes) = b?;
-            if h.base_offset >= bound {
-                map_end = bound;
-                break 'mapping;
-            }
             if map_end > first_dirty && map_cost >= limits.map_bytes {
                 break 'mapping;
             }
@@ -311,6 +303,9 @@ pub fn clean_log<E: Engine + ?Sized>(
                 })?;
             }
             map_end = h.last_offset() + 1;
+        }
+        if chunks.done() {
+            map_end = bound;
         }
     }
     let map_end = map_end.min(bound);
@@ -348,26 +343,18 @@ fn rewrite_unit<E: Engine + ?Sized>(
     pass: &mut Pass,
 ) -> Result<()> {
     // A first look: does anything in the unit go?
+    let from = unit.base.max(start);
     let mut removes = false;
-    let mut at = unit.base.max(start);
-    'look: while at < unit.next {
-        let chunk = engine.log_read(group, at, limits.read_bytes)?;
-        if chunk.is_empty() {
-            break;
-        }
-        pass.bytes_read += chunk.len() as u64;
+    let mut chunks = Chunks::new(engine, group, from, unit.next, limits.read_bytes);
+    'look: while let Some(chunk) = chunks.next(pass)? {
         pace(chunk.len() as u64)?;
         for b in batch::iter_batches(&chunk) {
             let (h, bytes) = b?;
-            if h.base_offset >= unit.next {
-                break 'look;
-            }
             if !h.is_control() {
                 batch::for_each_record(bytes, &h, limits.max_decompressed, &mut |r| {
                     removes |= !keep(r);
                 })?;
             }
-            at = h.last_offset() + 1;
             if removes {
                 break 'look;
             }
@@ -378,23 +365,12 @@ fn rewrite_unit<E: Engine + ?Sized>(
     }
     engine.clean_begin(group, unit)?;
     let (mut before, mut after, mut removed) = (0u64, 0u64, 0u64);
-    let mut at = unit.base.max(start);
-    'copy: while at < unit.next {
-        let chunk = engine.log_read(group, at, limits.read_bytes)?;
-        if chunk.is_empty() {
-            break;
-        }
-        pass.bytes_read += chunk.len() as u64;
+    let mut chunks = Chunks::new(engine, group, from, unit.next, limits.read_bytes);
+    while let Some(chunk) = chunks.next(pass)? {
         let mut out = Vec::with_capacity(chunk.len());
-        let mut done = false;
         for b in batch::iter_batches(&chunk) {
             let (h, bytes) = b?;
-            if h.base_offset >= unit.next {
-                done = true;
-                break;
-            }
             before += bytes.len() as u64;
-            at = h.last_offset() + 1;
             let thinned = if h.is_control() {
                 Thinned::Unchanged
             } else {
@@ -415,9 +391,6 @@ fn rewrite_unit<E: Engine + ?Sized>(
         if !out.is_empty() {
             engine.clean_append(group, &out)?;
         }
-        if done {
-            break 'copy;
-        }
     }
     if engine.clean_commit(group)? {
         pass.units_rewritten += 1;
@@ -426,6 +399,59 @@ fn rewrite_unit<E: Engine + ?Sized>(
         pass.bytes_after += after;
     }
     Ok(())
+}
+
+/// Reads the batches of a log whose base offsets lie in `[at, to)`, whole
+/// batches per engine call, counting what it reads into the pass.
+struct Chunks<'e, E: ?Sized> {
+    engine: &'e E,
+    group: GroupId,
+    at: Offset,
+    to: Offset,
+    read_bytes: usize,
+    /// The range's end was reached (a batch at or past `to`, or the log's end).
+    done: bool,
+}
+
+impl<'e, E: Engine + ?Sized> Chunks<'e, E> {
+    fn new(engine: &'e E, group: GroupId, at: Offset, to: Offset, read_bytes: usize) -> Self {
+        Chunks {
+            engine,
+            group,
+            at,
+            to,
+            read_bytes,
+            done: at >= to,
+        }
+    }
+
+    /// The next chunk of whole batches in the range, or `None` past its end.
+    fn next(&mut self, pass: &mut Pass) -> Result<Option<bytes::Bytes>> {
+        if self.done {
+            return Ok(None);
+        }
+        let chunk = self.engine.log_read(self.group, self.at, self.read_bytes)?;
+        pass.bytes_read += chunk.len() as u64;
+        let mut len = 0;
+        for b in batch::iter_batches(&chunk) {
+            let (h, one) = b?;
+            if h.base_offset >= self.to {
+                self.done = true;
+                break;
+            }
+            len += one.len();
+            self.at = h.last_offset() + 1;
+        }
+        if len == 0 || self.at >= self.to {
+            self.done = true;
+        }
+        Ok((len > 0).then(|| chunk.slice(..len)))
+    }
+
+    /// Whether the whole range was read.
+    fn done(&self) -> bool {
+        self.done
+    }
 }
 
 #[cfg(test)]
