@@ -10,6 +10,7 @@
 #
 #   bench/snapshot-catchup.sh BIN        # a weir built with the engine's feature
 #   WEIR_CATCHUP_ENGINE=rocksdb WEIR_TRANSPORT=tcp bench/snapshot-catchup.sh BIN
+#   WEIR_SNAPSHOT_RATE=104857600 bench/snapshot-catchup.sh BIN   # paced leaders
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ $# -eq 1 ] || { echo "usage: bench/snapshot-catchup.sh BIN" >&2; exit 2; }
@@ -27,6 +28,8 @@ trap cleanup EXIT
 KAFKA=(19611 19612 19613)
 PEER=(19621 19622 19623)
 echo "raft_log_max_bytes = 67108864" >"$ROOT/weir.toml"
+# WEIR_SNAPSHOT_RATE=BYTES: the leaders' snapshot_bytes_per_sec.
+[ -n "${WEIR_SNAPSHOT_RATE:-}" ] && echo "snapshot_bytes_per_sec = $WEIR_SNAPSHOT_RATE" >>"$ROOT/weir.toml"
 
 start() { # NODE(0-based)
     local i=$1 args=()

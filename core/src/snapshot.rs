@@ -109,6 +109,27 @@ pub(crate) struct Snapshots {
     /// Partition logs installed (or given up) so far, by group: the cleaner of
     /// compacted topics forgets what it knew of a log that changed.
     installs: Mutex<HashMap<GroupId, u64>>,
+    /// Paces the chunks this node serves, over every download
+    /// (`snapshot_bytes_per_sec`; `None`: as fast as they are asked for).
+    pacing: Option<Mutex<Pacing>>,
+}
+
+/// A byte budget refilled at a rate.
+#[derive(Debug)]
+struct Pacing {
+    rate: u64,
+    /// Served bytes are due by this time at the rate.
+    due: Instant,
+}
+
+impl Pacing {
+    /// How long to wait before serving `bytes` more.
+    fn wait_for(&mut self, bytes: usize) -> Duration {
+        let now = Instant::now();
+        let start = self.due.max(now);
+        self.due = start + Duration::from_secs_f64(bytes as f64 / self.rate as f64);
+        start.saturating_duration_since(now)
+    }
 }
 
 fn channel(group: GroupId) -> GroupId {
@@ -116,8 +137,19 @@ fn channel(group: GroupId) -> GroupId {
 }
 
 impl Snapshots {
-    pub(crate) fn new(me: NodeId, engine: Arc<dyn Engine>, transport: SharedTransport) -> Self {
+    pub(crate) fn new(
+        me: NodeId,
+        engine: Arc<dyn Engine>,
+        transport: SharedTransport,
+        bytes_per_sec: Option<u64>,
+    ) -> Self {
         Snapshots {
+            pacing: bytes_per_sec.filter(|&r| r > 0).map(|rate| {
+                Mutex::new(Pacing {
+                    rate,
+                    due: Instant::now(),
+                })
+            }),
             me,
             engine,
             transport,
@@ -244,6 +276,12 @@ impl Snapshots {
         };
         match self.read_chunk(group, offset, upto) {
             Ok(data) => {
+                // Paced on the blocking pool, where this runs: the chunk
+                // leaves when the rate allows.
+                let wait = self.pacing.as_ref().map(|p| p.lock().wait_for(data.len()));
+                if let Some(w) = wait.filter(|w| !w.is_zero()) {
+                    std::thread::sleep(w);
+                }
                 reply.context = crc32c::crc32c(&data).to_be_bytes().to_vec().into();
                 reply.mut_snapshot().data = data.into();
             }

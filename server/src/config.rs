@@ -226,6 +226,9 @@ pub struct Config {
     /// time-based retention can release it; -1 rolls by size only (Kafka's
     /// `log.roll.ms`; default 7 days).
     pub segment_ms: i64,
+    /// Bytes per second this node serves of partition snapshots to replicas
+    /// catching up, over all of them; 0 (the default) does not limit it.
+    pub snapshot_bytes_per_sec: u64,
     /// Broker default for compacted topics without `delete.retention.ms`:
     /// tombstones older than this many milliseconds are removed by the cleaner
     /// (Kafka's `log.cleaner.delete.retention.ms`; default 1 day).
@@ -349,6 +352,7 @@ impl Default for Config {
             metadata_checkpoint_entries: 1000,
             metadata_keep_entries: 500,
             retention_check_interval_ms: 300_000,
+            snapshot_bytes_per_sec: 0,
             delete_retention_ms: 24 * 3600 * 1000,
             min_cleanable_dirty_ratio: 0.5,
             min_compaction_lag_ms: 0,

@@ -81,8 +81,21 @@ fn log_of(data: &Path, g: GroupId) -> (i64, Vec<Vec<u8>>) {
     (st.next_offset, out)
 }
 
+/// One case at a time: three clusters writing 20 MB at once on a small CI
+/// machine slow each other past the point of a snapshot.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 fn crash_inside_install(point: &str) {
-    let mut c = Cluster::start_with(3, "tcp", "raft_log_max_bytes = 1048576\n");
+    let _one = ONE_AT_A_TIME
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    // Compaction proposed often, so that the leader has compacted past node 3
+    // by the time the writes end (else node 3 catches up by entries).
+    let mut c = Cluster::start_with(
+        3,
+        "tcp",
+        "raft_log_max_bytes = 1048576\ncompact_bytes = 65536\ncompact_interval_ms = 100\n",
+    );
     let (ok, out) = weir(&[
         "topics",
         "-b",
@@ -123,7 +136,7 @@ fn crash_inside_install(point: &str) {
     // install, and stop there.
     c.env[2] = vec![("WEIR_CRASH_AT".into(), point.into())];
     c.launch(2);
-    let status = c.wait_exit(2, Duration::from_secs(60));
+    let status = c.wait_exit(2, Duration::from_secs(120));
     assert!(
         status.is_some_and(|s| !s.success()),
         "node 3 did not stop at the crash point {point} ({status:?}): it did not install a snapshot"

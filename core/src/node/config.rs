@@ -42,6 +42,10 @@ pub struct NodeConfig {
     /// this long ago (a replica down for good does not hold a quiet
     /// partition's log forever). Default 1 hour.
     pub raft_log_max_age: Duration,
+    /// Bytes per second this node serves of partition snapshots, over every
+    /// replica catching up from it, so that its producers keep their latency
+    /// (`None`: as fast as replicas ask).
+    pub snapshot_bytes_per_sec: Option<u64>,
     /// Most partitions one topic may have.
     pub max_partitions_per_topic: i32,
     /// Most partitions in the cluster, over all topics (each is a Raft group with
@@ -185,6 +189,7 @@ impl NodeConfig {
             compact_interval: Duration::from_secs(2),
             raft_log_max_bytes: 256 << 20,
             raft_log_max_age: Duration::from_secs(3600),
+            snapshot_bytes_per_sec: None,
             max_partitions_per_topic: 1000,
             max_partitions: 10_000,
             max_pending_produce_bytes: 256 << 20,

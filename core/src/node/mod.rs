@@ -151,8 +151,12 @@ impl Node {
         };
         let (machine, meta, meta_applied) = MetadataMachine::open(engine.clone(), policy)?;
         let cfg_budget = cfg.max_pending_produce_bytes;
-        let (cfg_id, engine_for_snapshots, transport_for_snapshots) =
-            (cfg.id, engine.clone(), transport.clone());
+        let (cfg_id, engine_for_snapshots, transport_for_snapshots, snapshot_rate) = (
+            cfg.id,
+            engine.clone(),
+            transport.clone(),
+            cfg.snapshot_bytes_per_sec,
+        );
         let space = Arc::new(space::Space::new(engine.clone(), cfg.min_free_bytes));
         let inner = Arc::new(Inner {
             cfg,
@@ -174,6 +178,7 @@ impl Node {
                 cfg_id,
                 engine_for_snapshots,
                 transport_for_snapshots,
+                snapshot_rate,
             )),
             cleaner: Arc::default(),
         });
