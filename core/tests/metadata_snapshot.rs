@@ -42,7 +42,17 @@ async fn a_restart_loads_the_checkpoint_of_a_compacted_metadata_log() {
     );
     let engine = Arc::new(engine.restart());
     let node = single_node(engine.clone(), often).await;
-    let got: Vec<String> = node.metadata().topics.keys().cloned().collect();
+    // The checkpoint is loaded at the start; the entries after it are
+    // applied once the node has elected itself again.
+    let mut meta = node.watch_metadata();
+    let got = tokio::time::timeout(
+        WAIT,
+        meta.wait_for(|m| m.topics.keys().cloned().collect::<Vec<_>>() == want),
+    )
+    .await
+    .map(|m| m.map(|m| m.topics.keys().cloned().collect::<Vec<String>>()))
+    .unwrap_or_else(|_| Ok(node.metadata().topics.keys().cloned().collect()))
+    .expect("metadata");
     assert_eq!(got, want);
     node.create_topic("after", 1, 1, BTreeMap::new(), WAIT)
         .await
