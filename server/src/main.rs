@@ -10,8 +10,20 @@ use weir_server::config::{Config, EngineKind, TransportKind};
 #[derive(Parser, Debug)]
 #[command(name = "weir", version, about)]
 struct Cli {
+    /// How log lines are written to standard error: `text` (for people) or
+    /// `json` (one object per line, for log shippers). Filter them with
+    /// RUST_LOG, e.g. `RUST_LOG=info,weir_core::snapshot=debug`.
+    #[arg(long, global = true, value_enum, default_value = "text")]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
+}
+
+/// See [`Cli::log_format`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Subcommand, Debug)]
@@ -253,14 +265,17 @@ async fn shutdown_signal() {
 static ALLOC: weir_server::alloc::GuardedAlloc = weir_server::alloc::GuardedAlloc;
 
 fn main() -> std::process::ExitCode {
-    tracing_subscriber::fmt()
+    let cli = Cli::parse();
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| "info,raft=warn".into()),
         )
-        .with_writer(std::io::stderr)
-        .init();
-    let cli = Cli::parse();
+        .with_writer(std::io::stderr);
+    match cli.log_format {
+        LogFormat::Text => logs.init(),
+        LogFormat::Json => logs.json().init(),
+    }
     let result = match cli.command {
         Command::Plugins => {
             let plugins = weir_server::registry();
