@@ -360,7 +360,9 @@ pub(crate) async fn run_timers(node: WeakNode) {
                         bytes: None,
                     },
                 ),
-                Err(e) => tracing::error!(error = %e, "cannot persist an emptied group"),
+                Err(e) => {
+                    tracing::error!(group = %g, error = %e, "cannot persist an emptied group")
+                }
             }
         }
     }

@@ -214,7 +214,9 @@ impl Node {
                 );
                 self.send_to_group(GroupId::METADATA, GroupMsg::ProposeUnanswered { data });
             }
-            Err(e) => tracing::error!(error = %e, "cannot propose {OFFSETS_TOPIC}"),
+            Err(e) => {
+                tracing::error!(group = %GroupId::METADATA, error = %e, "cannot propose {OFFSETS_TOPIC}")
+            }
         }
     }
 

@@ -363,7 +363,7 @@ impl Node {
                                 bytes: None,
                             },
                         ),
-                        Err(e) => tracing::error!(error = %e, "cannot persist a consumer group"),
+                        Err(e) => tracing::error!(group = %g, error = %e, "cannot persist a consumer group"),
                     }
                 }
             });
