@@ -98,17 +98,6 @@ impl SegmentState {
     }
 }
 
-/// Zeroes the `size`-byte entries of an index map from entry `from` on, up to the
-/// first entry that is already all zeros.
-pub(super) fn clear_stale(map: &mut MmapMut, from: usize, size: usize) {
-    for e in map[from * size..].chunks_exact_mut(size) {
-        if e.iter().all(|&b| b == 0) {
-            break;
-        }
-        e.fill(0);
-    }
-}
-
 /// Appended bytes that [`Segment::start_writeback`] hands to writeback at once.
 pub(super) const WRITEBACK_BYTES: u64 = 1 << 20;
 

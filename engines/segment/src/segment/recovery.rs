@@ -176,3 +176,14 @@ impl Segment {
         self.state.next_offset = h.last_offset() + 1;
     }
 }
+
+/// Zeroes the `size`-byte entries of an index map from entry `from` on, up to the
+/// first entry that is already all zeros.
+fn clear_stale(map: &mut MmapMut, from: usize, size: usize) {
+    for e in map[from * size..].chunks_exact_mut(size) {
+        if e.iter().all(|&b| b == 0) {
+            break;
+        }
+        e.fill(0);
+    }
+}
