@@ -498,6 +498,42 @@ pub trait Engine:
     fn free_bytes(&self) -> Option<u64> {
         None
     }
+
+    /// What the engine holds on disk, for metrics (read at each scrape, so it
+    /// must be cheap: no reading of logs). The default tells nothing.
+    fn usage(&self) -> StorageUsage {
+        StorageUsage::default()
+    }
+}
+
+/// What an engine holds on disk ([`Engine::usage`]); `None` and empty parts are
+/// what it cannot tell cheaply.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct StorageUsage {
+    /// Files of a write-ahead log kept apart from the partition logs.
+    pub wal_files: Option<u64>,
+    /// Bytes of those files.
+    pub wal_bytes: Option<u64>,
+    /// Bytes of each partition log.
+    pub partition_bytes: Vec<(GroupId, u64)>,
+    /// Bytes of everything the engine keeps on disk.
+    pub total_bytes: Option<u64>,
+}
+
+/// Bytes of the files at `path` (a file, or a directory and everything below
+/// it); `None` when it cannot be read. For [`Engine::usage`] of engines whose
+/// store is a file or a directory of its own.
+pub fn disk_bytes(path: &std::path::Path) -> Option<u64> {
+    let meta = std::fs::symlink_metadata(path).ok()?;
+    if !meta.is_dir() {
+        return Some(meta.len());
+    }
+    let mut total = 0u64;
+    // Files may go while the directory is read (a store compacting): skip them.
+    for entry in std::fs::read_dir(path).ok()?.flatten() {
+        total += disk_bytes(&entry.path()).unwrap_or(0);
+    }
+    Some(total)
 }
 
 /// Bytes an unprivileged writer may still use on the file system holding `path`,

@@ -52,11 +52,13 @@ pub mod retention;
 mod snapshot;
 pub mod staging;
 mod stamping;
+pub mod stats;
 pub mod transport;
 
 pub use compaction::CompactionStore;
 pub use engine::{
     Appended, Capabilities, Engine, LogState, PartitionStore, RaftLogStore, RaftState, StateStore,
+    StorageUsage,
 };
 pub use error::{Error, GroupError, LeaderHint, Result};
 pub use ids::{GroupId, NodeId, Offset, TopicPartition};

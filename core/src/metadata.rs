@@ -355,6 +355,8 @@ impl MetadataMachine {
 }
 
 impl StateMachine for MetadataMachine {
+    const KIND: &'static str = "metadata";
+
     fn apply(&mut self, index: u64, term: u64, data: &[u8]) -> Result<Applied> {
         let cmd = crate::entry::decode_meta(data)?;
         self.apply_command(cmd);

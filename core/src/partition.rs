@@ -162,10 +162,16 @@ impl Compaction {
 
     /// Compacts `group`'s Raft log as far as a committed command allows and the
     /// state is durable.
-    pub(crate) fn compact_raft_log(&mut self, engine: &dyn Engine, group: GroupId) -> Result<()> {
+    pub(crate) fn compact_raft_log(
+        &mut self,
+        engine: &dyn Engine,
+        group: GroupId,
+        kind: &'static str,
+    ) -> Result<()> {
         let to = self.allowed.min(self.durable);
         if to > self.compacted {
             engine.raft_compact(group, to)?;
+            crate::stats::raft_log_compacted(kind);
             self.compacted = to;
             tracing::trace!(%group, index = to, "raft log compacted");
             while self.marks.get(1).is_some_and(|&(i, _, _)| i <= to) {
@@ -277,7 +283,7 @@ impl PartitionMachine {
 
     fn compact_raft_log(&mut self) -> Result<()> {
         self.compaction
-            .compact_raft_log(self.engine.as_ref(), self.group)
+            .compact_raft_log(self.engine.as_ref(), self.group, Self::KIND)
     }
 }
 
@@ -357,6 +363,8 @@ impl PartitionMachine {
 }
 
 impl StateMachine for PartitionMachine {
+    const KIND: &'static str = "partition";
+
     fn apply(&mut self, index: u64, term: u64, data: &[u8]) -> Result<Applied> {
         let entry = decode_partition(data)
             .map_err(|e| Error::Invalid(format!("{}: entry {index}: {e}", self.group)))?;

@@ -328,6 +328,9 @@ pub async fn run_prepared(
         }
     }
     let admin = bind_admin(&config).await?;
+    if admin.is_some() {
+        weir_core::stats::register(engine.name());
+    }
     let node = Node::start(node_cfg, engine.clone(), transport)?;
     register(node.inbound());
     if let Some(s) = stamped.filter(|s| !s.holds_raft_state) {

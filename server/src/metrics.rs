@@ -187,6 +187,17 @@ pub fn observe(node: &Node, max_partitions: usize) {
                 .map(move |p| (p.group, (name.as_str(), p.index)))
         })
         .collect();
+    let mut under_replicated = 0u64;
+    for (_, p) in meta.hosted_by(node.id()) {
+        if node
+            .group_status(p.group)
+            .is_some_and(|s| s.role == Role::Leader)
+            && node.in_sync_replicas(p).len() < p.replicas.len()
+        {
+            under_replicated += 1;
+        }
+    }
+    gauge!("weir_partitions_under_replicated").set(under_replicated as f64);
     let groups = node.hosted_groups();
     let per_partition = groups.len() <= max_partitions;
     let (mut leading, mut hosted) = (0u64, 0u64);
@@ -232,7 +243,33 @@ pub fn observe(node: &Node, max_partitions: usize) {
     if let Some(free) = node.free_bytes() {
         gauge!("weir_storage_free_bytes").set(free as f64);
     }
+    storage(node, &names);
     process();
+    runtime();
+}
+
+/// What the engine holds on disk: its WAL, its total and each topic's logs.
+fn storage(node: &Node, names: &std::collections::HashMap<GroupId, (&str, i32)>) {
+    let engine = node.engine_name();
+    let usage = node.storage_usage();
+    if let Some(files) = usage.wal_files {
+        gauge!("weir_storage_wal_files", "engine" => engine).set(files as f64);
+    }
+    if let Some(bytes) = usage.wal_bytes {
+        gauge!("weir_storage_wal_bytes", "engine" => engine).set(bytes as f64);
+    }
+    if let Some(bytes) = usage.total_bytes {
+        gauge!("weir_storage_bytes", "engine" => engine).set(bytes as f64);
+    }
+    let mut by_topic: std::collections::BTreeMap<&str, u64> = std::collections::BTreeMap::new();
+    for (group, bytes) in usage.partition_bytes {
+        if let Some((topic, _)) = names.get(&group) {
+            *by_topic.entry(topic).or_default() += bytes;
+        }
+    }
+    for (topic, bytes) in by_topic {
+        gauge!("weir_storage_partition_bytes", "topic" => topic.to_string()).set(bytes as f64);
+    }
 }
 
 /// Resident memory and open descriptors, from /proc (Linux; elsewhere none).
@@ -254,5 +291,33 @@ fn process() {
     }
     if let Ok(fds) = std::fs::read_dir("/proc/self/fd") {
         gauge!("weir_process_open_fds").set(fds.count() as f64);
+    }
+}
+
+/// The tokio runtime serving the scrape (the broker's one runtime): its
+/// workers, live tasks, global queue, and the share of the time since the
+/// previous scrape that its workers were busy (0 to 1).
+fn runtime() {
+    static LAST: std::sync::Mutex<Option<(std::time::Instant, Duration)>> =
+        std::sync::Mutex::new(None);
+    let Ok(rt) = tokio::runtime::Handle::try_current() else {
+        return;
+    };
+    let m = rt.metrics();
+    let workers = m.num_workers();
+    gauge!("weir_tokio_workers").set(workers as f64);
+    gauge!("weir_tokio_alive_tasks").set(m.num_alive_tasks() as f64);
+    gauge!("weir_tokio_global_queue_depth").set(m.global_queue_depth() as f64);
+    let busy: Duration = (0..workers).map(|w| m.worker_total_busy_duration(w)).sum();
+    let now = std::time::Instant::now();
+    let Ok(mut last) = LAST.lock() else {
+        return;
+    };
+    if let Some((at, before)) = last.replace((now, busy)) {
+        let wall = now.duration_since(at).as_secs_f64() * workers.max(1) as f64;
+        if wall > 0.0 {
+            let ratio = busy.saturating_sub(before).as_secs_f64() / wall;
+            gauge!("weir_tokio_busy_ratio").set(ratio.clamp(0.0, 1.0));
+        }
     }
 }

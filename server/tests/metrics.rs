@@ -148,6 +148,47 @@ fn metrics_move_by_exactly_the_requests_made() {
         7.0
     );
     assert!(sum(&after, "weir_process_resident_memory_bytes", &[]) > 0.0);
+    // The core's counters: the produced entries were appended and synced,
+    // each partition got a leader; the engine's files are counted.
+    assert!(delta("weir_storage_append_bytes_total", &[("kind", "partition")]) > 0.0);
+    assert!(delta("weir_storage_syncs_total", &[("engine", "segment")]) >= 1.0);
+    assert!(
+        sum(&after, "weir_storage_sync_duration_seconds_count", &[])
+            >= sum(&after, "weir_storage_syncs_total", &[]),
+        "every sync is timed"
+    );
+    assert!(
+        sum(
+            &after,
+            "weir_raft_leader_changes_total",
+            &[("kind", "partition")]
+        ) >= 3.0
+    );
+    assert!(
+        sum(
+            &after,
+            "weir_raft_leader_changes_total",
+            &[("kind", "metadata")]
+        ) >= 1.0
+    );
+    for zero in [
+        "weir_raft_proposals_dropped_total",
+        "weir_raft_snapshots_sent_total",
+        "weir_raft_snapshots_installed_total",
+        "weir_cleaner_records_removed_total",
+    ] {
+        assert!(
+            after.iter().any(|(n, _, _)| n == zero),
+            "{zero} exists before its first event"
+        );
+    }
+    assert!(sum(&after, "weir_storage_wal_files", &[]) >= 1.0);
+    assert!(sum(&after, "weir_storage_partition_bytes", &[("topic", "met")]) > 0.0);
+    assert!(
+        sum(&after, "weir_storage_bytes", &[]) >= sum(&after, "weir_storage_partition_bytes", &[])
+    );
+    assert!(sum(&after, "weir_tokio_workers", &[]) >= 1.0);
+    assert_eq!(sum(&after, "weir_partitions_under_replicated", &[]), 0.0);
     assert!(sum(&after, "weir_kafka_connections_open", &[]) >= 1.0);
     // Health and the cluster view.
     assert_eq!(c.admin_get(0, "/health/live").0, 200);

@@ -83,7 +83,7 @@ impl CoordinatorMachine {
             .made_durable(std::mem::take(&mut self.unsaved));
         self.last_save = Instant::now();
         self.compaction
-            .compact_raft_log(self.engine.as_ref(), self.group)
+            .compact_raft_log(self.engine.as_ref(), self.group, Self::KIND)
     }
 
     fn due(&self) -> bool {
@@ -94,6 +94,8 @@ impl CoordinatorMachine {
 }
 
 impl StateMachine for CoordinatorMachine {
+    const KIND: &'static str = "coordinator";
+
     fn apply(&mut self, index: u64, term: u64, data: &[u8]) -> Result<Applied> {
         let what = |e: Error| Error::Invalid(format!("{}: entry {index}: {e}", self.group));
         match data.first() {
@@ -128,7 +130,7 @@ impl StateMachine for CoordinatorMachine {
             self.save()
         } else {
             self.compaction
-                .compact_raft_log(self.engine.as_ref(), self.group)
+                .compact_raft_log(self.engine.as_ref(), self.group, Self::KIND)
         }
     }
 

@@ -112,6 +112,7 @@ impl MetadataMachine {
         let to = index.saturating_sub(self.policy.keep);
         if to >= self.engine.raft_first_index(G)? {
             self.engine.raft_compact(G, to)?;
+            crate::stats::raft_log_compacted("metadata");
             tracing::debug!(index = to, "metadata Raft log compacted");
         }
         Ok(())

@@ -456,6 +456,16 @@ impl Node {
         self.inner.engine.free_bytes()
     }
 
+    /// What the engine holds on disk ([`Engine::usage`]), for metrics.
+    pub fn storage_usage(&self) -> crate::engine::StorageUsage {
+        self.inner.engine.usage()
+    }
+
+    /// The engine's name (`segment`, `redb`, …).
+    pub fn engine_name(&self) -> &'static str {
+        self.inner.engine.name()
+    }
+
     /// The cleaner's state, and the snapshot service it asks about installs.
     pub(crate) fn cleaner(
         &self,

@@ -205,6 +205,11 @@ fn add(round: &mut CleanRound, group: GroupId, pass: &Pass) {
         bytes_after = pass.bytes_after,
         "cleaned a compacted partition"
     );
+    crate::stats::cleaned(
+        pass.units_rewritten as u64,
+        pass.records_removed,
+        pass.bytes_before.saturating_sub(pass.bytes_after),
+    );
     round.partitions_cleaned += 1;
     round.units_rewritten += pass.units_rewritten;
     round.records_removed += pass.records_removed;

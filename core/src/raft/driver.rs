@@ -125,6 +125,10 @@ impl GroupStatus {
 
 /// What a group applies committed entries to.
 pub(crate) trait StateMachine: Send + 'static {
+    /// The group's kind as a metrics label: `metadata`, `partition` or
+    /// `coordinator`.
+    const KIND: &'static str;
+
     /// Applies a committed entry carrying data.
     ///
     /// `Err(Error::Invalid)` (and an idempotent producer's
@@ -311,6 +315,9 @@ struct Driver<S: StateMachine> {
     pending: BTreeMap<u64, Pending>,
     status: watch::Sender<GroupStatus>,
     was_leader: bool,
+    /// The leader this replica last knew of (0: none), for the leader-change count.
+    known_leader: NodeId,
+    counters: crate::stats::GroupCounters,
     /// Shared with [`GroupHandle::inbox`].
     inbox: Arc<AtomicUsize>,
     /// The Ready waiting for space, if the disk is full.
@@ -340,6 +347,8 @@ pub(crate) fn spawn<S: StateMachine>(
         pending: BTreeMap::new(),
         status,
         was_leader: false,
+        known_leader: 0,
+        counters: crate::stats::GroupCounters::new(S::KIND),
         unfinished: None,
         stalled: None,
         snapshots_sent: Vec::new(),
@@ -535,6 +544,7 @@ impl<S: StateMachine> Driver<S> {
                 // it is sent. If it is lost, the follower never acknowledges it,
                 // and the leader probes again and sends another.
                 self.snapshots_sent.push(msg.to);
+                self.counters.snapshots_sent.increment(1);
             }
             by_peer.entry(msg.to).or_default().push(GroupMessage {
                 group: self.p.group,
@@ -554,6 +564,11 @@ impl<S: StateMachine> Driver<S> {
             self.sm.on_leader(self.p.node.raft.term);
         }
         self.was_leader = leader;
+        let known = self.p.node.raft.leader_id;
+        if known != 0 && known != self.known_leader {
+            self.counters.leader_changes.increment(1);
+            self.known_leader = known;
+        }
     }
 
     fn publish(&self) {

@@ -70,16 +70,19 @@ fn run(
     transport: &dyn crate::transport::Transport,
     fatal: &Fatal,
 ) {
+    let syncs = crate::stats::SyncMetrics::new(engine.name());
     while let Ok(first) = rx.recv() {
         let mut batch = vec![first];
         while let Ok(more) = rx.try_recv() {
             batch.push(more);
         }
-        if batch.iter().any(|r| r.must_sync)
-            && let Err(e) = engine.raft_sync()
-        {
-            fatal.raise(format!("syncing the Raft log failed: {e}"));
-            return;
+        if batch.iter().any(|r| r.must_sync) {
+            let began = std::time::Instant::now();
+            if let Err(e) = engine.raft_sync() {
+                fatal.raise(format!("syncing the Raft log failed: {e}"));
+                return;
+            }
+            syncs.record(began.elapsed());
         }
         let mut out: HashMap<NodeId, Vec<GroupMessage>> = HashMap::new();
         for req in batch {

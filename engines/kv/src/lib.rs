@@ -155,6 +155,11 @@ pub trait KvStore: Send + Sync + 'static {
     fn free_bytes(&self) -> Option<u64> {
         None
     }
+
+    /// Bytes of the store's files (for metrics); `None` when it cannot tell.
+    fn disk_bytes(&self) -> Option<u64> {
+        None
+    }
 }
 
 /// A storage engine over a [`KvStore`]; see the [module docs](self).
@@ -371,5 +376,12 @@ impl<S: KvStore> Engine for KvEngine<S> {
 
     fn free_bytes(&self) -> Option<u64> {
         self.store.free_bytes()
+    }
+
+    fn usage(&self) -> weir_core::StorageUsage {
+        weir_core::StorageUsage {
+            total_bytes: self.store.disk_bytes(),
+            ..weir_core::StorageUsage::default()
+        }
     }
 }

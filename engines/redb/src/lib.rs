@@ -199,6 +199,10 @@ impl KvStore for RedbStore {
         weir_core::engine::free_bytes(&self.path).ok()
     }
 
+    fn disk_bytes(&self) -> Option<u64> {
+        weir_core::engine::disk_bytes(&self.path)
+    }
+
     const NAME: &'static str = NAME;
 
     fn write(&self, ops: Vec<KvOp>) -> Result<()> {

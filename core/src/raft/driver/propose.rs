@@ -105,6 +105,7 @@ impl<S: StateMachine> Driver<S> {
                 // Dropped: a leader transfer is under way or too much is uncommitted.
                 tracing::debug!(group = %self.p.group, error = %e, "proposal dropped");
                 self.sm.proposal_dropped(at.index);
+                self.counters.proposals_dropped.increment(1);
                 if let Some(r) = reply {
                     let _ = r.send(Err(Error::NotLeader {
                         group: self.p.group,

@@ -54,6 +54,7 @@ impl<S: StateMachine> Driver<S> {
         self.p.engine.raft_apply_snapshot(self.p.group, meta)?;
         self.p.node.mut_store().forget_through(u64::MAX);
         self.installed_snapshot = Some(meta.index);
+        self.counters.snapshots_installed.increment(1);
         Ok(())
     }
 
@@ -108,6 +109,8 @@ impl<S: StateMachine> Driver<S> {
         if !u.entries_written {
             if !u.rd.entries().is_empty() {
                 self.p.engine.raft_append(self.p.group, u.rd.entries())?;
+                let bytes: usize = u.rd.entries().iter().map(|e| e.data.len()).sum();
+                self.counters.append_bytes.increment(bytes as u64);
                 self.p.node.mut_store().remember(u.rd.entries());
             }
             u.entries_written = true;

@@ -470,6 +470,11 @@ impl Partition {
 
     /// Where retention `r` lets the start offset move: whole segments, the tail
     /// (still written) never by size.
+    /// Bytes of the log's segments (their data, not their preallocated room).
+    pub(crate) fn bytes(&self) -> u64 {
+        self.segments.values().map(|seg| seg.state().end).sum()
+    }
+
     pub(crate) fn retention_point(&self, r: Retention) -> Offset {
         let last = self.segments.len().saturating_sub(1);
         let units = self.segments.values().enumerate().map(|(i, seg)| {

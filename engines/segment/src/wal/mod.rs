@@ -252,6 +252,17 @@ impl Wal {
 
     // ----------------------------------------------------------- RaftLogStore
 
+    /// The WAL's files and their bytes (their lengths on disk).
+    pub(crate) fn usage(&self) -> (u64, u64) {
+        let bytes = self
+            .files
+            .values()
+            .filter_map(|f| f.file.metadata().ok())
+            .map(|m| m.len())
+            .sum();
+        (self.files.len() as u64, bytes)
+    }
+
     pub(crate) fn groups(&self) -> Vec<GroupId> {
         self.groups.keys().copied().collect()
     }
