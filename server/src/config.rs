@@ -249,6 +249,23 @@ pub struct Config {
     /// Memory for the cleaner's map of keys to their latest offsets (Kafka's
     /// `log.cleaner.dedupe.buffer.size`; default 64 MiB).
     pub cleaner_dedupe_buffer_bytes: u64,
+    /// Milliseconds a replica may go without having caught up with its leader
+    /// and stay in the ISR (Kafka's `replica.lag.time.max.ms`; default 30 s).
+    pub replica_lag_time_max_ms: u64,
+    /// Hand leadership back to each partition's preferred replica (its first)
+    /// when it is in sync and a node leads too many partitions it is not
+    /// preferred for (Kafka's `auto.leader.rebalance.enable`; default true).
+    pub auto_leader_rebalance: bool,
+    /// How often each node checks that, in milliseconds (default 30 s).
+    pub leader_imbalance_check_interval_ms: u64,
+    /// A node hands leadership back once more than this percentage of the
+    /// partitions it leads prefer another leader (Kafka's
+    /// `leader.imbalance.per.broker.percentage`; default 10).
+    pub leader_imbalance_per_node_percentage: u32,
+    /// On SIGTERM or SIGINT, how long the node may take to hand over the
+    /// leadership of its groups and answer what is in flight before it stops
+    /// regardless, in milliseconds (default 30 s). A second signal stops it at once.
+    pub shutdown_timeout_ms: u64,
     /// The metadata group checkpoints its state every this many applied entries
     /// and compacts its Raft log below the checkpoint (docs/snapshots.md).
     pub metadata_checkpoint_entries: u64,
@@ -359,6 +376,11 @@ impl Default for Config {
             cleaner_check_interval_ms: 15_000,
             cleaner_io_bytes_per_sec: 64 << 20,
             cleaner_dedupe_buffer_bytes: 64 << 20,
+            replica_lag_time_max_ms: 30_000,
+            auto_leader_rebalance: true,
+            leader_imbalance_check_interval_ms: 30_000,
+            leader_imbalance_per_node_percentage: 10,
+            shutdown_timeout_ms: 30_000,
             engine_segment: toml::Table::new(),
             engine_rocksdb: toml::Table::new(),
             engine_redb: toml::Table::new(),

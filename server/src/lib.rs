@@ -302,6 +302,11 @@ pub async fn run_prepared(
     node_cfg.min_cleanable_dirty_ratio = config.min_cleanable_dirty_ratio;
     node_cfg.min_compaction_lag = Duration::from_millis(config.min_compaction_lag_ms);
     node_cfg.cleaner_check_interval = Duration::from_millis(config.cleaner_check_interval_ms);
+    node_cfg.replica_lag_max = Duration::from_millis(config.replica_lag_time_max_ms);
+    node_cfg.auto_leader_rebalance = config.auto_leader_rebalance;
+    node_cfg.leader_imbalance_check_interval =
+        Duration::from_millis(config.leader_imbalance_check_interval_ms);
+    node_cfg.leader_imbalance_percentage = config.leader_imbalance_per_node_percentage;
     node_cfg.cleaner_io_bytes_per_sec =
         (config.cleaner_io_bytes_per_sec > 0).then_some(config.cleaner_io_bytes_per_sec);
     node_cfg.cleaner_dedupe_buffer_bytes =
@@ -370,9 +375,12 @@ pub async fn run_prepared(
         ))
     });
     let fatal_node = node.clone();
+    let shutdown_timeout = Duration::from_millis(config.shutdown_timeout_ms);
+    // Dropped when this function returns: tells the shutdown watchdog the stop ended.
+    let (stopped_tx, stopped_rx) = std::sync::mpsc::channel::<()>();
     let stop = async move {
         tokio::select! {
-            () = shutdown => {}
+            () = shutdown => graceful_stop(&fatal_node, shutdown_timeout, stopped_rx).await,
             why = fatal_node.wait_fatal() => tracing::error!(error = %why, "stopping after a fatal error"),
         }
     };
@@ -394,6 +402,7 @@ pub async fn run_prepared(
         }
     }
     node.shutdown().await;
+    drop(stopped_tx);
     match fatal {
         Some(why) => anyhow::bail!("fatal error: {why}"),
         None => {
@@ -401,6 +410,41 @@ pub async fn run_prepared(
             Ok(())
         }
     }
+}
+
+/// The first steps of a graceful stop, while Kafka requests are still
+/// answered: every leadership this node holds goes to an in-sync peer, so
+/// that clients are redirected (NOT_LEADER_OR_FOLLOWER, which they retry)
+/// rather than left without a leader for an election timeout. A watchdog ends
+/// the process if the whole stop takes longer than `timeout`.
+async fn graceful_stop(node: &Node, timeout: Duration, stopped: std::sync::mpsc::Receiver<()>) {
+    let began = std::time::Instant::now();
+    let watchdog = std::thread::Builder::new()
+        .name("weir-shutdown-watchdog".into())
+        .spawn(move || {
+            if stopped.recv_timeout(timeout) != Err(std::sync::mpsc::RecvTimeoutError::Timeout) {
+                return;
+            }
+            tracing::error!(
+                timeout_ms = timeout.as_millis() as u64,
+                "the graceful stop took longer than shutdown_timeout_ms: stopping now (everything acknowledged is durable)"
+            );
+            std::process::exit(1);
+        });
+    if let Err(e) = watchdog {
+        tracing::warn!(error = %e, "could not start the shutdown watchdog");
+    }
+    let still_led = node.hand_over_leadership(timeout / 2).await;
+    if still_led > 0 {
+        tracing::warn!(
+            groups = still_led,
+            "stopping while leading groups no in-sync peer took over; they elect a leader after an election timeout"
+        );
+    }
+    tracing::info!(
+        took_ms = began.elapsed().as_millis() as u64,
+        "leadership handed over; closing client connections"
+    );
 }
 
 /// Records in the data directory's stamp, once group 0's state is durable, that

@@ -237,7 +237,20 @@ impl ServeArgs {
     }
 }
 
+/// Resolves at the first SIGINT or SIGTERM, starting a graceful stop; a second
+/// one ends the process at once (safe: everything acknowledged is durable;
+/// only the leadership handover and the answers in flight are skipped).
 async fn shutdown_signal() {
+    first_signal().await;
+    tracing::info!("shutting down (a second signal stops at once)");
+    tokio::spawn(async {
+        first_signal().await;
+        tracing::warn!("second signal: stopping at once");
+        std::process::exit(130);
+    });
+}
+
+async fn first_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
@@ -256,7 +269,6 @@ async fn shutdown_signal() {
     }
     #[cfg(not(unix))]
     let _ = ctrl_c.await;
-    tracing::info!("shutting down");
 }
 
 /// Keeps malformed requests that claim huge arrays from aborting the process (see

@@ -128,6 +128,22 @@ pub struct NodeConfig {
     /// How often the cleaner looks for compacted partitions to clean (Kafka's
     /// `log.cleaner.backoff.ms`). Default 15 s.
     pub cleaner_check_interval: Duration,
+    /// A replica stays in sync (in the ISR Metadata reports) while it was
+    /// caught up with its leader's log at most this long ago and its leader
+    /// hears from it (Kafka's `replica.lag.time.max.ms`). Default 30 s.
+    pub replica_lag_max: Duration,
+    /// Each leader hands leadership back to a partition's preferred replica
+    /// (its first) when that replica is in sync and this node leads more than
+    /// `leader_imbalance_percentage` percent of its partitions elsewhere than
+    /// their preferred replica (Kafka's `auto.leader.rebalance.enable`).
+    /// Default on.
+    pub auto_leader_rebalance: bool,
+    /// How often leaders check that (Kafka's
+    /// `leader.imbalance.check.interval.seconds`). Default 30 s.
+    pub leader_imbalance_check_interval: Duration,
+    /// See `auto_leader_rebalance` (Kafka's
+    /// `leader.imbalance.per.broker.percentage`). Default 10.
+    pub leader_imbalance_percentage: u32,
     /// Bytes per second the cleaner reads and writes, over all partitions,
     /// so that producers keep their latency; `None` does not limit it.
     /// Default 64 MiB/s.
@@ -215,6 +231,10 @@ impl NodeConfig {
             min_cleanable_dirty_ratio: 0.5,
             min_compaction_lag: Duration::ZERO,
             cleaner_check_interval: Duration::from_secs(15),
+            replica_lag_max: Duration::from_secs(30),
+            auto_leader_rebalance: true,
+            leader_imbalance_check_interval: Duration::from_secs(30),
+            leader_imbalance_percentage: 10,
             cleaner_io_bytes_per_sec: Some(64 << 20),
             cleaner_dedupe_buffer_bytes: 64 << 20,
             metadata_checkpoint_entries: 1000,
@@ -266,6 +286,11 @@ impl NodeConfig {
         if self.metadata_checkpoint_entries == 0 {
             return Err(Error::Config(
                 "metadata_checkpoint_entries must be at least 1".into(),
+            ));
+        }
+        if self.replica_lag_max.is_zero() || self.leader_imbalance_check_interval.is_zero() {
+            return Err(Error::Config(
+                "replica_lag_max and leader_imbalance_check_interval must be positive".into(),
             ));
         }
         if self.cleaner_check_interval.is_zero() || self.cleaner_io_bytes_per_sec == Some(0) {

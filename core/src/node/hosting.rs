@@ -99,6 +99,7 @@ impl Inner {
             space: self.space.clone(),
             tick: self.cfg.tick,
             unsafe_bypass_leader_check: self.cfg.bypass_leader_check(),
+            replica_lag_max: self.cfg.replica_lag_max,
         };
         let (handle, task) = driver::spawn(parts, sm);
         self.groups.write().insert(

@@ -206,10 +206,14 @@ impl Node {
             "cleaning compacted topics".into(),
             crate::pipeline::clean::run_cleaner(WeakNode(Arc::downgrade(&node.inner))),
         );
+        let balancer = fatal.spawn_supervised(
+            "balancing leaders".into(),
+            crate::pipeline::leaders::run_leader_balancer(WeakNode(Arc::downgrade(&node.inner))),
+        );
         node.inner
             .tasks
             .lock()
-            .extend([reconcile, register, timers, retention, cleaner]);
+            .extend([reconcile, register, timers, retention, cleaner, balancer]);
         Ok(node)
     }
 

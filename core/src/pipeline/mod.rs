@@ -10,10 +10,13 @@
 //! * [`topics`] — create and delete topics through the metadata group; the leader,
 //!   in-sync replicas and controller as clients are told of them.
 //! * [`trim`] — delete a partition's oldest records (DeleteRecords, retention).
+//! * [`leaders`] — hand leadership over before a graceful stop, and back to
+//!   preferred replicas.
 
 pub(crate) mod budget;
 pub mod clean;
 pub mod fetch;
+pub mod leaders;
 pub mod offsets;
 pub mod produce;
 pub mod topics;

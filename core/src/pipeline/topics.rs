@@ -11,10 +11,6 @@ use crate::metadata::{MetaCommand, Metadata, PartitionMeta, TopicKind};
 use crate::node::Node;
 use crate::raft::driver::{GroupMsg, Role};
 
-/// A follower counts as in sync while it is at most this many entries behind the
-/// leader's commit index.
-const ISR_MAX_LAG_ENTRIES: u64 = 10_000;
-
 /// Kafka's topic-name rule: 1..=249 of `[a-zA-Z0-9._-]`, not `.` or `..`.
 ///
 /// # Errors
@@ -354,17 +350,13 @@ impl Node {
             .or(p.leader.map(|(node, term)| LeaderHint { node, term }))
     }
 
-    /// The in-sync replicas of a partition: on its leader, the replicas recently
-    /// active and at most 10,000 entries behind the commit index; elsewhere
-    /// (this node cannot tell) every replica.
+    /// The in-sync replicas of a partition: on its leader, the replicas it
+    /// hears from that were caught up with its log within `replica_lag_max`
+    /// (Kafka's notion, [`GroupStatus::in_sync`](crate::GroupStatus::in_sync)); elsewhere (this node cannot
+    /// tell) every replica.
     pub fn in_sync_replicas(&self, p: &PartitionMeta) -> Vec<NodeId> {
         match self.group_status(p.group) {
-            Some(s) if s.role == Role::Leader => s
-                .progress
-                .iter()
-                .filter(|(_, matched)| matched + ISR_MAX_LAG_ENTRIES >= s.commit)
-                .map(|(id, _)| *id)
-                .collect(),
+            Some(s) if s.role == Role::Leader => s.in_sync,
             _ => p.replicas.clone(),
         }
     }

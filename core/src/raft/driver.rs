@@ -35,8 +35,10 @@ use crate::raft::storage::EngineStorage;
 use crate::raft::writer::{WriteReq, Writer};
 use crate::transport::{GroupMessage, SharedTransport};
 
+mod catchup;
 mod propose;
 mod ready;
+mod status;
 
 use ready::Unfinished;
 
@@ -106,9 +108,12 @@ pub struct GroupStatus {
     pub applied: u64,
     /// The partition log's state (partition groups only).
     pub log: Option<LogState>,
-    /// On the leader: each replica that was recently active (the leader itself
-    /// included) and the index it has matched.
+    /// On the leader: each replica (the leader itself included) and the index
+    /// it has matched.
     pub progress: Vec<(NodeId, u64)>,
+    /// On the leader: the replicas in sync — recently heard from and caught up
+    /// with the leader's log within `replica_lag_max` (the leader included).
+    pub in_sync: Vec<NodeId>,
     /// The task stopped (shut down or failed).
     pub stopped: bool,
 }
@@ -224,6 +229,8 @@ pub(crate) struct DriverParts {
     pub(crate) tick: Duration,
     /// Negative-control switch: propose even when not the leader. Never in production.
     pub(crate) unsafe_bypass_leader_check: bool,
+    /// How long a replica may go without having caught up and stay in sync.
+    pub(crate) replica_lag_max: Duration,
 }
 
 /// A group's mailbox and published status.
@@ -318,6 +325,9 @@ struct Driver<S: StateMachine> {
     /// The leader this replica last knew of (0: none), for the leader-change count.
     known_leader: NodeId,
     counters: crate::stats::GroupCounters,
+    /// The leader's recent log growth (which replicas are in sync), for `catch_up_term`.
+    catch_up: catchup::CatchUp,
+    catch_up_term: u64,
     /// Shared with [`GroupHandle::inbox`].
     inbox: Arc<AtomicUsize>,
     /// The Ready waiting for space, if the disk is full.
@@ -349,6 +359,8 @@ pub(crate) fn spawn<S: StateMachine>(
         was_leader: false,
         known_leader: 0,
         counters: crate::stats::GroupCounters::new(S::KIND),
+        catch_up: catchup::CatchUp::default(),
+        catch_up_term: 0,
         unfinished: None,
         stalled: None,
         snapshots_sent: Vec::new(),
@@ -554,58 +566,5 @@ impl<S: StateMachine> Driver<S> {
         for (to, batch) in by_peer {
             self.p.transport.send(to, batch);
         }
-    }
-
-    /// Tells the state machine when this replica has just become leader: after the
-    /// status saying so is published, so that whoever it wakes sees it.
-    fn notice_leadership(&mut self) {
-        let leader = self.p.node.raft.state == StateRole::Leader;
-        if leader && !self.was_leader {
-            self.sm.on_leader(self.p.node.raft.term);
-        }
-        self.was_leader = leader;
-        let known = self.p.node.raft.leader_id;
-        if known != 0 && known != self.known_leader {
-            self.counters.leader_changes.increment(1);
-            self.known_leader = known;
-        }
-    }
-
-    fn publish(&self) {
-        let raft = &self.p.node.raft;
-        let role = match raft.state {
-            StateRole::Leader => Role::Leader,
-            StateRole::Follower => Role::Follower,
-            StateRole::Candidate | StateRole::PreCandidate => Role::Candidate,
-        };
-        let progress = if role == Role::Leader {
-            let mut v: Vec<(NodeId, u64)> = raft
-                .prs()
-                .iter()
-                .map(|(id, pr)| (*id, pr.matched))
-                .collect();
-            v.sort_unstable();
-            v
-        } else {
-            Vec::new()
-        };
-        let next = GroupStatus {
-            role,
-            leader: raft.leader_id,
-            term: raft.term,
-            commit: raft.raft_log.committed,
-            applied: raft.raft_log.applied,
-            log: self.sm.log_state(),
-            progress,
-            stopped: false,
-        };
-        self.status.send_if_modified(|s| {
-            if *s != next {
-                *s = next;
-                true
-            } else {
-                false
-            }
-        });
     }
 }

@@ -93,6 +93,21 @@ impl Config {
                 "admin_listen = {a:?} must be an address such as 127.0.0.1:9644, or \"none\""
             );
         }
+        for (name, v) in [
+            ("replica_lag_time_max_ms", self.replica_lag_time_max_ms),
+            (
+                "leader_imbalance_check_interval_ms",
+                self.leader_imbalance_check_interval_ms,
+            ),
+            ("shutdown_timeout_ms", self.shutdown_timeout_ms),
+        ] {
+            anyhow::ensure!(v >= 1, "{name} must be at least 1 (got {v})");
+        }
+        anyhow::ensure!(
+            self.leader_imbalance_per_node_percentage <= 100,
+            "leader_imbalance_per_node_percentage is a percentage: 0 to 100 (got {})",
+            self.leader_imbalance_per_node_percentage
+        );
         anyhow::ensure!(
             self.cleaner_check_interval_ms >= 1,
             "cleaner_check_interval_ms must be at least 1"

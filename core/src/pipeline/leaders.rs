@@ -1,0 +1,140 @@
+//! Where leadership goes (issue 22): handed to peers before a graceful stop,
+//! and back to each partition's preferred replica (its first, as in Kafka)
+//! once that replica is in sync.
+//!
+//! Both use raft-rs's leadership transfer: the leader brings the chosen
+//! replica's log up to its own, then tells it to campaign at once. Proposals
+//! meanwhile are refused with NOT_LEADER, which clients retry; nothing
+//! acknowledged is at risk, since the new leader has every entry.
+
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use crate::ids::{GroupId, NodeId};
+use crate::node::Node;
+use crate::raft::driver::{GroupStatus, Role};
+
+/// How often a transfer that has not happened yet is asked for again (raft-rs
+/// gives one up after an election timeout).
+const RETRY: Duration = Duration::from_millis(500);
+
+impl Node {
+    /// The groups this node leads, with their status.
+    fn led_groups(&self) -> Vec<(GroupId, GroupStatus)> {
+        self.hosted_groups()
+            .into_iter()
+            .filter_map(|g| self.group_status(g).map(|s| (g, s)))
+            .filter(|(_, s)| s.role == Role::Leader && !s.stopped)
+            .collect()
+    }
+
+    /// Hands the leadership of every group this node leads to an in-sync peer
+    /// (the one with the most of the log), asking again until none is led
+    /// here or `timeout` has passed, before a graceful stop. Returns how many
+    /// groups are still led here (those with no peer in sync to take them, or
+    /// whose peers did not within the time).
+    pub async fn hand_over_leadership(&self, timeout: Duration) -> usize {
+        let deadline = Instant::now() + timeout;
+        let began = Instant::now();
+        let mut first = None;
+        loop {
+            let led = self.led_groups();
+            first.get_or_insert(led.len());
+            let mut movable = 0;
+            for (group, st) in &led {
+                if let Some(to) = best_peer(self.id(), st) {
+                    movable += 1;
+                    self.transfer_leader(*group, to);
+                }
+            }
+            if movable == 0 || Instant::now() >= deadline {
+                tracing::info!(
+                    led_before = first.unwrap_or(0),
+                    still_led = led.len(),
+                    took_ms = began.elapsed().as_millis() as u64,
+                    "handed over leadership"
+                );
+                return led.len();
+            }
+            tokio::time::sleep(RETRY.min(deadline - Instant::now())).await;
+        }
+    }
+
+    /// Hands leadership back to preferred replicas: for each partition this
+    /// node leads whose first replica is another node in sync, asks for a
+    /// transfer to it — when more than `leader_imbalance_percentage` percent of
+    /// the partitions led here prefer another node, or always with `force`
+    /// (ElectLeaders, `weir cluster balance`). Returns the transfers asked for.
+    pub fn balance_leaders(&self, force: bool) -> usize {
+        let me = self.id();
+        let meta = self.metadata();
+        let led = self.led_groups();
+        let led_partitions: Vec<(GroupId, &[NodeId], &GroupStatus)> = meta
+            .topics
+            .values()
+            .flat_map(|t| t.partitions.iter())
+            .filter_map(|p| {
+                led.iter()
+                    .find(|(g, _)| *g == p.group)
+                    .map(|(_, s)| (p.group, p.replicas.as_slice(), s))
+            })
+            .collect();
+        let elsewhere: Vec<(GroupId, NodeId, &GroupStatus)> = led_partitions
+            .iter()
+            .filter_map(|(g, replicas, s)| {
+                replicas
+                    .first()
+                    .filter(|&&preferred| preferred != me)
+                    .map(|&preferred| (*g, preferred, *s))
+            })
+            .collect();
+        let threshold = u64::from(self.config().leader_imbalance_percentage);
+        let imbalanced = elsewhere.len() as u64 * 100 > threshold * led_partitions.len() as u64;
+        if elsewhere.is_empty() || !(force || imbalanced) {
+            return 0;
+        }
+        let mut asked = 0;
+        for (group, preferred, st) in elsewhere {
+            if st.in_sync.contains(&preferred) {
+                tracing::debug!(%group, to = preferred, "handing leadership back to the preferred replica");
+                self.transfer_leader(group, preferred);
+                asked += 1;
+            }
+        }
+        if asked > 0 {
+            tracing::info!(
+                transfers = asked,
+                led = led_partitions.len(),
+                "moving leaderships back to their preferred replicas"
+            );
+        }
+        asked
+    }
+}
+
+/// The in-sync peer of a group led by `me` that has the most of its log.
+fn best_peer(me: NodeId, st: &GroupStatus) -> Option<NodeId> {
+    st.progress
+        .iter()
+        .filter(|(id, _)| *id != me && st.in_sync.contains(id))
+        .max_by_key(|(id, matched)| (*matched, std::cmp::Reverse(*id)))
+        .map(|(id, _)| *id)
+}
+
+/// Balances leaders every `leader_imbalance_check_interval` while
+/// `auto_leader_rebalance` is on, until the node stops.
+pub(crate) async fn run_leader_balancer(node: crate::node::WeakNode) {
+    loop {
+        let Some(n) = node.upgrade() else {
+            return;
+        };
+        let cfg = n.config();
+        let every = cfg.leader_imbalance_check_interval;
+        if cfg.auto_leader_rebalance {
+            n.balance_leaders(false);
+        }
+        drop(n);
+        tokio::time::sleep(every).await;
+    }
+}

@@ -1,0 +1,227 @@
+//! Cluster lifecycle (issue 22) with real processes: the ISR as Kafka means it,
+//! leadership handed over at a graceful stop, leaders balanced back to each
+//! partition's preferred replica.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::Cluster;
+
+/// What kcat's metadata listing says of `topic`'s partition `p` through
+/// `via`: (leader, replicas, ISR), node ids.
+fn partition(
+    c: &Cluster,
+    via: &str,
+    topic: &str,
+    p: i32,
+) -> Option<(usize, Vec<usize>, Vec<usize>)> {
+    let m = c.metadata(via, topic);
+    let line = m
+        .lines()
+        .find(|l| l.trim_start().starts_with(&format!("partition {p},")))?;
+    let ids = |after: &str| -> Vec<usize> {
+        line.split(after)
+            .nth(1)
+            .map(|r| {
+                r.split(", ")
+                    .next()
+                    .unwrap_or_default()
+                    .split(',')
+                    .filter_map(|n| n.trim().parse().ok())
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let leader = line
+        .split("leader ")
+        .nth(1)?
+        .split(',')
+        .next()?
+        .trim()
+        .parse()
+        .ok()?;
+    Some((leader, ids("replicas: "), ids("isrs: ")))
+}
+
+/// Waits up to `secs` for `check` to hold, describing the last state otherwise.
+fn wait_for(secs: u64, what: &str, mut check: impl FnMut() -> Result<(), String>) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        match check() {
+            Ok(()) => return,
+            Err(last) => assert!(Instant::now() < deadline, "{what}: {last}"),
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+fn create(c: &Cluster, topic: &str, partitions: i32, replicas: i16, configs: &[(String, String)]) {
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let mut client = weir_server::client::Client::new(&c.all());
+    rt.block_on(client.create_topic(topic, partitions, replicas, configs))
+        .expect("create topic");
+}
+
+#[test]
+fn a_killed_replica_leaves_the_isr_and_comes_back_once_caught_up() {
+    let mut c = Cluster::start_with(3, "tcp", "replica_lag_time_max_ms = 2000\n");
+    create(&c, "isr", 1, 3, &[]);
+    let leader = c.leader("isr");
+    let via = c.bootstrap(leader - 1);
+    wait_for(30, "every replica in sync at first", || {
+        match partition(&c, &via, "isr", 0) {
+            Some((_, _, isr)) if isr.len() == 3 => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
+    });
+    let victim = if leader == 3 { 2 } else { 3 };
+    c.kill9(victim - 1);
+    wait_for(
+        30,
+        "the killed replica leaves the ISR",
+        || match partition(&c, &via, "isr", 0) {
+            Some((l, r, isr)) if l == leader && r.len() == 3 && !isr.contains(&victim) => {
+                assert!(isr.contains(&leader), "the leader is in sync: {isr:?}");
+                Ok(())
+            }
+            other => Err(format!("{other:?}")),
+        },
+    );
+    c.launch(victim - 1);
+    wait_for(
+        60,
+        "the restarted replica returns to the ISR",
+        || match partition(&c, &via, "isr", 0) {
+            Some((_, _, isr)) if isr.contains(&victim) && isr.len() == 3 => Ok(()),
+            other => Err(format!("{other:?}")),
+        },
+    );
+}
+
+/// Waits until every partition of `topic` has all of its replicas in sync, as
+/// its leader reports.
+fn wait_fully_in_sync(c: &Cluster, topic: &str, partitions: i32) {
+    wait_for(90, "every replica back in sync", || {
+        for p in 0..partitions {
+            let (leader, _, _) =
+                partition(c, &c.all(), topic, p).ok_or(format!("no metadata for {p}"))?;
+            if leader == 0 || !c.is_up(leader - 1) {
+                return Err(format!("partition {p}: leader {leader}"));
+            }
+            match partition(c, &c.bootstrap(leader - 1), topic, p) {
+                Some((_, r, isr)) if isr.len() == r.len() => {}
+                other => return Err(format!("partition {p}: {other:?}")),
+            }
+        }
+        Ok(())
+    });
+}
+
+#[test]
+fn a_rolling_restart_fails_no_delivery_and_loses_nothing() {
+    let mut c = Cluster::start_with(3, "tcp", "replica_lag_time_max_ms = 3000\n");
+    create(&c, "rolling", 3, 3, &[]);
+    wait_fully_in_sync(&c, "rolling", 3);
+    let script =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/clients/rolling_restart.py");
+    let bootstrap = c.all();
+    let mut next = 0;
+    let (ok, out) = common::run_with_cue(
+        std::process::Command::new("python3").arg(script).args([
+            bootstrap.as_str(),
+            "rolling",
+            "3",
+        ]),
+        || {
+            let i = next;
+            next += 1;
+            let began = Instant::now();
+            c.signal(i, "-TERM");
+            let status = c
+                .wait_exit(i, Duration::from_secs(40))
+                .unwrap_or_else(|| panic!("node {} did not stop on SIGTERM", i + 1));
+            assert!(status.success(), "node {} stopped with {status}", i + 1);
+            let stopped = began.elapsed();
+            // It handed its leaderships over before exiting: its peers name
+            // live leaders at once, not after an election timeout.
+            let peer = c.bootstrap((i + 1) % 3);
+            for p in 0..3 {
+                let (leader, _, _) = partition(&c, &peer, "rolling", p).expect("metadata");
+                assert_ne!(
+                    leader,
+                    i + 1,
+                    "partition {p} still led by the node that stopped"
+                );
+            }
+            c.launch(i);
+            wait_fully_in_sync(&c, "rolling", 3);
+            format!(
+                "node {} stopped in {} ms, restarted and caught up in {} ms",
+                i + 1,
+                stopped.as_millis(),
+                began.elapsed().as_millis()
+            )
+        },
+    );
+    assert!(ok, "{out}");
+    eprintln!("{out}");
+}
+
+/// Leaders per node of `topic`'s `partitions` (kcat's view through every node).
+fn leaders_per_node(c: &Cluster, topic: &str, partitions: i32) -> Result<Vec<usize>, String> {
+    let m = c.metadata(&c.all(), topic);
+    let mut per = vec![0; 3];
+    let mut counted = 0;
+    for l in m
+        .lines()
+        .filter(|l| l.trim_start().starts_with("partition "))
+    {
+        let leader: usize = l
+            .split("leader ")
+            .nth(1)
+            .and_then(|r| r.split(',').next())
+            .and_then(|n| n.trim().parse().ok())
+            .ok_or(format!("no leader in {l}"))?;
+        if !(1..=3).contains(&leader) || !c.is_up(leader - 1) {
+            return Err(format!("leader {leader} in {l}"));
+        }
+        per[leader - 1] += 1;
+        counted += 1;
+    }
+    if counted != partitions {
+        return Err(format!("{counted} partitions listed"));
+    }
+    Ok(per)
+}
+
+fn balanced(c: &Cluster, topic: &str) -> Result<(), String> {
+    let per = leaders_per_node(c, topic, 30)?;
+    if per.iter().all(|&n| (9..=11).contains(&n)) {
+        Ok(())
+    } else {
+        Err(format!("leaders per node {per:?}"))
+    }
+}
+
+#[test]
+fn leaders_go_back_to_their_preferred_replicas() {
+    let mut c = Cluster::start_with(
+        3,
+        "tcp",
+        "replica_lag_time_max_ms = 3000\nleader_imbalance_check_interval_ms = 1000\n",
+    );
+    create(&c, "balance", 30, 3, &[]);
+    wait_for(60, "leaders balanced after creation", || {
+        balanced(&c, "balance")
+    });
+    // A restart: the stopping node hands its leaderships to its peers, which
+    // give them back once it is in sync again.
+    c.stop(1);
+    let per = leaders_per_node(&c, "balance", 30).expect("leaders");
+    assert_eq!(per[1], 0, "the stopped node leads nothing: {per:?}");
+    c.launch(1);
+    wait_for(60, "leaders balanced after a restart", || {
+        balanced(&c, "balance")
+    });
+}
