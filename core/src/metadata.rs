@@ -168,6 +168,27 @@ impl Metadata {
         partitions: i32,
         replication: usize,
     ) -> Result<Vec<Vec<NodeId>>> {
+        if partitions < 1 {
+            return Err(Error::Invalid(format!(
+                "topic {name} needs at least one partition, not {partitions}"
+            )));
+        }
+        self.assign_range(name, 0..partitions as usize, replication)
+    }
+
+    /// Replicas for partitions `range` of topic `name`: the brokers in turn
+    /// from a place the name picks, so that a topic's partitions (and their
+    /// preferred leaders, the first replicas) spread evenly, and partitions
+    /// added later continue the same rotation.
+    ///
+    /// # Errors
+    /// [`Error::Invalid`] for a replication factor of 0 or above the brokers.
+    pub fn assign_range(
+        &self,
+        name: &str,
+        range: std::ops::Range<usize>,
+        replication: usize,
+    ) -> Result<Vec<Vec<NodeId>>> {
         let brokers: Vec<NodeId> = self.brokers.keys().copied().collect();
         if replication == 0 || replication > brokers.len() {
             return Err(Error::Invalid(format!(
@@ -175,15 +196,10 @@ impl Metadata {
                 brokers.len()
             )));
         }
-        if partitions < 1 {
-            return Err(Error::Invalid(format!(
-                "topic {name} needs at least one partition, not {partitions}"
-            )));
-        }
         let start = name
             .bytes()
             .fold(0usize, |h, b| h.wrapping_mul(31).wrapping_add(b as usize));
-        Ok((0..partitions as usize)
+        Ok(range
             .map(|p| {
                 (0..replication)
                     .map(|r| brokers[(start + p + r) % brokers.len()])
@@ -243,6 +259,17 @@ pub enum MetaCommand {
     AllocateProducerIds {
         /// The node.
         node: NodeId,
+    },
+    /// Adds partitions to a topic (CreatePartitions): partition `from` onward
+    /// gets `replicas`. Ignored unless the topic has exactly `from` partitions,
+    /// so that a proposal applied twice, or raced by another, adds nothing.
+    AddPartitions {
+        /// The topic.
+        name: String,
+        /// Its partition count when the command was made.
+        from: i32,
+        /// Replicas of each new partition.
+        replicas: Vec<Vec<NodeId>>,
     },
 }
 
@@ -324,6 +351,27 @@ impl MetadataMachine {
                         kind,
                     },
                 );
+            }
+            MetaCommand::AddPartitions {
+                name,
+                from,
+                replicas,
+            } => {
+                let Some(t) = st.topics.get_mut(&name) else {
+                    return;
+                };
+                if t.partitions.len() != from as usize || t.is_internal() {
+                    return;
+                }
+                for (i, replicas) in replicas.into_iter().enumerate() {
+                    st.next_group += 1;
+                    t.partitions.push(PartitionMeta {
+                        index: from + i as i32,
+                        group: GroupId(st.next_group),
+                        replicas,
+                        leader: None,
+                    });
+                }
             }
             MetaCommand::DeleteTopic { name } => {
                 if let Some(t) = st.topics.remove(&name) {

@@ -22,6 +22,7 @@ pub mod admin;
 pub mod alloc;
 pub mod bench;
 pub mod client;
+pub mod cluster_tools;
 pub mod config;
 pub mod fuzzing;
 pub mod group_tools;

@@ -47,6 +47,14 @@ enum Command {
         #[command(subcommand)]
         command: weir_server::group_tools::GroupsCommand,
     },
+    /// The cluster's brokers and leaders, and preferred leader elections.
+    Cluster {
+        /// A broker to start from.
+        #[arg(long, short, default_value = "127.0.0.1:9092")]
+        bootstrap: String,
+        #[command(subcommand)]
+        command: weir_server::cluster_tools::ClusterCommand,
+    },
     /// Show the idempotent producers each partition's leader holds state for.
     Producers {
         /// A broker to start from.
@@ -307,6 +315,9 @@ fn main() -> std::process::ExitCode {
         Command::Recover(args) => recover(args),
         Command::Topics { bootstrap, command } => {
             tokio_main(weir_server::tools::topics(bootstrap, command))
+        }
+        Command::Cluster { bootstrap, command } => {
+            tokio_main(weir_server::cluster_tools::cluster(bootstrap, command))
         }
         Command::Groups { bootstrap, command } => {
             tokio_main(weir_server::group_tools::groups(bootstrap, command))

@@ -57,6 +57,15 @@ pub enum TopicsCommand {
         #[arg(long)]
         before: String,
     },
+    /// Grow a topic to more partitions (CreatePartitions); the new ones
+    /// continue the topic's rotation over the brokers.
+    AddPartitions {
+        /// The topic.
+        name: String,
+        /// The partition count it grows to.
+        #[arg(long)]
+        partitions: i32,
+    },
 }
 
 /// Codecs `weir produce --compression` can write.
@@ -263,6 +272,10 @@ pub async fn topics(bootstrap: String, command: TopicsCommand) -> anyhow::Result
             };
             let start = c.delete_records(&name, partition, offset).await?;
             println!("{name}-{partition}: log starts at offset {start}");
+        }
+        TopicsCommand::AddPartitions { name, partitions } => {
+            c.create_partitions(&name, partitions).await?;
+            println!("{name} has {partitions} partitions");
         }
     }
     Ok(())

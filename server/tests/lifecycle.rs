@@ -225,3 +225,122 @@ fn leaders_go_back_to_their_preferred_replicas() {
         balanced(&c, "balance")
     });
 }
+
+#[test]
+fn admin_clients_add_partitions_elect_preferred_leaders_and_describe_the_cluster() {
+    let mut c = Cluster::start_with(
+        3,
+        "tcp",
+        "replica_lag_time_max_ms = 3000\nauto_leader_rebalance = false\n",
+    );
+    let script =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/clients/cluster_admin.py");
+    let bootstrap = c.all();
+    let mut kcat_saw = String::new();
+    let (ok, out) = common::run_with_cue(
+        std::process::Command::new("python3")
+            .arg(script)
+            .args([bootstrap.as_str(), "grow", "3"]),
+        || {
+            kcat_saw = c.metadata(&c.all(), "grow");
+            // After a restart (without the balancer) the restarted node leads
+            // nothing, so its preferred partitions need an election.
+            c.stop(0);
+            c.launch(0);
+            wait_fully_in_sync(&c, "grow", 5);
+            "node 1 restarted".into()
+        },
+    );
+    assert!(ok, "{out}");
+    let listed = kcat_saw
+        .lines()
+        .filter(|l| l.trim_start().starts_with("partition "))
+        .count();
+    assert_eq!(listed, 5, "kcat sees the added partitions: {kcat_saw}");
+    eprintln!("{out}");
+}
+
+#[test]
+fn the_cli_shows_the_cluster_adds_partitions_and_balances_leaders() {
+    let mut c = Cluster::start_with(
+        3,
+        "tcp",
+        "replica_lag_time_max_ms = 2000\nauto_leader_rebalance = false\n",
+    );
+    let b = c.all();
+    let (ok, out) = common::weir(&[
+        "topics",
+        "-b",
+        &b,
+        "create",
+        "cli",
+        "--partitions",
+        "3",
+        "--replication",
+        "3",
+    ]);
+    assert!(ok, "{out}");
+    let (ok, out) = common::weir(&[
+        "topics",
+        "-b",
+        &b,
+        "add-partitions",
+        "cli",
+        "--partitions",
+        "6",
+    ]);
+    assert!(ok, "{out}");
+    let (ok, out) = common::weir(&["topics", "-b", &b, "describe", "cli"]);
+    assert!(ok && out.contains("6 partitions"), "{out}");
+    let (ok, out) = common::weir(&[
+        "topics",
+        "-b",
+        &b,
+        "add-partitions",
+        "cli",
+        "--partitions",
+        "2",
+    ]);
+    assert!(!ok && out.contains("only grow"), "{out}");
+    wait_fully_in_sync(&c, "cli", 6);
+    let (ok, out) = common::weir(&["cluster", "-b", &b, "status"]);
+    assert!(ok, "{out}");
+    assert!(
+        out.contains("3 brokers") && !out.contains("UNREACHABLE"),
+        "{out}"
+    );
+    assert!(
+        out.contains("every partition has all its replicas in sync"),
+        "{out}"
+    );
+    // A node down: unreachable, its partitions under-replicated.
+    c.kill9(2);
+    let b2 = c.all();
+    wait_for(30, "status shows the dead node", || {
+        let (_, out) = common::weir(&["cluster", "-b", &b2, "status"]);
+        if out.contains("broker 3")
+            && out.contains("UNREACHABLE")
+            && out.contains("under-replicated")
+        {
+            Ok(())
+        } else {
+            Err(out)
+        }
+    });
+    c.launch(2);
+    wait_fully_in_sync(&c, "cli", 6);
+    let (ok, out) = common::weir(&["cluster", "-b", &c.all(), "balance"]);
+    assert!(
+        ok && out.contains("moved to their preferred leader"),
+        "{out}"
+    );
+    wait_for(30, "every partition led by its preferred replica", || {
+        for p in 0..6 {
+            match partition(&c, &c.all(), "cli", p) {
+                Some((l, r, _)) if r.first() == Some(&l) => {}
+                other => return Err(format!("partition {p}: {other:?}")),
+            }
+        }
+        Ok(())
+    });
+}

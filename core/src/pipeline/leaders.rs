@@ -138,3 +138,58 @@ pub(crate) async fn run_leader_balancer(node: crate::node::WeakNode) {
         tokio::time::sleep(every).await;
     }
 }
+
+/// What asking for a partition's preferred replica to lead did
+/// ([`Node::elect_preferred`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Elect {
+    /// The preferred replica leads already.
+    NotNeeded,
+    /// This node leads and asked for a transfer to the preferred replica.
+    Started(NodeId),
+    /// This node leads, but the preferred replica is not in sync.
+    PreferredNotInSync(NodeId),
+    /// Another node leads (the one named, if known): ask it.
+    LedElsewhere(Option<NodeId>),
+}
+
+impl Node {
+    /// Asks for partition `p`'s preferred replica (its first) to lead it
+    /// (ElectLeaders with PREFERRED): a transfer if this node leads it and
+    /// the preferred replica is in sync.
+    pub fn elect_preferred(&self, p: &crate::metadata::PartitionMeta) -> Elect {
+        let Some(&preferred) = p.replicas.first() else {
+            return Elect::NotNeeded;
+        };
+        let leader = self.partition_leader(p).map(|l| l.node);
+        if leader == Some(preferred) {
+            return Elect::NotNeeded;
+        }
+        match self.group_status(p.group) {
+            Some(st) if st.role == Role::Leader => {
+                if st.in_sync.contains(&preferred) {
+                    self.transfer_leader(p.group, preferred);
+                    Elect::Started(preferred)
+                } else {
+                    Elect::PreferredNotInSync(preferred)
+                }
+            }
+            _ => Elect::LedElsewhere(leader.filter(|&l| l != self.id())),
+        }
+    }
+
+    /// Waits until this node sees `node` lead `group`, up to `timeout`;
+    /// whether it did.
+    pub async fn wait_leader_is(&self, group: GroupId, node: NodeId, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if self.group_status(group).is_some_and(|s| s.leader == node) {
+                return true;
+            }
+            if Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}

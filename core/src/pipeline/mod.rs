@@ -9,6 +9,7 @@
 //! * [`offsets`] — offset lookups (earliest, latest, by timestamp).
 //! * [`topics`] — create and delete topics through the metadata group; the leader,
 //!   in-sync replicas and controller as clients are told of them.
+//! * [`partitions`] — add partitions to a topic.
 //! * [`trim`] — delete a partition's oldest records (DeleteRecords, retention).
 //! * [`leaders`] — hand leadership over before a graceful stop, and back to
 //!   preferred replicas.
@@ -18,6 +19,7 @@ pub mod clean;
 pub mod fetch;
 pub mod leaders;
 pub mod offsets;
+pub mod partitions;
 pub mod produce;
 pub mod topics;
 pub mod trim;

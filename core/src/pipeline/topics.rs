@@ -121,28 +121,7 @@ impl Node {
         let rf = replicas.first().map_or(0, Vec::len);
         let partitions = i32::try_from(replicas.len()).unwrap_or(i32::MAX);
         self.check_new_topic(name, partitions, rf.max(1))?;
-        let meta = self.metadata();
-        for (i, r) in replicas.iter().enumerate() {
-            if r.is_empty() || r.len() != rf {
-                return Err(Error::Invalid(format!(
-                    "topic {name}: partition {i} has {} replicas; every partition needs the same number, at least one",
-                    r.len()
-                )));
-            }
-            for (j, n) in r.iter().enumerate() {
-                if !meta.brokers.contains_key(n) {
-                    return Err(Error::Invalid(format!(
-                        "topic {name}: partition {i} names broker {n}, which is not registered"
-                    )));
-                }
-                if r[..j].contains(n) {
-                    return Err(Error::Invalid(format!(
-                        "topic {name}: partition {i} names broker {n} twice"
-                    )));
-                }
-            }
-        }
-        Ok(())
+        check_replica_sets(&self.metadata(), name, replicas, rf, 0)
     }
 
     /// Everything [`Node::create_topic`] checks before proposing (what
@@ -170,29 +149,7 @@ impl Node {
             return Err(Error::AlreadyExists(format!("topic {name}")));
         }
         // Before anything is allocated for the partitions.
-        let cfg = self.config();
-        if partitions > cfg.max_partitions_per_topic {
-            return Err(Error::LimitExceeded(format!(
-                "topic {name}: {partitions} partitions exceed max_partitions_per_topic = {}",
-                cfg.max_partitions_per_topic
-            )));
-        }
-        let total: usize = meta.topics.values().map(|t| t.partitions.len()).sum();
-        if total.saturating_add(partitions.max(0) as usize) > cfg.max_partitions {
-            return Err(Error::LimitExceeded(format!(
-                "topic {name}: {partitions} more partitions would exceed max_partitions = {} (the cluster has {total})",
-                cfg.max_partitions
-            )));
-        }
-        if let Some(allowed) = self.partitions_allowed_by_open_files()
-            && total.saturating_add(partitions.max(0) as usize) > allowed
-        {
-            return Err(Error::LimitExceeded(format!(
-                "topic {name}: {partitions} more partitions would need more files open than this node's open-file limit allows ({allowed} partitions of the {} engine in half of the {} descriptors the limit leaves; the cluster has {total}); raise the limit (ulimit -n, LimitNOFILE)",
-                self.engine().name(),
-                cfg.open_file_limit.unwrap_or_default()
-            )));
-        }
+        self.check_partition_budget(name, partitions, partitions.max(0) as usize)?;
         meta.assign(name, partitions, replication)
     }
 
@@ -304,9 +261,48 @@ impl Node {
         .await
     }
 
+    /// Checks that topic `name` may have `topic_partitions` partitions, of
+    /// which `added` are new to the cluster: `max_partitions_per_topic`,
+    /// `max_partitions` and the open-file budget.
+    ///
+    /// # Errors
+    /// [`Error::LimitExceeded`] naming the limit.
+    pub(crate) fn check_partition_budget(
+        &self,
+        name: &str,
+        topic_partitions: i32,
+        added: usize,
+    ) -> Result<()> {
+        let meta = self.metadata();
+        let cfg = self.config();
+        if topic_partitions > cfg.max_partitions_per_topic {
+            return Err(Error::LimitExceeded(format!(
+                "topic {name}: {topic_partitions} partitions exceed max_partitions_per_topic = {}",
+                cfg.max_partitions_per_topic
+            )));
+        }
+        let total: usize = meta.topics.values().map(|t| t.partitions.len()).sum();
+        if total.saturating_add(added) > cfg.max_partitions {
+            return Err(Error::LimitExceeded(format!(
+                "topic {name}: {added} more partitions would exceed max_partitions = {} (the cluster has {total})",
+                cfg.max_partitions
+            )));
+        }
+        if let Some(allowed) = self.partitions_allowed_by_open_files()
+            && total.saturating_add(added) > allowed
+        {
+            return Err(Error::LimitExceeded(format!(
+                "topic {name}: {added} more partitions would need more files open than this node's open-file limit allows ({allowed} partitions of the {} engine in half of the {} descriptors the limit leaves; the cluster has {total}); raise the limit (ulimit -n, LimitNOFILE)",
+                self.engine().name(),
+                cfg.open_file_limit.unwrap_or_default()
+            )));
+        }
+        Ok(())
+    }
+
     /// Proposes a metadata command (again every few ticks, as proposals can be lost
     /// during elections) until `done` holds for the applied metadata.
-    async fn propose_meta(
+    pub(crate) async fn propose_meta(
         &self,
         cmd: MetaCommand,
         timeout: Duration,
@@ -367,4 +363,40 @@ impl Node {
             .map(|s| s.leader)
             .filter(|&l| l != 0)
     }
+}
+
+/// Checks replica sets for partitions `first..` of topic `name`: each names
+/// `rf` registered brokers, none twice.
+///
+/// # Errors
+/// [`Error::Invalid`] naming the partition and what is wrong.
+pub(crate) fn check_replica_sets(
+    meta: &Metadata,
+    name: &str,
+    replicas: &[Vec<NodeId>],
+    rf: usize,
+    first: usize,
+) -> Result<()> {
+    for (i, r) in replicas.iter().enumerate() {
+        let i = first + i;
+        if r.is_empty() || r.len() != rf {
+            return Err(Error::Invalid(format!(
+                "topic {name}: partition {i} has {} replicas; every partition needs the same number ({rf}), at least one",
+                r.len()
+            )));
+        }
+        for (j, n) in r.iter().enumerate() {
+            if !meta.brokers.contains_key(n) {
+                return Err(Error::Invalid(format!(
+                    "topic {name}: partition {i} names broker {n}, which is not registered"
+                )));
+            }
+            if r[..j].contains(n) {
+                return Err(Error::Invalid(format!(
+                    "topic {name}: partition {i} names broker {n} twice"
+                )));
+            }
+        }
+    }
+    Ok(())
 }

@@ -15,6 +15,7 @@ use tokio_util::codec::{Framed, LengthDelimitedCodec};
 
 use crate::kafka::frame_codec;
 
+pub mod cluster;
 mod consume;
 pub mod groups;
 pub mod member;
@@ -38,10 +39,11 @@ const DELETE_RECORDS_V: i16 = 2;
 struct Conn {
     stream: Framed<TcpStream, LengthDelimitedCodec>,
     next_id: i32,
+    client_id: &'static str,
 }
 
 impl Conn {
-    async fn connect(addr: &str) -> anyhow::Result<Conn> {
+    async fn connect(addr: &str, client_id: &'static str) -> anyhow::Result<Conn> {
         let stream = tokio::time::timeout(Duration::from_secs(10), TcpStream::connect(addr))
             .await
             .with_context(|| format!("connecting to {addr} timed out"))?
@@ -50,6 +52,7 @@ impl Conn {
         Ok(Conn {
             stream: Framed::new(stream, frame_codec(MAX_RESPONSE_BYTES)),
             next_id: 1,
+            client_id,
         })
     }
 
@@ -72,7 +75,7 @@ impl Conn {
             .with_request_api_key(key as i16)
             .with_request_api_version(version)
             .with_correlation_id(id)
-            .with_client_id(Some(StrBytes::from_static_str("weir-cli")))
+            .with_client_id(Some(StrBytes::from_static_str(self.client_id)))
             .encode(&mut buf, key.request_header_version(version))?;
         req.encode(&mut buf, version)?;
         self.stream.send(buf.freeze()).await?;
@@ -101,7 +104,13 @@ pub struct Client {
     /// Group coordinators found, by group (forgotten when one answers
     /// NOT_COORDINATOR or cannot be reached).
     coordinators: HashMap<String, String>,
+    /// The client id requests carry.
+    client_id: &'static str,
 }
+
+/// The client id of requests one broker forwards to another (ElectLeaders to
+/// a partition's leader), which the receiver does not forward again.
+pub const FORWARDED_CLIENT_ID: &str = "weir-forward";
 
 /// A topic as metadata describes it.
 #[derive(Debug)]
@@ -136,6 +145,16 @@ impl Client {
             bootstrap,
             conns: HashMap::new(),
             coordinators: HashMap::new(),
+            client_id: "weir-cli",
+        }
+    }
+
+    /// A client for a broker forwarding a request to another (its requests
+    /// carry [`FORWARDED_CLIENT_ID`]).
+    pub fn forwarding(bootstrap: &str) -> Client {
+        Client {
+            client_id: FORWARDED_CLIENT_ID,
+            ..Client::new(bootstrap)
         }
     }
 
@@ -158,7 +177,7 @@ impl Client {
 
     async fn conn(&mut self, addr: &str) -> anyhow::Result<&mut Conn> {
         if !self.conns.contains_key(addr) {
-            let c = Conn::connect(addr).await?;
+            let c = Conn::connect(addr, self.client_id).await?;
             self.conns.insert(addr.to_string(), c);
         }
         self.conns.get_mut(addr).context("connection")

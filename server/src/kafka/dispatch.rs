@@ -31,6 +31,9 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::AlterConfigs, 0, 2),
     (ApiKey::IncrementalAlterConfigs, 0, 1),
     (ApiKey::DeleteRecords, 0, 2),
+    (ApiKey::CreatePartitions, 0, 3),
+    (ApiKey::ElectLeaders, 0, 2),
+    (ApiKey::DescribeCluster, 0, 2),
     // Consumer groups (classic protocol). OffsetFetch 8-9 batch several groups.
     (ApiKey::JoinGroup, 0, 9),
     (ApiKey::SyncGroup, 0, 5),
@@ -209,6 +212,25 @@ pub async fn start<'a>(
         RequestKind::DeleteRecords(r) => respond(req, async move {
             Some(ResponseKind::DeleteRecords(
                 handlers::records::delete(r, ctx).await,
+            ))
+        }),
+        RequestKind::CreatePartitions(r) => respond(req, async move {
+            Some(ResponseKind::CreatePartitions(
+                handlers::cluster::create_partitions(r, ctx).await,
+            ))
+        }),
+        RequestKind::ElectLeaders(r) => {
+            let forwarded =
+                session.client_id.as_deref() == Some(crate::client::FORWARDED_CLIENT_ID);
+            respond(req, async move {
+                Some(ResponseKind::ElectLeaders(
+                    handlers::cluster::elect_leaders(r, ctx, forwarded).await,
+                ))
+            })
+        }
+        RequestKind::DescribeCluster(_) => respond(req, async move {
+            Some(ResponseKind::DescribeCluster(
+                handlers::cluster::describe_cluster(ctx),
             ))
         }),
         RequestKind::FindCoordinator(r) => respond(req, async move {

@@ -3,6 +3,7 @@
 //! returns the response; none of them frames, decodes or encodes.
 
 pub mod alter_configs;
+pub mod cluster;
 pub mod configs;
 pub mod consumer_groups;
 pub mod fetch;
@@ -44,6 +45,9 @@ pub(crate) fn host_port(addr: &str) -> (String, i32) {
         None => (addr.to_string(), 9092),
     }
 }
+
+/// The cluster id clients are told (Metadata, DescribeCluster).
+pub(crate) const CLUSTER_ID: &str = "weir";
 
 /// Topic names with this prefix are internal (Kafka's and weir's own).
 pub(crate) const INTERNAL_PREFIX: &str = "__";
