@@ -101,6 +101,7 @@ pub fn trials<H: TransportHarness>(harness: H) -> Vec<crate::suite::Trial> {
         transport_refuses_other_clusters,
         transport_reports_unreachable_peers,
         transport_dead_peer_queue_is_bounded,
+        transport_peer_added_later_is_reached,
     )
 }
 
@@ -204,6 +205,53 @@ async fn send_paced(t: &impl Transport, n: u64, group: impl Fn(u64) -> u64) {
             tokio::time::sleep(Duration::from_millis(2)).await;
         }
     }
+}
+
+/// A peer whose address is learnt after the start (a node that joined) is
+/// reached, both ways; learning it again changes nothing, and this node's
+/// own id is ignored.
+pub async fn transport_peer_added_later_is_reached<H: TransportHarness>(h: Arc<H>) -> CaseResult {
+    let (la, addr_a) = listener().await?;
+    let (lb, addr_b) = listener().await?;
+    // Node 1 starts knowing nobody; node 2 knows node 1.
+    let a = h.start(1, la, BTreeMap::new(), "c", MAX_FRAME, 1024)?;
+    let b = h.start(
+        2,
+        lb,
+        BTreeMap::from([(1, addr_a.clone())]),
+        "c",
+        MAX_FRAME,
+        1024,
+    )?;
+    let rec_a = Arc::new(Recorder::default());
+    let rec_b = Arc::new(Recorder::default());
+    a.register(rec_a.clone());
+    b.register(rec_b.clone());
+    a.send(2, vec![msg(1, 0, 16)]);
+    ensure!(
+        rec_a.unreachable.lock().contains(&2),
+        "a message to a peer with no address is reported unreachable"
+    );
+    a.add_peer(2, &addr_b);
+    a.add_peer(2, "127.0.0.1:1");
+    a.add_peer(1, "127.0.0.1:1");
+    send_paced(a.as_ref(), 100, |_| 1).await;
+    wait_until("100 messages to the added peer", 20, || {
+        rec_b.count() >= 100
+    })
+    .await?;
+    let mut back = msg(1, 7, 16);
+    back.msg.to = 1;
+    back.msg.from = 2;
+    b.send(1, vec![back]);
+    wait_until("the added peer's answer", 20, || rec_a.count() >= 1).await?;
+    ensure!(
+        rec_a.received.lock().iter().all(|(from, _)| *from == 2),
+        "sender identity"
+    );
+    a.shutdown();
+    b.shutdown();
+    Ok(Outcome::Passed)
 }
 
 /// Messages to one peer arrive in the order they were sent (all of them, when the

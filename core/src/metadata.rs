@@ -102,6 +102,10 @@ pub struct Metadata {
     pub producer_id_blocks: BTreeMap<NodeId, (i64, i64)>,
     /// The group-0 index this state reflects.
     pub applied: u64,
+    /// Where each node's peers reach it (its peer transport's address), as it
+    /// registered: the address book transports follow (DESIGN.md §10).
+    #[serde(default)]
+    pub peers: BTreeMap<NodeId, String>,
 }
 
 /// The id of a topic named `name` whose first partition is Raft group
@@ -271,6 +275,18 @@ pub enum MetaCommand {
         /// Replicas of each new partition.
         replicas: Vec<Vec<NodeId>>,
     },
+    /// A node announces (or updates) where its peers reach it.
+    RegisterPeer {
+        /// The node.
+        id: NodeId,
+        /// Its peer transport's address.
+        peer_addr: String,
+    },
+    /// A node left the cluster: it is no longer a broker or a peer.
+    RemoveBroker {
+        /// The node.
+        id: NodeId,
+    },
 }
 
 /// How many producer ids a node is given at a time.
@@ -351,6 +367,13 @@ impl MetadataMachine {
                         kind,
                     },
                 );
+            }
+            MetaCommand::RegisterPeer { id, peer_addr } => {
+                st.peers.insert(id, peer_addr);
+            }
+            MetaCommand::RemoveBroker { id } => {
+                st.brokers.remove(&id);
+                st.peers.remove(&id);
             }
             MetaCommand::AddPartitions {
                 name,

@@ -64,6 +64,11 @@ pub trait PeerTransport: Transport {
 
     /// Batches waiting in the queue of `peer` (bounded by the transport's config).
     fn queued(&self, peer: NodeId) -> usize;
+
+    /// Learns the address of a peer that joined after the transport started
+    /// (the address book follows metadata, DESIGN.md §10). A peer already
+    /// known keeps the address it has; this node's own id is ignored.
+    fn add_peer(&self, peer: NodeId, addr: &str);
 }
 
 /// Who a node is to its peers, and where they are: what every network transport
@@ -84,7 +89,11 @@ pub struct Identity {
 pub struct Peers {
     id: Identity,
     inbound: std::sync::OnceLock<Arc<dyn Inbound>>,
-    queues: std::collections::BTreeMap<NodeId, tokio::sync::mpsc::Sender<Vec<GroupMessage>>>,
+    queues: parking_lot::RwLock<
+        std::collections::BTreeMap<NodeId, tokio::sync::mpsc::Sender<Vec<GroupMessage>>>,
+    >,
+    /// The bound of each peer's queue.
+    bound: usize,
     stop: tokio::sync::watch::Sender<bool>,
 }
 
@@ -119,11 +128,29 @@ impl Peers {
             Peers {
                 id,
                 inbound: std::sync::OnceLock::new(),
-                queues,
+                queues: parking_lot::RwLock::new(queues),
+                bound: bound.max(1),
                 stop,
             },
             receivers,
         )
+    }
+
+    /// A queue for a peer learnt after the start ([`PeerTransport::add_peer`]),
+    /// whose receiving end goes to a new sender task; `None` when the peer
+    /// has one already, or is this node.
+    pub fn add_peer(&self, peer: NodeId, addr: &str) -> Option<PeerQueue> {
+        if peer == self.id.node {
+            return None;
+        }
+        let mut queues = self.queues.write();
+        if queues.contains_key(&peer) {
+            return None;
+        }
+        let (tx, rx) = tokio::sync::mpsc::channel(self.bound);
+        queues.insert(peer, tx);
+        tracing::info!(peer, addr, "learnt a peer's address");
+        Some((peer, addr.to_string(), rx))
     }
 
     /// Who this node is.
@@ -151,11 +178,14 @@ impl Peers {
     /// Queues `msgs` for `to` without blocking; a full queue drops them and reports
     /// the peer unreachable.
     pub fn send(&self, to: NodeId, msgs: Vec<GroupMessage>) {
-        let Some(q) = self.queues.get(&to) else {
-            tracing::warn!(to, "no peer address configured; dropping Raft messages");
-            return;
+        let sent = match self.queues.read().get(&to) {
+            Some(q) => q.try_send(msgs).is_ok(),
+            None => {
+                tracing::debug!(to, "no address known for the peer; dropping Raft messages");
+                false
+            }
         };
-        if q.try_send(msgs).is_err() {
+        if !sent {
             self.unreachable(to);
         }
     }
@@ -163,6 +193,7 @@ impl Peers {
     /// Batches waiting in the queue of `peer`.
     pub fn queued(&self, peer: NodeId) -> usize {
         self.queues
+            .read()
             .get(&peer)
             .map_or(0, |q| q.max_capacity() - q.capacity())
     }

@@ -9,15 +9,18 @@
 //!   otherwise (what a Kubernetes probe or a load balancer asks);
 //! * `GET /v1/cluster` — JSON: brokers, topics, partitions, leaders,
 //!   replicas, and for the groups hosted here their Raft term, commit and
-//!   applied index and (on their leader) each replica's lag.
+//!   applied index and (on their leader) each replica's lag;
+//! * `POST /v1/nodes`, `DELETE /v1/nodes/{id}` — add and remove nodes
+//!   (`crate::membership`).
 
 use std::sync::Arc;
 
 use axum::Router;
+use axum::extract::Path;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{delete, get, post};
 use serde_json::{Value, json};
 use weir_core::{GroupId, Node, Role};
 
@@ -46,6 +49,8 @@ pub async fn serve(
         .route("/health/live", get(|| async { "ok\n" }))
         .route("/health/ready", get(ready))
         .route("/v1/cluster", get(cluster))
+        .route("/v1/nodes", post(add_node))
+        .route("/v1/nodes/{id}", delete(remove_node))
         .with_state(Admin {
             node,
             kafka,
@@ -110,6 +115,17 @@ async fn ready(State(a): State<Admin>) -> Response {
     }
 }
 
+async fn add_node(
+    State(a): State<Admin>,
+    axum::Json(body): axum::Json<crate::membership::AddNode>,
+) -> Response {
+    crate::membership::add(a.node, body).await
+}
+
+async fn remove_node(State(a): State<Admin>, Path(id): Path<u64>) -> Response {
+    crate::membership::remove(a.node, id).await
+}
+
 async fn cluster(State(a): State<Admin>) -> Response {
     axum::Json(cluster_view(&a.node)).into_response()
 }
@@ -130,6 +146,7 @@ pub fn cluster_view(node: &Node) -> Value {
             json!({
                 "id": id,
                 "kafka": b.kafka_addr,
+                "peer": meta.peers.get(id),
                 "reachable": if *id == node.id() {
                     Some(true)
                 } else {
@@ -154,6 +171,9 @@ pub fn cluster_view(node: &Node) -> Value {
                 "high_watermark": st.log.map(|l| l.next_offset),
                 "log_start_offset": st.log.map(|l| l.start_offset),
                 "lag": if st.role == Role::Leader { Some(lag) } else { None },
+                "in_sync": if st.role == Role::Leader { Some(&st.in_sync) } else { None },
+                "voters": st.voters,
+                "learners": st.learners,
             })
         })
     };

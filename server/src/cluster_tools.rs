@@ -15,6 +15,29 @@ pub enum ClusterCommand {
     /// Move every partition's leadership to its preferred replica (its first)
     /// where that replica is in sync (ElectLeaders, PREFERRED).
     Balance,
+    /// Add a node to the cluster (it becomes a learner of the metadata group,
+    /// then a voter once caught up); start it with `weir serve` and the same
+    /// id, without --peer. `weir serve --join` does this itself.
+    AddNode {
+        /// The new node's id.
+        #[arg(long)]
+        id: u64,
+        /// Where its peers reach it (its peer_listen).
+        #[arg(long)]
+        peer: String,
+        /// Admin addresses (admin_listen) of the cluster's nodes, ADDR[,ADDR].
+        #[arg(long, value_delimiter = ',', required = true)]
+        admin: Vec<String>,
+    },
+    /// Remove a node from the cluster (refused while it holds partition
+    /// replicas).
+    RemoveNode {
+        /// The node's id.
+        id: u64,
+        /// Admin addresses (admin_listen) of the cluster's nodes, ADDR[,ADDR].
+        #[arg(long, value_delimiter = ',', required = true)]
+        admin: Vec<String>,
+    },
 }
 
 /// Runs a `weir cluster` subcommand against `bootstrap`.
@@ -25,29 +48,73 @@ pub async fn cluster(bootstrap: String, command: ClusterCommand) -> anyhow::Resu
     let mut c = Client::new(&bootstrap);
     match command {
         ClusterCommand::Status => status(&mut c).await,
-        ClusterCommand::Balance => {
-            let results = c.elect_preferred_leaders(None, 30_000).await?;
-            let (mut moved, mut already, mut failed) = (0, 0, Vec::new());
-            for (topic, p, code, msg) in results {
-                match code {
-                    0 => moved += 1,
-                    // ELECTION_NOT_NEEDED
-                    84 => already += 1,
-                    _ => failed.push(format!(
-                        "{topic}-{p}: error {code}{}",
-                        msg.map(|m| format!(" ({m})")).unwrap_or_default()
-                    )),
-                }
-            }
-            println!(
-                "{moved} partitions moved to their preferred leader, {already} were there already"
-            );
-            for f in &failed {
-                println!("  not moved: {f}");
-            }
+        ClusterCommand::Balance => balance(&mut c).await,
+        ClusterCommand::AddNode { id, peer, admin } => {
+            let body = serde_json::json!({"id": id, "peer_addr": peer}).to_string();
+            crate::membership::ask_members(&admin, "POST", "/v1/nodes", &body).await?;
+            println!("node {id} added; it becomes a voter once caught up");
             Ok(())
         }
+        ClusterCommand::RemoveNode { id, admin } => {
+            let path = format!("/v1/nodes/{id}");
+            // The metadata leader hands over first when it is the one
+            // removed: ask again, the new leader does it.
+            let mut last = None;
+            for _ in 0..3 {
+                match crate::membership::ask_members(&admin, "DELETE", &path, "").await {
+                    Ok(_) => {
+                        println!("node {id} removed");
+                        return Ok(());
+                    }
+                    Err(e) => last = Some(e),
+                }
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+            Err(last.unwrap_or_else(|| anyhow::anyhow!("removing node {id} failed")))
+        }
     }
+}
+
+/// `weir cluster balance`: preferred leader elections for every partition;
+/// those whose leader moved meanwhile, or had none (NOT_LEADER_OR_FOLLOWER,
+/// REQUEST_TIMED_OUT), are asked again.
+async fn balance(c: &mut Client) -> anyhow::Result<()> {
+    let (mut moved, mut already) = (0, 0);
+    let mut ask: Option<Vec<(String, Vec<i32>)>> = None;
+    let mut failed = Vec::new();
+    for round in 0..5 {
+        if round > 0 {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        let results = c.elect_preferred_leaders(ask.clone(), 30_000).await?;
+        failed.clear();
+        let mut again: BTreeMap<String, Vec<i32>> = BTreeMap::new();
+        for (topic, p, code, msg) in results {
+            match code {
+                0 => moved += 1,
+                // ELECTION_NOT_NEEDED
+                84 => already += 1,
+                _ => {
+                    if matches!(code, 6 | 7) {
+                        again.entry(topic.clone()).or_default().push(p);
+                    }
+                    failed.push(format!(
+                        "{topic}-{p}: error {code}{}",
+                        msg.map(|m| format!(" ({m})")).unwrap_or_default()
+                    ));
+                }
+            }
+        }
+        if again.is_empty() {
+            break;
+        }
+        ask = Some(again.into_iter().collect());
+    }
+    println!("{moved} partitions moved to their preferred leader, {already} were there already");
+    for f in &failed {
+        println!("  not moved: {f}");
+    }
+    Ok(())
 }
 
 async fn status(c: &mut Client) -> anyhow::Result<()> {

@@ -116,6 +116,13 @@ pub struct Config {
     pub cluster_id: String,
     /// Where peers connect to this node.
     pub peer_listen: Option<SocketAddr>,
+    /// The address peers are told to reach this node at (recorded in
+    /// metadata; default: `peer_listen`).
+    pub advertised_peer: Option<String>,
+    /// Admin addresses (`admin_listen`) of nodes of a running cluster this
+    /// node joins at its first start (`weir serve --join`), instead of a
+    /// static `peers` list.
+    pub join: Vec<String>,
     /// Where the admin HTTP server listens (metrics, health, cluster view):
     /// an address, or `none`. Unset: 127.0.0.1:9644, and a node that cannot
     /// bind it (another broker on the same host has it) runs without one,
@@ -325,6 +332,8 @@ impl Default for Config {
             transport: TransportKind::Grpc,
             cluster_id: "weir".to_string(),
             peer_listen: None,
+            advertised_peer: None,
+            join: Vec::new(),
             admin_listen: None,
             metrics_max_partitions: 1000,
             peers: BTreeMap::new(),
@@ -453,6 +462,13 @@ impl Config {
             );
         }
         Ok(())
+    }
+
+    /// The address advertised to peers: `advertised_peer`, else `peer_listen`.
+    pub fn advertised_peer(&self) -> Option<String> {
+        self.advertised_peer
+            .clone()
+            .or_else(|| self.peer_listen.map(|a| a.to_string()))
     }
 
     /// The Kafka address advertised to clients.

@@ -27,6 +27,7 @@ pub mod config;
 pub mod fuzzing;
 pub mod group_tools;
 pub mod kafka;
+pub mod membership;
 pub mod metrics;
 pub mod producer_tools;
 pub mod recover;
@@ -111,11 +112,14 @@ impl Transport for NoPeers {
 type Opened = (
     Arc<dyn Transport>,
     Box<dyn FnOnce(Arc<dyn weir_core::Inbound>) + Send>,
+    Option<membership::AddPeer>,
 );
 
 async fn open_transport(config: &Config) -> anyhow::Result<Opened> {
-    if config.peers.is_empty() {
-        return Ok((Arc::new(NoPeers), Box::new(|_| {})));
+    // A node with no peers and no peer listener is a cluster of one for good;
+    // one with a peer listener may grow (nodes join it) or join one.
+    if config.peers.is_empty() && config.peer_listen.is_none() {
+        return Ok((Arc::new(NoPeers), Box::new(|_| {}), None));
     }
     let kind = config.transport;
     let start = registry().transport(kind.name()).with_context(|| {
@@ -127,7 +131,7 @@ async fn open_transport(config: &Config) -> anyhow::Result<Opened> {
     })?;
     let listen = config
         .peer_listen
-        .context("peer_listen is required when peers are configured")?;
+        .context("peer_listen is required when peers are configured or the node joins a cluster")?;
     let identity = weir_core::transport::Identity {
         node: config.node_id,
         cluster_id: config.cluster_id.clone(),
@@ -139,7 +143,12 @@ async fn open_transport(config: &Config) -> anyhow::Result<Opened> {
     let section = plugin_config(Some(config.transport_section()))?;
     let t = start(listener, identity, &section)?;
     let reg = t.clone();
-    Ok((t, Box::new(move |inbound| reg.register(inbound))))
+    let book = t.clone();
+    Ok((
+        t,
+        Box::new(move |inbound| reg.register(inbound)),
+        Some(Arc::new(move |id, addr: &str| book.add_peer(id, addr))),
+    ))
 }
 
 /// What [`prepare`] checked and opened: the data directory's stamp and the
@@ -255,11 +264,18 @@ pub async fn run_prepared(
         engine,
         descriptors_left,
     } = prepared;
-    let (transport, register) = open_transport(&config).await?;
-    let mut voters: Vec<NodeId> = config.peers.keys().copied().collect();
-    voters.push(config.node_id);
-    voters.sort_unstable();
+    let (transport, register, add_peer) = open_transport(&config).await?;
+    // A node that joins starts with no voters: it waits to be added.
+    let voters: Vec<NodeId> = if config.join.is_empty() {
+        let mut v: Vec<NodeId> = config.peers.keys().copied().collect();
+        v.push(config.node_id);
+        v.sort_unstable();
+        v
+    } else {
+        Vec::new()
+    };
     let mut node_cfg = NodeConfig::new(config.node_id, voters, config.advertised());
+    node_cfg.peer_addr = add_peer.as_ref().and_then(|_| config.advertised_peer());
     node_cfg.tick = Duration::from_millis(config.raft_tick_ms);
     node_cfg.max_batch_bytes = config.max_batch_bytes;
     node_cfg.flush_bytes = config.flush_bytes;
@@ -339,6 +355,22 @@ pub async fn run_prepared(
     }
     let node = Node::start(node_cfg, engine.clone(), transport)?;
     register(node.inbound());
+    // Tasks that hold the node, ended before it stops.
+    let mut side_tasks = Vec::new();
+    if let Some(add_peer) = add_peer {
+        side_tasks.push(tokio::spawn(membership::follow_peers(
+            node.clone(),
+            add_peer.clone(),
+        )));
+        if let (false, Some(peer)) = (config.join.is_empty(), config.advertised_peer()) {
+            side_tasks.push(tokio::spawn(membership::join(
+                node.clone(),
+                config.join.clone(),
+                peer,
+                add_peer,
+            )));
+        }
+    }
     if let Some(s) = stamped.filter(|s| !s.holds_raft_state) {
         tokio::spawn(mark_holding(config.data_dir.clone(), s, engine));
     }
@@ -401,6 +433,9 @@ pub async fn run_prepared(
             Err(e) => tracing::warn!(error = %e, "the admin listener's task failed"),
             Ok(Ok(())) => {}
         }
+    }
+    for t in side_tasks {
+        t.abort();
     }
     node.shutdown().await;
     drop(stopped_tx);

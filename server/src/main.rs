@@ -189,6 +189,10 @@ struct ServeArgs {
     /// Another voter of a static cluster, as ID=HOST:PORT (repeatable).
     #[arg(long = "peer", value_parser = parse_peer)]
     peers: Vec<(u64, String)>,
+    /// Join a running cluster at the first start, asking the nodes whose
+    /// admin addresses are given (ADDR[,ADDR]) to add this one (no --peer).
+    #[arg(long, value_delimiter = ',')]
+    join: Vec<String>,
     /// The storage engine.
     #[arg(long, value_enum)]
     engine: Option<EngineKind>,
@@ -233,6 +237,9 @@ impl ServeArgs {
         }
         if !self.peers.is_empty() {
             c.peers = self.peers.into_iter().collect();
+        }
+        if !self.join.is_empty() {
+            c.join = self.join;
         }
         if let Some(v) = self.engine {
             c.engine = v;

@@ -99,22 +99,44 @@ fn a_killed_replica_leaves_the_isr_and_comes_back_once_caught_up() {
     );
 }
 
-/// Waits until every partition of `topic` has all of its replicas in sync, as
-/// its leader reports.
+/// Waits until every partition of `topic` has a leader that says so itself
+/// (`/v1/cluster` of each running node) with all of its replicas in sync.
 fn wait_fully_in_sync(c: &Cluster, topic: &str, partitions: i32) {
-    wait_for(90, "every replica back in sync", || {
-        for p in 0..partitions {
-            let (leader, _, _) =
-                partition(c, &c.all(), topic, p).ok_or(format!("no metadata for {p}"))?;
-            if leader == 0 || !c.is_up(leader - 1) {
-                return Err(format!("partition {p}: leader {leader}"));
-            }
-            match partition(c, &c.bootstrap(leader - 1), topic, p) {
-                Some((_, r, isr)) if isr.len() == r.len() => {}
-                other => return Err(format!("partition {p}: {other:?}")),
+    wait_for(90, "every partition led, every replica in sync", || {
+        let mut led = vec![0; partitions as usize];
+        for i in (0..3).filter(|&i| c.is_up(i)) {
+            let (_, body) = c.admin_get(i, "/v1/cluster");
+            let v: serde_json::Value =
+                serde_json::from_str(&body).map_err(|e| format!("{e}: {body}"))?;
+            let Some(t) = v["topics"]
+                .as_array()
+                .and_then(|ts| ts.iter().find(|t| t["name"] == topic))
+            else {
+                return Err(format!("node {} does not know {topic} yet", i + 1));
+            };
+            for p in t["partitions"].as_array().into_iter().flatten() {
+                if p["raft"]["role"] != "Leader" {
+                    continue;
+                }
+                let idx = p["partition"].as_u64().unwrap_or(0) as usize;
+                let replicas = p["replicas"].as_array().map_or(0, Vec::len);
+                let in_sync = p["raft"]["in_sync"].as_array().map_or(0, Vec::len);
+                if in_sync != replicas {
+                    return Err(format!(
+                        "{topic}-{idx} on node {}: {in_sync} of {replicas} in sync",
+                        i + 1
+                    ));
+                }
+                if let Some(n) = led.get_mut(idx) {
+                    *n += 1;
+                }
             }
         }
-        Ok(())
+        if led.iter().all(|&n| n == 1) {
+            Ok(())
+        } else {
+            Err(format!("nodes leading each partition: {led:?}"))
+        }
     });
 }
 
@@ -338,7 +360,7 @@ fn the_cli_shows_the_cluster_adds_partitions_and_balances_leaders() {
         for p in 0..6 {
             match partition(&c, &c.all(), "cli", p) {
                 Some((l, r, _)) if r.first() == Some(&l) => {}
-                other => return Err(format!("partition {p}: {other:?}")),
+                other => return Err(format!("partition {p}: {other:?} after: {out}")),
             }
         }
         Ok(())

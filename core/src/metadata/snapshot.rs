@@ -36,7 +36,73 @@ struct Saved {
 }
 
 /// The format of checkpoints and snapshots: a version byte, then postcard.
-const FORMAT: u8 = 1;
+/// Format 2 added [`Metadata::peers`]; format 1 is still read.
+const FORMAT: u8 = 2;
+
+/// What format 1 saved: [`Saved`] before [`Metadata::peers`].
+#[derive(Deserialize)]
+#[cfg_attr(test, derive(Serialize))]
+struct SavedV1 {
+    term: u64,
+    voters: Vec<u64>,
+    learners: Vec<u64>,
+    metadata: MetadataV1,
+}
+
+/// [`Metadata`] as format 1 saved it.
+#[derive(Deserialize)]
+#[cfg_attr(test, derive(Serialize))]
+struct MetadataV1 {
+    brokers: std::collections::BTreeMap<crate::ids::NodeId, super::Broker>,
+    topics: std::collections::BTreeMap<String, super::Topic>,
+    topic_ids: std::collections::BTreeMap<[u8; 16], String>,
+    next_group: u64,
+    next_producer_id: i64,
+    producer_id_blocks: std::collections::BTreeMap<crate::ids::NodeId, (i64, i64)>,
+    applied: u64,
+}
+
+impl From<SavedV1> for Saved {
+    fn from(v: SavedV1) -> Saved {
+        Saved {
+            term: v.term,
+            voters: v.voters,
+            learners: v.learners,
+            metadata: v.metadata.into(),
+        }
+    }
+}
+
+impl From<MetadataV1> for Metadata {
+    fn from(m: MetadataV1) -> Metadata {
+        Metadata {
+            brokers: m.brokers,
+            topics: m.topics,
+            topic_ids: m.topic_ids,
+            next_group: m.next_group,
+            next_producer_id: m.next_producer_id,
+            producer_id_blocks: m.producer_id_blocks,
+            applied: m.applied,
+            peers: Default::default(),
+        }
+    }
+}
+
+/// Reads a snapshot's metadata of either format.
+fn decode_metadata(bytes: &[u8]) -> std::result::Result<Metadata, String> {
+    match bytes.first() {
+        Some(1) => checkpoint::from_versioned::<MetadataV1>(1, bytes).map(Metadata::from),
+        _ => decode(bytes),
+    }
+}
+
+/// Reads a checkpoint of either format.
+fn decode_saved(bytes: &[u8]) -> std::result::Result<Saved, String> {
+    match bytes.first() {
+        Some(1) => checkpoint::from_versioned::<SavedV1>(1, bytes).map(Saved::from),
+        _ => decode(bytes),
+    }
+}
 
 fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>> {
     checkpoint::to_versioned(FORMAT, value)
@@ -65,7 +131,7 @@ impl MetadataMachine {
             return Ok((m, rx, 0));
         };
         let c = checkpoint::decode(G, blob)?;
-        let saved: Saved = decode(&c.payload)
+        let saved: Saved = decode_saved(&c.payload)
             .map_err(|e| corrupt(format!("metadata checkpoint does not decode: {e}")))?;
         let log_term = match engine.raft_term(G, c.index) {
             Ok(t) => Some(t),
@@ -135,7 +201,7 @@ impl MetadataMachine {
     /// Replaces the state with a leader's snapshot and checkpoints it (before
     /// the driver resets the Raft log to it: see [`MetadataMachine::open`]).
     pub(super) fn install(&mut self, meta: &SnapshotMetadata, data: &[u8]) -> Result<()> {
-        let mut state: Metadata = decode(data).map_err(|e| {
+        let mut state: Metadata = decode_metadata(data).map_err(|e| {
             Error::Invalid(format!(
                 "{G}: a snapshot at index {} does not decode: {e}",
                 meta.index
@@ -156,7 +222,7 @@ impl MetadataMachine {
 
 /// Whether a snapshot's data decodes as metadata.
 pub(super) fn check(data: &[u8]) -> Result<()> {
-    decode::<Metadata>(data)
+    decode_metadata(data)
         .map(|_| ())
         .map_err(|e| Error::Invalid(format!("{G}: the snapshot does not decode: {e}")))
 }
@@ -181,4 +247,49 @@ pub(crate) fn snapshot_source(
         let m = meta.borrow().clone();
         Ok((m.applied, encode(&*m)?))
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_format_1_checkpoint_and_snapshot_still_load() {
+        let brokers = std::collections::BTreeMap::from([(
+            1,
+            super::super::Broker {
+                id: 1,
+                kafka_addr: "127.0.0.1:9092".into(),
+            },
+        )]);
+        let v1 = SavedV1 {
+            term: 3,
+            voters: vec![1, 2, 3],
+            learners: vec![],
+            metadata: MetadataV1 {
+                brokers: brokers.clone(),
+                topics: Default::default(),
+                topic_ids: Default::default(),
+                next_group: 7,
+                next_producer_id: 1000,
+                producer_id_blocks: Default::default(),
+                applied: 42,
+            },
+        };
+        let bytes = checkpoint::to_versioned(1, &v1).expect("encode");
+        let saved = decode_saved(&bytes).expect("a format-1 checkpoint decodes");
+        assert_eq!(saved.term, 3);
+        assert_eq!(saved.voters, vec![1, 2, 3]);
+        assert_eq!(saved.metadata.brokers, brokers);
+        assert_eq!(saved.metadata.next_group, 7);
+        assert!(saved.metadata.peers.is_empty());
+        let snap = checkpoint::to_versioned(1, &v1.metadata).expect("encode");
+        let m = decode_metadata(&snap).expect("a format-1 snapshot decodes");
+        assert_eq!(m.applied, 42);
+        // And today's format round-trips, peers included.
+        let mut now = m;
+        now.peers.insert(2, "127.0.0.1:9193".into());
+        let bytes = encode(&now).expect("encode");
+        assert_eq!(decode_metadata(&bytes).expect("decode"), now);
+    }
 }

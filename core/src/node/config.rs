@@ -10,8 +10,15 @@ use crate::ids::NodeId;
 pub struct NodeConfig {
     /// This node's id (from 1).
     pub id: NodeId,
-    /// Every voter of the metadata group (a static cluster), this node included.
+    /// Every voter of the metadata group at the cluster's first start (a
+    /// static cluster), this node included; empty for a node that joins a
+    /// running cluster (its metadata replica starts empty and waits to be
+    /// added). After the first start the voters come from the group's Raft
+    /// configuration.
     pub voters: Vec<NodeId>,
+    /// Where this node's peers reach it, recorded in metadata (the address
+    /// book other nodes' transports follow); `None` for a node without peers.
+    pub peer_addr: Option<String>,
     /// The Kafka address clients should use to reach this node.
     pub kafka_addr: String,
     /// The Raft tick.
@@ -194,6 +201,7 @@ impl NodeConfig {
         NodeConfig {
             id,
             voters,
+            peer_addr: None,
             kafka_addr: kafka_addr.into(),
             tick: Duration::from_millis(100),
             election_ticks: 10,
@@ -271,7 +279,7 @@ impl NodeConfig {
         if self.id == 0 {
             return Err(Error::Config("node id must be at least 1".into()));
         }
-        if !self.voters.contains(&self.id) {
+        if !self.voters.is_empty() && !self.voters.contains(&self.id) {
             return Err(Error::Config(format!(
                 "node {} is not among the voters {:?}",
                 self.id, self.voters

@@ -8,6 +8,7 @@
 
 mod config;
 mod hosting;
+mod membership;
 mod producer_ids;
 pub mod recover;
 mod register;
@@ -210,10 +211,13 @@ impl Node {
             "balancing leaders".into(),
             crate::pipeline::leaders::run_leader_balancer(WeakNode(Arc::downgrade(&node.inner))),
         );
-        node.inner
-            .tasks
-            .lock()
-            .extend([reconcile, register, timers, retention, cleaner, balancer]);
+        let membership = fatal.spawn_supervised(
+            "promoting caught-up learners".into(),
+            membership::run_membership(WeakNode(Arc::downgrade(&node.inner))),
+        );
+        node.inner.tasks.lock().extend([
+            reconcile, register, timers, retention, cleaner, balancer, membership,
+        ]);
         Ok(node)
     }
 

@@ -27,6 +27,21 @@ pub(super) async fn register(node: Weak<Inner>, announce: Arc<Notify>) {
             return;
         };
         let pause = inner.cfg.tick * 3;
+        // Only a member of the metadata group registers: a node that joins
+        // waits until it is added, and one that was removed does not come back.
+        let member = inner
+            .groups
+            .read()
+            .get(&GroupId::METADATA)
+            .is_some_and(|h| {
+                let st = h.handle.status.borrow();
+                st.voters.contains(&inner.cfg.id) || st.learners.contains(&inner.cfg.id)
+            });
+        if !member {
+            drop(inner);
+            tokio::time::sleep(pause).await;
+            continue;
+        }
         let meta = inner.meta.borrow().clone();
         let mut commands = Vec::new();
         let current = meta
@@ -37,6 +52,14 @@ pub(super) async fn register(node: Weak<Inner>, announce: Arc<Notify>) {
             commands.push(MetaCommand::RegisterBroker {
                 id: inner.cfg.id,
                 kafka_addr: inner.cfg.kafka_addr.clone(),
+            });
+        }
+        if let Some(peer) = &inner.cfg.peer_addr
+            && meta.peers.get(&inner.cfg.id) != Some(peer)
+        {
+            commands.push(MetaCommand::RegisterPeer {
+                id: inner.cfg.id,
+                peer_addr: peer.clone(),
             });
         }
         {
@@ -60,6 +83,7 @@ pub(super) async fn register(node: Weak<Inner>, announce: Arc<Notify>) {
                 for cmd in commands {
                     let key = match &cmd {
                         MetaCommand::LeaderChanged { group, term, .. } => (*group, *term),
+                        MetaCommand::RegisterPeer { .. } => (GroupId::METADATA, 1),
                         _ => (GroupId::METADATA, 0),
                     };
                     if sent.contains_key(&key) {

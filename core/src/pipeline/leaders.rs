@@ -161,20 +161,25 @@ impl Node {
         let Some(&preferred) = p.replicas.first() else {
             return Elect::NotNeeded;
         };
-        let leader = self.partition_leader(p).map(|l| l.node);
-        if leader == Some(preferred) {
-            return Elect::NotNeeded;
-        }
-        match self.group_status(p.group) {
+        // A replica here knows the leader first hand (none during an
+        // election); elsewhere metadata's record of it is the best guess.
+        let leader = match self.group_status(p.group) {
             Some(st) if st.role == Role::Leader => {
+                if st.leader == preferred {
+                    return Elect::NotNeeded;
+                }
                 if st.in_sync.contains(&preferred) {
                     self.transfer_leader(p.group, preferred);
-                    Elect::Started(preferred)
-                } else {
-                    Elect::PreferredNotInSync(preferred)
+                    return Elect::Started(preferred);
                 }
+                return Elect::PreferredNotInSync(preferred);
             }
-            _ => Elect::LedElsewhere(leader.filter(|&l| l != self.id())),
+            Some(st) => (st.leader != 0).then_some(st.leader),
+            None => p.leader.map(|(n, _)| n),
+        };
+        match leader {
+            Some(l) if l == preferred => Elect::NotNeeded,
+            l => Elect::LedElsewhere(l.filter(|&l| l != self.id())),
         }
     }
 

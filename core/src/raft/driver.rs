@@ -36,6 +36,7 @@ use crate::raft::writer::{WriteReq, Writer};
 use crate::transport::{GroupMessage, SharedTransport};
 
 mod catchup;
+mod membership;
 mod propose;
 mod ready;
 mod status;
@@ -73,6 +74,12 @@ pub(crate) enum GroupMsg {
     Unreachable(NodeId),
     /// Readies up to this number are durable.
     Persisted(u64),
+    /// Propose a membership change on the leader (one voter or learner at a
+    /// time; see `driver/membership.rs`); elsewhere answer `NotLeader`.
+    ProposeConfChange {
+        change: raft::eraftpb::ConfChangeV2,
+        reply: Reply,
+    },
     /// Hand leadership to this peer.
     TransferLeader(NodeId),
     /// Start an election now.
@@ -114,6 +121,10 @@ pub struct GroupStatus {
     /// On the leader: the replicas in sync — recently heard from and caught up
     /// with the leader's log within `replica_lag_max` (the leader included).
     pub in_sync: Vec<NodeId>,
+    /// The group's voters and learners (its Raft configuration), sorted.
+    pub voters: Vec<NodeId>,
+    /// See `voters`.
+    pub learners: Vec<NodeId>,
     /// The task stopped (shut down or failed).
     pub stopped: bool,
 }
@@ -490,6 +501,9 @@ impl<S: StateMachine> Driver<S> {
             GroupMsg::Propose { data, reply, bytes } => self.propose(data, reply, bytes),
             GroupMsg::ProposeUnanswered { data } => {
                 let _ = self.p.node.propose(vec![], data);
+            }
+            GroupMsg::ProposeConfChange { change, reply } => {
+                self.propose_conf_change(change, reply)
             }
             GroupMsg::Step(m) => {
                 self.inbox.fetch_sub(peer_bytes(&m), Ordering::Relaxed);

@@ -19,6 +19,10 @@ impl Config {
             "peer_listen is required when peers are configured"
         );
         anyhow::ensure!(
+            self.join.is_empty() || (self.peers.is_empty() && self.peer_listen.is_some()),
+            "join (a node joining a running cluster) needs peer_listen and no peers: the cluster tells it its peers"
+        );
+        anyhow::ensure!(
             self.default_partitions >= 1,
             "default_partitions must be at least 1"
         );

@@ -78,6 +78,8 @@ impl Default for Config {
 struct Shared {
     peers: Peers,
     config: Config,
+    /// Where senders of peers learnt later are spawned.
+    runtime: tokio::runtime::Handle,
 }
 
 /// The gRPC transport; see the [crate docs](crate).
@@ -115,7 +117,11 @@ impl GrpcTransport {
             .local_addr()
             .map_err(|e| Error::io("reading the peer listener address", e))?;
         let (peers, queues) = Peers::new(id, config.queue_batches);
-        let shared = Arc::new(Shared { peers, config });
+        let shared = Arc::new(Shared {
+            peers,
+            config,
+            runtime: tokio::runtime::Handle::current(),
+        });
         let service = pb::peer_server::PeerServer::new(Service {
             shared: shared.clone(),
         })
@@ -135,14 +141,8 @@ impl GrpcTransport {
                 tracing::error!(error = %e, "the gRPC peer server stopped");
             }
         });
-        for (peer, addr, rx) in queues {
-            let sh = shared.clone();
-            tokio::spawn(async move {
-                sh.clone()
-                    .peers
-                    .until_stopped(sender(sh, peer, addr, rx))
-                    .await
-            });
+        for queue in queues {
+            spawn_sender(&shared, queue);
         }
         Ok(Arc::new(GrpcTransport { shared, local }))
     }
@@ -184,6 +184,23 @@ impl weir_core::PeerTransport for GrpcTransport {
     fn queued(&self, peer: NodeId) -> usize {
         GrpcTransport::queued(self, peer)
     }
+
+    fn add_peer(&self, peer: NodeId, addr: &str) {
+        if let Some(queue) = self.shared.peers.add_peer(peer, addr) {
+            spawn_sender(&self.shared, queue);
+        }
+    }
+}
+
+/// Starts the task that sends a peer's queue, until the transport stops.
+fn spawn_sender(shared: &Arc<Shared>, (peer, addr, rx): weir_core::transport::PeerQueue) {
+    let sh = shared.clone();
+    shared.runtime.spawn(async move {
+        sh.clone()
+            .peers
+            .until_stopped(sender(sh, peer, addr, rx))
+            .await
+    });
 }
 
 impl Transport for GrpcTransport {

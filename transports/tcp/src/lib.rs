@@ -81,6 +81,8 @@ pub use weir_core::transport::Identity;
 struct Shared {
     peers: Peers,
     config: Config,
+    /// Where senders of peers learnt later are spawned.
+    runtime: tokio::runtime::Handle,
 }
 
 /// The TCP transport; see the [crate docs](crate).
@@ -117,15 +119,13 @@ impl TcpTransport {
             .local_addr()
             .map_err(|e| Error::io("reading the peer listener address", e))?;
         let (peers, queues) = Peers::new(id, config.queue_batches);
-        let shared = Arc::new(Shared { peers, config });
-        for (peer, addr, rx) in queues {
-            let sh = shared.clone();
-            tokio::spawn(async move {
-                sh.clone()
-                    .peers
-                    .until_stopped(sender(sh, peer, addr, rx))
-                    .await
-            });
+        let shared = Arc::new(Shared {
+            peers,
+            config,
+            runtime: tokio::runtime::Handle::current(),
+        });
+        for queue in queues {
+            spawn_sender(&shared, queue);
         }
         let sh = shared.clone();
         tokio::spawn(async move { sh.clone().peers.until_stopped(acceptor(sh, listener)).await });
@@ -169,6 +169,23 @@ impl weir_core::PeerTransport for TcpTransport {
     fn queued(&self, peer: NodeId) -> usize {
         TcpTransport::queued(self, peer)
     }
+
+    fn add_peer(&self, peer: NodeId, addr: &str) {
+        if let Some(queue) = self.shared.peers.add_peer(peer, addr) {
+            spawn_sender(&self.shared, queue);
+        }
+    }
+}
+
+/// Starts the task that sends a peer's queue, until the transport stops.
+fn spawn_sender(shared: &Arc<Shared>, (peer, addr, rx): weir_core::transport::PeerQueue) {
+    let sh = shared.clone();
+    shared.runtime.spawn(async move {
+        sh.clone()
+            .peers
+            .until_stopped(sender(sh, peer, addr, rx))
+            .await
+    });
 }
 
 impl Transport for TcpTransport {

@@ -66,6 +66,9 @@ impl PeerTransport for Broken {
             _ => PeerTransport::queued(self.inner.as_ref(), peer),
         }
     }
+    fn add_peer(&self, peer: NodeId, addr: &str) {
+        PeerTransport::add_peer(self.inner.as_ref(), peer, addr);
+    }
 }
 
 struct Harness(Fault);

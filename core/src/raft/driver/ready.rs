@@ -158,13 +158,7 @@ impl<S: StateMachine> Driver<S> {
                     EntryType::EntryConfChange | EntryType::EntryConfChangeV2
                 ) && !e.data.is_empty()
                 {
-                    // weir proposes no membership change yet, so a committed one
-                    // came from a bug or a foreign peer: every replica refuses it
-                    // alike (voters stay as they are), and says so.
-                    tracing::error!(
-                        group = %self.p.group, index = e.index, term = e.term,
-                        "refused a committed Raft membership change: not supported yet; voters are unchanged"
-                    );
+                    self.apply_conf_change(e)?;
                 }
                 self.sm.skip(e.index, e.term)?;
                 Ok(Applied::Command)

@@ -30,6 +30,11 @@ impl<S: StateMachine> Driver<S> {
             StateRole::Follower => Role::Follower,
             StateRole::Candidate | StateRole::PreCandidate => Role::Candidate,
         };
+        let conf = raft.prs().conf();
+        let mut voters: Vec<NodeId> = conf.voters().ids().iter().collect();
+        voters.sort_unstable();
+        let mut learners: Vec<NodeId> = conf.learners().iter().copied().collect();
+        learners.sort_unstable();
         let (progress, in_sync) = if role == Role::Leader {
             let now = Instant::now();
             let lag_max = self.p.replica_lag_max;
@@ -69,6 +74,8 @@ impl<S: StateMachine> Driver<S> {
             log: self.sm.log_state(),
             progress,
             in_sync,
+            voters,
+            learners,
             stopped: false,
         };
         self.status.send_if_modified(|s| {

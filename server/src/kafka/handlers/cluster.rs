@@ -144,7 +144,9 @@ pub async fn elect_leaders(
             );
             continue;
         }
-        let outcome = match ctx.node.elect_preferred(p) {
+        let elect = ctx.node.elect_preferred(p);
+        tracing::debug!(topic = %topic, partition = index, forwarded, ?elect, "preferred leader election");
+        let outcome = match elect {
             Elect::NotNeeded => (ResponseError::ElectionNotNeeded.code(), None),
             Elect::PreferredNotInSync(n) => (
                 ResponseError::PreferredLeaderNotAvailable.code(),
