@@ -4,15 +4,17 @@ use super::*;
 
 /// An in-process cluster over a network ([`NetHarness`]).
 pub struct Cluster<H: ClusterHarness, N: NetHarness> {
-    h: Arc<H>,
+    pub(super) h: Arc<H>,
     net: Arc<N>,
     /// Faults applied to every node's sends.
     pub net_faults: Faults,
     pub(super) ids: Vec<NodeId>,
+    /// The metadata group's voters at the first start; other ids join later.
+    pub(super) voters: Vec<NodeId>,
     nodes: BTreeMap<NodeId, Node>,
     stops: BTreeMap<NodeId, Box<dyn FnOnce() + Send>>,
     engines: BTreeMap<NodeId, Arc<dyn Engine>>,
-    guards: BTreeMap<NodeId, H::Guard>,
+    pub(super) guards: BTreeMap<NodeId, H::Guard>,
 }
 
 pub(super) fn config(id: NodeId, ids: &[NodeId]) -> NodeConfig {
@@ -43,18 +45,35 @@ impl<H: ClusterHarness, N: NetHarness> Cluster<H, N> {
     /// # Errors
     /// When a node cannot start or the cluster does not settle in time.
     pub async fn start(h: Arc<H>, net: Arc<N>, n: u64, seed: u64) -> anyhow::Result<Self> {
-        let ids: Vec<NodeId> = (1..=n).collect();
+        Cluster::start_with_spares(h, net, n, 0, seed).await
+    }
+
+    /// Like [`Cluster::start`], with `spares` more ids (n+1..) that the
+    /// network knows and that join later ([`Cluster::join`]).
+    ///
+    /// # Errors
+    /// As [`Cluster::start`].
+    pub async fn start_with_spares(
+        h: Arc<H>,
+        net: Arc<N>,
+        n: u64,
+        spares: u64,
+        seed: u64,
+    ) -> anyhow::Result<Self> {
+        let voters: Vec<NodeId> = (1..=n).collect();
+        let ids: Vec<NodeId> = (1..=n + spares).collect();
         let mut c = Cluster {
             h,
             net,
             net_faults: Faults::new(seed),
             ids: ids.clone(),
+            voters: voters.clone(),
             nodes: BTreeMap::new(),
             stops: BTreeMap::new(),
             engines: BTreeMap::new(),
             guards: BTreeMap::new(),
         };
-        for &id in &ids {
+        for &id in &voters {
             let (guard, engine) = c.h.create(id)?;
             c.guards.insert(id, guard);
             c.launch(id, engine)?;
@@ -62,7 +81,7 @@ impl<H: ClusterHarness, N: NetHarness> Cluster<H, N> {
         c.wait_for(WAIT, "every broker registered", |c| {
             c.nodes
                 .values()
-                .all(|n| n.metadata().brokers.len() == ids.len())
+                .all(|n| n.metadata().brokers.len() == voters.len())
         })
         .await?;
         Ok(c)
@@ -75,7 +94,13 @@ impl<H: ClusterHarness, N: NetHarness> Cluster<H, N> {
             ep.transport,
             self.net_faults.clone(),
         ));
-        let node = Node::start(config(id, &self.ids), engine.clone(), transport)?;
+        // A node that was not a first voter starts empty and waits to be added.
+        let voters: &[NodeId] = if self.voters.contains(&id) {
+            &self.voters
+        } else {
+            &[]
+        };
+        let node = Node::start(config(id, voters), engine.clone(), transport)?;
         (ep.register)(node.inbound());
         self.stops.insert(id, ep.stop);
         self.nodes.insert(id, node);

@@ -22,6 +22,7 @@ mod cases;
 mod compaction;
 mod faults;
 mod fixture;
+mod membership;
 mod recovery;
 mod retention;
 mod snapshots;
@@ -30,6 +31,7 @@ pub use cases::*;
 pub use compaction::*;
 pub use faults::*;
 pub use fixture::*;
+pub use membership::*;
 pub use recovery::*;
 pub use retention::*;
 pub use snapshots::*;
@@ -175,6 +177,7 @@ where
         cluster_retention_trims_every_replica_alike,
         cluster_delete_records_moves_the_low_watermark,
         cluster_metadata_snapshot_brings_back_a_lagging_node,
+        cluster_metadata_voters_grow_and_shrink_under_load,
     );
     // Partition snapshots, for engines that install them.
     let installs = harness_caps(&*h).map_or(Err("the harness cannot create an engine"), |c| {

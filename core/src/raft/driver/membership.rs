@@ -8,14 +8,22 @@
 //! that is gone change nothing), which matters at a restart: the committed
 //! entries after the last checkpoint are applied again to a configuration
 //! that may already include them.
+//!
+//! Each change carries, as its context, the configuration it was proposed
+//! against. A static cluster's first configuration is set at bootstrap, not
+//! by log entries, so a node that joins and is sent the log from its start
+//! (rather than a snapshot) begins with an empty configuration: applying
+//! changes to it alone would give it a configuration of the joined nodes only
+//! (two joined nodes would then elect each other). Such a node first takes the
+//! context's configuration, then applies the change.
 
 use protobuf::Message as _;
-use raft::eraftpb::{ConfChange, ConfChangeV2};
+use raft::eraftpb::{ConfChange, ConfChangeSingle, ConfChangeType, ConfChangeV2};
 
 use super::*;
 
 impl<S: StateMachine> Driver<S> {
-    pub(super) fn propose_conf_change(&mut self, change: ConfChangeV2, reply: Reply) {
+    pub(super) fn propose_conf_change(&mut self, mut change: ConfChangeV2, reply: Reply) {
         if self.p.node.raft.state != StateRole::Leader {
             let _ = reply.send(Err(Error::NotLeader {
                 group: self.p.group,
@@ -30,6 +38,26 @@ impl<S: StateMachine> Driver<S> {
                 change.changes.len()
             ))));
             return;
+        }
+        // The configuration this change is made against (raft-rs allows one
+        // change pending at a time, so it is the applied one).
+        match self
+            .p
+            .node
+            .raft
+            .prs()
+            .conf()
+            .to_conf_state()
+            .write_to_bytes()
+        {
+            Ok(prior) => change.context = prior.into(),
+            Err(e) => {
+                let _ = reply.send(Err(Error::Invalid(format!(
+                    "{}: encoding the configuration: {e}",
+                    self.p.group
+                ))));
+                return;
+            }
         }
         match self.p.node.propose_conf_change(vec![], change) {
             Ok(()) => {
@@ -65,6 +93,7 @@ impl<S: StateMachine> Driver<S> {
         let applied = if e.entry_type == EntryType::EntryConfChangeV2 {
             match ConfChangeV2::parse_from_bytes(&e.data) {
                 Ok(cc) => self
+                    .take_prior_configuration(&cc)
                     .p
                     .node
                     .apply_conf_change(&cc)
@@ -96,5 +125,43 @@ impl<S: StateMachine> Driver<S> {
             ),
         }
         Ok(())
+    }
+
+    /// On a replica with no configuration yet (a node that joined and was
+    /// sent the log rather than a snapshot), takes the configuration the
+    /// change `cc` was proposed against, one member at a time.
+    fn take_prior_configuration(&mut self, cc: &ConfChangeV2) -> &mut Self {
+        if !self.p.node.raft.prs().conf().voters().ids().is_empty() || cc.context.is_empty() {
+            return self;
+        }
+        let Ok(prior) = raft::eraftpb::ConfState::parse_from_bytes(&cc.context) else {
+            tracing::error!(group = %self.p.group, "a membership change's context does not decode");
+            return self;
+        };
+        let members = prior
+            .voters
+            .iter()
+            .map(|&v| (v, ConfChangeType::AddNode))
+            .chain(
+                prior
+                    .learners
+                    .iter()
+                    .map(|&l| (l, ConfChangeType::AddLearnerNode)),
+            );
+        for (id, ty) in members {
+            let mut single = ConfChangeSingle::default();
+            single.set_change_type(ty);
+            single.node_id = id;
+            let mut one = ConfChangeV2::default();
+            one.mut_changes().push(single);
+            if let Err(e) = self.p.node.apply_conf_change(&one) {
+                tracing::error!(group = %self.p.group, node = id, error = %e, "taking the prior configuration");
+            }
+        }
+        tracing::info!(
+            group = %self.p.group, voters = ?prior.voters, learners = ?prior.learners,
+            "took the configuration the cluster had before this node joined"
+        );
+        self
     }
 }
