@@ -123,10 +123,11 @@ pub async fn http(
 }
 
 /// Sends a membership request to each admin address in turn until one (the
-/// metadata group's leader) does it; the last answer otherwise.
+/// metadata group's leader) answers other than 421 (not the leader).
 ///
 /// # Errors
-/// When none did: the last status and body, or the last connection error.
+/// The leader's refusal (its status and body), or, when no node was the
+/// leader, the last answer or connection error.
 pub async fn ask_members(
     addrs: &[String],
     method: &str,
@@ -137,7 +138,8 @@ pub async fn ask_members(
     for addr in addrs {
         match http(addr, method, path, body).await {
             Ok((200, body)) => return Ok(body),
-            Ok((status, body)) => last = anyhow::anyhow!("{addr}: {status} {}", body.trim()),
+            Ok((421, body)) => last = anyhow::anyhow!("{addr}: 421 {}", body.trim()),
+            Ok((status, body)) => anyhow::bail!("{addr}: {status} {}", body.trim()),
             Err(e) => last = e.context(format!("asking {addr}")),
         }
     }

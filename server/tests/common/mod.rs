@@ -143,6 +143,9 @@ pub struct Cluster {
     pub proxies: Vec<Vec<Option<LinkProxy>>>,
     /// Extra environment of each node's process (applied at its next launch).
     pub env: Vec<Vec<(String, String)>>,
+    /// Nodes 0..static_nodes form the cluster at its first start; the others
+    /// join it (`weir serve --join`) when launched.
+    pub static_nodes: usize,
 }
 
 impl Cluster {
@@ -183,7 +186,22 @@ impl Cluster {
             config: config.to_string(),
             proxies: Vec::new(),
             env: (0..n).map(|_| Vec::new()).collect(),
+            static_nodes: n,
         }
+    }
+
+    /// Like [`Cluster::start_with`] with `n` nodes, and `spares` more that join
+    /// the running cluster when launched ([`Cluster::launch`]).
+    pub fn start_with_spares(
+        n: usize,
+        spares: usize,
+        transport: &'static str,
+        config: &str,
+    ) -> Cluster {
+        let mut c = Cluster::start_unbooted(n + spares, transport, config);
+        c.static_nodes = n;
+        c.boot(n);
+        c
     }
 
     fn boot(&mut self, n: usize) {
@@ -211,14 +229,19 @@ impl Cluster {
         .args(["--admin-listen", &format!("127.0.0.1:{}", self.admin[i])])
         .arg("--config")
         .arg(&config);
-        for j in 0..self.kafka.len() {
-            if j != i {
+        if i < self.static_nodes {
+            for j in (0..self.static_nodes).filter(|&j| j != i) {
                 let port = match self.proxies.get(i).and_then(|row| row[j].as_ref()) {
                     Some(p) => p.port,
                     None => self.peer[j],
                 };
                 cmd.args(["--peer", &format!("{}=127.0.0.1:{port}", j + 1)]);
             }
+        } else {
+            let admins: Vec<String> = (0..self.static_nodes)
+                .map(|j| format!("127.0.0.1:{}", self.admin[j]))
+                .collect();
+            cmd.args(["--join", &admins.join(",")]);
         }
         // WEIR_TEST_LOG_DIR=dir keeps every node's log (appended across restarts).
         let stderr = match std::env::var_os("WEIR_TEST_LOG_DIR") {

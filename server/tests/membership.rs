@@ -1,0 +1,162 @@
+//! Growing and shrinking a running cluster with real processes (issue 22):
+//! `weir serve --join`, `weir cluster add-node`/`remove-node`, membership
+//! surviving restarts, and clients using the new node.
+
+mod common;
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::Cluster;
+
+/// Waits up to `secs` for `check`, describing the last state otherwise.
+fn wait_for(secs: u64, what: &str, mut check: impl FnMut() -> Result<(), String>) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        match check() {
+            Ok(()) => return,
+            Err(last) => assert!(Instant::now() < deadline, "{what}: {last}"),
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// The metadata group's voters as node `i`'s `/v1/cluster` reports them.
+fn voters(c: &Cluster, i: usize) -> Result<Vec<u64>, String> {
+    let (status, body) = c.admin_get(i, "/v1/cluster");
+    if status != 200 {
+        return Err(format!("{status}: {body}"));
+    }
+    let v: serde_json::Value = serde_json::from_str(&body).map_err(|e| e.to_string())?;
+    Ok(v["metadata"]["voters"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|x| x.as_u64()).collect())
+        .unwrap_or_default())
+}
+
+fn voters_are(c: &Cluster, want: &[u64]) -> Result<(), String> {
+    for i in (0..c.kafka.len()).filter(|&i| c.is_up(i)) {
+        let v = voters(c, i)?;
+        if v != want {
+            return Err(format!("node {}: voters {v:?}", i + 1));
+        }
+    }
+    Ok(())
+}
+
+fn kcat(args: &[&str], input: &str) -> (bool, String) {
+    use std::io::Write;
+    let mut child = Command::new("kcat")
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("kcat (scripts/test installs it)");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(input.as_bytes())
+        .expect("write");
+    let out = child.wait_with_output().expect("kcat");
+    (
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+#[test]
+fn a_node_joins_a_running_cluster_serves_clients_and_leaves() {
+    let mut c = Cluster::start_with_spares(3, 1, "tcp", "");
+    let admins: String = (0..3)
+        .map(|i| format!("127.0.0.1:{}", c.admin[i]))
+        .collect::<Vec<_>>()
+        .join(",");
+    // Node 4 starts with --join (no --peer) and becomes a voter.
+    c.launch(3);
+    c.wait_brokers(4);
+    wait_for(60, "node 4 a voter everywhere", || {
+        voters_are(&c, &[1, 2, 3, 4])
+    });
+    // A topic over all four nodes; clients use node 4 directly.
+    let b = c.all();
+    let (ok, out) = common::weir(&[
+        "topics",
+        "-b",
+        &b,
+        "create",
+        "wide",
+        "--partitions",
+        "4",
+        "--replication",
+        "4",
+    ]);
+    assert!(ok, "{out}");
+    let lines: String = (0..200).map(|i| format!("v{i}\n")).collect();
+    let via4 = c.bootstrap(3);
+    let (ok, out) = kcat(&["-b", &via4, "-t", "wide", "-P", "-p", "1"], &lines);
+    assert!(ok, "{out}");
+    let (ok, out) = kcat(
+        &[
+            "-b",
+            &via4,
+            "-t",
+            "wide",
+            "-C",
+            "-p",
+            "1",
+            "-o",
+            "beginning",
+            "-e",
+            "-q",
+        ],
+        "",
+    );
+    assert!(ok, "{out}");
+    assert_eq!(out.lines().count(), 200, "{out}");
+    // Membership survives restarts: of the joined node, and of a first one.
+    c.stop(3);
+    c.launch(3);
+    c.stop(0);
+    c.launch(0);
+    wait_for(60, "voters kept across restarts", || {
+        voters_are(&c, &[1, 2, 3, 4])
+    });
+    // A node holding replicas cannot be removed.
+    let (ok, out) = common::weir(&["cluster", "remove-node", "4", "--admin", &admins]);
+    assert!(!ok && out.contains("still holds replicas"), "{out}");
+    let (ok, out) = common::weir(&["topics", "-b", &c.all(), "delete", "wide"]);
+    assert!(ok, "{out}");
+    wait_for(30, "node 4 removed", || {
+        let (ok, out) = common::weir(&["cluster", "remove-node", "4", "--admin", &admins]);
+        if ok { Ok(()) } else { Err(out) }
+    });
+    c.stop(3);
+    wait_for(30, "three voters again", || voters_are(&c, &[1, 2, 3]));
+    wait_for(30, "three brokers in metadata", || {
+        let m = c.metadata(&c.all(), "none");
+        if m.contains(" 3 brokers:") {
+            Ok(())
+        } else {
+            Err(m)
+        }
+    });
+    // The three serve on.
+    let (ok, out) = common::weir(&[
+        "topics",
+        "-b",
+        &c.all(),
+        "create",
+        "after",
+        "--replication",
+        "3",
+    ]);
+    assert!(ok, "{out}");
+    let (ok, out) = kcat(&["-b", &c.all(), "-t", "after", "-P"], "x\n");
+    assert!(ok, "{out}");
+}
