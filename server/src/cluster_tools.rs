@@ -25,7 +25,7 @@ pub enum ClusterCommand {
         /// Where its peers reach it (its peer_listen).
         #[arg(long)]
         peer: String,
-        /// Admin addresses (admin_listen) of the cluster's nodes, ADDR[,ADDR].
+        /// Admin addresses (admin_listen) of the cluster's nodes, comma-separated.
         #[arg(long, value_delimiter = ',', required = true)]
         admin: Vec<String>,
     },
@@ -34,7 +34,7 @@ pub enum ClusterCommand {
     RemoveNode {
         /// The node's id.
         id: u64,
-        /// Admin addresses (admin_listen) of the cluster's nodes, ADDR[,ADDR].
+        /// Admin addresses (admin_listen) of the cluster's nodes, comma-separated.
         #[arg(long, value_delimiter = ',', required = true)]
         admin: Vec<String>,
     },

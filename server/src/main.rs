@@ -190,7 +190,7 @@ struct ServeArgs {
     #[arg(long = "peer", value_parser = parse_peer)]
     peers: Vec<(u64, String)>,
     /// Join a running cluster at the first start, asking the nodes whose
-    /// admin addresses are given (ADDR[,ADDR]) to add this one (no --peer).
+    /// admin addresses are given (comma-separated) to add this one (no --peer).
     #[arg(long, value_delimiter = ',')]
     join: Vec<String>,
     /// The storage engine.
