@@ -106,6 +106,12 @@ pub struct Metadata {
     /// registered: the address book transports follow (DESIGN.md §10).
     #[serde(default)]
     pub peers: BTreeMap<NodeId, String>,
+    /// Partitions being moved (AlterPartitionReassignments): each group's
+    /// target replicas, the first preferred. The group's leader changes its
+    /// Raft configuration towards them, then finishes the move
+    /// ([`MetaCommand::FinishReassignment`]).
+    #[serde(default)]
+    pub reassignments: BTreeMap<GroupId, Vec<NodeId>>,
 }
 
 /// The id of a topic named `name` whose first partition is Raft group
@@ -154,12 +160,29 @@ impl Metadata {
             .find(|t| t.kind == TopicKind::GroupCoordinator)
     }
 
-    /// Every partition that has a replica on `node`.
+    /// Every partition that has a replica on `node`, or is being moved to it
+    /// (a reassignment's target).
     pub fn hosted_by(&self, node: NodeId) -> impl Iterator<Item = (&Topic, &PartitionMeta)> {
         self.topics
             .values()
             .flat_map(|t| t.partitions.iter().map(move |p| (t, p)))
-            .filter(move |(_, p)| p.replicas.contains(&node))
+            .filter(move |(_, p)| {
+                p.replicas.contains(&node)
+                    || self
+                        .reassignments
+                        .get(&p.group)
+                        .is_some_and(|target| target.contains(&node))
+            })
+    }
+
+    /// A partition's replicas as clients are told them: its replicas, and
+    /// during a reassignment also the ones being added (Kafka's union).
+    pub fn replicas_shown(&self, p: &PartitionMeta) -> Vec<NodeId> {
+        let mut all = p.replicas.clone();
+        if let Some(target) = self.reassignments.get(&p.group) {
+            all.extend(target.iter().filter(|n| !p.replicas.contains(n)));
+        }
+        all
     }
 
     /// Picks replicas for a new topic: round robin over the registered brokers.
@@ -287,6 +310,23 @@ pub enum MetaCommand {
         /// The node.
         id: NodeId,
     },
+    /// Starts moving a partition group to `target` replicas (replacing a move
+    /// under way; `target` equal to the current replicas cancels one: the
+    /// group moves back). Ignored for an unknown group or an empty target.
+    Reassign {
+        /// The group.
+        group: GroupId,
+        /// Its replicas once moved, the first preferred.
+        target: Vec<NodeId>,
+    },
+    /// A move is done: the group's Raft voters are `replicas`, which become
+    /// its replicas. Ignored unless they are the move's target.
+    FinishReassignment {
+        /// The group.
+        group: GroupId,
+        /// The target reached.
+        replicas: Vec<NodeId>,
+    },
 }
 
 /// How many producer ids a node is given at a time.
@@ -375,6 +415,29 @@ impl MetadataMachine {
                 st.brokers.remove(&id);
                 st.peers.remove(&id);
             }
+            MetaCommand::Reassign { group, target } => {
+                let known = st
+                    .topics
+                    .values()
+                    .any(|t| t.partitions.iter().any(|p| p.group == group));
+                if known && !target.is_empty() {
+                    st.reassignments.insert(group, target);
+                }
+            }
+            MetaCommand::FinishReassignment { group, replicas } => {
+                if st.reassignments.get(&group) != Some(&replicas) {
+                    return;
+                }
+                st.reassignments.remove(&group);
+                if let Some(p) = st
+                    .topics
+                    .values_mut()
+                    .flat_map(|t| t.partitions.iter_mut())
+                    .find(|p| p.group == group)
+                {
+                    p.replicas = replicas;
+                }
+            }
             MetaCommand::AddPartitions {
                 name,
                 from,
@@ -399,6 +462,9 @@ impl MetadataMachine {
             MetaCommand::DeleteTopic { name } => {
                 if let Some(t) = st.topics.remove(&name) {
                     st.topic_ids.remove(&t.id);
+                    for p in &t.partitions {
+                        st.reassignments.remove(&p.group);
+                    }
                 }
             }
             MetaCommand::AlterTopicConfigs { name, configs } => {

@@ -31,6 +31,13 @@ fn power_loss_with_fsync_off_is_caught_by_the_checker() -> CaseResult {
 }
 
 fn main() {
+    // RUST_LOG=... shows the nodes' logs (e.g. RUST_LOG=info,raft=warn).
+    if std::env::var_os("RUST_LOG").is_some() {
+        tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_writer(std::io::stderr)
+            .init();
+    }
     let mut trials: Vec<Trial> = cluster::trials(|| MemoryEngines, MemNet::default);
     for (name, case) in [
         (

@@ -51,6 +51,7 @@ pub async fn serve(
         .route("/v1/cluster", get(cluster))
         .route("/v1/nodes", post(add_node))
         .route("/v1/nodes/{id}", delete(remove_node))
+        .route("/v1/nodes/{id}/drain", post(drain_node))
         .with_state(Admin {
             node,
             kafka,
@@ -124,6 +125,10 @@ async fn add_node(
 
 async fn remove_node(State(a): State<Admin>, Path(id): Path<u64>) -> Response {
     crate::membership::remove(a.node, id).await
+}
+
+async fn drain_node(State(a): State<Admin>, Path(id): Path<u64>) -> Response {
+    crate::membership::drain(a.node, id).await
 }
 
 async fn cluster(State(a): State<Admin>) -> Response {

@@ -29,8 +29,8 @@ pub enum ClusterCommand {
         #[arg(long, value_delimiter = ',', required = true)]
         admin: Vec<String>,
     },
-    /// Remove a node from the cluster (refused while it holds partition
-    /// replicas).
+    /// Remove a node from the cluster: its partition replicas move to the
+    /// other brokers first (the node may be down for good), then it leaves.
     RemoveNode {
         /// The node's id.
         id: u64,
@@ -56,6 +56,26 @@ pub async fn cluster(bootstrap: String, command: ClusterCommand) -> anyhow::Resu
             Ok(())
         }
         ClusterCommand::RemoveNode { id, admin } => {
+            // First every replica moves off the node (to the brokers holding
+            // the fewest), then it leaves the metadata group.
+            let drain = format!("/v1/nodes/{id}/drain");
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(3600);
+            loop {
+                let body = crate::membership::ask_members(&admin, "POST", &drain, "").await?;
+                let held = serde_json::from_str::<serde_json::Value>(&body)
+                    .ok()
+                    .and_then(|v| v["held"].as_u64())
+                    .unwrap_or(0);
+                if held == 0 {
+                    break;
+                }
+                anyhow::ensure!(
+                    tokio::time::Instant::now() < deadline,
+                    "node {id} still holds replicas of {held} partitions after an hour"
+                );
+                println!("moving the replicas of {held} partitions off node {id}…");
+                tokio::time::sleep(Duration::from_secs(2)).await;
+            }
             let path = format!("/v1/nodes/{id}");
             // The metadata leader hands over first when it is the one
             // removed: ask again, the new leader does it.

@@ -65,6 +65,20 @@ pub async fn remove(node: Node, id: NodeId) -> Response {
     answer(node.remove_node(id, CHANGE_TIMEOUT).await)
 }
 
+/// `POST /v1/nodes/{id}/drain`: starts moving every replica off the node;
+/// answers how many partitions still have one there (`held`; 0: it can be
+/// removed).
+pub async fn drain(node: Node, id: NodeId) -> Response {
+    match node.drain_node(id, CHANGE_TIMEOUT).await {
+        Ok(held) => (
+            StatusCode::OK,
+            axum::Json(json!({"ok": true, "held": held})),
+        )
+            .into_response(),
+        Err(e) => answer(Err(e)),
+    }
+}
+
 fn answer(r: weir_core::Result<()>) -> Response {
     let (status, body) = match r {
         Ok(()) => (StatusCode::OK, json!({"ok": true})),

@@ -57,6 +57,23 @@ pub enum TopicsCommand {
         #[arg(long)]
         before: String,
     },
+    /// Move a partition's replicas to other nodes (AlterPartitionReassignments):
+    /// `--replicas 2,3,4` (the first preferred), or `--cancel` a move.
+    Reassign {
+        /// The topic.
+        name: String,
+        /// The partition.
+        #[arg(long, short)]
+        partition: i32,
+        /// The node ids the partition moves to, comma-separated.
+        #[arg(long, value_delimiter = ',', conflicts_with = "cancel")]
+        replicas: Vec<i32>,
+        /// Cancel the partition's move (it goes back to where it started).
+        #[arg(long)]
+        cancel: bool,
+    },
+    /// List the moves under way (ListPartitionReassignments).
+    Reassignments,
     /// Grow a topic to more partitions (CreatePartitions); the new ones
     /// continue the topic's rotation over the brokers.
     AddPartitions {
@@ -272,6 +289,38 @@ pub async fn topics(bootstrap: String, command: TopicsCommand) -> anyhow::Result
             };
             let start = c.delete_records(&name, partition, offset).await?;
             println!("{name}-{partition}: log starts at offset {start}");
+        }
+        TopicsCommand::Reassign {
+            name,
+            partition,
+            replicas,
+            cancel,
+        } => {
+            anyhow::ensure!(
+                cancel || !replicas.is_empty(),
+                "give --replicas N,N,… or --cancel"
+            );
+            c.reassign(&name, partition, (!cancel).then_some(replicas))
+                .await?;
+            println!(
+                "{name}-{partition}: {}",
+                if cancel {
+                    "move cancelled"
+                } else {
+                    "move started (see `weir topics reassignments`)"
+                }
+            );
+        }
+        TopicsCommand::Reassignments => {
+            let moves = c.reassignments().await?;
+            if moves.is_empty() {
+                println!("no partition is being moved");
+            }
+            for (t, p, replicas, adding, removing) in moves {
+                println!(
+                    "{t}-{p}: replicas {replicas:?}, adding {adding:?}, removing {removing:?}"
+                );
+            }
         }
         TopicsCommand::AddPartitions { name, partitions } => {
             c.create_partitions(&name, partitions).await?;

@@ -83,7 +83,7 @@ fn a_node_joins_a_running_cluster_serves_clients_and_leaves() {
     wait_for(60, "node 4 a voter everywhere", || {
         voters_are(&c, &[1, 2, 3, 4])
     });
-    // A topic over all four nodes; clients use node 4 directly.
+    // A topic over the four nodes; clients use node 4 directly.
     let b = c.all();
     let (ok, out) = common::weir(&[
         "topics",
@@ -94,31 +94,36 @@ fn a_node_joins_a_running_cluster_serves_clients_and_leaves() {
         "--partitions",
         "4",
         "--replication",
-        "4",
+        "3",
     ]);
     assert!(ok, "{out}");
     let lines: String = (0..200).map(|i| format!("v{i}\n")).collect();
     let via4 = c.bootstrap(3);
-    let (ok, out) = kcat(&["-b", &via4, "-t", "wide", "-P", "-p", "1"], &lines);
-    assert!(ok, "{out}");
-    let (ok, out) = kcat(
-        &[
-            "-b",
-            &via4,
-            "-t",
-            "wide",
-            "-C",
-            "-p",
-            "1",
-            "-o",
-            "beginning",
-            "-e",
-            "-q",
-        ],
-        "",
-    );
-    assert!(ok, "{out}");
-    assert_eq!(out.lines().count(), 200, "{out}");
+    for p in ["0", "1", "2", "3"] {
+        let (ok, out) = kcat(&["-b", &via4, "-t", "wide", "-P", "-p", p], &lines);
+        assert!(ok, "{out}");
+    }
+    let read = |c: &Cluster, p: &str| {
+        let (ok, out) = kcat(
+            &[
+                "-b",
+                &c.all(),
+                "-t",
+                "wide",
+                "-C",
+                "-p",
+                p,
+                "-o",
+                "beginning",
+                "-e",
+                "-q",
+            ],
+            "",
+        );
+        assert!(ok, "{out}");
+        out.lines().count()
+    };
+    assert_eq!(read(&c, "1"), 200);
     // Membership survives restarts: of the joined node, and of a first one.
     c.stop(3);
     c.launch(3);
@@ -127,26 +132,51 @@ fn a_node_joins_a_running_cluster_serves_clients_and_leaves() {
     wait_for(60, "voters kept across restarts", || {
         voters_are(&c, &[1, 2, 3, 4])
     });
-    // A node holding replicas cannot be removed.
+    // Removing node 4 first moves its replicas to the other nodes.
+    let held = c
+        .metadata(&c.all(), "wide")
+        .lines()
+        .filter(|l| {
+            l.contains("replicas:")
+                && l.split("replicas: ").nth(1).is_some_and(|r| {
+                    r.split(", ")
+                        .next()
+                        .unwrap_or("")
+                        .split(',')
+                        .any(|n| n == "4")
+                })
+        })
+        .count();
+    assert!(held > 0, "node 4 holds replicas before its removal");
     let (ok, out) = common::weir(&["cluster", "remove-node", "4", "--admin", &admins]);
-    assert!(!ok && out.contains("still holds replicas"), "{out}");
-    let (ok, out) = common::weir(&["topics", "-b", &c.all(), "delete", "wide"]);
     assert!(ok, "{out}");
-    wait_for(30, "node 4 removed", || {
-        let (ok, out) = common::weir(&["cluster", "remove-node", "4", "--admin", &admins]);
-        if ok { Ok(()) } else { Err(out) }
-    });
     c.stop(3);
     wait_for(30, "three voters again", || voters_are(&c, &[1, 2, 3]));
-    wait_for(30, "three brokers in metadata", || {
-        let m = c.metadata(&c.all(), "none");
-        if m.contains(" 3 brokers:") {
-            Ok(())
-        } else {
-            Err(m)
-        }
-    });
-    // The three serve on.
+    wait_for(
+        30,
+        "three brokers in metadata, no replica on node 4",
+        || {
+            let m = c.metadata(&c.all(), "wide");
+            let on4 = m.lines().any(|l| {
+                l.split("replicas: ").nth(1).is_some_and(|r| {
+                    r.split(", ")
+                        .next()
+                        .unwrap_or("")
+                        .split(',')
+                        .any(|n| n == "4")
+                })
+            });
+            if m.contains(" 3 brokers:") && !on4 {
+                Ok(())
+            } else {
+                Err(m)
+            }
+        },
+    );
+    // Every record is still there, and the three serve on.
+    for p in ["0", "1", "2", "3"] {
+        assert_eq!(read(&c, p), 200, "partition {p} after the move");
+    }
     let (ok, out) = common::weir(&[
         "topics",
         "-b",
@@ -159,4 +189,48 @@ fn a_node_joins_a_running_cluster_serves_clients_and_leaves() {
     assert!(ok, "{out}");
     let (ok, out) = kcat(&["-b", &c.all(), "-t", "after", "-P"], "x\n");
     assert!(ok, "{out}");
+}
+
+#[test]
+fn kafka_python_moves_a_partition_while_a_producer_writes() {
+    let c = Cluster::start(4, "tcp");
+    let (ok, out) = common::weir(&[
+        "topics",
+        "-b",
+        &c.all(),
+        "create",
+        "moving",
+        "--partitions",
+        "1",
+        "--replication",
+        "3",
+    ]);
+    assert!(ok, "{out}");
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/clients/reassign.py");
+    let out = Command::new("python3")
+        .arg(script)
+        .args([c.all().as_str(), "moving"])
+        .output()
+        .expect("python3");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{text}");
+    let target = text
+        .lines()
+        .find_map(|l| l.strip_prefix("TARGET "))
+        .expect("the script names its target")
+        .to_string();
+    // kcat sees the new replicas.
+    wait_for(30, "kcat lists the new replicas", || {
+        let m = c.metadata(&c.all(), "moving");
+        if m.contains(&format!("replicas: {target},")) {
+            Ok(())
+        } else {
+            Err(m)
+        }
+    });
+    eprintln!("{text}");
 }

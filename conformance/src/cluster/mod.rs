@@ -23,6 +23,7 @@ mod compaction;
 mod faults;
 mod fixture;
 mod membership;
+mod reassign;
 mod recovery;
 mod retention;
 mod snapshots;
@@ -32,6 +33,7 @@ pub use compaction::*;
 pub use faults::*;
 pub use fixture::*;
 pub use membership::*;
+pub use reassign::*;
 pub use recovery::*;
 pub use retention::*;
 pub use snapshots::*;
@@ -190,6 +192,8 @@ where
     trials.extend(cluster_trials!(h, n, installs;
         cluster_lagging_replica_catches_up_by_snapshot,
         cluster_interrupted_snapshot_download_completes,
+        // A new replica starts from a snapshot of the partition.
+        cluster_partition_replicas_move_under_load,
     ));
     // Compacted topics, for engines that clean logs.
     let compacts = harness_caps(&*h).map_or(Err("the harness cannot create an engine"), |c| {

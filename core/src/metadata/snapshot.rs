@@ -36,7 +36,8 @@ struct Saved {
 }
 
 /// The format of checkpoints and snapshots: a version byte, then postcard.
-/// Format 2 added [`Metadata::peers`]; format 1 is still read.
+/// Format 2 added [`Metadata::peers`] and [`Metadata::reassignments`];
+/// format 1 is still read.
 const FORMAT: u8 = 2;
 
 /// What format 1 saved: [`Saved`] before [`Metadata::peers`].
@@ -84,6 +85,7 @@ impl From<MetadataV1> for Metadata {
             producer_id_blocks: m.producer_id_blocks,
             applied: m.applied,
             peers: Default::default(),
+            reassignments: Default::default(),
         }
     }
 }

@@ -170,11 +170,23 @@ impl Inner {
             renumbered: false,
             snapshots: installs.then(|| self.snapshots.clone()),
         };
-        self.start_group(p.group, &p.replicas, applied, sm, Some(producers))
+        self.start_group(p.group, self.first_voters(p), applied, sm, Some(producers))
     }
 }
 
 impl Inner {
+    /// The voters a partition's replica here starts with when its engine has
+    /// no configuration yet: the partition's replicas, or none for a replica
+    /// being added by a reassignment (it learns the configuration from its
+    /// leader: a snapshot, or the membership changes' context).
+    fn first_voters<'a>(&self, p: &'a PartitionMeta) -> &'a [NodeId] {
+        if p.replicas.contains(&self.cfg.id) {
+            &p.replicas
+        } else {
+            &[]
+        }
+    }
+
     /// A partition log installed from a snapshot at `applied` whose Raft log
     /// was not reset to it yet (a crash between the two): resets it now. The
     /// snapshot's term is not known here, so the compaction point gets term 0:
@@ -231,7 +243,7 @@ impl Inner {
             retention: self.cfg.offsets_retention,
             last_expiry: Instant::now(),
         };
-        self.start_group(p.group, &p.replicas, applied, sm, None)
+        self.start_group(p.group, self.first_voters(p), applied, sm, None)
     }
 }
 

@@ -46,8 +46,13 @@ impl Node {
         if st.voters.contains(&id) || st.learners.contains(&id) {
             return Ok(());
         }
-        self.change_metadata_members(ConfChangeType::AddLearnerNode, id, timeout)
-            .await?;
+        self.change_members(
+            GroupId::METADATA,
+            ConfChangeType::AddLearnerNode,
+            id,
+            timeout,
+        )
+        .await?;
         tracing::info!(node = id, peer = %addr, "node added as a learner of the metadata group");
         Ok(())
     }
@@ -106,7 +111,7 @@ impl Node {
                         .and_then(|s| s.leader_hint()),
                 });
             }
-            self.change_metadata_members(ConfChangeType::RemoveNode, id, timeout)
+            self.change_members(GroupId::METADATA, ConfChangeType::RemoveNode, id, timeout)
                 .await?;
         }
         self.propose_meta(MetaCommand::RemoveBroker { id }, timeout, |m| {
@@ -127,11 +132,12 @@ impl Node {
         }
     }
 
-    /// Proposes one change to the metadata group's configuration and waits
-    /// until this node has applied it as asked (raft-rs turns a change
+    /// Proposes one change to `group`'s configuration (on its leader) and
+    /// waits until this node has applied it as asked (raft-rs turns a change
     /// proposed while another is pending into a no-op, which is retried).
-    async fn change_metadata_members(
+    pub(crate) async fn change_members(
         &self,
+        group: GroupId,
         change: ConfChangeType,
         id: NodeId,
         timeout: Duration,
@@ -143,15 +149,13 @@ impl Node {
             ConfChangeType::RemoveNode => !s.voters.contains(&id) && !s.learners.contains(&id),
         };
         loop {
-            let st = self
-                .group_status(GroupId::METADATA)
-                .ok_or(Error::Shutdown)?;
+            let st = self.group_status(group).ok_or(Error::Shutdown)?;
             if done(&st) {
                 return Ok(());
             }
             if st.role != Role::Leader {
                 return Err(Error::NotLeader {
-                    group: GroupId::METADATA,
+                    group,
                     hint: st.leader_hint(),
                 });
             }
@@ -162,7 +166,7 @@ impl Node {
             cc.mut_changes().push(single);
             let (tx, rx) = oneshot::channel();
             self.send_to_group(
-                GroupId::METADATA,
+                group,
                 GroupMsg::ProposeConfChange {
                     change: cc,
                     reply: tx,
@@ -174,13 +178,13 @@ impl Node {
                 Ok(Err(_)) => return Err(Error::Shutdown),
                 Err(_) => {
                     return Err(Error::Timeout(format!(
-                        "changing the metadata group's membership ({change:?} {id})"
+                        "changing {group}'s membership ({change:?} {id})"
                     )));
                 }
             }
             if tokio::time::Instant::now() >= deadline {
                 return Err(Error::Timeout(format!(
-                    "changing the metadata group's membership ({change:?} {id})"
+                    "changing {group}'s membership ({change:?} {id})"
                 )));
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
@@ -205,7 +209,12 @@ pub(crate) async fn run_membership(node: WeakNode) {
             })
         {
             match n
-                .change_metadata_members(ConfChangeType::AddNode, learner, Duration::from_secs(10))
+                .change_members(
+                    GroupId::METADATA,
+                    ConfChangeType::AddNode,
+                    learner,
+                    Duration::from_secs(10),
+                )
                 .await
             {
                 Ok(()) => tracing::info!(

@@ -215,8 +215,12 @@ impl Node {
             "promoting caught-up learners".into(),
             membership::run_membership(WeakNode(Arc::downgrade(&node.inner))),
         );
+        let reassigner = fatal.spawn_supervised(
+            "moving partition replicas".into(),
+            crate::pipeline::reassign::run_reassigner(WeakNode(Arc::downgrade(&node.inner))),
+        );
         node.inner.tasks.lock().extend([
-            reconcile, register, timers, retention, cleaner, balancer, membership,
+            reconcile, register, timers, retention, cleaner, balancer, membership, reassigner,
         ]);
         Ok(node)
     }

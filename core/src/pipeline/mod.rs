@@ -10,6 +10,7 @@
 //! * [`topics`] — create and delete topics through the metadata group; the leader,
 //!   in-sync replicas and controller as clients are told of them.
 //! * [`partitions`] — add partitions to a topic.
+//! * [`reassign`] — move a partition's replicas to other nodes.
 //! * [`trim`] — delete a partition's oldest records (DeleteRecords, retention).
 //! * [`leaders`] — hand leadership over before a graceful stop, and back to
 //!   preferred replicas.
@@ -21,6 +22,7 @@ pub mod leaders;
 pub mod offsets;
 pub mod partitions;
 pub mod produce;
+pub mod reassign;
 pub mod topics;
 pub mod trim;
 

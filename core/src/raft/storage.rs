@@ -35,7 +35,16 @@ pub(crate) struct EngineStorage {
     recent_bytes: usize,
     /// Where snapshots come from (groups that send them).
     snapshots: Option<SnapshotSource>,
+    /// The last snapshot sent to each follower (its index, term and data),
+    /// sent again while the log still holds what follows it: a follower that
+    /// downloads a snapshot's data for a while is not sent a newer one each
+    /// time the leader probes it (it would chase the leader's log forever
+    /// under a steady load).
+    sent: parking_lot::Mutex<std::collections::HashMap<u64, SentSnapshot>>,
 }
+
+/// A snapshot sent to a follower: its index, term and data.
+type SentSnapshot = (u64, u64, Vec<u8>);
 
 impl EngineStorage {
     /// A view of `group` in `engine`, with nothing remembered.
@@ -46,6 +55,7 @@ impl EngineStorage {
             recent: VecDeque::new(),
             recent_bytes: 0,
             snapshots: None,
+            sent: parking_lot::Mutex::default(),
         }
     }
 
@@ -159,20 +169,35 @@ impl raft::Storage for EngineStorage {
         let Some(source) = &self.snapshots else {
             return Err(unavailable());
         };
-        let (index, data) = source().map_err(|e| {
-            tracing::warn!(group = %self.group, error = %e, "no snapshot for a lagging follower");
-            unavailable()
-        })?;
-        if index == 0 || index < request_index {
-            return Err(unavailable());
-        }
+        let first = self.engine.raft_first_index(self.group)?;
+        let pinned = self
+            .sent
+            .lock()
+            .get(&to)
+            .filter(|(index, _, _)| *index >= request_index && *index + 1 >= first)
+            .cloned();
+        let (index, term, data) = match pinned {
+            Some(p) => p,
+            None => {
+                let (index, data) = source().map_err(|e| {
+                    tracing::warn!(group = %self.group, error = %e, "no snapshot for a lagging follower");
+                    unavailable()
+                })?;
+                if index == 0 || index < request_index {
+                    return Err(unavailable());
+                }
+                let term = self.engine.raft_term(self.group, index)?;
+                self.sent.lock().insert(to, (index, term, data.clone()));
+                (index, term, data)
+            }
+        };
         let mut snap = Snapshot {
             data: data.into(),
             ..Snapshot::default()
         };
         let meta = snap.mut_metadata();
         meta.index = index;
-        meta.term = self.engine.raft_term(self.group, index)?;
+        meta.term = term;
         meta.set_conf_state(self.engine.raft_state(self.group)?.conf_state);
         tracing::info!(group = %self.group, index, to, bytes = snap.data.len(), "sending a snapshot");
         Ok(snap)

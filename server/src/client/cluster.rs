@@ -10,6 +10,11 @@ use super::{Client, name};
 const CREATE_PARTITIONS_V: i16 = 1;
 const ELECT_LEADERS_V: i16 = 1;
 const DESCRIBE_CLUSTER_V: i16 = 0;
+const ALTER_REASSIGNMENTS_V: i16 = 0;
+const LIST_REASSIGNMENTS_V: i16 = 0;
+
+/// A move under way: (topic, partition, replicas, adding, removing).
+pub type Reassignment = (String, i32, Vec<i32>, Vec<i32>, Vec<i32>);
 
 /// One partition's answer to an election: (topic, partition, error code, message).
 pub type ElectionResult = (String, i32, i16, Option<String>);
@@ -154,5 +159,101 @@ impl Client {
             bail!("unexpected response to ElectLeaders");
         };
         Ok(r)
+    }
+
+    /// Starts moving `topic`'s partition to `replicas` (the first preferred),
+    /// or cancels its move (`None`).
+    ///
+    /// # Errors
+    /// Kafka errors with their message.
+    pub async fn reassign(
+        &mut self,
+        topic: &str,
+        partition: i32,
+        replicas: Option<Vec<i32>>,
+    ) -> anyhow::Result<()> {
+        let req = AlterPartitionReassignmentsRequest::default()
+            .with_timeout_ms(30_000)
+            .with_topics(vec![
+                alter_partition_reassignments_request::ReassignableTopic::default()
+                    .with_name(name(topic))
+                    .with_partitions(vec![
+                        alter_partition_reassignments_request::ReassignablePartition::default()
+                            .with_partition_index(partition)
+                            .with_replicas(replicas.map(|r| r.into_iter().map(BrokerId).collect())),
+                    ]),
+            ]);
+        let ResponseKind::AlterPartitionReassignments(r) = self
+            .call_any(
+                ApiKey::AlterPartitionReassignments,
+                ALTER_REASSIGNMENTS_V,
+                RequestKind::AlterPartitionReassignments(req),
+            )
+            .await?
+        else {
+            bail!("unexpected response to AlterPartitionReassignments");
+        };
+        if r.error_code != 0 {
+            bail!(
+                "AlterPartitionReassignments failed with error {}",
+                r.error_code
+            );
+        }
+        let res = r
+            .responses
+            .first()
+            .and_then(|t| t.partitions.first())
+            .context("empty AlterPartitionReassignments response")?;
+        if res.error_code != 0 {
+            bail!(
+                "error {}: {}",
+                res.error_code,
+                res.error_message.as_ref().map_or("", |m| m.as_str())
+            );
+        }
+        Ok(())
+    }
+
+    /// Every move under way.
+    ///
+    /// # Errors
+    /// Connection, protocol and Kafka errors.
+    pub async fn reassignments(&mut self) -> anyhow::Result<Vec<Reassignment>> {
+        let ResponseKind::ListPartitionReassignments(r) = self
+            .call_any(
+                ApiKey::ListPartitionReassignments,
+                LIST_REASSIGNMENTS_V,
+                RequestKind::ListPartitionReassignments(
+                    ListPartitionReassignmentsRequest::default()
+                        .with_timeout_ms(30_000)
+                        .with_topics(None),
+                ),
+            )
+            .await?
+        else {
+            bail!("unexpected response to ListPartitionReassignments");
+        };
+        if r.error_code != 0 {
+            bail!(
+                "ListPartitionReassignments failed with error {}",
+                r.error_code
+            );
+        }
+        let ids = |v: Vec<BrokerId>| v.into_iter().map(|b| b.0).collect::<Vec<i32>>();
+        Ok(r.topics
+            .into_iter()
+            .flat_map(|t| {
+                let topic = t.name.0.to_string();
+                t.partitions.into_iter().map(move |p| {
+                    (
+                        topic.clone(),
+                        p.partition_index,
+                        ids(p.replicas),
+                        ids(p.adding_replicas),
+                        ids(p.removing_replicas),
+                    )
+                })
+            })
+            .collect())
     }
 }

@@ -34,6 +34,8 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::CreatePartitions, 0, 3),
     (ApiKey::ElectLeaders, 0, 2),
     (ApiKey::DescribeCluster, 0, 2),
+    (ApiKey::AlterPartitionReassignments, 0, 1),
+    (ApiKey::ListPartitionReassignments, 0, 0),
     // Consumer groups (classic protocol). OffsetFetch 8-9 batch several groups.
     (ApiKey::JoinGroup, 0, 9),
     (ApiKey::SyncGroup, 0, 5),
@@ -228,6 +230,16 @@ pub async fn start<'a>(
                 ))
             })
         }
+        RequestKind::AlterPartitionReassignments(r) => respond(req, async move {
+            Some(ResponseKind::AlterPartitionReassignments(
+                handlers::reassign::alter(r, ctx).await,
+            ))
+        }),
+        RequestKind::ListPartitionReassignments(r) => respond(req, async move {
+            Some(ResponseKind::ListPartitionReassignments(
+                handlers::reassign::list(r, ctx),
+            ))
+        }),
         RequestKind::DescribeCluster(_) => respond(req, async move {
             Some(ResponseKind::DescribeCluster(
                 handlers::cluster::describe_cluster(ctx),

@@ -75,13 +75,15 @@ pub async fn handle(req: MetadataRequest, version: i16, ctx: &Context) -> Metada
             .partitions
             .iter()
             .map(|p| {
-                let replicas: Vec<BrokerId> =
-                    p.replicas.iter().map(|&r| BrokerId(r as i32)).collect();
+                // During a move: the replicas being added too (Kafka's union).
+                let shown = meta.replicas_shown(p);
+                let replicas: Vec<BrokerId> = shown.iter().map(|&r| BrokerId(r as i32)).collect();
                 let leader = ctx.node.partition_leader(p);
                 let isr = ctx
                     .node
                     .in_sync_replicas(p)
                     .into_iter()
+                    .filter(|id| shown.contains(id))
                     .map(|id| BrokerId(id as i32))
                     .collect();
                 let mp = metadata_response::MetadataResponsePartition::default()

@@ -14,6 +14,7 @@ pub mod metadata;
 pub mod offsets;
 pub mod produce;
 pub mod producers;
+pub mod reassign;
 pub mod records;
 pub mod topics;
 
