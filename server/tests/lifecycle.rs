@@ -6,7 +6,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::Cluster;
+use common::{Cluster, wait_for};
 
 /// What kcat's metadata listing says of `topic`'s partition `p` through
 /// `via`: (leader, replicas, ISR), node ids.
@@ -42,18 +42,6 @@ fn partition(
         .parse()
         .ok()?;
     Some((leader, ids("replicas: "), ids("isrs: ")))
-}
-
-/// Waits up to `secs` for `check` to hold, describing the last state otherwise.
-fn wait_for(secs: u64, what: &str, mut check: impl FnMut() -> Result<(), String>) {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    loop {
-        match check() {
-            Ok(()) => return,
-            Err(last) => assert!(Instant::now() < deadline, "{what}: {last}"),
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
 }
 
 fn create(c: &Cluster, topic: &str, partitions: i32, replicas: i16, configs: &[(String, String)]) {

@@ -5,21 +5,8 @@
 mod common;
 
 use std::process::Command;
-use std::time::{Duration, Instant};
 
-use common::Cluster;
-
-/// Waits up to `secs` for `check`, describing the last state otherwise.
-fn wait_for(secs: u64, what: &str, mut check: impl FnMut() -> Result<(), String>) {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    loop {
-        match check() {
-            Ok(()) => return,
-            Err(last) => assert!(Instant::now() < deadline, "{what}: {last}"),
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
-}
+use common::{Cluster, wait_for};
 
 /// The metadata group's voters as node `i`'s `/v1/cluster` reports them.
 fn voters(c: &Cluster, i: usize) -> Result<Vec<u64>, String> {

@@ -32,6 +32,7 @@ mod segment;
 mod staging;
 mod state;
 mod unified;
+mod usage;
 mod wal;
 
 #[cfg(feature = "fuzzing")]
@@ -582,25 +583,6 @@ impl Engine for SegmentEngine {
     }
 
     fn usage(&self) -> weir_core::StorageUsage {
-        let (files, wal_bytes) = self.wal.lock().usage();
-        // Each partition is locked after the map's lock is released, as elsewhere.
-        let mut partitions: Vec<(GroupId, Arc<Mutex<Partition>>)> = self
-            .partitions
-            .read()
-            .iter()
-            .map(|(g, p)| (*g, p.clone()))
-            .collect();
-        partitions.sort_unstable_by_key(|(g, _)| *g);
-        let partition_bytes: Vec<(GroupId, u64)> = partitions
-            .iter()
-            .map(|(g, p)| (*g, p.lock().bytes()))
-            .collect();
-        let total = wal_bytes + partition_bytes.iter().map(|(_, b)| b).sum::<u64>();
-        weir_core::StorageUsage {
-            wal_files: Some(files),
-            wal_bytes: Some(wal_bytes),
-            partition_bytes,
-            total_bytes: Some(total),
-        }
+        self.storage_usage()
     }
 }

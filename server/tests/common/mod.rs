@@ -12,6 +12,19 @@ pub fn free_port() -> u16 {
     weir_conformance::net::stable_port()
 }
 
+/// Waits up to `secs` for `check` to hold (polling every 200 ms); the test
+/// fails with `what` and the last state `check` described otherwise.
+pub fn wait_for(secs: u64, what: &str, mut check: impl FnMut() -> Result<(), String>) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        match check() {
+            Ok(()) => return,
+            Err(last) => assert!(Instant::now() < deadline, "{what}: {last}"),
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
 /// Runs a client program (a Python or JavaScript script) to its end; the test
 /// fails with its output unless it succeeded.
 pub fn run_client(what: &str, cmd: &mut Command) {
