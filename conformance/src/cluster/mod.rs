@@ -194,6 +194,7 @@ where
         cluster_interrupted_snapshot_download_completes,
         // A new replica starts from a snapshot of the partition.
         cluster_partition_replicas_move_under_load,
+        cluster_dead_node_is_replaced,
     ));
     // Compacted topics, for engines that clean logs.
     let compacts = harness_caps(&*h).map_or(Err("the harness cannot create an engine"), |c| {

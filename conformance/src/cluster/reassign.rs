@@ -114,3 +114,67 @@ pub async fn cluster_partition_replicas_move_under_load<H: ClusterHarness, N: Ne
     c.shutdown().await;
     Ok(Outcome::Passed)
 }
+
+/// A node that is gone for good is replaced: a fresh node joins, the dead
+/// one's replicas move to it (the move needs only a majority of each
+/// partition), the dead one is removed, and every acknowledged batch is on
+/// the new replicas.
+pub async fn cluster_dead_node_is_replaced<H: ClusterHarness, N: NetHarness>(
+    h: Arc<H>,
+    net: Arc<N>,
+) -> CaseResult {
+    let mut c = Cluster::start_with_spares(h, net, 3, 1, 46).await?;
+    c.create_topic(1, "d", 2, 3).await?;
+    let mut v = 0u64;
+    for _ in 0..20 {
+        produce_one(&c, "d", &mut v).await?;
+    }
+    c.stop(3).await;
+    c.join(4).await.context("the replacement joins")?;
+    let deadline = tokio::time::Instant::now() + WAIT * 2;
+    loop {
+        let leader = c.leader(GroupId::METADATA).await?;
+        match c.node(leader).drain_node(3, WAIT).await {
+            Ok(0) => break,
+            Ok(_) | Err(Error::NotLeader { .. } | Error::Timeout(_)) => {}
+            Err(e) => return Err(e.into()),
+        }
+        ensure!(
+            tokio::time::Instant::now() < deadline,
+            "node 3's replicas did not move: {}",
+            state(&c, c.group("d", 0)?)
+        );
+        produce_one(&c, "d", &mut v).await?;
+        tokio::time::sleep(TICK * 5).await;
+    }
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let leader = c.leader(GroupId::METADATA).await?;
+        match c.node(leader).remove_node(3, WAIT).await {
+            Ok(()) => break,
+            // A leader change meanwhile: ask the next one.
+            Err(_) if tokio::time::Instant::now() < deadline => {
+                tokio::time::sleep(TICK * 10).await;
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    produce_one(&c, "d", &mut v).await?;
+    for p in 0..2 {
+        let replicas = c.replicas("d", p)?;
+        ensure!(
+            !replicas.contains(&3) && replicas.contains(&4),
+            "partition {p}: replicas {replicas:?}"
+        );
+    }
+    // Partition 0 took every batch.
+    let g = c.group("d", 0)?;
+    let log = c.converged_log(g, &c.replicas("d", 0)?).await?;
+    ensure_eq!(
+        log.len() as u64,
+        v,
+        "every acknowledged batch on the new replicas"
+    );
+    c.shutdown().await;
+    Ok(Outcome::Passed)
+}
