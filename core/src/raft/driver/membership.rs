@@ -60,22 +60,7 @@ impl<S: StateMachine> Driver<S> {
             }
         }
         match self.p.node.propose_conf_change(vec![], change) {
-            Ok(()) => {
-                let index = self.p.node.raft.raft_log.last_index();
-                let term = self.p.node.raft.term;
-                let p = Pending {
-                    term,
-                    reply: Some(reply),
-                    _bytes: None,
-                    retries: Vec::new(),
-                };
-                if let Some(old) = self.pending.insert(index, p) {
-                    old.fail(|| Error::NotLeader {
-                        group: self.p.group,
-                        hint: None,
-                    });
-                }
-            }
+            Ok(()) => self.track_last_proposal(Some(reply), None),
             Err(e) => {
                 let _ = reply.send(Err(Error::NotLeader {
                     group: self.p.group,

@@ -83,22 +83,8 @@ impl<S: StateMachine> Driver<S> {
         }
         match self.p.node.propose(vec![], data) {
             Ok(()) => {
-                let index = self.p.node.raft.raft_log.last_index();
-                let term = self.p.node.raft.term;
                 if reply.is_some() || bytes.is_some() {
-                    let p = Pending {
-                        term,
-                        reply,
-                        _bytes: bytes,
-                        retries: Vec::new(),
-                    };
-                    if let Some(old) = self.pending.insert(index, p) {
-                        // A proposal of an earlier term whose entry was replaced.
-                        old.fail(|| Error::NotLeader {
-                            group: self.p.group,
-                            hint: None,
-                        });
-                    }
+                    self.track_last_proposal(reply, bytes);
                 }
             }
             Err(e) => {
@@ -113,6 +99,31 @@ impl<S: StateMachine> Driver<S> {
                     }));
                 }
             }
+        }
+    }
+}
+
+impl<S: StateMachine> Driver<S> {
+    /// Tracks the entry just proposed (the log's last, in this term) until
+    /// its index is applied; a proposal of an earlier term whose entry it
+    /// replaced is answered NOT_LEADER.
+    pub(super) fn track_last_proposal(
+        &mut self,
+        reply: Option<Reply>,
+        bytes: Option<ProposalBytes>,
+    ) {
+        let index = self.p.node.raft.raft_log.last_index();
+        let p = Pending {
+            term: self.p.node.raft.term,
+            reply,
+            _bytes: bytes,
+            retries: Vec::new(),
+        };
+        if let Some(old) = self.pending.insert(index, p) {
+            old.fail(|| Error::NotLeader {
+                group: self.p.group,
+                hint: None,
+            });
         }
     }
 }
