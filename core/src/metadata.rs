@@ -175,6 +175,21 @@ impl Metadata {
             })
     }
 
+    /// Whether a reassignment of `group` is adding a replica on `node` (one
+    /// the partition does not have yet): what `reassignment_bytes_per_sec`
+    /// throttles.
+    pub fn moving_to(&self, group: GroupId, node: NodeId) -> bool {
+        self.reassignments
+            .get(&group)
+            .is_some_and(|target| target.contains(&node))
+            && self
+                .topics
+                .values()
+                .flat_map(|t| t.partitions.iter())
+                .find(|p| p.group == group)
+                .is_some_and(|p| !p.replicas.contains(&node))
+    }
+
     /// A partition's replicas as clients are told them: its replicas, and
     /// during a reassignment also the ones being added (Kafka's union).
     pub fn replicas_shown(&self, p: &PartitionMeta) -> Vec<NodeId> {

@@ -23,10 +23,12 @@ use std::time::{Duration, Instant};
 use parking_lot::Mutex;
 use raft::eraftpb::{Message, MessageType};
 use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
 
 use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::ids::{GroupId, NodeId, Offset};
+use crate::metadata::Metadata;
 use crate::transport::{GroupMessage, SharedTransport};
 
 /// The bit of a group id that names the group's snapshot channel.
@@ -112,6 +114,9 @@ pub(crate) struct Snapshots {
     /// Paces the chunks this node serves, over every download
     /// (`snapshot_bytes_per_sec`; `None`: as fast as they are asked for).
     pacing: Option<Mutex<Pacing>>,
+    /// Paces, besides, the chunks served to replicas that a reassignment adds
+    /// (`reassignment_bytes_per_sec`), known from metadata.
+    moves: Option<(Mutex<Pacing>, watch::Receiver<Arc<Metadata>>)>,
 }
 
 /// A byte budget refilled at a rate.
@@ -123,6 +128,13 @@ struct Pacing {
 }
 
 impl Pacing {
+    fn new(rate: u64) -> Mutex<Pacing> {
+        Mutex::new(Pacing {
+            rate,
+            due: Instant::now(),
+        })
+    }
+
     /// How long to wait before serving `bytes` more.
     fn wait_for(&mut self, bytes: usize) -> Duration {
         let now = Instant::now();
@@ -144,12 +156,8 @@ impl Snapshots {
         bytes_per_sec: Option<u64>,
     ) -> Self {
         Snapshots {
-            pacing: bytes_per_sec.filter(|&r| r > 0).map(|rate| {
-                Mutex::new(Pacing {
-                    rate,
-                    due: Instant::now(),
-                })
-            }),
+            pacing: bytes_per_sec.filter(|&r| r > 0).map(Pacing::new),
+            moves: None,
             me,
             engine,
             transport,
@@ -157,6 +165,34 @@ impl Snapshots {
             tasks: Mutex::new(Some(tokio::task::JoinSet::new())),
             installs: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Paces the chunks served to replicas that reassignments add (as
+    /// `meta` records them) to `bytes_per_sec`, on top of the pace for all.
+    pub(crate) fn throttle_moves(
+        mut self,
+        bytes_per_sec: Option<u64>,
+        meta: watch::Receiver<Arc<Metadata>>,
+    ) -> Self {
+        self.moves = bytes_per_sec
+            .filter(|&r| r > 0)
+            .map(|rate| (Pacing::new(rate), meta));
+        self
+    }
+
+    /// How long to wait before serving `bytes` of `group` to `to`: the pace
+    /// for all, and for a replica a reassignment adds, its own pace too.
+    fn wait_for(&self, group: GroupId, to: NodeId, bytes: usize) -> Duration {
+        let mut wait = self
+            .pacing
+            .as_ref()
+            .map_or(Duration::ZERO, |p| p.lock().wait_for(bytes));
+        if let Some((pacing, meta)) = &self.moves
+            && meta.borrow().moving_to(group, to)
+        {
+            wait = wait.max(pacing.lock().wait_for(bytes));
+        }
+        wait
     }
 
     /// How many times `group`'s partition log was installed from a snapshot
@@ -278,9 +314,9 @@ impl Snapshots {
             Ok(data) => {
                 // Paced on the blocking pool, where this runs: the chunk
                 // leaves when the rate allows.
-                let wait = self.pacing.as_ref().map(|p| p.lock().wait_for(data.len()));
-                if let Some(w) = wait.filter(|w| !w.is_zero()) {
-                    std::thread::sleep(w);
+                let wait = self.wait_for(group, to, data.len());
+                if !wait.is_zero() {
+                    std::thread::sleep(wait);
                 }
                 reply.context = crc32c::crc32c(&data).to_be_bytes().to_vec().into();
                 reply.mut_snapshot().data = data.into();
@@ -410,4 +446,49 @@ fn chunk_end(chunk: &Message) -> Option<Offset> {
         data = &data[len..];
     }
     end
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metadata::{PartitionMeta, Topic};
+
+    #[test]
+    fn pacing_spaces_chunks_at_the_rate() {
+        let pacing = Pacing::new(1 << 20);
+        let mut p = pacing.lock();
+        let first = p.wait_for(1 << 20);
+        assert!(first.is_zero(), "the first chunk leaves at once");
+        let second = p.wait_for(1 << 20);
+        assert!(
+            second > Duration::from_millis(900) && second <= Duration::from_secs(1),
+            "the next MiB waits about a second at 1 MiB/s: {second:?}"
+        );
+    }
+
+    #[test]
+    fn only_replicas_a_move_adds_are_throttled_as_moves() {
+        let group = GroupId(7);
+        let mut m = Metadata::default();
+        m.topics.insert(
+            "t".into(),
+            Topic {
+                name: "t".into(),
+                id: [1; 16],
+                partitions: vec![PartitionMeta {
+                    index: 0,
+                    group,
+                    replicas: vec![1, 2, 3],
+                    leader: None,
+                }],
+                configs: Default::default(),
+                kind: Default::default(),
+            },
+        );
+        assert!(!m.moving_to(group, 4), "no move under way");
+        m.reassignments.insert(group, vec![2, 3, 4]);
+        assert!(m.moving_to(group, 4), "node 4 is being added");
+        assert!(!m.moving_to(group, 2), "node 2 already has a replica");
+        assert!(!m.moving_to(GroupId(8), 4), "another group");
+    }
 }

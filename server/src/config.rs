@@ -236,6 +236,12 @@ pub struct Config {
     /// Bytes per second this node serves of partition snapshots to replicas
     /// catching up, over all of them; 0 (the default) does not limit it.
     pub snapshot_bytes_per_sec: u64,
+    /// Bytes per second this node serves of partition snapshots to the
+    /// replicas that reassignments add (moving a partition to a new node),
+    /// over all of them, so that a move does not take the disk and network
+    /// from producers; 0 (the default) does not limit it beyond
+    /// `snapshot_bytes_per_sec`.
+    pub reassignment_bytes_per_sec: u64,
     /// Broker default for compacted topics without `delete.retention.ms`:
     /// tombstones older than this many milliseconds are removed by the cleaner
     /// (Kafka's `log.cleaner.delete.retention.ms`; default 1 day).
@@ -379,6 +385,7 @@ impl Default for Config {
             metadata_keep_entries: 500,
             retention_check_interval_ms: 300_000,
             snapshot_bytes_per_sec: 0,
+            reassignment_bytes_per_sec: 0,
             delete_retention_ms: 24 * 3600 * 1000,
             min_cleanable_dirty_ratio: 0.5,
             min_compaction_lag_ms: 0,

@@ -315,6 +315,8 @@ pub async fn run_prepared(
     node_cfg.retention_check_interval = Duration::from_millis(config.retention_check_interval_ms);
     node_cfg.snapshot_bytes_per_sec =
         (config.snapshot_bytes_per_sec > 0).then_some(config.snapshot_bytes_per_sec);
+    node_cfg.reassignment_bytes_per_sec =
+        (config.reassignment_bytes_per_sec > 0).then_some(config.reassignment_bytes_per_sec);
     node_cfg.delete_retention = Duration::from_millis(config.delete_retention_ms);
     node_cfg.min_cleanable_dirty_ratio = config.min_cleanable_dirty_ratio;
     node_cfg.min_compaction_lag = Duration::from_millis(config.min_compaction_lag_ms);

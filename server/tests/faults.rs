@@ -4,8 +4,10 @@
 //! (SIGSTOP/SIGCONT), restarts them, partitions the network (every peer link runs
 //! through a proxy the test can cut: one node isolated, a minority split from the
 //! majority, a "bridge" node reaching two sides that cannot reach each other) and
-//! skews a node's clock (libfaketime); a consumer reads along; after healing, a drain
-//! reads every partition from the start. Clusters of 3 and of 5 nodes. The run must
+//! skews a node's clock (libfaketime), and changes the cluster's membership
+//! ([`fault_members`]: nodes join, joined nodes are drained and removed,
+//! partitions move to other replicas); a consumer reads along; after healing, a
+//! drain reads every partition from the start. Clusters of 3 and of 5 nodes. The run must
 //! show no lost, moved, unexpected or inconsistent data and no gaps. Members of a
 //! consumer group read along too ([`fault_group`]): together they must read every
 //! acknowledged record, and the group's committed offsets must never go back.
@@ -19,6 +21,7 @@
 
 mod common;
 mod fault_group;
+mod fault_members;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -285,27 +288,35 @@ fn run_faults(n: usize) {
     // WEIR_FAULTS=0 runs the same workload without faults, as the baseline.
     let inject = env_u64("WEIR_FAULTS", 1) != 0;
     let minority = (n - 1) / 2;
+    let mut members = fault_members::Members::default();
+    let mut first = true;
     while Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(rng.gen_range(500..1500)));
         if !inject {
             continue;
         }
+        members.poll(&rt, &mut c, false);
+        let running = members.running(&c);
+        let restartable = members.restartable(&c);
+        // The first fault adds a node, so that the others meet a joined one.
+        let kind = if first { 8 } else { rng.gen_range(0..11) };
+        first = false;
         let heal_after = |rng: &mut StdRng, c: &Cluster| {
             std::thread::sleep(Duration::from_millis(rng.gen_range(500..3000)));
             c.heal();
         };
-        let victim = match rng.gen_range(0..8) {
+        let victim = match kind {
             0 => {
                 *faults.entry("kill -9 leader").or_default() += 1;
                 c.leader("f") - 1
             }
             1 => {
                 *faults.entry("kill -9 random").or_default() += 1;
-                rng.gen_range(0..n)
+                running[rng.gen_range(0..running.len())]
             }
             2 => {
                 *faults.entry("pause (SIGSTOP)").or_default() += 1;
-                let v = rng.gen_range(0..n);
+                let v = running[rng.gen_range(0..running.len())];
                 c.signal(v, "-STOP");
                 std::thread::sleep(Duration::from_millis(rng.gen_range(300..1500)));
                 c.signal(v, "-CONT");
@@ -313,10 +324,10 @@ fn run_faults(n: usize) {
             }
             3 => {
                 *faults.entry("kill -9 all, restart").or_default() += 1;
-                for i in 0..n {
+                for &i in &running {
                     c.kill9(i);
                 }
-                for i in 0..n {
+                for &i in &restartable {
                     c.launch(i);
                     restarts += 1;
                 }
@@ -348,6 +359,25 @@ fn run_faults(n: usize) {
                 heal_after(&mut rng, &c);
                 continue;
             }
+            8 => {
+                if members.add(&mut c) {
+                    *faults.entry("membership: add a node").or_default() += 1;
+                }
+                continue;
+            }
+            9 => {
+                if members.start_removal(&rt, &c, &mut rng) {
+                    *faults.entry("membership: remove a node").or_default() += 1;
+                }
+                continue;
+            }
+            10 => {
+                *faults
+                    .entry("membership: reassign a partition")
+                    .or_default() += 1;
+                members.reassign(&rt, &c, &mut rng, "f", PARTITIONS);
+                continue;
+            }
             _ => {
                 // Clock skew: restart a node with its clocks offset by libfaketime
                 // (it stays skewed across its restarts; skewing it again resets it).
@@ -355,7 +385,7 @@ fn run_faults(n: usize) {
                     continue;
                 };
                 *faults.entry("clock skew (libfaketime)").or_default() += 1;
-                let v = rng.gen_range(0..n);
+                let v = restartable[rng.gen_range(0..restartable.len())];
                 if c.env[v].is_empty() {
                     let skew = rng.gen_range(1..600) * if rng.gen_bool(0.5) { 1 } else { -1 };
                     c.env[v] = vec![
@@ -368,10 +398,14 @@ fn run_faults(n: usize) {
                 v
             }
         };
-        c.kill9(victim);
+        if c.is_up(victim) {
+            c.kill9(victim);
+        }
         std::thread::sleep(Duration::from_millis(rng.gen_range(200..1000)));
-        c.launch(victim);
-        restarts += 1;
+        if restartable.contains(&victim) {
+            c.launch(victim);
+            restarts += 1;
+        }
     }
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     rt.block_on(async {
@@ -380,9 +414,11 @@ fn run_faults(n: usize) {
         }
         let _ = consumer.await;
     });
-    // Heal, then drain every partition from the start.
+    // Heal, let a removal under way end, then drain every partition from
+    // the start.
     c.heal();
-    c.wait_brokers(n);
+    members.poll(&rt, &mut c, true);
+    c.wait_brokers(members.brokers(&c));
     rt.block_on(async {
         let mut client = Client::new(&c.all());
         let mut next = vec![0i64; PARTITIONS as usize];
@@ -402,6 +438,7 @@ fn run_faults(n: usize) {
     eprintln!(
         "fault run: {n} nodes, seed {seed}, {secs} s, faults {faults:?}, node restarts {restarts}"
     );
+    eprintln!("fault run: membership changes {:?}", members.outcomes);
     eprintln!(
         "fault run: {report}; acks/s {:.0}, p99 latency {p99} ms",
         report.acknowledged as f64 / secs as f64

@@ -53,6 +53,10 @@ pub struct NodeConfig {
     /// replica catching up from it, so that its producers keep their latency
     /// (`None`: as fast as replicas ask).
     pub snapshot_bytes_per_sec: Option<u64>,
+    /// Bytes per second this node serves of partition snapshots to replicas
+    /// that reassignments add, over all of them, on top of
+    /// `snapshot_bytes_per_sec` (`None`: no limit of its own).
+    pub reassignment_bytes_per_sec: Option<u64>,
     /// Most partitions one topic may have.
     pub max_partitions_per_topic: i32,
     /// Most partitions in the cluster, over all topics (each is a Raft group with
@@ -214,6 +218,7 @@ impl NodeConfig {
             raft_log_max_bytes: 256 << 20,
             raft_log_max_age: Duration::from_secs(3600),
             snapshot_bytes_per_sec: None,
+            reassignment_bytes_per_sec: None,
             max_partitions_per_topic: 1000,
             max_partitions: 10_000,
             max_pending_produce_bytes: 256 << 20,

@@ -152,12 +152,13 @@ impl Node {
         };
         let (machine, meta, meta_applied) = MetadataMachine::open(engine.clone(), policy)?;
         let cfg_budget = cfg.max_pending_produce_bytes;
-        let (cfg_id, engine_for_snapshots, transport_for_snapshots, snapshot_rate) = (
+        let snapshots = crate::snapshot::Snapshots::new(
             cfg.id,
             engine.clone(),
             transport.clone(),
             cfg.snapshot_bytes_per_sec,
-        );
+        )
+        .throttle_moves(cfg.reassignment_bytes_per_sec, meta.clone());
         let space = Arc::new(space::Space::new(engine.clone(), cfg.min_free_bytes));
         let inner = Arc::new(Inner {
             cfg,
@@ -175,12 +176,7 @@ impl Node {
             space,
             coordinators: Coordinators::default(),
             producer_ids: tokio::sync::Mutex::new((0, 0)),
-            snapshots: Arc::new(crate::snapshot::Snapshots::new(
-                cfg_id,
-                engine_for_snapshots,
-                transport_for_snapshots,
-                snapshot_rate,
-            )),
+            snapshots: Arc::new(snapshots),
             cleaner: Arc::default(),
         });
         let voters = inner.cfg.voters.clone();

@@ -217,6 +217,17 @@ impl Cluster {
         c
     }
 
+    /// A new slot for a node that joins the running cluster when launched;
+    /// its index.
+    pub fn add_spare(&mut self) -> usize {
+        self.nodes.push(None);
+        self.kafka.push(free_port());
+        self.peer.push(free_port());
+        self.admin.push(free_port());
+        self.env.push(Vec::new());
+        self.nodes.len() - 1
+    }
+
     fn boot(&mut self, n: usize) {
         for i in 0..n {
             self.launch(i);
@@ -244,7 +255,7 @@ impl Cluster {
         .arg(&config);
         if i < self.static_nodes {
             for j in (0..self.static_nodes).filter(|&j| j != i) {
-                let port = match self.proxies.get(i).and_then(|row| row[j].as_ref()) {
+                let port = match self.proxy(i, j) {
                     Some(p) => p.port,
                     None => self.peer[j],
                 };
@@ -402,7 +413,7 @@ impl Cluster {
     pub fn isolate(&self, i: usize) {
         for j in 0..self.kafka.len() {
             for (a, b) in [(i, j), (j, i)] {
-                if let Some(p) = self.proxies.get(a).and_then(|row| row[b].as_ref()) {
+                if let Some(p) = self.proxy(a, b) {
                     p.cut();
                 }
             }
@@ -414,12 +425,18 @@ impl Cluster {
         for &i in a {
             for &j in b {
                 for (x, y) in [(i, j), (j, i)] {
-                    if let Some(p) = self.proxies.get(x).and_then(|row| row[y].as_ref()) {
+                    if let Some(p) = self.proxy(x, y) {
                         p.cut();
                     }
                 }
             }
         }
+    }
+
+    /// Node `a`'s proxied link to node `b`, if there is one (only links
+    /// between the nodes that formed the cluster are proxied).
+    fn proxy(&self, a: usize, b: usize) -> Option<&LinkProxy> {
+        self.proxies.get(a)?.get(b)?.as_ref()
     }
 
     /// Heals every link.
