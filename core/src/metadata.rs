@@ -112,6 +112,11 @@ pub struct Metadata {
     /// ([`MetaCommand::FinishReassignment`]).
     #[serde(default)]
     pub reassignments: BTreeMap<GroupId, Vec<NodeId>>,
+    /// The rack of each broker that has one (its `rack` setting): reported
+    /// in Metadata and DescribeCluster, and new topics spread their replicas
+    /// over racks ([`Metadata::assign_range`]).
+    #[serde(default)]
+    pub racks: BTreeMap<NodeId, String>,
 }
 
 /// The id of a topic named `name` whose first partition is Raft group
@@ -221,7 +226,10 @@ impl Metadata {
     /// Replicas for partitions `range` of topic `name`: the brokers in turn
     /// from a place the name picks, so that a topic's partitions (and their
     /// preferred leaders, the first replicas) spread evenly, and partitions
-    /// added later continue the same rotation.
+    /// added later continue the same rotation. When brokers have racks, the
+    /// turn alternates racks (the first broker of each rack, then the second
+    /// of each, …; Kafka's rack-alternated order), so that a partition's
+    /// replicas are in as many racks as it can have.
     ///
     /// # Errors
     /// [`Error::Invalid`] for a replication factor of 0 or above the brokers.
@@ -231,7 +239,7 @@ impl Metadata {
         range: std::ops::Range<usize>,
         replication: usize,
     ) -> Result<Vec<Vec<NodeId>>> {
-        let brokers: Vec<NodeId> = self.brokers.keys().copied().collect();
+        let brokers = self.rack_alternated();
         if replication == 0 || replication > brokers.len() {
             return Err(Error::Invalid(format!(
                 "replication factor {replication} for topic {name}, but {} broker(s) are registered",
@@ -251,6 +259,28 @@ impl Metadata {
     }
 }
 
+impl Metadata {
+    /// The registered brokers in rack-alternated order (by id when no
+    /// broker has a rack; a broker without one counts as a rack of its own
+    /// kind, "no rack").
+    fn rack_alternated(&self) -> Vec<NodeId> {
+        if self.racks.is_empty() {
+            return self.brokers.keys().copied().collect();
+        }
+        let mut by_rack: BTreeMap<Option<&str>, Vec<NodeId>> = BTreeMap::new();
+        for id in self.brokers.keys() {
+            by_rack
+                .entry(self.racks.get(id).map(String::as_str))
+                .or_default()
+                .push(*id);
+        }
+        let deepest = by_rack.values().map(Vec::len).max().unwrap_or(0);
+        (0..deepest)
+            .flat_map(|i| by_rack.values().filter_map(move |ids| ids.get(i).copied()))
+            .collect()
+    }
+}
+
 /// A change to the metadata, as proposed to group 0.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum MetaCommand {
@@ -260,6 +290,9 @@ pub enum MetaCommand {
         id: NodeId,
         /// Its advertised Kafka address.
         kafka_addr: String,
+        /// Its rack, if it has one (absent in entries from before racks).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        rack: Option<String>,
     },
     /// Creates a topic with the given replica sets (one per partition). Ignored when
     /// the topic exists.
@@ -385,8 +418,16 @@ impl MetadataMachine {
     fn apply_command(&mut self, cmd: MetaCommand) {
         let st = &mut self.state;
         match cmd {
-            MetaCommand::RegisterBroker { id, kafka_addr } => {
+            MetaCommand::RegisterBroker {
+                id,
+                kafka_addr,
+                rack,
+            } => {
                 st.brokers.insert(id, Broker { id, kafka_addr });
+                match rack {
+                    Some(rack) => st.racks.insert(id, rack),
+                    None => st.racks.remove(&id),
+                };
             }
             MetaCommand::CreateTopic {
                 name,
@@ -429,6 +470,7 @@ impl MetadataMachine {
             MetaCommand::RemoveBroker { id } => {
                 st.brokers.remove(&id);
                 st.peers.remove(&id);
+                st.racks.remove(&id);
             }
             MetaCommand::Reassign { group, target } => {
                 let known = st
@@ -559,3 +601,6 @@ impl MetadataMachine {
         });
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -160,7 +160,7 @@ async fn status(c: &mut Client) -> anyhow::Result<()> {
         brokers.len(),
         topics.len()
     );
-    for (id, host, port) in &brokers {
+    for (id, host, port, rack) in &brokers {
         let addr = format!("{host}:{port}");
         let up = tokio::time::timeout(
             Duration::from_secs(3),
@@ -168,8 +168,11 @@ async fn status(c: &mut Client) -> anyhow::Result<()> {
         )
         .await
         .is_ok_and(|r| r.is_ok());
+        let rack = rack
+            .as_ref()
+            .map_or(String::new(), |r| format!(" (rack {r})"));
         println!(
-            "  broker {id} {addr}: {}, leads {} partitions",
+            "  broker {id} {addr}{rack}: {}, leads {} partitions",
             if up { "reachable" } else { "UNREACHABLE" },
             led.get(id).copied().unwrap_or(0)
         );

@@ -123,6 +123,11 @@ pub struct Config {
     /// node joins at its first start (`weir serve --join`), instead of a
     /// static `peers` list.
     pub join: Vec<String>,
+    /// This node's rack (availability zone, failure domain), if it has one:
+    /// reported to clients in Metadata and DescribeCluster, and new topics
+    /// spread each partition's replicas over as many racks as they can
+    /// (Kafka's `broker.rack`). Up to 255 printable ASCII characters.
+    pub rack: Option<String>,
     /// Where the admin HTTP server listens (metrics, health, cluster view):
     /// an address, or `none`. Unset: 127.0.0.1:9644, and a node that cannot
     /// bind it (another broker on the same host has it) runs without one,
@@ -341,6 +346,7 @@ impl Default for Config {
             advertised_peer: None,
             join: Vec::new(),
             admin_listen: None,
+            rack: None,
             metrics_max_partitions: 1000,
             peers: BTreeMap::new(),
             auto_create_topics: true,
@@ -557,6 +563,10 @@ mod tests {
         ok.validate().unwrap();
 
         assert!(refusal("max_batch_bytes = 0\n").contains("max_batch_bytes"));
+        assert!(refusal("rack = \"\"\n").contains("rack"));
+        assert!(refusal("rack = \"eu west\"\n").contains("rack"));
+        let ok: Config = toml::from_str("rack = \"eu-west-1a\"\n").unwrap();
+        ok.validate().unwrap();
         assert!(refusal("max_batch_bytes = 200000000\n").contains("max_batch_bytes"));
 
         // Settings for a plug-in that is not the one chosen are a mistake, not a no-op.

@@ -276,6 +276,7 @@ pub async fn run_prepared(
     };
     let mut node_cfg = NodeConfig::new(config.node_id, voters, config.advertised());
     node_cfg.peer_addr = add_peer.as_ref().and_then(|_| config.advertised_peer());
+    node_cfg.rack = config.rack.clone();
     node_cfg.tick = Duration::from_millis(config.raft_tick_ms);
     node_cfg.max_batch_bytes = config.max_batch_bytes;
     node_cfg.flush_bytes = config.flush_bytes;

@@ -193,6 +193,10 @@ struct ServeArgs {
     /// admin addresses are given (comma-separated) to add this one (no --peer).
     #[arg(long, value_delimiter = ',')]
     join: Vec<String>,
+    /// This node's rack (`rack`): reported to clients, and new topics spread
+    /// their replicas over racks.
+    #[arg(long)]
+    rack: Option<String>,
     /// The storage engine.
     #[arg(long, value_enum)]
     engine: Option<EngineKind>,
@@ -231,6 +235,9 @@ impl ServeArgs {
         }
         if let Some(v) = self.admin_listen {
             c.admin_listen = Some(v);
+        }
+        if let Some(v) = self.rack {
+            c.rack = Some(v);
         }
         if let Some(v) = self.peer_listen {
             c.peer_listen = Some(v);

@@ -354,3 +354,28 @@ fn the_cli_shows_the_cluster_adds_partitions_and_balances_leaders() {
         Ok(())
     });
 }
+
+#[test]
+fn racks_are_reported_to_clients_and_replicas_spread_over_them() {
+    let racks = ["east", "east", "west", "west"];
+    let c = Cluster::start_with_args(
+        "tcp",
+        "",
+        racks
+            .iter()
+            .map(|r| vec!["--rack".to_string(), (*r).to_string()])
+            .collect(),
+    );
+    let want: Vec<String> = racks
+        .iter()
+        .enumerate()
+        .map(|(i, r)| format!("{}={r}", i + 1))
+        .collect();
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/clients/racks.py");
+    common::run_client(
+        "racks.py",
+        std::process::Command::new("python3")
+            .arg(script)
+            .args([c.all(), want.join(",")]),
+    );
+}

@@ -36,9 +36,9 @@ struct Saved {
 }
 
 /// The format of checkpoints and snapshots: a version byte, then postcard.
-/// Format 2 added [`Metadata::peers`] and [`Metadata::reassignments`];
-/// format 1 is still read.
-const FORMAT: u8 = 2;
+/// Format 2 added [`Metadata::peers`] and [`Metadata::reassignments`],
+/// format 3 [`Metadata::racks`]; formats 1 and 2 are still read.
+const FORMAT: u8 = 3;
 
 /// What format 1 saved: [`Saved`] before [`Metadata::peers`].
 #[derive(Deserialize)]
@@ -63,6 +63,31 @@ struct MetadataV1 {
     applied: u64,
 }
 
+/// What format 2 saved: [`Saved`] before [`Metadata::racks`].
+#[derive(Deserialize)]
+#[cfg_attr(test, derive(Serialize))]
+struct SavedV2 {
+    term: u64,
+    voters: Vec<u64>,
+    learners: Vec<u64>,
+    metadata: MetadataV2,
+}
+
+/// [`Metadata`] as format 2 saved it.
+#[derive(Deserialize)]
+#[cfg_attr(test, derive(Serialize))]
+struct MetadataV2 {
+    brokers: std::collections::BTreeMap<crate::ids::NodeId, super::Broker>,
+    topics: std::collections::BTreeMap<String, super::Topic>,
+    topic_ids: std::collections::BTreeMap<[u8; 16], String>,
+    next_group: u64,
+    next_producer_id: i64,
+    producer_id_blocks: std::collections::BTreeMap<crate::ids::NodeId, (i64, i64)>,
+    applied: u64,
+    peers: std::collections::BTreeMap<crate::ids::NodeId, String>,
+    reassignments: std::collections::BTreeMap<GroupId, Vec<crate::ids::NodeId>>,
+}
+
 impl From<SavedV1> for Saved {
     fn from(v: SavedV1) -> Saved {
         Saved {
@@ -74,9 +99,20 @@ impl From<SavedV1> for Saved {
     }
 }
 
+impl From<SavedV2> for Saved {
+    fn from(v: SavedV2) -> Saved {
+        Saved {
+            term: v.term,
+            voters: v.voters,
+            learners: v.learners,
+            metadata: v.metadata.into(),
+        }
+    }
+}
+
 impl From<MetadataV1> for Metadata {
     fn from(m: MetadataV1) -> Metadata {
-        Metadata {
+        MetadataV2 {
             brokers: m.brokers,
             topics: m.topics,
             topic_ids: m.topic_ids,
@@ -87,21 +123,41 @@ impl From<MetadataV1> for Metadata {
             peers: Default::default(),
             reassignments: Default::default(),
         }
+        .into()
     }
 }
 
-/// Reads a snapshot's metadata of either format.
+impl From<MetadataV2> for Metadata {
+    fn from(m: MetadataV2) -> Metadata {
+        Metadata {
+            brokers: m.brokers,
+            topics: m.topics,
+            topic_ids: m.topic_ids,
+            next_group: m.next_group,
+            next_producer_id: m.next_producer_id,
+            producer_id_blocks: m.producer_id_blocks,
+            applied: m.applied,
+            peers: m.peers,
+            reassignments: m.reassignments,
+            racks: Default::default(),
+        }
+    }
+}
+
+/// Reads a snapshot's metadata of any format.
 fn decode_metadata(bytes: &[u8]) -> std::result::Result<Metadata, String> {
     match bytes.first() {
         Some(1) => checkpoint::from_versioned::<MetadataV1>(1, bytes).map(Metadata::from),
+        Some(2) => checkpoint::from_versioned::<MetadataV2>(2, bytes).map(Metadata::from),
         _ => decode(bytes),
     }
 }
 
-/// Reads a checkpoint of either format.
+/// Reads a checkpoint of any format.
 fn decode_saved(bytes: &[u8]) -> std::result::Result<Saved, String> {
     match bytes.first() {
         Some(1) => checkpoint::from_versioned::<SavedV1>(1, bytes).map(Saved::from),
+        Some(2) => checkpoint::from_versioned::<SavedV2>(2, bytes).map(Saved::from),
         _ => decode(bytes),
     }
 }
@@ -288,10 +344,50 @@ mod tests {
         let snap = checkpoint::to_versioned(1, &v1.metadata).expect("encode");
         let m = decode_metadata(&snap).expect("a format-1 snapshot decodes");
         assert_eq!(m.applied, 42);
-        // And today's format round-trips, peers included.
+        // And today's format round-trips, peers and racks included.
         let mut now = m;
         now.peers.insert(2, "127.0.0.1:9193".into());
+        now.racks.insert(2, "eu-west-1a".into());
         let bytes = encode(&now).expect("encode");
         assert_eq!(decode_metadata(&bytes).expect("decode"), now);
+    }
+
+    #[test]
+    fn a_format_2_checkpoint_and_snapshot_still_load() {
+        let v2 = SavedV2 {
+            term: 4,
+            voters: vec![1, 2, 3, 4],
+            learners: vec![],
+            metadata: MetadataV2 {
+                brokers: Default::default(),
+                topics: Default::default(),
+                topic_ids: Default::default(),
+                next_group: 9,
+                next_producer_id: 1000,
+                producer_id_blocks: Default::default(),
+                applied: 50,
+                peers: std::collections::BTreeMap::from([(4, "127.0.0.1:9194".to_string())]),
+                reassignments: std::collections::BTreeMap::from([(GroupId(3), vec![2, 3, 4])]),
+            },
+        };
+        let bytes = checkpoint::to_versioned(2, &v2).expect("encode");
+        let saved = decode_saved(&bytes).expect("a format-2 checkpoint decodes");
+        assert_eq!(saved.voters, vec![1, 2, 3, 4]);
+        assert_eq!(
+            saved.metadata.peers.get(&4).map(String::as_str),
+            Some("127.0.0.1:9194")
+        );
+        assert_eq!(
+            saved.metadata.reassignments.get(&GroupId(3)),
+            Some(&vec![2, 3, 4])
+        );
+        assert!(saved.metadata.racks.is_empty());
+        let snap = checkpoint::to_versioned(2, &v2.metadata).expect("encode");
+        assert_eq!(
+            decode_metadata(&snap)
+                .expect("a format-2 snapshot decodes")
+                .applied,
+            50
+        );
     }
 }

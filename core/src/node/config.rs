@@ -21,6 +21,9 @@ pub struct NodeConfig {
     pub peer_addr: Option<String>,
     /// The Kafka address clients should use to reach this node.
     pub kafka_addr: String,
+    /// This node's rack (failure domain), if it has one: reported to
+    /// clients, and new topics spread their replicas over racks.
+    pub rack: Option<String>,
     /// The Raft tick.
     pub tick: Duration,
     /// Ticks without a leader before an election (randomised up to twice this).
@@ -207,6 +210,7 @@ impl NodeConfig {
             voters,
             peer_addr: None,
             kafka_addr: kafka_addr.into(),
+            rack: None,
             tick: Duration::from_millis(100),
             election_ticks: 10,
             heartbeat_ticks: 2,

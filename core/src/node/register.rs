@@ -48,10 +48,13 @@ pub(super) async fn register(node: Weak<Inner>, announce: Arc<Notify>) {
             .brokers
             .get(&inner.cfg.id)
             .map(|b| b.kafka_addr.as_str());
-        if current != Some(inner.cfg.kafka_addr.as_str()) {
+        if current != Some(inner.cfg.kafka_addr.as_str())
+            || meta.racks.get(&inner.cfg.id) != inner.cfg.rack.as_ref()
+        {
             commands.push(MetaCommand::RegisterBroker {
                 id: inner.cfg.id,
                 kafka_addr: inner.cfg.kafka_addr.clone(),
+                rack: inner.cfg.rack.clone(),
             });
         }
         if let Some(peer) = &inner.cfg.peer_addr

@@ -109,13 +109,13 @@ impl Client {
             .collect())
     }
 
-    /// The cluster's id, controller and brokers (id, host, port).
+    /// The cluster's id, controller and brokers (id, host, port, rack).
     ///
     /// # Errors
     /// Connection or protocol errors.
     pub async fn describe_cluster(
         &mut self,
-    ) -> anyhow::Result<(String, i32, Vec<(i32, String, i32)>)> {
+    ) -> anyhow::Result<(String, i32, Vec<(i32, String, i32, Option<String>)>)> {
         let ResponseKind::DescribeCluster(r) = self
             .call_any(
                 ApiKey::DescribeCluster,
@@ -132,7 +132,10 @@ impl Client {
         let brokers = r
             .brokers
             .into_iter()
-            .map(|b| (b.broker_id.0, b.host.to_string(), b.port))
+            .map(|b| {
+                let rack = b.rack.map(|r| r.to_string());
+                (b.broker_id.0, b.host.to_string(), b.port, rack)
+            })
             .collect();
         Ok((r.cluster_id.to_string(), r.controller_id.0, brokers))
     }

@@ -22,6 +22,12 @@ impl Config {
             self.join.is_empty() || (self.peers.is_empty() && self.peer_listen.is_some()),
             "join (a node joining a running cluster) needs peer_listen and no peers: the cluster tells it its peers"
         );
+        if let Some(rack) = &self.rack {
+            anyhow::ensure!(
+                !rack.is_empty() && rack.len() <= 255 && rack.bytes().all(|b| b.is_ascii_graphic()),
+                "rack {rack:?} must be 1 to 255 printable ASCII characters without spaces"
+            );
+        }
         anyhow::ensure!(
             self.default_partitions >= 1,
             "default_partitions must be at least 1"

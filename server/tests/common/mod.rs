@@ -156,6 +156,8 @@ pub struct Cluster {
     pub proxies: Vec<Vec<Option<LinkProxy>>>,
     /// Extra environment of each node's process (applied at its next launch).
     pub env: Vec<Vec<(String, String)>>,
+    /// Extra `weir serve` arguments of each node (applied at its next launch).
+    pub args: Vec<Vec<String>>,
     /// Nodes 0..static_nodes form the cluster at its first start; the others
     /// join it (`weir serve --join`) when launched.
     pub static_nodes: usize,
@@ -199,8 +201,23 @@ impl Cluster {
             config: config.to_string(),
             proxies: Vec::new(),
             env: (0..n).map(|_| Vec::new()).collect(),
+            args: (0..n).map(|_| Vec::new()).collect(),
             static_nodes: n,
         }
+    }
+
+    /// Like [`Cluster::start_with`], each node `i` started with the extra
+    /// `weir serve` arguments `args[i]`.
+    pub fn start_with_args(
+        transport: &'static str,
+        config: &str,
+        args: Vec<Vec<String>>,
+    ) -> Cluster {
+        let n = args.len();
+        let mut c = Cluster::start_unbooted(n, transport, config);
+        c.args = args;
+        c.boot(n);
+        c
     }
 
     /// Like [`Cluster::start_with`] with `n` nodes, and `spares` more that join
@@ -225,6 +242,7 @@ impl Cluster {
         self.peer.push(free_port());
         self.admin.push(free_port());
         self.env.push(Vec::new());
+        self.args.push(Vec::new());
         self.nodes.len() - 1
     }
 
@@ -281,6 +299,7 @@ impl Cluster {
             None => Stdio::null(),
         };
         cmd.envs(self.env[i].iter().map(|(k, v)| (k, v)));
+        cmd.args(&self.args[i]);
         let child = cmd.stdout(Stdio::null()).stderr(stderr).spawn().unwrap();
         self.nodes[i] = Some(child);
         let deadline = Instant::now() + Duration::from_secs(20);

@@ -86,6 +86,7 @@ pub fn describe_cluster(ctx: &Context) -> DescribeClusterResponse {
                 .with_broker_id(BrokerId(b.id as i32))
                 .with_host(str_bytes(&host))
                 .with_port(port)
+                .with_rack(meta.racks.get(&b.id).map(|r| str_bytes(r)))
         })
         .collect();
     DescribeClusterResponse::default()

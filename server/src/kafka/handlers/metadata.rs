@@ -52,6 +52,7 @@ pub async fn handle(req: MetadataRequest, version: i16, ctx: &Context) -> Metada
                 .with_node_id(BrokerId(b.id as i32))
                 .with_host(str_bytes(&host))
                 .with_port(port)
+                .with_rack(meta.racks.get(&b.id).map(|r| str_bytes(r)))
         })
         .collect();
     let controller = ctx.node.controller().map_or(-1, |id| id as i32);
