@@ -2,8 +2,8 @@
 """Racks as clients see them (issue 22 item 4), through confluent-kafka's
 AdminClient and kafka-python's.
 
-1. describe_cluster (confluent-kafka) and the Metadata brokers (kafka-python)
-   report each broker's rack as RACKS gives it.
+1. describe_cluster (confluent-kafka and kafka-python) reports each broker's
+   rack as RACKS gives it, and DescribeConfigs of broker 1 its broker.rack.
 2. A topic of 8 partitions replicated 2 ways gets, for every partition,
    replicas in two different racks, and preferred leaders spread evenly
    (2 per broker over 4 brokers).
@@ -14,7 +14,7 @@ import collections
 import sys
 import time
 
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic
 from kafka import KafkaAdminClient
 
 
@@ -37,6 +37,10 @@ def main():
     if seen != want:
         fail(f"kafka-python describe_cluster racks {seen}, expected {want}")
     kadmin.close()
+    res = ConfigResource(ConfigResource.Type.BROKER, "1")
+    configs = admin.describe_configs([res])[res].result()
+    if configs["broker.rack"].value != want[1]:
+        fail(f"broker 1's broker.rack is {configs['broker.rack'].value!r}")
     print(f"racks reported: {seen}", flush=True)
 
     admin.create_topics([NewTopic("racked", 8, 2)])["racked"].result()

@@ -296,7 +296,7 @@ fn broker(name: &str, req: &DescribeConfigsRequest, ctx: &Context) -> Described 
         ));
     }
     let cfg = ctx.node.config();
-    let settings: [(&str, String, i8, &str); 11] = [
+    let mut settings: Vec<(&str, String, i8, &str)> = vec![
         (
             "broker.id",
             id.clone(),
@@ -365,7 +365,23 @@ fn broker(name: &str, req: &DescribeConfigsRequest, ctx: &Context) -> Described 
             kind::STRING,
             "the timestamp type of topics that do not set message.timestamp.type",
         ),
+        (
+            "leader.replication.throttled.rate",
+            cfg.reassignment_bytes_per_sec
+                .map_or(-1, |b| i64::try_from(b).unwrap_or(i64::MAX))
+                .to_string(),
+            kind::LONG,
+            "bytes per second of partition snapshots sent to replicas a reassignment adds; -1 unlimited (reassignment_bytes_per_sec)",
+        ),
     ];
+    if let Some(rack) = &cfg.rack {
+        settings.push((
+            "broker.rack",
+            rack.clone(),
+            kind::STRING,
+            "this node's rack (rack)",
+        ));
+    }
     Ok(settings
         .iter()
         .map(|(k, v, ty, doc)| {
