@@ -118,6 +118,12 @@ pub struct Metadata {
     /// over racks ([`Metadata::assign_range`]).
     #[serde(default)]
     pub racks: BTreeMap<NodeId, String>,
+    /// The in-sync replicas of each partition whose leader reported fewer
+    /// than all its replicas ([`MetaCommand::IsrChanged`]): what nodes other
+    /// than the leader tell clients. A partition absent here has every
+    /// replica in sync.
+    #[serde(default)]
+    pub isr: BTreeMap<GroupId, Vec<NodeId>>,
 }
 
 /// The id of a topic named `name` whose first partition is Raft group
@@ -375,6 +381,17 @@ pub enum MetaCommand {
         group: GroupId,
         /// The target reached.
         replicas: Vec<NodeId>,
+    },
+    /// A leader reports which replicas of the partitions it leads are in
+    /// sync (Kafka's AlterPartition): `(group, term, in-sync replicas)`. Each
+    /// change is ignored unless metadata records `node` as the group's leader
+    /// in that term, so that a deposed leader's report cannot overwrite its
+    /// successor's.
+    IsrChanged {
+        /// The leader reporting.
+        node: NodeId,
+        /// Its reports.
+        changes: Vec<(GroupId, u64, Vec<NodeId>)>,
     },
 }
 

@@ -64,27 +64,35 @@ fn a_killed_replica_leaves_the_isr_and_comes_back_once_caught_up() {
         }
     });
     let victim = if leader == 3 { 2 } else { 3 };
+    // The third node, a follower: it answers from metadata, where the leader
+    // records the ISR.
+    let other = (1..=3).find(|&n| n != leader && n != victim).unwrap_or(1);
+    let via_follower = c.bootstrap(other - 1);
     c.kill9(victim - 1);
-    wait_for(
-        30,
-        "the killed replica leaves the ISR",
-        || match partition(&c, &via, "isr", 0) {
-            Some((l, r, isr)) if l == leader && r.len() == 3 && !isr.contains(&victim) => {
-                assert!(isr.contains(&leader), "the leader is in sync: {isr:?}");
-                Ok(())
-            }
-            other => Err(format!("{other:?}")),
-        },
-    );
+    for (who, via) in [("the leader", &via), ("a follower", &via_follower)] {
+        wait_for(
+            30,
+            &format!("{who} reports the killed replica out of the ISR"),
+            || match partition(&c, via, "isr", 0) {
+                Some((l, r, isr)) if l == leader && r.len() == 3 && !isr.contains(&victim) => {
+                    assert!(isr.contains(&leader), "the leader is in sync: {isr:?}");
+                    Ok(())
+                }
+                other => Err(format!("{other:?}")),
+            },
+        );
+    }
     c.launch(victim - 1);
-    wait_for(
-        60,
-        "the restarted replica returns to the ISR",
-        || match partition(&c, &via, "isr", 0) {
-            Some((_, _, isr)) if isr.contains(&victim) && isr.len() == 3 => Ok(()),
-            other => Err(format!("{other:?}")),
-        },
-    );
+    for (who, via) in [("the leader", &via), ("a follower", &via_follower)] {
+        wait_for(
+            60,
+            &format!("{who} reports the restarted replica back in the ISR"),
+            || match partition(&c, via, "isr", 0) {
+                Some((_, _, isr)) if isr.contains(&victim) && isr.len() == 3 => Ok(()),
+                other => Err(format!("{other:?}")),
+            },
+        );
+    }
 }
 
 /// Waits until every partition of `topic` has a leader that says so itself

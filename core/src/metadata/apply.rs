@@ -77,6 +77,7 @@ impl Metadata {
                     return;
                 }
                 st.reassignments.remove(&group);
+                st.isr.remove(&group);
                 if let Some(p) = st
                     .topics
                     .values_mut()
@@ -112,6 +113,7 @@ impl Metadata {
                     st.topic_ids.remove(&t.id);
                     for p in &t.partitions {
                         st.reassignments.remove(&p.group);
+                        st.isr.remove(&p.group);
                     }
                 }
             }
@@ -125,6 +127,29 @@ impl Metadata {
                 st.next_producer_id = start.saturating_add(PRODUCER_ID_BLOCK);
                 st.producer_id_blocks
                     .insert(node, (start, st.next_producer_id));
+            }
+            MetaCommand::IsrChanged { node, changes } => {
+                for (group, term, mut isr) in changes {
+                    let Some(p) = st
+                        .topics
+                        .values()
+                        .flat_map(|t| t.partitions.iter())
+                        .find(|p| p.group == group)
+                    else {
+                        continue;
+                    };
+                    if p.leader != Some((node, term)) {
+                        continue;
+                    }
+                    isr.sort_unstable();
+                    let mut all = st.replicas_shown(p);
+                    all.sort_unstable();
+                    if isr == all {
+                        st.isr.remove(&group);
+                    } else {
+                        st.isr.insert(group, isr);
+                    }
+                }
             }
             MetaCommand::LeaderChanged { group, node, term } => {
                 for t in st.topics.values_mut() {

@@ -37,7 +37,8 @@ struct Saved {
 
 /// The format of checkpoints and snapshots: a version byte, then postcard.
 /// Format 2 added [`Metadata::peers`] and [`Metadata::reassignments`],
-/// format 3 [`Metadata::racks`]; formats 1 and 2 are still read.
+/// format 3 [`Metadata::racks`] and [`Metadata::isr`]; formats 1 and 2 are
+/// still read.
 const FORMAT: u8 = 3;
 
 /// What format 1 saved: [`Saved`] before [`Metadata::peers`].
@@ -140,6 +141,7 @@ impl From<MetadataV2> for Metadata {
             peers: m.peers,
             reassignments: m.reassignments,
             racks: Default::default(),
+            isr: Default::default(),
         }
     }
 }

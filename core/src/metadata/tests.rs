@@ -68,3 +68,37 @@ fn replicas_spread_over_racks() {
         assert_ne!(m.racks[&r[0]], m.racks[&r[1]], "replicas {r:?}");
     }
 }
+
+#[test]
+fn only_the_recorded_leader_reports_the_isr() {
+    let mut m = with_brokers(&[(1, None), (2, None), (3, None)]);
+    m.apply(MetaCommand::CreateTopic {
+        name: "t".into(),
+        replicas: vec![vec![1, 2, 3]],
+        configs: BTreeMap::new(),
+        kind: TopicKind::Data,
+    });
+    let g = m.topics["t"].partitions[0].group;
+    m.apply(MetaCommand::LeaderChanged {
+        group: g,
+        node: 2,
+        term: 5,
+    });
+    let report = |node, term, isr: Vec<NodeId>| MetaCommand::IsrChanged {
+        node,
+        changes: vec![(g, term, isr)],
+    };
+    m.apply(report(2, 5, vec![2, 1]));
+    assert_eq!(m.isr.get(&g), Some(&vec![1, 2]), "the leader's report");
+    m.apply(report(1, 4, vec![1]));
+    assert_eq!(
+        m.isr.get(&g),
+        Some(&vec![1, 2]),
+        "a deposed leader's report is ignored"
+    );
+    m.apply(report(2, 5, vec![3, 1, 2]));
+    assert!(m.isr.is_empty(), "every replica in sync: nothing kept");
+    m.apply(report(2, 5, vec![2]));
+    m.apply(MetaCommand::DeleteTopic { name: "t".into() });
+    assert!(m.isr.is_empty(), "forgotten with the topic");
+}

@@ -67,6 +67,7 @@ pub(super) async fn register(node: Weak<Inner>, announce: Arc<Notify>) {
         }
         {
             let groups = inner.groups.read();
+            let mut isr_changes = Vec::new();
             for (_, p) in meta.hosted_by(inner.cfg.id) {
                 let Some(h) = groups.get(&p.group) else {
                     continue;
@@ -78,7 +79,23 @@ pub(super) async fn register(node: Weak<Inner>, announce: Arc<Notify>) {
                         node: inner.cfg.id,
                         term: st.term,
                     });
+                } else if st.role == Role::Leader {
+                    // Recorded as the leader: keep metadata's ISR true.
+                    let mut recorded = match meta.isr.get(&p.group) {
+                        Some(isr) => isr.clone(),
+                        None => meta.replicas_shown(p),
+                    };
+                    recorded.sort_unstable();
+                    if recorded != st.in_sync {
+                        isr_changes.push((p.group, st.term, st.in_sync.clone()));
+                    }
                 }
+            }
+            if !isr_changes.is_empty() {
+                commands.push(MetaCommand::IsrChanged {
+                    node: inner.cfg.id,
+                    changes: isr_changes,
+                });
             }
             let now = Instant::now();
             sent.retain(|_, at| now.duration_since(*at) < pause);
@@ -87,6 +104,7 @@ pub(super) async fn register(node: Weak<Inner>, announce: Arc<Notify>) {
                     let key = match &cmd {
                         MetaCommand::LeaderChanged { group, term, .. } => (*group, *term),
                         MetaCommand::RegisterPeer { .. } => (GroupId::METADATA, 1),
+                        MetaCommand::IsrChanged { .. } => (GroupId::METADATA, 2),
                         _ => (GroupId::METADATA, 0),
                     };
                     if sent.contains_key(&key) {

@@ -348,12 +348,23 @@ impl Node {
 
     /// The in-sync replicas of a partition: on its leader, the replicas it
     /// hears from that were caught up with its log within `replica_lag_max`
-    /// (Kafka's notion, [`GroupStatus::in_sync`](crate::GroupStatus::in_sync)); elsewhere (this node cannot
-    /// tell) every replica.
+    /// (Kafka's notion, [`GroupStatus::in_sync`](crate::GroupStatus::in_sync)); elsewhere, as the
+    /// leader last reported it to metadata ([`Metadata::isr`](crate::Metadata::isr)).
     pub fn in_sync_replicas(&self, p: &PartitionMeta) -> Vec<NodeId> {
         match self.group_status(p.group) {
             Some(s) if s.role == Role::Leader => s.in_sync,
-            _ => p.replicas.clone(),
+            // Elsewhere: as the leader last reported it to metadata.
+            _ => {
+                let meta = self.metadata();
+                match meta.isr.get(&p.group) {
+                    Some(isr) => meta
+                        .replicas_shown(p)
+                        .into_iter()
+                        .filter(|r| isr.contains(r))
+                        .collect(),
+                    None => p.replicas.clone(),
+                }
+            }
         }
     }
 
