@@ -203,6 +203,9 @@ async fn remove(admins: Vec<String>, id: u64) -> Result<(), String> {
                 let held = serde_json::from_str::<serde_json::Value>(&body)
                     .ok()
                     .and_then(|v| v["held"].as_u64());
+                if let Some(held @ 1..) = held {
+                    last = format!("node {id} still holds replicas of {held} partitions");
+                }
                 if held == Some(0) {
                     match ask_members(&admins, "DELETE", &format!("/v1/nodes/{id}"), "").await {
                         Ok(_) => return Ok(()),
