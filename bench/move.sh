@@ -24,6 +24,7 @@ ROOT="$(mktemp -d "${WEIR_BENCH_DIR:-$PWD}/weir-move.XXXXXX")"
 PIDS=(0 0 0 0)
 cleanup() {
     for p in "${PIDS[@]}"; do [ "$p" != 0 ] && kill -9 "$p" 2>/dev/null || true; done
+    wait 2>/dev/null || true
     rm -rf "$ROOT"
 }
 trap cleanup EXIT
@@ -80,7 +81,7 @@ LOAD=$!
 t0=$(now)
 "$BIN" topics -b "$BOOT" reassign moved -p 0 --replicas 4,2,3 >/dev/null
 until "$BIN" topics -b "$BOOT" describe moved 2>/dev/null | grep -q "replicas \[4, 2, 3\]" &&
-      [ -z "$("$BIN" topics -b "$BOOT" reassignments 2>/dev/null)" ]; do
+      "$BIN" topics -b "$BOOT" reassignments 2>/dev/null | grep -q "no partition is being moved"; do
     sleep 0.2
     if python3 -c "import sys; sys.exit(0 if $(now) - $t0 > 600 else 1)"; then
         echo "the move did not end in 10 minutes; see $ROOT/log*" >&2
