@@ -388,11 +388,15 @@ impl Cluster {
 
     pub fn wait_brokers(&self, n: usize) {
         let deadline = Instant::now() + Duration::from_secs(30);
-        while !self
-            .metadata(&self.bootstrap(0), "none")
-            .contains(&format!(" {n} brokers:"))
-        {
-            assert!(Instant::now() < deadline, "the cluster did not form");
+        loop {
+            let m = self.metadata(&self.bootstrap(0), "none");
+            if m.contains(&format!(" {n} brokers:")) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the cluster did not form: {n} brokers expected, node 1 says:\n{m}"
+            );
             std::thread::sleep(Duration::from_millis(100));
         }
     }
