@@ -349,7 +349,7 @@ impl Node {
     /// The in-sync replicas of a partition: on its leader, the replicas it
     /// hears from that were caught up with its log within `replica_lag_max`
     /// (Kafka's notion, [`GroupStatus::in_sync`](crate::GroupStatus::in_sync)); elsewhere, as the
-    /// leader last reported it to metadata ([`Metadata::isr`](crate::Metadata::isr)).
+    /// leader last reported it to metadata ([`Metadata::isr`](crate::metadata::Metadata::isr)).
     pub fn in_sync_replicas(&self, p: &PartitionMeta) -> Vec<NodeId> {
         match self.group_status(p.group) {
             Some(s) if s.role == Role::Leader => s.in_sync,
