@@ -365,7 +365,9 @@ pub async fn run_prepared(
             node.clone(),
             add_peer.clone(),
         )));
-        if let (false, Some(peer)) = (config.join.is_empty(), config.advertised_peer()) {
+        if let (false, Some(peer)) = (config.join.is_empty(), config.advertised_peer())
+            && !membership::was_member(engine.as_ref(), config.node_id)
+        {
             side_tasks.push(tokio::spawn(membership::join(
                 node.clone(),
                 config.join.clone(),

@@ -160,6 +160,28 @@ pub async fn ask_members(
     Err(last)
 }
 
+/// Whether this node has a copy of the metadata group's configuration: a
+/// joining node has none until it is added, so it joined before (and may
+/// since have been removed, which its configuration then says). Such a node
+/// does not ask to join again at a restart, so that a node removed from the
+/// cluster stays out; to bring a machine back, start it with a new id and an
+/// empty data directory.
+pub fn was_member(engine: &dyn weir_core::Engine, id: NodeId) -> bool {
+    match engine.raft_state(weir_core::GroupId::METADATA) {
+        Ok(st) => {
+            let named = !st.conf_state.voters.is_empty() || !st.conf_state.learners.is_empty();
+            if named {
+                tracing::info!(
+                    node = id,
+                    "a member of the cluster already (or removed from it): not asking to join again"
+                );
+            }
+            named
+        }
+        Err(_) => false,
+    }
+}
+
 /// At the start of a node given `--join`: asks the cluster (through the
 /// admin addresses `join`) to add it, again every second until it is added
 /// or `node` stops; gives the members' peer addresses it answers with to

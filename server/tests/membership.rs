@@ -139,6 +139,22 @@ fn a_node_joins_a_running_cluster_serves_clients_and_leaves() {
     assert!(ok, "{out}");
     c.stop(3);
     wait_for(30, "three voters again", || voters_are(&c, &[1, 2, 3]));
+    // A removed node started again (with its --join) stays out: it was a
+    // member before, so it does not ask to join again.
+    c.launch(3);
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while std::time::Instant::now() < until {
+        for i in 0..3 {
+            let v = voters(&c, i).unwrap_or_default();
+            assert!(
+                !v.contains(&4),
+                "the removed node 4 came back: node {} has voters {v:?}",
+                i + 1
+            );
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    c.stop(3);
     wait_for(
         30,
         "three brokers in metadata, no replica on node 4",
