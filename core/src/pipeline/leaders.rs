@@ -184,12 +184,22 @@ impl Node {
     }
 
     /// Waits until this node sees `node` lead `group`, up to `timeout`;
-    /// whether it did.
+    /// whether it did. While this node still leads, it asks for the transfer
+    /// again every half second: raft-rs gives a transfer up after an election
+    /// timeout (the target was behind, or a message was lost).
     pub async fn wait_leader_is(&self, group: GroupId, node: NodeId, timeout: Duration) -> bool {
         let deadline = Instant::now() + timeout;
+        let mut asked = Instant::now();
         loop {
-            if self.group_status(group).is_some_and(|s| s.leader == node) {
-                return true;
+            match self.group_status(group) {
+                Some(s) if s.leader == node => return true,
+                Some(s)
+                    if s.role == Role::Leader && asked.elapsed() >= Duration::from_millis(500) =>
+                {
+                    self.transfer_leader(group, node);
+                    asked = Instant::now();
+                }
+                _ => {}
             }
             if Instant::now() >= deadline {
                 return false;
