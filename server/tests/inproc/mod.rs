@@ -21,19 +21,23 @@ pub struct Broker {
     pub served: tokio::task::JoinHandle<()>,
 }
 
-/// Starts a broker; `node` and `ctx` adjust the defaults.
+/// Starts a broker on the memory engine; `node` and `ctx` adjust the defaults.
 pub async fn broker(node: impl FnOnce(&mut NodeConfig), ctx: impl FnOnce(&mut Context)) -> Broker {
+    broker_on(Arc::new(weir_core::memory::MemoryEngine::new()), node, ctx).await
+}
+
+/// Starts a broker on `engine`; `node` and `ctx` adjust the defaults.
+pub async fn broker_on(
+    engine: Arc<dyn weir_core::Engine>,
+    node: impl FnOnce(&mut NodeConfig),
+    ctx: impl FnOnce(&mut Context),
+) -> Broker {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let mut cfg = NodeConfig::new(1, vec![1], addr.to_string());
     cfg.tick = Duration::from_millis(10);
     node(&mut cfg);
-    let node = Node::start(
-        cfg,
-        Arc::new(weir_core::memory::MemoryEngine::new()),
-        Arc::new(weir_server::NoPeers),
-    )
-    .unwrap();
+    let node = Node::start(cfg, engine, Arc::new(weir_server::NoPeers)).unwrap();
     let mut context = Context {
         node,
         auto_create: true,
