@@ -104,6 +104,54 @@ unsafe impl GlobalAlloc for GuardedAlloc {
     }
 }
 
+/// Allocations up to this size come from glibc's heaps after [`tune_malloc`]
+/// (glibc's own default starts at 128 KiB; 32 MiB is the most it accepts).
+pub const MMAP_THRESHOLD: usize = 32 << 20;
+
+/// Free memory a heap keeps for reuse after [`tune_malloc`] before returning it
+/// to the kernel (glibc's default starts at 128 KiB).
+pub const TRIM_THRESHOLD: usize = 64 << 20;
+
+/// Keeps glibc's malloc from mapping, faulting in and returning every large
+/// buffer. With its defaults, a block above a threshold that starts at 128 KiB is a
+/// fresh `mmap`, and free memory above another at a heap's top goes back to the
+/// kernel; both adapt, but not to a process that holds several megabyte buffers at
+/// once (a produce request's frame, its entries, a client's batches) and frees them
+/// a moment later. Then every page of every request is faulted in and zero-filled
+/// anew: measured with `weir bench` (1 KiB records, one producer, 5 requests of
+/// 4 MiB in flight, 3 GB), 1.7 million page faults, 3.3 CPU seconds per GB and
+/// ~480 MB/s in most runs, against 65 thousand, 1.7 s and ~1,000 MB/s with these
+/// thresholds. Fixed thresholds also turn glibc's adaptation off, so the behaviour
+/// no longer depends on the order of the first frees.
+///
+/// Leaves glibc alone when the operator set `MALLOC_MMAP_THRESHOLD_` or
+/// `MALLOC_TRIM_THRESHOLD_` (glibc reads those itself). Returns whether it changed
+/// the thresholds. Does nothing on other C libraries.
+pub fn tune_malloc() -> bool {
+    let set_by_operator = ["MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_"]
+        .iter()
+        .any(|k| std::env::var_os(k).is_some());
+    if set_by_operator {
+        return false;
+    }
+    set_thresholds()
+}
+
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn set_thresholds() -> bool {
+    let as_int = |n: usize| libc::c_int::try_from(n).unwrap_or(libc::c_int::MAX);
+    // SAFETY: mallopt only sets malloc's parameters; it takes its own lock.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, as_int(MMAP_THRESHOLD)) == 1
+            && libc::mallopt(libc::M_TRIM_THRESHOLD, as_int(TRIM_THRESHOLD)) == 1
+    }
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn set_thresholds() -> bool {
+    false
+}
+
 /// Warns when the kernel's overcommit policy defeats [`GuardedAlloc`].
 pub fn check_overcommit() {
     if let Ok(mode) = std::fs::read_to_string("/proc/sys/vm/overcommit_memory")
@@ -119,6 +167,45 @@ pub fn check_overcommit() {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Minor page faults taken by this thread so far.
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    fn minor_faults() -> i64 {
+        // SAFETY: getrusage writes into the zeroed struct it is given.
+        unsafe {
+            let mut u: libc::rusage = std::mem::zeroed();
+            assert_eq!(libc::getrusage(libc::RUSAGE_THREAD, &mut u), 0);
+            u.ru_minflt
+        }
+    }
+
+    #[test]
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    fn large_buffers_are_reused_not_faulted_in_anew() {
+        assert!(
+            tune_malloc() || std::env::var_os("MALLOC_TRIM_THRESHOLD_").is_some(),
+            "mallopt refused the thresholds"
+        );
+        const BUF: usize = 4 << 20;
+        const PAGES_PER_ROUND: i64 = 6 * (BUF as i64) / 4096;
+        // As a broker or `weir bench` does: several megabyte buffers written in
+        // full, held together, freed together; again and again.
+        let round = || {
+            let bufs: Vec<Vec<u8>> = (0..6u8).map(|i| vec![i | 1; BUF]).collect();
+            std::hint::black_box(&bufs);
+        };
+        round();
+        let before = minor_faults();
+        for _ in 0..20 {
+            round();
+        }
+        let faults = minor_faults() - before;
+        assert!(
+            faults < PAGES_PER_ROUND,
+            "{faults} page faults over 20 rounds of {PAGES_PER_ROUND} pages each: \
+             the buffers went back to the kernel and were faulted in again"
+        );
+    }
 
     #[test]
     fn huge_blocks_are_reserved_not_committed_and_freed() {
