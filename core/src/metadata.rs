@@ -212,6 +212,19 @@ impl Metadata {
         all
     }
 
+    /// A partition's in-sync replicas as its leader last recorded them
+    /// ([`MetaCommand::IsrChanged`]), in the order of [`Metadata::replicas_shown`]
+    /// and only among those; all of them when nothing is recorded (a new
+    /// partition, or a leader that found them all in sync: applying such a report
+    /// keeps nothing).
+    pub fn recorded_isr(&self, p: &PartitionMeta) -> Vec<NodeId> {
+        let shown = self.replicas_shown(p);
+        match self.isr.get(&p.group) {
+            Some(isr) => shown.into_iter().filter(|r| isr.contains(r)).collect(),
+            None => shown,
+        }
+    }
+
     /// Picks replicas for a new topic: round robin over the registered brokers.
     ///
     /// # Errors

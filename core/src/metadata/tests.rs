@@ -96,8 +96,14 @@ fn only_the_recorded_leader_reports_the_isr() {
         Some(&vec![1, 2]),
         "a deposed leader's report is ignored"
     );
+    assert_eq!(m.recorded_isr(&m.topics["t"].partitions[0]), vec![1, 2]);
     m.apply(report(2, 5, vec![3, 1, 2]));
     assert!(m.isr.is_empty(), "every replica in sync: nothing kept");
+    assert_eq!(
+        m.recorded_isr(&m.topics["t"].partitions[0]),
+        vec![1, 2, 3],
+        "nothing recorded: every replica"
+    );
     m.apply(report(2, 5, vec![2]));
     m.apply(MetaCommand::DeleteTopic { name: "t".into() });
     assert!(m.isr.is_empty(), "forgotten with the topic");

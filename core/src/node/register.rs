@@ -80,13 +80,12 @@ pub(super) async fn register(node: Weak<Inner>, announce: Arc<Notify>) {
                         term: st.term,
                     });
                 } else if st.role == Role::Leader {
-                    // Recorded as the leader: keep metadata's ISR true.
-                    let mut recorded = match meta.isr.get(&p.group) {
-                        Some(isr) => isr.clone(),
-                        None => meta.replicas_shown(p),
-                    };
-                    recorded.sort_unstable();
-                    if recorded != st.in_sync {
+                    // Recorded as the leader: keep metadata's ISR (what the
+                    // other nodes answer Metadata with) true.
+                    let recorded = meta.recorded_isr(p);
+                    let same = recorded.len() == st.in_sync.len()
+                        && recorded.iter().all(|n| st.in_sync.contains(n));
+                    if !same {
                         isr_changes.push((p.group, st.term, st.in_sync.clone()));
                     }
                 }

@@ -354,17 +354,7 @@ impl Node {
         match self.group_status(p.group) {
             Some(s) if s.role == Role::Leader => s.in_sync,
             // Elsewhere: as the leader last reported it to metadata.
-            _ => {
-                let meta = self.metadata();
-                match meta.isr.get(&p.group) {
-                    Some(isr) => meta
-                        .replicas_shown(p)
-                        .into_iter()
-                        .filter(|r| isr.contains(r))
-                        .collect(),
-                    None => p.replicas.clone(),
-                }
-            }
+            _ => self.metadata().recorded_isr(p),
         }
     }
 
