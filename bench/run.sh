@@ -19,6 +19,14 @@
 #   WEIR_BENCH_BIN=old/weir …          # measure this binary instead of building one
 #                                      # (before/after comparisons, back to back)
 #   WEIR_BENCH_LOGS=/tmp/logs …        # keep the segment node's log of each restart
+#   WEIR_BENCH_ENGINES="segment" …     # only these engines on one node (default: all
+#                                      # three; a binary built without RocksDB, say)
+#   WEIR_BENCH_DROP_CACHES=1 …         # drop clean page-cache pages before each produce run
+#                                      # (root): on a VM whose host takes back free
+#                                      # guest memory, writes into pages never touched
+#                                      # since cost several times more than into pages
+#                                      # just freed — BENCHMARKS.md, "Page cache on
+#                                      # this VM"; a long-running broker reuses pages
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -99,6 +107,10 @@ bench() { # NAME BOOTSTRAP ARGS… (a failed run is reported and recorded, the r
     local name=$1 b=$2 out
     shift 2
     echo "   $name"
+    if [ -n "${WEIR_BENCH_DROP_CACHES:-}" ] && [ "$1" = produce ]; then
+        sync
+        echo 1 >/proc/sys/vm/drop_caches
+    fi
     if out=$("$WEIR" bench -b "$b" --json "$@" 2>&1); then
         while read -r line; do record "$name" "$line"; done <<<"$out"
     else
@@ -132,7 +144,7 @@ restart_after() {
     if [ -n "${WEIR_BENCH_LOGS:-}" ]; then cp "$ROOT/one-segment/log" "$WEIR_BENCH_LOGS/$name.log"; fi
 }
 
-for engine in segment rocksdb redb; do
+for engine in ${WEIR_BENCH_ENGINES:-segment rocksdb redb}; do
     echo "== weir, one node, $engine engine"
     start_node "one-$engine" "$engine" 19092
     sleep 1
