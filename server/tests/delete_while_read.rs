@@ -12,62 +12,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
-use kafka_protocol::messages::*;
-use kafka_protocol::protocol::StrBytes;
-use weir_server::kafka::Context;
-
 const ROUNDS: usize = 100;
 const TOPIC: &str = "d";
-
-fn topic_name() -> TopicName {
-    TopicName(StrBytes::from_static_str(TOPIC))
-}
-
-/// Fetch v12 of partition 0 from offset 0: the partition's error code.
-async fn fetch(ctx: &Context) -> i16 {
-    let req = FetchRequest::default()
-        .with_replica_id(BrokerId(-1))
-        .with_max_wait_ms(0)
-        .with_min_bytes(1)
-        .with_max_bytes(1 << 20)
-        .with_topics(vec![
-            fetch_request::FetchTopic::default()
-                .with_topic(topic_name())
-                .with_partitions(vec![
-                    fetch_request::FetchPartition::default()
-                        .with_partition(0)
-                        .with_fetch_offset(0)
-                        .with_partition_max_bytes(1 << 20),
-                ]),
-        ]);
-    let ResponseKind::Fetch(r) =
-        inproc::call(ctx, ApiKey::Fetch, 12, RequestKind::Fetch(req)).await
-    else {
-        panic!("not a Fetch response");
-    };
-    r.responses[0].partitions[0].error_code
-}
-
-/// ListOffsets v5 of partition 0, latest: the partition's error code.
-async fn latest(ctx: &Context) -> i16 {
-    let req = ListOffsetsRequest::default()
-        .with_replica_id(BrokerId(-1))
-        .with_topics(vec![
-            list_offsets_request::ListOffsetsTopic::default()
-                .with_name(topic_name())
-                .with_partitions(vec![
-                    list_offsets_request::ListOffsetsPartition::default()
-                        .with_partition_index(0)
-                        .with_timestamp(-1),
-                ]),
-        ]);
-    let ResponseKind::ListOffsets(r) =
-        inproc::call(ctx, ApiKey::ListOffsets, 5, RequestKind::ListOffsets(req)).await
-    else {
-        panic!("not a ListOffsets response");
-    };
-    r.topics[0].partitions[0].error_code
-}
 
 /// Names in `dir/partitions`.
 fn partition_dirs(dir: &std::path::Path) -> Vec<String> {
@@ -104,10 +50,10 @@ async fn deleting_a_topic_under_a_consumer_keeps_the_node_up_and_leaves_no_files
         let (ctx, done, answered) = (ctx.clone(), done.clone(), answered.clone());
         readers.push(tokio::spawn(async move {
             while !done.load(Ordering::Relaxed) {
-                if fetch(&ctx).await == 0 {
+                if inproc::fetch_by_name(&ctx, TOPIC, 0).await.error_code == 0 {
                     answered.fetch_add(1, Ordering::Relaxed);
                 }
-                let _ = latest(&ctx).await;
+                let _ = inproc::list_offsets(&ctx, 5, TOPIC, -1).await;
                 // In process, an answer is ready at once: give the timers a turn.
                 tokio::task::yield_now().await;
             }

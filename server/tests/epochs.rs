@@ -95,23 +95,7 @@ async fn offset_for_leader_epoch_answers_over_the_wire() {
         ]
     );
     // ListOffsets reports the same epoch, and the batches carry it.
-    let req = ListOffsetsRequest::default()
-        .with_replica_id(BrokerId(-1))
-        .with_topics(vec![
-            list_offsets_request::ListOffsetsTopic::default()
-                .with_name(topic("e"))
-                .with_partitions(vec![
-                    list_offsets_request::ListOffsetsPartition::default()
-                        .with_partition_index(0)
-                        .with_timestamp(-1),
-                ]),
-        ]);
-    let ResponseKind::ListOffsets(r) =
-        inproc::call(ctx, ApiKey::ListOffsets, 8, RequestKind::ListOffsets(req)).await
-    else {
-        panic!("not a ListOffsets response");
-    };
-    let p = &r.topics[0].partitions[0];
+    let p = inproc::list_offsets(ctx, 8, "e", -1).await;
     assert_eq!((p.offset, p.leader_epoch), (3, term));
     let fetched = ctx
         .node

@@ -124,47 +124,13 @@ async fn delete_records(ctx: &Context, topic: &str, offset: i64) -> (i16, i64) {
 }
 
 async fn earliest(ctx: &Context, topic: &str) -> i64 {
-    let req = ListOffsetsRequest::default()
-        .with_replica_id(BrokerId(-1))
-        .with_topics(vec![
-            list_offsets_request::ListOffsetsTopic::default()
-                .with_name(TopicName(s(topic)))
-                .with_partitions(vec![
-                    list_offsets_request::ListOffsetsPartition::default()
-                        .with_partition_index(0)
-                        .with_timestamp(-2),
-                ]),
-        ]);
-    let ResponseKind::ListOffsets(r) =
-        inproc::call(ctx, ApiKey::ListOffsets, 7, RequestKind::ListOffsets(req)).await
-    else {
-        panic!("not a ListOffsets response");
-    };
-    let p = &r.topics[0].partitions[0];
+    let p = inproc::list_offsets(ctx, 7, topic, -2).await;
     assert_eq!(p.error_code, 0);
     p.offset
 }
 
 async fn fetch_error(ctx: &Context, topic: &str, offset: i64) -> i16 {
-    let req = FetchRequest::default()
-        .with_max_wait_ms(0)
-        .with_max_bytes(1 << 20)
-        .with_topics(vec![
-            fetch_request::FetchTopic::default()
-                .with_topic(TopicName(s(topic)))
-                .with_partitions(vec![
-                    fetch_request::FetchPartition::default()
-                        .with_partition(0)
-                        .with_fetch_offset(offset)
-                        .with_partition_max_bytes(1 << 20),
-                ]),
-        ]);
-    let ResponseKind::Fetch(r) =
-        inproc::call(ctx, ApiKey::Fetch, 12, RequestKind::Fetch(req)).await
-    else {
-        panic!("not a Fetch response");
-    };
-    r.responses[0].partitions[0].error_code
+    inproc::fetch_by_name(ctx, topic, offset).await.error_code
 }
 
 fn batch(ts: i64) -> Vec<u8> {

@@ -12,22 +12,6 @@ use weir_core::batch::{BatchBuilder, compute_crc};
 
 use inproc::{broker, call};
 
-fn list(topic: &str, timestamp: i64) -> RequestKind {
-    RequestKind::ListOffsets(
-        ListOffsetsRequest::default()
-            .with_replica_id(BrokerId(-1))
-            .with_topics(vec![
-                list_offsets_request::ListOffsetsTopic::default()
-                    .with_name(TopicName(StrBytes::from_string(topic.to_string())))
-                    .with_partitions(vec![
-                        list_offsets_request::ListOffsetsPartition::default()
-                            .with_partition_index(0)
-                            .with_timestamp(timestamp),
-                    ]),
-            ]),
-    )
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn offsets_for_times_answer_the_record_inside_a_batch() {
     let b = broker(|_| {}, |_| {}).await;
@@ -63,12 +47,7 @@ async fn offsets_for_times_answer_the_record_inside_a_batch() {
         (4500, 4, 5000),
         (5001, -1, -1),
     ] {
-        let ResponseKind::ListOffsets(r) =
-            call(ctx, ApiKey::ListOffsets, 7, list("t", asked)).await
-        else {
-            panic!("not a ListOffsets response");
-        };
-        let p = &r.topics[0].partitions[0];
+        let p = inproc::list_offsets(ctx, 7, "t", asked).await;
         assert_eq!(p.error_code, 0, "T={asked}");
         assert_eq!(
             (p.offset, p.timestamp),

@@ -158,3 +158,64 @@ pub async fn produce_batch(
         .unwrap_or_default();
     (p.error_code, msg, p.base_offset)
 }
+
+/// ListOffsets (`version`, 1 or later) of partition 0 of `topic` at `timestamp`
+/// (-1 latest, -2 earliest): the partition's answer.
+pub async fn list_offsets(
+    ctx: &Context,
+    version: i16,
+    topic: &str,
+    timestamp: i64,
+) -> list_offsets_response::ListOffsetsPartitionResponse {
+    let req = ListOffsetsRequest::default()
+        .with_replica_id(BrokerId(-1))
+        .with_topics(vec![
+            list_offsets_request::ListOffsetsTopic::default()
+                .with_name(TopicName(StrBytes::from_string(topic.to_string())))
+                .with_partitions(vec![
+                    list_offsets_request::ListOffsetsPartition::default()
+                        .with_partition_index(0)
+                        .with_timestamp(timestamp),
+                ]),
+        ]);
+    let ResponseKind::ListOffsets(mut r) = call(
+        ctx,
+        ApiKey::ListOffsets,
+        version,
+        RequestKind::ListOffsets(req),
+    )
+    .await
+    else {
+        panic!("not a ListOffsets response");
+    };
+    r.topics.remove(0).partitions.remove(0)
+}
+
+/// Fetch v12 of partition 0 of `topic` (by name) from `offset`, answered at once:
+/// the partition's answer.
+pub async fn fetch_by_name(
+    ctx: &Context,
+    topic: &str,
+    offset: i64,
+) -> fetch_response::PartitionData {
+    let req = FetchRequest::default()
+        .with_replica_id(BrokerId(-1))
+        .with_max_wait_ms(0)
+        .with_min_bytes(1)
+        .with_max_bytes(1 << 20)
+        .with_topics(vec![
+            fetch_request::FetchTopic::default()
+                .with_topic(TopicName(StrBytes::from_string(topic.to_string())))
+                .with_partitions(vec![
+                    fetch_request::FetchPartition::default()
+                        .with_partition(0)
+                        .with_fetch_offset(offset)
+                        .with_partition_max_bytes(1 << 20),
+                ]),
+        ]);
+    let ResponseKind::Fetch(mut r) = call(ctx, ApiKey::Fetch, 12, RequestKind::Fetch(req)).await
+    else {
+        panic!("not a Fetch response");
+    };
+    r.responses.remove(0).partitions.remove(0)
+}
