@@ -46,9 +46,16 @@ rss_mb() { awk '/RssAnon/ {printf "%d", $2 / 1024}' "/proc/$1/status" 2>/dev/nul
 
 for i in 0 1 2; do start $i; done
 until (exec 3<>"/dev/tcp/127.0.0.1/${KAFKA[0]}") 2>/dev/null; do sleep 0.1; done
-sleep 2
-"$BIN" topics -b "127.0.0.1:${KAFKA[0]}" create catchup --partitions 4 --replication 3 >/dev/null
-"$BIN" topics -b "127.0.0.1:${KAFKA[0]}" create load --partitions 2 --replication 3 >/dev/null
+# The topics need all three brokers registered: retried until they are (bounded).
+create() {
+    for _ in $(seq 1 100); do
+        "$BIN" topics -b "127.0.0.1:${KAFKA[0]}" create "$@" >/dev/null 2>&1 && return 0
+        sleep 0.2
+    done
+    "$BIN" topics -b "127.0.0.1:${KAFKA[0]}" create "$@" >/dev/null
+}
+create catchup --partitions 4 --replication 3
+create load --partitions 2 --replication 3
 sleep 2
 kill -9 "${PIDS[2]}"; wait "${PIDS[2]}" 2>/dev/null || true; PIDS[2]=0
 "$BIN" bench -b "127.0.0.1:${KAFKA[0]}" --json produce --topic catchup --partitions 4 \
