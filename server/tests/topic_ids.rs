@@ -38,27 +38,13 @@ async fn metadata(ctx: &Context, name: Option<&str>, id: Uuid) -> (i16, Option<S
 /// Fetch (v13 or later) of partition 0 of topic `id` from offset 0: (error,
 /// the echoed id, batches).
 async fn fetch(ctx: &Context, version: i16, id: Uuid) -> (i16, Uuid, usize) {
-    let req = FetchRequest::default()
-        .with_replica_id(BrokerId(-1))
-        .with_max_wait_ms(0)
-        .with_min_bytes(1)
-        .with_max_bytes(1 << 20)
-        .with_topics(vec![
-            fetch_request::FetchTopic::default()
-                .with_topic_id(id)
-                .with_partitions(vec![
-                    fetch_request::FetchPartition::default()
-                        .with_partition(0)
-                        .with_fetch_offset(0)
-                        .with_partition_max_bytes(1 << 20),
-                ]),
-        ]);
-    let ResponseKind::Fetch(r) =
-        inproc::call(ctx, ApiKey::Fetch, version, RequestKind::Fetch(req)).await
-    else {
-        panic!("not a Fetch response");
-    };
-    let t = &r.responses[0];
+    let t = inproc::fetch(
+        ctx,
+        version,
+        fetch_request::FetchTopic::default().with_topic_id(id),
+        0,
+    )
+    .await;
     let p = &t.partitions[0];
     let batches = p
         .records

@@ -191,6 +191,34 @@ pub async fn list_offsets(
     r.topics.remove(0).partitions.remove(0)
 }
 
+/// Fetch (`version`) of partition 0 of `topic` — named by `with_topic` up to
+/// v12, by `with_topic_id` from v13 — from `offset`, answered at once: the
+/// topic's answer.
+pub async fn fetch(
+    ctx: &Context,
+    version: i16,
+    topic: fetch_request::FetchTopic,
+    offset: i64,
+) -> fetch_response::FetchableTopicResponse {
+    let req = FetchRequest::default()
+        .with_replica_id(BrokerId(-1))
+        .with_max_wait_ms(0)
+        .with_min_bytes(1)
+        .with_max_bytes(1 << 20)
+        .with_topics(vec![topic.with_partitions(vec![
+            fetch_request::FetchPartition::default()
+                .with_partition(0)
+                .with_fetch_offset(offset)
+                .with_partition_max_bytes(1 << 20),
+        ])]);
+    let ResponseKind::Fetch(mut r) =
+        call(ctx, ApiKey::Fetch, version, RequestKind::Fetch(req)).await
+    else {
+        panic!("not a Fetch response");
+    };
+    r.responses.remove(0)
+}
+
 /// Fetch v12 of partition 0 of `topic` (by name) from `offset`, answered at once:
 /// the partition's answer.
 pub async fn fetch_by_name(
@@ -198,24 +226,7 @@ pub async fn fetch_by_name(
     topic: &str,
     offset: i64,
 ) -> fetch_response::PartitionData {
-    let req = FetchRequest::default()
-        .with_replica_id(BrokerId(-1))
-        .with_max_wait_ms(0)
-        .with_min_bytes(1)
-        .with_max_bytes(1 << 20)
-        .with_topics(vec![
-            fetch_request::FetchTopic::default()
-                .with_topic(TopicName(StrBytes::from_string(topic.to_string())))
-                .with_partitions(vec![
-                    fetch_request::FetchPartition::default()
-                        .with_partition(0)
-                        .with_fetch_offset(offset)
-                        .with_partition_max_bytes(1 << 20),
-                ]),
-        ]);
-    let ResponseKind::Fetch(mut r) = call(ctx, ApiKey::Fetch, 12, RequestKind::Fetch(req)).await
-    else {
-        panic!("not a Fetch response");
-    };
-    r.responses.remove(0).partitions.remove(0)
+    let topic = fetch_request::FetchTopic::default()
+        .with_topic(TopicName(StrBytes::from_string(topic.to_string())));
+    fetch(ctx, 12, topic, offset).await.partitions.remove(0)
 }
