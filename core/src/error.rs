@@ -103,6 +103,12 @@ pub enum Error {
         /// The leader, when known.
         hint: Option<LeaderHint>,
     },
+    /// This replica leads the group but has not applied an entry of its own term
+    /// yet ([`GroupStatus::caught_up`](crate::GroupStatus::caught_up)), so it
+    /// cannot tell the high watermark: retry shortly (Kafka's
+    /// OFFSET_NOT_AVAILABLE, KIP-207).
+    #[error("{0}: the new leader has not caught up with its log yet")]
+    LeaderNotReady(String),
     /// The thing asked for (topic, partition, group) does not exist.
     #[error("not found: {0}")]
     NotFound(String),
@@ -228,6 +234,7 @@ impl Error {
         matches!(
             self,
             Error::NotLeader { .. }
+                | Error::LeaderNotReady(_)
                 | Error::Timeout(_)
                 | Error::Unavailable(_)
                 | Error::StorageFull(_)

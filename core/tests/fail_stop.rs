@@ -6,127 +6,27 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
-use weir_core::batch::BatchBuilder;
-use weir_core::eraftpb::{
-    ConfState, Entry, HardState, Message, MessageType, Snapshot, SnapshotMetadata,
-};
+use weir_core::eraftpb::{ConfState, Message, MessageType, Snapshot, SnapshotMetadata};
 use weir_core::memory::MemoryEngine;
 use weir_core::node::recover::accept_loss;
 
 mod common;
 use weir_core::{
-    Acks, Appended, Capabilities, Engine, Error, GroupId, GroupMessage, LogState, Node, NodeConfig,
-    PartitionStore, RaftLogStore, RaftState, Result, StateStore,
+    Engine, Error, GroupId, GroupMessage, Node, NodeConfig, PartitionStore, RaftLogStore,
 };
 
 /// The memory engine, except that reading a term of any partition group's Raft log
 /// reports corruption — what raft-rs cannot handle but by panicking.
-struct CorruptPartitionTerms(MemoryEngine);
-
-fn corrupt(group: GroupId) -> Result<()> {
-    if group == GroupId::METADATA {
-        Ok(())
-    } else {
-        Err(Error::Corrupt(format!("{group}: a damaged Raft log")))
-    }
-}
-
-impl RaftLogStore for CorruptPartitionTerms {
-    fn raft_groups(&self) -> Result<Vec<GroupId>> {
-        self.0.raft_groups()
-    }
-    fn raft_state(&self, group: GroupId) -> Result<RaftState> {
-        self.0.raft_state(group)
-    }
-    fn raft_first_index(&self, group: GroupId) -> Result<u64> {
-        self.0.raft_first_index(group)
-    }
-    fn raft_last_index(&self, group: GroupId) -> Result<u64> {
-        self.0.raft_last_index(group)
-    }
-    fn raft_term(&self, group: GroupId, index: u64) -> Result<u64> {
-        corrupt(group)?;
-        self.0.raft_term(group, index)
-    }
-    fn raft_entries(&self, g: GroupId, lo: u64, hi: u64, max: Option<u64>) -> Result<Vec<Entry>> {
-        self.0.raft_entries(g, lo, hi, max)
-    }
-    fn raft_append(&self, group: GroupId, entries: &[Entry]) -> Result<()> {
-        self.0.raft_append(group, entries)
-    }
-    fn raft_set_hard_state(&self, group: GroupId, hs: &HardState) -> Result<()> {
-        self.0.raft_set_hard_state(group, hs)
-    }
-    fn raft_set_conf_state(&self, group: GroupId, cs: &ConfState) -> Result<()> {
-        self.0.raft_set_conf_state(group, cs)
-    }
-    fn raft_compact(&self, group: GroupId, index: u64) -> Result<()> {
-        self.0.raft_compact(group, index)
-    }
-    fn raft_apply_snapshot(&self, group: GroupId, meta: &SnapshotMetadata) -> Result<()> {
-        self.0.raft_apply_snapshot(group, meta)
-    }
-    fn raft_remove_group(&self, group: GroupId) -> Result<()> {
-        self.0.raft_remove_group(group)
-    }
-    fn raft_sync(&self) -> Result<()> {
-        self.0.raft_sync()
-    }
-}
-
-impl PartitionStore for CorruptPartitionTerms {
-    fn log_groups(&self) -> Result<Vec<GroupId>> {
-        self.0.log_groups()
-    }
-    fn log_state(&self, group: GroupId) -> Result<LogState> {
-        self.0.log_state(group)
-    }
-    fn log_append(&self, g: GroupId, index: u64, epoch: i32, batch: &[u8]) -> Result<Appended> {
-        self.0.log_append(g, index, epoch, batch)
-    }
-    fn log_mark_applied(&self, group: GroupId, raft_index: u64) -> Result<()> {
-        self.0.log_mark_applied(group, raft_index)
-    }
-    fn log_read(&self, group: GroupId, offset: i64, max_bytes: usize) -> Result<Bytes> {
-        self.0.log_read(group, offset, max_bytes)
-    }
-    fn log_offset_for_timestamp(&self, group: GroupId, ts: i64) -> Result<Option<i64>> {
-        self.0.log_offset_for_timestamp(group, ts)
-    }
-    fn log_delete_prefix(&self, group: GroupId, offset: i64) -> Result<()> {
-        self.0.log_delete_prefix(group, offset)
-    }
-    fn log_remove(&self, group: GroupId) -> Result<()> {
-        self.0.log_remove(group)
-    }
-    fn log_flush(&self, group: GroupId) -> Result<()> {
-        self.0.log_flush(group)
-    }
-}
-
-impl StateStore for CorruptPartitionTerms {
-    fn state_put(&self, group: GroupId, blob: &[u8]) -> Result<()> {
-        self.0.state_put(group, blob)
-    }
-    fn state_get(&self, group: GroupId) -> Result<Option<Bytes>> {
-        self.0.state_get(group)
-    }
-    fn state_remove(&self, group: GroupId) -> Result<()> {
-        self.0.state_remove(group)
-    }
-}
-
-impl weir_core::StagingStore for CorruptPartitionTerms {}
-impl weir_core::CompactionStore for CorruptPartitionTerms {}
-
-impl Engine for CorruptPartitionTerms {
-    fn name(&self) -> &'static str {
-        "corrupt-partition-terms"
-    }
-    fn capabilities(&self) -> Capabilities {
-        self.0.capabilities()
-    }
+fn corrupt_partition_terms() -> common::Hooked {
+    let mut engine = common::Hooked::new(MemoryEngine::new());
+    engine.before_raft_term = Box::new(|group| {
+        if group == GroupId::METADATA {
+            Ok(())
+        } else {
+            Err(Error::Corrupt(format!("{group}: a damaged Raft log")))
+        }
+    });
+    engine
 }
 
 use common::Nobody;
@@ -138,7 +38,7 @@ async fn single_node(engine: Arc<dyn Engine>) -> Node {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_panic_starting_a_group_stops_the_node_with_its_cause() {
-    let node = single_node(Arc::new(CorruptPartitionTerms(MemoryEngine::new()))).await;
+    let node = single_node(Arc::new(corrupt_partition_terms())).await;
     // Hosting the new partition makes raft-rs read a term, which fails: it panics.
     let _ = node
         .create_topic("t", 1, 1, Default::default(), Duration::from_secs(10))
@@ -154,27 +54,6 @@ async fn a_panic_starting_a_group_stops_the_node_with_its_cause() {
     node.shutdown().await;
 }
 
-/// Produces one record, retrying while leadership settles.
-async fn produce_eventually(node: &Node) -> Result<i64, String> {
-    let batch = BatchBuilder::new(0).record(None, Some(b"v")).build();
-    let mut last = String::new();
-    for _ in 0..500 {
-        match node
-            .produce("t", 0, &batch, Acks::All, Duration::from_secs(2))
-            .await
-        {
-            Ok(Some(a)) => return Ok(a.base_offset),
-            Ok(None) => return Err("no offsets for acks=all".into()),
-            Err(e) => last = e.to_string(),
-        }
-        if let Some(why) = node.fatal_error() {
-            return Err(format!("node stopped: {why}"));
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    Err(format!("no produce succeeded: {last}"))
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_snapshot_from_a_peer_is_refused_without_stopping_the_node() {
     let engine = Arc::new(MemoryEngine::new());
@@ -182,7 +61,9 @@ async fn a_snapshot_from_a_peer_is_refused_without_stopping_the_node() {
     node.create_topic("t", 1, 1, Default::default(), Duration::from_secs(10))
         .await
         .expect("topic created");
-    produce_eventually(&node).await.expect("first produce");
+    common::produce_eventually(&node, "t")
+        .await
+        .expect("first produce");
     let group = node.metadata().partition("t", 0).expect("partition").group;
     let term = node.group_status(group).expect("hosted").term;
 
@@ -226,7 +107,7 @@ async fn a_snapshot_from_a_peer_is_refused_without_stopping_the_node() {
 
     // The node still serves the partition and changes metadata, and never
     // stopped.
-    produce_eventually(&node)
+    common::produce_eventually(&node, "t")
         .await
         .expect("produce after the snapshot");
     node.create_topic("t2", 1, 1, Default::default(), Duration::from_secs(10))
@@ -258,14 +139,18 @@ async fn a_partition_log_lost_after_compaction_stops_the_node_at_start() {
         .await
         .expect("topic created");
     for _ in 0..20 {
-        produce_eventually(&node).await.expect("produce");
+        common::produce_eventually(&node, "t")
+            .await
+            .expect("produce");
     }
     let group = node.metadata().partition("t", 0).expect("partition").group;
     // Wait until the partition's Raft log is compacted (its log flushed first).
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     while engine.raft_first_index(group).expect("first index") <= 2 {
         assert!(tokio::time::Instant::now() < deadline, "never compacted");
-        produce_eventually(&node).await.expect("produce");
+        common::produce_eventually(&node, "t")
+            .await
+            .expect("produce");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     node.shutdown().await;
@@ -300,7 +185,7 @@ async fn a_partition_log_lost_after_compaction_stops_the_node_at_start() {
     assert!(accept_loss(engine.as_ref(), GroupId::METADATA).is_err());
     assert!(accept_loss(engine.as_ref(), GroupId(999)).is_err());
     let node = Node::start(cfg, engine.clone(), Arc::new(Nobody)).expect("starts");
-    produce_eventually(&node)
+    common::produce_eventually(&node, "t")
         .await
         .expect("produce after recovery");
     assert_eq!(node.fatal_error(), None);

@@ -117,15 +117,19 @@ impl Node {
         max_bytes: usize,
     ) -> Result<Fetched> {
         let (p, h) = self.locate(topic, partition)?;
-        self.leader_check(&p, &h)?;
+        let st = self.leader_check(&p, &h)?;
         let engine = self.engine();
         // A read may wait for the disk (a page fault on a cold segment) or for an
         // append that is rolling this partition's segment.
         let (state, records) = crate::raft::blocking(|| {
-            Ok::<_, crate::Error>((
-                engine.log_state(p.group)?,
-                engine.log_read(p.group, offset, max_bytes)?,
-            ))
+            let state = engine.log_state(p.group)?;
+            if offset > state.next_offset && !st.caught_up() {
+                // A new leader that has not applied what earlier leaders
+                // committed: the offset may be one clients reached. Nothing yet,
+                // rather than out of range.
+                return Ok((state, bytes::Bytes::new()));
+            }
+            Ok::<_, crate::Error>((state, engine.log_read(p.group, offset, max_bytes)?))
         })?;
         Ok(Fetched {
             records,

@@ -4,6 +4,7 @@
 use crate::error::{Error, Result};
 use crate::ids::{GroupId, Offset};
 use crate::node::Node;
+use crate::raft::driver::GroupStatus;
 
 /// Where a leader epoch ends in a partition's log ([`Node::end_offset_for_epoch`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -36,6 +37,16 @@ pub enum OffsetSpec {
     Timestamp(i64),
 }
 
+/// [`Error::LeaderNotReady`] while a new leader has not caught up: where its
+/// log ends is not yet the high watermark.
+fn caught_up(st: &GroupStatus, topic: &str, partition: i32) -> Result<()> {
+    if st.caught_up() {
+        Ok(())
+    } else {
+        Err(Error::LeaderNotReady(format!("{topic}-{partition}")))
+    }
+}
+
 impl Node {
     /// The offset and timestamp of the first record at or after `timestamp` (ms) in
     /// a partition this node leads, as Kafka's `offsets_for_times` answers: inside a
@@ -43,7 +54,7 @@ impl Node {
     ///
     /// # Errors
     /// [`Error::NotFound`],
-    /// [`Error::NotLeader`].
+    /// [`Error::NotLeader`], [`Error::LeaderNotReady`].
     pub fn offset_for_timestamp(
         &self,
         topic: &str,
@@ -51,7 +62,7 @@ impl Node {
         timestamp: i64,
     ) -> Result<Option<(Offset, i64)>> {
         let (p, h) = self.locate(topic, partition)?;
-        self.leader_check(&p, &h)?;
+        caught_up(&self.leader_check(&p, &h)?, topic, partition)?;
         crate::raft::blocking(|| self.record_at_time(p.group, timestamp))
     }
 
@@ -83,7 +94,8 @@ impl Node {
     ///
     /// # Errors
     /// [`Error::NotFound`],
-    /// [`Error::NotLeader`].
+    /// [`Error::NotLeader`]; [`Error::LeaderNotReady`] for the latest offset or a
+    /// time while a new leader catches up (the log start is always known).
     pub fn list_offset(
         &self,
         topic: &str,
@@ -91,7 +103,10 @@ impl Node {
         spec: OffsetSpec,
     ) -> Result<Option<Offset>> {
         let (p, h) = self.locate(topic, partition)?;
-        self.leader_check(&p, &h)?;
+        let st = self.leader_check(&p, &h)?;
+        if spec != OffsetSpec::Earliest {
+            caught_up(&st, topic, partition)?;
+        }
         let engine = self.engine();
         // The engine may wait for an append that is rolling this partition's segment.
         crate::raft::blocking(|| {
@@ -115,7 +130,8 @@ impl Node {
     /// checked), fenced as Kafka does.
     ///
     /// # Errors
-    /// [`Error::NotFound`], [`Error::NotLeader`]; [`Error::FencedLeaderEpoch`]
+    /// [`Error::NotFound`], [`Error::NotLeader`], [`Error::LeaderNotReady`];
+    /// [`Error::FencedLeaderEpoch`]
     /// when `current_epoch` is older than this leader's,
     /// [`Error::UnknownLeaderEpoch`] when it is newer.
     pub fn end_offset_for_epoch(
@@ -127,6 +143,7 @@ impl Node {
     ) -> Result<EpochEnd> {
         let (p, h) = self.locate(topic, partition)?;
         let st = self.leader_check(&p, &h)?;
+        caught_up(&st, topic, partition)?;
         let term = i32::try_from(st.term).unwrap_or(i32::MAX);
         if current_epoch >= 0 && current_epoch < term {
             return Err(Error::FencedLeaderEpoch(format!(

@@ -113,6 +113,11 @@ pub struct GroupStatus {
     pub commit: u64,
     /// The applied index.
     pub applied: u64,
+    /// On the leader: the index of an entry of its own term (its first, or one
+    /// soon after); 0 elsewhere. Until the leader has applied it, entries an
+    /// earlier leader committed (and acknowledged) may not be applied here yet:
+    /// see [`GroupStatus::caught_up`].
+    pub leader_since: u64,
     /// The partition log's state (partition groups only).
     pub log: Option<LogState>,
     /// On the leader: each replica (the leader itself included) and the index
@@ -130,6 +135,13 @@ pub struct GroupStatus {
 }
 
 impl GroupStatus {
+    /// Whether this replica leads and has applied an entry of its own term, so
+    /// everything committed before its term (KIP-207): only then is its partition
+    /// log's end the high watermark clients may have seen from an earlier leader.
+    pub fn caught_up(&self) -> bool {
+        self.role == Role::Leader && self.applied >= self.leader_since
+    }
+
     /// The leader as a hint for redirected clients, if known.
     pub fn leader_hint(&self) -> Option<LeaderHint> {
         (self.leader != 0).then_some(LeaderHint {
@@ -339,6 +351,9 @@ struct Driver<S: StateMachine> {
     /// The leader's recent log growth (which replicas are in sync), for `catch_up_term`.
     catch_up: catchup::CatchUp,
     catch_up_term: u64,
+    /// The term this replica last led and the last index it knew when it first
+    /// published it ([`GroupStatus::leader_since`]).
+    led: (u64, u64),
     /// Shared with [`GroupHandle::inbox`].
     inbox: Arc<AtomicUsize>,
     /// The Ready waiting for space, if the disk is full.
@@ -372,6 +387,7 @@ pub(crate) fn spawn<S: StateMachine>(
         counters: crate::stats::GroupCounters::new(S::KIND),
         catch_up: catchup::CatchUp::default(),
         catch_up_term: 0,
+        led: (0, 0),
         unfinished: None,
         stalled: None,
         snapshots_sent: Vec::new(),

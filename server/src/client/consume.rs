@@ -3,7 +3,9 @@
 use super::*;
 
 impl Client {
-    /// The earliest (`-2`) or latest (`-1`) offset of a partition.
+    /// The earliest (`-2`) or latest (`-1`) offset of a partition. A leader just
+    /// elected answers OFFSET_NOT_AVAILABLE until it has caught up (KIP-207):
+    /// asked again every 20 ms, for up to 5 s.
     ///
     /// # Errors
     /// Kafka errors.
@@ -13,6 +15,7 @@ impl Client {
         partition: i32,
         which: i64,
     ) -> anyhow::Result<i64> {
+        const OFFSET_NOT_AVAILABLE: i16 = 78;
         let leader = self.leader(topic, partition).await?;
         let req = ListOffsetsRequest::default()
             .with_replica_id(BrokerId(-1))
@@ -25,28 +28,30 @@ impl Client {
                             .with_timestamp(which),
                     ]),
             ]);
-        let ResponseKind::ListOffsets(r) = self
-            .call(
-                &leader,
-                ApiKey::ListOffsets,
-                LIST_OFFSETS_V,
-                RequestKind::ListOffsets(req),
-            )
-            .await?
-        else {
-            bail!("unexpected response to ListOffsets");
-        };
-        let p = r
-            .topics
-            .first()
-            .and_then(|t| t.partitions.first())
-            .context("empty ListOffsets response")?;
-        anyhow::ensure!(
-            p.error_code == 0,
-            "list offsets failed with error {}",
-            p.error_code
-        );
-        Ok(p.offset)
+        for _ in 0..250 {
+            let ResponseKind::ListOffsets(r) = self
+                .call(
+                    &leader,
+                    ApiKey::ListOffsets,
+                    LIST_OFFSETS_V,
+                    RequestKind::ListOffsets(req.clone()),
+                )
+                .await?
+            else {
+                bail!("unexpected response to ListOffsets");
+            };
+            let p = r
+                .topics
+                .first()
+                .and_then(|t| t.partitions.first())
+                .context("empty ListOffsets response")?;
+            match p.error_code {
+                0 => return Ok(p.offset),
+                OFFSET_NOT_AVAILABLE => tokio::time::sleep(Duration::from_millis(20)).await,
+                code => bail!("list offsets failed with error {code}"),
+            }
+        }
+        bail!("list offsets: the leader of {topic}-{partition} did not catch up within 5 s")
     }
 
     /// Deletes a partition's records below `before` (-1: all of them, up to the

@@ -14,6 +14,8 @@ pub fn response_error(e: &Error) -> ResponseError {
         Error::NotLeader { hint: None, .. } => ResponseError::LeaderNotAvailable,
         Error::NotLeader { .. } => ResponseError::NotLeaderOrFollower,
         Error::NotFound(_) => ResponseError::UnknownTopicOrPartition,
+        // KIP-207's answer; clients retry it in ListOffsets and OffsetForLeaderEpoch.
+        Error::LeaderNotReady(_) => ResponseError::OffsetNotAvailable,
         Error::OutOfRange { .. } => ResponseError::OffsetOutOfRange,
         Error::Corrupt(_) => ResponseError::CorruptMessage,
         Error::TooLarge { .. } => ResponseError::MessageTooLarge,

@@ -35,6 +35,16 @@ impl<S: StateMachine> Driver<S> {
         voters.sort_unstable();
         let mut learners: Vec<NodeId> = conf.learners().iter().copied().collect();
         learners.sort_unstable();
+        let leader_since = if role == Role::Leader {
+            // raft-rs appended the term's first (empty) entry when it became
+            // leader: the last index now is it or one after it.
+            if self.led.0 != raft.term {
+                self.led = (raft.term, raft.raft_log.last_index());
+            }
+            self.led.1
+        } else {
+            0
+        };
         let (progress, in_sync) = if role == Role::Leader {
             let now = Instant::now();
             let lag_max = self.p.replica_lag_max;
@@ -71,6 +81,7 @@ impl<S: StateMachine> Driver<S> {
             term: raft.term,
             commit: raft.raft_log.committed,
             applied: raft.raft_log.applied,
+            leader_since,
             log: self.sm.log_state(),
             progress,
             in_sync,
