@@ -21,6 +21,7 @@
 //! * `segment` — one mapped segment and its indexes (the only `unsafe` code).
 //! * `partition` — a partition's segments, rolling and retention.
 //! * `durability` — poisoning after a failed write or sync, and fault injection.
+//! * `sync_pool` — the threads that sync partition logs with the WAL.
 
 mod cleaning;
 mod config;
@@ -31,6 +32,7 @@ mod partition;
 mod segment;
 mod staging;
 mod state;
+mod sync_pool;
 mod unified;
 mod usage;
 mod wal;
@@ -89,6 +91,8 @@ pub struct SegmentEngine {
     topic_shapes: Mutex<HashMap<GroupId, LogShape>>,
     /// Groups whose partition log got batches since the last `raft_sync`.
     unsynced: Mutex<Vec<GroupId>>,
+    /// Threads that sync partition logs during `raft_sync`.
+    sync_pool: sync_pool::SyncPool,
     durability: Arc<Durability>,
     states: StateFiles,
     _lock: File,
@@ -218,6 +222,7 @@ impl SegmentEngine {
             cleaning: Mutex::new(HashMap::new()),
             topic_shapes: Mutex::new(HashMap::new()),
             unsynced: Mutex::new(Vec::new()),
+            sync_pool: sync_pool::SyncPool::new(durability.clone()),
             durability,
             states: StateFiles::open(dir)?,
             _lock: lock,
@@ -380,11 +385,11 @@ impl RaftLogStore for SegmentEngine {
             let wal = self.wal.lock();
             (wal.sync_begin(), self.take_unsynced())
         };
-        self.durability.write_result(unified::sync_together(
-            job.as_ref(),
-            &files,
-            &self.durability,
-        ))?;
+        // The WAL on this thread, the partition logs on the pool's, together.
+        self.durability
+            .write_result(self.sync_pool.sync_with(files, || {
+                job.as_ref().map_or(Ok(()), |j| j.run(&self.durability))
+            }))?;
         match job {
             Some(job) => self.wal_write(|w| w.sync_end(job)),
             None => Ok(()),

@@ -5,7 +5,7 @@
 //! * `raft_append` stores the batches ([`SegmentEngine::place`]) and writes
 //!   records that refer to them;
 //! * `raft_sync` syncs the partition logs that got batches together with the WAL
-//!   ([`sync_together`]);
+//!   (on the threads of [`SyncPool`](crate::sync_pool::SyncPool));
 //! * opening keeps the batches the WAL refers to and the entries whose batches
 //!   survived ([`reconcile`]).
 
@@ -21,7 +21,7 @@ use crate::SegmentEngine;
 use crate::durability::Durability;
 use crate::error::SegError;
 use crate::partition::{Partition, Placed};
-use crate::wal::{SyncJob, Wal};
+use crate::wal::Wal;
 
 impl SegmentEngine {
     /// Cuts the stored batches of `group`'s entries from `first` on, which an
@@ -95,45 +95,6 @@ fn holds_batch(data: &[u8]) -> bool {
         && data
             .get(1..)
             .is_some_and(|b| weir_core::batch::BatchHeader::parse(b).is_ok())
-}
-
-/// Most threads one sync uses for partition logs.
-const SYNC_THREADS: usize = 8;
-
-/// Runs the WAL's sync and the partition logs' `fdatasync`s together: the group
-/// commit covers both, and a device serves concurrent flushes better than a row
-/// of them.
-pub(crate) fn sync_together(
-    job: Option<&SyncJob>,
-    files: &[Arc<File>],
-    d: &Durability,
-) -> Result<(), SegError> {
-    if files.is_empty() {
-        return job.map_or(Ok(()), |j| j.run(d));
-    }
-    let per_thread = files.len().div_ceil(SYNC_THREADS);
-    std::thread::scope(|s| {
-        let workers: Vec<_> = files
-            .chunks(per_thread)
-            .map(|chunk| {
-                s.spawn(move || {
-                    chunk
-                        .iter()
-                        .try_for_each(|f| d.sync_file(f, || "syncing a partition log".to_string()))
-                })
-            })
-            .collect();
-        let mut result = job.map_or(Ok(()), |j| j.run(d));
-        for w in workers {
-            let r = w.join().unwrap_or_else(|_| {
-                Err(SegError::Corrupt(
-                    "a partition log's sync thread panicked".into(),
-                ))
-            });
-            result = result.and(r);
-        }
-        result
-    })
 }
 
 /// At open: for every partition, keeps the batches the WAL's entries after its
