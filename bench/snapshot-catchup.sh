@@ -11,6 +11,8 @@
 #   bench/snapshot-catchup.sh BIN        # a weir built with the engine's feature
 #   WEIR_CATCHUP_ENGINE=rocksdb WEIR_TRANSPORT=tcp bench/snapshot-catchup.sh BIN
 #   WEIR_SNAPSHOT_RATE=104857600 bench/snapshot-catchup.sh BIN   # paced leaders
+#   WEIR_CATCHUP_NICE=19 bench/snapshot-catchup.sh BIN   # the restarted node under
+#                    # `nice -n 19`: on one machine, what its CPU costs the others
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ $# -eq 1 ] || { echo "usage: bench/snapshot-catchup.sh BIN" >&2; exit 2; }
@@ -36,7 +38,9 @@ start() { # NODE(0-based)
     for j in 0 1 2; do
         [ "$i" = "$j" ] || args+=(--peer "$((j + 1))=127.0.0.1:${PEER[$j]}")
     done
-    RUST_LOG=info "$BIN" serve --config "$ROOT/weir.toml" --node-id $((i + 1)) \
+    local pre=()
+    [ "$i" = 2 ] && [ -n "${WEIR_CATCHUP_NICE:-}" ] && pre=(nice -n "$WEIR_CATCHUP_NICE")
+    RUST_LOG=info "${pre[@]}" "$BIN" serve --config "$ROOT/weir.toml" --node-id $((i + 1)) \
         --engine "$ENGINE" --transport "$TRANSPORT" --data-dir "$ROOT/d$i" \
         --kafka-listen "127.0.0.1:${KAFKA[$i]}" --peer-listen "127.0.0.1:${PEER[$i]}" \
         "${args[@]}" 2>>"$ROOT/log$i" &
