@@ -112,7 +112,8 @@ pub struct Config {
     pub engine: EngineKind,
     /// The peer transport (used when `peers` is not empty).
     pub transport: TransportKind,
-    /// Peers of other clusters are refused.
+    /// The cluster's name: peers and data directories of other clusters are
+    /// refused; Kafka clients are told it (Metadata, DescribeCluster).
     pub cluster_id: String,
     /// Where peers connect to this node.
     pub peer_listen: Option<SocketAddr>,
@@ -564,6 +565,8 @@ mod tests {
 
         assert!(refusal("max_batch_bytes = 0\n").contains("max_batch_bytes"));
         assert!(refusal("rack = \"\"\n").contains("rack"));
+        assert!(refusal("cluster_id = \"\"\n").contains("cluster_id"));
+        assert!(refusal("cluster_id = \"a b\"\n").contains("cluster_id"));
         assert!(refusal("rack = \"eu west\"\n").contains("rack"));
         let ok: Config = toml::from_str("rack = \"eu-west-1a\"\n").unwrap();
         ok.validate().unwrap();

@@ -70,6 +70,7 @@ impl KafkaHarness {
             }
             Ok::<_, anyhow::Error>(Context {
                 node,
+                cluster_id: "weir".into(),
                 auto_create: true,
                 default_partitions: 2,
                 default_replication: 1,

@@ -388,6 +388,7 @@ pub async fn run_prepared(
     );
     let ctx = Arc::new(kafka::Context {
         node: node.clone(),
+        cluster_id: config.cluster_id.clone(),
         auto_create: config.auto_create_topics,
         default_partitions: config.default_partitions,
         default_replication: config.default_replication,

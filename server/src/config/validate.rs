@@ -22,6 +22,11 @@ impl Config {
             self.join.is_empty() || (self.peers.is_empty() && self.peer_listen.is_some()),
             "join (a node joining a running cluster) needs peer_listen and no peers: the cluster tells it its peers"
         );
+        let id = &self.cluster_id;
+        anyhow::ensure!(
+            !id.is_empty() && id.len() <= 255 && id.bytes().all(|b| b.is_ascii_graphic()),
+            "cluster_id {id:?} must be 1 to 255 printable ASCII characters without spaces"
+        );
         if let Some(rack) = &self.rack {
             anyhow::ensure!(
                 !rack.is_empty() && rack.len() <= 255 && rack.bytes().all(|b| b.is_ascii_graphic()),

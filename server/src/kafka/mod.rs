@@ -48,6 +48,9 @@ use weir_core::Node;
 pub struct Context {
     /// The node behind this broker.
     pub node: Node,
+    /// The cluster id clients are told (Metadata v2+, DescribeCluster): the
+    /// configured `cluster_id`.
+    pub cluster_id: String,
     /// Create unknown topics on Metadata and Produce.
     pub auto_create: bool,
     /// Partitions of auto-created topics.

@@ -40,6 +40,7 @@ pub async fn broker_on(
     let node = Node::start(cfg, engine, Arc::new(weir_server::NoPeers)).unwrap();
     let mut context = Context {
         node,
+        cluster_id: "weir".into(),
         auto_create: true,
         default_partitions: 1,
         default_replication: 1,

@@ -90,7 +90,7 @@ pub fn describe_cluster(ctx: &Context) -> DescribeClusterResponse {
         })
         .collect();
     DescribeClusterResponse::default()
-        .with_cluster_id(str_bytes(super::CLUSTER_ID))
+        .with_cluster_id(str_bytes(&ctx.cluster_id))
         .with_controller_id(BrokerId(ctx.node.controller().map_or(-1, |id| id as i32)))
         .with_brokers(brokers)
         .with_cluster_authorized_operations(i32::MIN)

@@ -121,7 +121,7 @@ pub async fn handle(req: MetadataRequest, version: i16, ctx: &Context) -> Metada
         resp = resp.with_controller_id(BrokerId(controller));
     }
     if version >= 2 {
-        resp = resp.with_cluster_id(Some(str_bytes(super::CLUSTER_ID)));
+        resp = resp.with_cluster_id(Some(str_bytes(&ctx.cluster_id)));
     }
     resp
 }

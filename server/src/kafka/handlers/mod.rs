@@ -47,9 +47,6 @@ pub(crate) fn host_port(addr: &str) -> (String, i32) {
     }
 }
 
-/// The cluster id clients are told (Metadata, DescribeCluster).
-pub(crate) const CLUSTER_ID: &str = "weir";
-
 /// Topic names with this prefix are internal (Kafka's and weir's own).
 pub(crate) const INTERNAL_PREFIX: &str = "__";
 
