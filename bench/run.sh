@@ -27,6 +27,13 @@
 #                                      # since cost several times more than into pages
 #                                      # just freed — BENCHMARKS.md, "Page cache on
 #                                      # this VM"; a long-running broker reuses pages
+#   WEIR_BENCH_WARM_CACHE=1 …          # before each produce run, fill free memory with
+#                                      # clean page-cache pages (a file in the bench
+#                                      # directory, written once and read again), so
+#                                      # that the run's writes recycle pages as on a
+#                                      # long-running host — BENCHMARKS.md, "A warm
+#                                      # page cache"; takes a third of the free disk
+#                                      # at most
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -83,6 +90,23 @@ dd_rate() { # block-size count -> seconds
     rm -f "$ROOT/dd"
     echo "$t1 - $t0" | bc -l
 }
+# warm_cache: fills free memory with clean page-cache pages of one file (written
+# the first time, read again after), for WEIR_BENCH_WARM_CACHE.
+warm_cache() {
+    local fill="$ROOT/page-cache-fill" mb disk_mb
+    if [ ! -f "$fill" ]; then
+        mb=$(awk '/^MemFree:/ {printf "%d", $2 / 1024 - 1024}' /proc/meminfo)
+        disk_mb=$(df -Pm "$ROOT" | awk 'NR == 2 {printf "%d", $4 / 3}')
+        [ "$disk_mb" -lt "$mb" ] && mb=$disk_mb
+        [ "$mb" -gt 0 ] || return 0
+        dd if=/dev/zero of="$fill" bs=1M count="$mb" status=none
+        sync
+    fi
+    cat "$fill" >/dev/null
+}
+
+# The disk's rates under the same page-cache conditions as the produce runs.
+if [ -n "${WEIR_BENCH_WARM_CACHE:-}" ]; then warm_cache; fi
 s=$(dd_rate 1M 512)
 record disk-1MiB "{\"mb_per_s\":$(num "512*1048576/$s/1000000")}"
 s=$(dd_rate 4k 4000)
@@ -110,6 +134,9 @@ bench() { # NAME BOOTSTRAP ARGS… (a failed run is reported and recorded, the r
     if [ -n "${WEIR_BENCH_DROP_CACHES:-}" ] && [ "$1" = produce ]; then
         sync
         echo 1 >/proc/sys/vm/drop_caches
+    fi
+    if [ -n "${WEIR_BENCH_WARM_CACHE:-}" ] && [ "$1" = produce ]; then
+        warm_cache
     fi
     if out=$("$WEIR" bench -b "$b" --json "$@" 2>&1); then
         while read -r line; do record "$name" "$line"; done <<<"$out"
