@@ -184,6 +184,16 @@ impl Compaction {
     /// On the leader: a compaction command if one is due under `policy`, given
     /// that every replica has matched `matched`.
     pub(crate) fn propose(&mut self, matched: u64, policy: CompactPolicy) -> Option<Vec<u8>> {
+        let through = self.due(matched, policy)?;
+        self.flushed_bytes = 0;
+        self.proposed = through;
+        self.proposed_at = Instant::now();
+        Some(encode_compact(through))
+    }
+
+    /// The index a compaction command [`Compaction::propose`] would propose now
+    /// goes through, if one is due.
+    pub(crate) fn due(&self, matched: u64, policy: CompactPolicy) -> Option<u64> {
         // Past the bound, replicas behind are sent a snapshot instead.
         let over = policy.max_log_bytes.is_some_and(|m| self.retained() > m)
             || policy
@@ -204,10 +214,7 @@ impl Compaction {
         if self.flushed_bytes < policy.bytes && self.proposed_at.elapsed() < policy.interval {
             return None;
         }
-        self.flushed_bytes = 0;
-        self.proposed = through;
-        self.proposed_at = Instant::now();
-        Some(encode_compact(through))
+        Some(through)
     }
 
     /// A new term: what an earlier one proposed may have been dropped.
@@ -410,6 +417,11 @@ impl StateMachine for PartitionMachine {
         }
     }
 
+    fn tick_work_due(&self, matched: Option<u64>) -> bool {
+        (self.compaction.has_undurable() && self.last_flush.elapsed() >= self.flush.interval)
+            || matched.is_some_and(|m| self.compaction.due(m, self.compact).is_some())
+    }
+
     fn on_tick(&mut self) -> Result<()> {
         // Without new applies, data applied last still becomes durable (and its Raft
         // entries compactable) within the flush interval.
@@ -559,5 +571,19 @@ mod tests {
             ..policy(None)
         };
         assert_eq!(c.propose(0, by_size), Some(encode_compact(7)));
+    }
+
+    #[test]
+    fn due_says_what_propose_would_without_proposing_it() {
+        let mut c = Compaction::new(0, 0);
+        c.applied(5, true);
+        c.grew(5, 100);
+        c.made_durable(100);
+        let p = policy(Some(Duration::ZERO));
+        assert_eq!(c.due(0, policy(None)), None);
+        assert_eq!(c.due(0, p), Some(5));
+        assert_eq!(c.due(0, p), Some(5), "asking changed nothing");
+        assert_eq!(c.propose(0, p), Some(encode_compact(5)));
+        assert_eq!(c.due(0, p), None, "proposed already");
     }
 }

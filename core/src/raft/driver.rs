@@ -199,6 +199,17 @@ pub(crate) trait StateMachine: Send + 'static {
     /// Raft dropped the proposal `before_propose` let through for `index`.
     fn proposal_dropped(&mut self, _index: u64) {}
 
+    /// Whether a tick has work for the state machine now: [`StateMachine::on_tick`]
+    /// would do something, or (on the leader, whose replicas have all matched
+    /// `matched`) [`StateMachine::compaction`] would propose. Without it, the
+    /// tick of a group with nothing else to do is handled on the async worker,
+    /// not in a blocking section (which hands the worker's queue to another
+    /// thread: a thousand idle partitions ticking did that tens of thousands of
+    /// times a second). Machines that cannot tell say yes.
+    fn tick_work_due(&self, _matched: Option<u64>) -> bool {
+        true
+    }
+
     /// Called on every Raft tick (flush policies).
     fn on_tick(&mut self) -> Result<()> {
         Ok(())
@@ -300,6 +311,8 @@ pub(crate) fn peer_bytes(msg: &Message) -> usize {
 enum Woke {
     /// The Raft tick.
     Tick,
+    /// The Raft tick, already given to raft-rs (it left work for a Ready).
+    Ticked,
     /// A message in the mailbox.
     Msg(GroupMsg),
 }
@@ -423,6 +436,18 @@ impl<S: StateMachine> Driver<S> {
                     None => break None,
                 },
             };
+            let woke = match woke {
+                Woke::Tick if self.tick_stays_in_memory() => {
+                    // raft-rs counts the tick in memory and says whether it left
+                    // anything for a Ready (heartbeats to send, say); the last
+                    // turn left none.
+                    if !self.p.node.tick() {
+                        continue;
+                    }
+                    Woke::Ticked
+                }
+                w => w,
+            };
             // Everything from here to the next wait calls the engine, which may wait
             // for the disk: off the async workers (issue 14 item 4).
             if let Turn::Stop(stop) = crate::raft::blocking(|| self.turn(woke)) {
@@ -457,6 +482,7 @@ impl<S: StateMachine> Driver<S> {
                     }
                 }
             }
+            Woke::Ticked => {}
             Woke::Msg(m) => stop = self.handle(m),
         }
         // Take whatever else is queued, so one Ready covers many proposals.
@@ -560,17 +586,34 @@ impl<S: StateMachine> Driver<S> {
 
     /// On the leader, proposes compacting every replica's Raft log when the state
     /// machine says it is due.
-    fn propose_compaction(&mut self) {
+    /// Whether the next tick touches only memory: nothing is queued, the state
+    /// machine has no tick work due, and raft-rs will not start an election
+    /// (which reads the log). A leader's tick (heartbeats, the quorum check)
+    /// reads nothing.
+    fn tick_stays_in_memory(&self) -> bool {
         let raft = &self.p.node.raft;
-        if raft.state != StateRole::Leader {
+        self.rx.is_empty()
+            && !self.sm.tick_work_due(self.lowest_matched())
+            && (raft.state == StateRole::Leader
+                || raft.election_elapsed + 1 < raft.randomized_election_timeout())
+    }
+
+    /// On the leader: the lowest index every replica has matched.
+    fn lowest_matched(&self) -> Option<u64> {
+        let raft = &self.p.node.raft;
+        (raft.state == StateRole::Leader).then(|| {
+            raft.prs()
+                .iter()
+                .map(|(_, pr)| pr.matched)
+                .min()
+                .unwrap_or(0)
+        })
+    }
+
+    fn propose_compaction(&mut self) {
+        let Some(matched) = self.lowest_matched() else {
             return;
-        }
-        let matched = raft
-            .prs()
-            .iter()
-            .map(|(_, pr)| pr.matched)
-            .min()
-            .unwrap_or(0);
+        };
         if let Some(data) = self.sm.compaction(matched) {
             // Dropped only while leadership is being handed over; the next leader
             // proposes its own.
