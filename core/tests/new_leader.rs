@@ -2,8 +2,9 @@
 //! an entry of its own term, the entries before it may be committed — and
 //! acknowledged by an earlier leader — without being in its partition log, so
 //! the latest offset it could answer may be older than one clients have seen.
-//! It answers OFFSET_NOT_AVAILABLE (retriable) instead, and a fetch at the end
-//! clients know waits rather than being told the offset is out of range.
+//! It answers OFFSET_NOT_AVAILABLE (retriable) instead (DeleteRecords too), and a
+//! fetch at the end clients know waits rather than being told the offset is out
+//! of range.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -98,8 +99,9 @@ async fn a_new_leader_answers_offsets_only_once_it_has_caught_up() {
 }
 
 /// Asks for `t`-0's latest offset every 5 ms until a leader answers; the answer,
-/// and how many times the leader said it had not caught up. Meanwhile a fetch at
-/// the offset clients reached must never be told it is out of range.
+/// and how many times the leader said it had not caught up. Meanwhile neither a
+/// fetch at the offset clients reached nor DeleteRecords up to it may be told it
+/// is out of range.
 async fn latest_once_led(node: &Node) -> (i64, usize) {
     let end = PRODUCED + LEFT as i64;
     let mut not_ready = 0;
@@ -114,6 +116,14 @@ async fn latest_once_led(node: &Node) -> (i64, usize) {
                     .await
                     .expect("a fetch at the end clients reached");
                 assert!(fetched.records.is_empty() || fetched.high_watermark == end);
+                // Nor is DeleteRecords up to that end.
+                match node
+                    .delete_records("t", 0, end, Duration::from_secs(5))
+                    .await
+                {
+                    Ok(_) | Err(Error::LeaderNotReady(_)) => {}
+                    Err(e) => panic!("DeleteRecords to the end clients reached: {e}"),
+                }
             }
             Err(Error::NotLeader { .. } | Error::NotFound(_)) => {}
             Err(e) => panic!("{e}"),

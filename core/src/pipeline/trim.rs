@@ -55,10 +55,11 @@ impl Node {
     /// changes nothing.
     ///
     /// # Errors
-    /// [`Error::NotFound`], [`Error::NotLeader`]; [`Error::InvalidTopic`] for an
-    /// internal topic; [`Error::OutOfRange`] when `offset` is past the high
-    /// watermark (or negative other than -1); [`Error::Timeout`] when the trim
-    /// was not applied in time.
+    /// [`Error::NotFound`], [`Error::NotLeader`]; [`Error::LeaderNotReady`] while
+    /// a new leader catches up; [`Error::InvalidTopic`] for an internal topic;
+    /// [`Error::OutOfRange`] when `offset` is past the high watermark (or
+    /// negative other than -1); [`Error::Timeout`] when the trim was not applied
+    /// in time.
     pub async fn delete_records(
         &self,
         topic: &str,
@@ -77,7 +78,10 @@ impl Node {
             )));
         }
         let (p, h) = self.locate(topic, partition)?;
-        self.leader_check(&p, &h)?;
+        if !self.leader_check(&p, &h)?.caught_up() {
+            // Its log's end may be short of the high watermark (KIP-207).
+            return Err(Error::LeaderNotReady(format!("{topic}-{partition}")));
+        }
         let engine = self.engine().clone();
         let state = crate::raft::blocking(|| engine.log_state(p.group))?;
         let to = if offset == -1 {
